@@ -1,0 +1,41 @@
+"""Reading results back as pandas DataFrames."""
+
+from __future__ import annotations
+
+import pandas as pd
+from sqlalchemy import and_, func, select
+
+from nnsearch.store.engine import Store
+from nnsearch.store.schema import NNStat, LatencyRun, Stat, TrialLink
+
+
+def study_results(store: Store, study: str, device: str = "host-cpu") -> pd.DataFrame:
+    """One row per recorded trial of `study`: final-epoch PSNR/SSIM, latency on `device`, size."""
+    last_epoch = (
+        select(Stat.nn, Stat.prm, Stat.dataset, func.max(Stat.epoch).label("epoch"))
+        .group_by(Stat.nn, Stat.prm, Stat.dataset).subquery()
+    )
+    psnr = select(Stat.nn, Stat.prm, Stat.dataset, Stat.epoch, Stat.accuracy.label("psnr")).where(Stat.metric == "psnr").subquery()
+    ssim = select(Stat.nn, Stat.prm, Stat.dataset, Stat.epoch, Stat.accuracy.label("ssim")).where(Stat.metric == "ssim").subquery()
+    latency = (
+        select(LatencyRun.nn, func.min(LatencyRun.median_ms).label("latency_ms"))
+        .where(LatencyRun.kind == "measured", LatencyRun.device == device).group_by(LatencyRun.nn).subquery()
+    )
+    query = (
+        select(
+            TrialLink.trial_number.label("trial"), TrialLink.nn, TrialLink.state, TrialLink.dataset,
+            psnr.c.psnr, ssim.c.ssim, latency.c.latency_ms, NNStat.params, NNStat.macs,
+        )
+        .where(TrialLink.study == study)
+        .outerjoin(last_epoch, and_(last_epoch.c.nn == TrialLink.nn, last_epoch.c.prm == TrialLink.prm,
+                                    last_epoch.c.dataset == TrialLink.dataset))
+        .outerjoin(psnr, and_(psnr.c.nn == TrialLink.nn, psnr.c.prm == TrialLink.prm,
+                              psnr.c.dataset == TrialLink.dataset, psnr.c.epoch == last_epoch.c.epoch))
+        .outerjoin(ssim, and_(ssim.c.nn == TrialLink.nn, ssim.c.prm == TrialLink.prm,
+                              ssim.c.dataset == TrialLink.dataset, ssim.c.epoch == last_epoch.c.epoch))
+        .outerjoin(latency, latency.c.nn == TrialLink.nn)
+        .outerjoin(NNStat, NNStat.nn == TrialLink.nn)
+        .order_by(TrialLink.trial_number)
+    )
+    with store.engine.connect() as conn:
+        return pd.read_sql(query, conn)
