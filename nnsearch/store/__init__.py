@@ -1,0 +1,5 @@
+"""The SQL store: schema, opening, recording and querying."""
+
+from nnsearch.store.engine import Store, resolve_db_url
+
+__all__ = ["Store", "resolve_db_url"]
