@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from nnsearch.crops import Batch, CropSchedule, make_batch_plan
-from nnsearch.data import DenoiseData
+from nnsearch.datasets import DenoiseData
 from nnsearch.errors import NNSearchError
 from nnsearch.metrics import evaluate
 from nnsearch.progress import progress
@@ -131,14 +131,14 @@ def distill(
             loss = (1.0 - config.alpha) * loss_fn(pred, clean)
             if teacher_out is not None:
                 loss = loss + config.alpha * loss_fn(pred, teacher_out.to(device))
-            if not math.isfinite(float(loss)):
-                raise DistillationDiverged(f"loss became {float(loss)} at step {step} (epoch {epoch})")
+            if not math.isfinite(loss.item()):
+                raise DistillationDiverged(f"loss became {loss.item()} at step {step} (epoch {epoch})")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             grad_norm = float(nn.utils.clip_grad_norm_(student.parameters(), max_norm=1.0))
             optimizer.step()
             scheduler.step()
-            losses.append(float(loss))
+            losses.append(loss.item())
             samples += noisy.shape[0]
         step = end
         train_seconds = time.perf_counter() - epoch_start

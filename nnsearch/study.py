@@ -8,11 +8,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+import warnings
+
 import optuna
 import torch
 
 from nnsearch.arch import Arch
-from nnsearch.data import DenoiseData, load_data
+from nnsearch.datasets import DenoiseData, load_data
 from nnsearch.device import default_device
 from nnsearch.distill import DistillConfig, DistillationDiverged, TeacherTargets, distill
 from nnsearch.profile import conv_depth, count_macs, count_params
@@ -57,8 +59,7 @@ class StudyConfig:
 
 
 SAMPLERS: dict[str, Callable[[int], optuna.samplers.BaseSampler]] = {
-    "tpe": lambda seed: optuna.samplers.TPESampler(seed=seed, n_startup_trials=5, multivariate=True,
-                                                   warn_independent_sampling=False),
+    "tpe": lambda seed: optuna.samplers.TPESampler(seed=seed, n_startup_trials=5, multivariate=True),
     "nsga2": lambda seed: optuna.samplers.NSGAIISampler(seed=seed, population_size=8),
     "random": lambda seed: optuna.samplers.RandomSampler(seed=seed),
 }
@@ -66,6 +67,7 @@ SAMPLERS: dict[str, Callable[[int], optuna.samplers.BaseSampler]] = {
 
 def optuna_storage(store: Store) -> optuna.storages.RDBStorage:
     """The Optuna storage inside the same database as the nnsearch tables."""
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     kwargs: dict[str, Any] = {"pool_pre_ping": True}
     if store.url.startswith("sqlite"):
         kwargs["connect_args"] = {"timeout": 60}

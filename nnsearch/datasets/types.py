@@ -1,0 +1,47 @@
+"""Plain data objects passed between the data loaders and the rest of nnsearch."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+def _check_image(label: str, image: np.ndarray) -> None:
+    """Raise ValueError unless ``image`` is a float32 HxWx3 array."""
+    if not isinstance(image, np.ndarray) or image.dtype != np.float32:
+        raise ValueError(f"{label} must be a float32 numpy array, got {getattr(image, 'dtype', type(image))}")
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"{label} must have shape HxWx3, got {image.shape}")
+
+
+@dataclass(frozen=True)
+class ImagePair:
+    """One aligned noisy/clean image pair: float32 HxWx3 arrays in [0, 1]."""
+
+    name: str
+    noisy: np.ndarray
+    clean: np.ndarray
+
+    def __post_init__(self) -> None:
+        _check_image(f"ImagePair {self.name!r} noisy", self.noisy)
+        _check_image(f"ImagePair {self.name!r} clean", self.clean)
+        if self.noisy.shape != self.clean.shape:
+            raise ValueError(
+                f"ImagePair {self.name!r}: noisy {self.noisy.shape} and clean {self.clean.shape} differ in size"
+            )
+
+
+@dataclass(frozen=True)
+class DenoiseData:
+    """A dataset split into training and validation pairs.
+
+    ``fingerprint`` is a hex digest of the names, split and pixels; it changes whenever
+    any of them (or the noise seed) changes, so it can key caches.
+    """
+
+    name: str
+    train: tuple[ImagePair, ...]
+    val: tuple[ImagePair, ...]
+    fingerprint: str
+    source: str
