@@ -102,8 +102,8 @@ class Arch:
 
     @property
     def name(self) -> str:
-        """Stable model name, e.g. `DenoiseUNet_3f2a9c1b7e`."""
-        return f"DenoiseUNet_{self.digest[:10]}"
+        """Stable model name, e.g. `DenoiseUNet-3f2a9c1b7e` (no '_': NN Dataset folder names split on it)."""
+        return f"DenoiseUNet-{self.digest[:10]}"
 
     def describe(self) -> str:
         """One-line human summary."""

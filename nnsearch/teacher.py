@@ -18,7 +18,7 @@ from torch import nn
 from nnsearch.arch import Arch
 from nnsearch.cache import cache_dir
 from nnsearch.crops import CropSchedule, make_batch_plan
-from nnsearch.data import DenoiseData
+from nnsearch.datasets import DenoiseData
 from nnsearch.device import default_device
 from nnsearch.errors import NNSearchError
 from nnsearch.progress import progress
@@ -46,8 +46,8 @@ class TeacherConfig:
 TEACHER_PRESETS: dict[str, TeacherConfig] = {
     "cpu": TeacherConfig(
         preset="cpu",
-        arch=Arch(widths=(32, 64, 128), blocks=(2, 2, 2), skips=("concat", "concat")),
-        steps=500, batch=8, crops=(48, 64, 96),
+        arch=Arch(widths=(24, 48, 96), blocks=(1, 2, 2), skips=("concat", "concat")),
+        steps=400, batch=8, crops=(48, 64),
     ),
     "paper": TeacherConfig(
         preset="paper",

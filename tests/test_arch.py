@@ -20,7 +20,7 @@ def test_hash_depends_only_on_architecture():
     a, b = make_arch(), make_arch(label="named")
     assert a.digest == b.digest and a.name == b.name
     assert make_arch(downsample="conv").name != a.name
-    assert a.name.startswith("DenoiseUNet_") and len(a.digest) == 64
+    assert a.name.startswith("DenoiseUNet-") and len(a.digest) == 64
 
 
 def test_dict_round_trip():

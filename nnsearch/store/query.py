@@ -15,8 +15,11 @@ def study_results(store: Store, study: str, device: str = "host-cpu") -> pd.Data
         select(Stat.nn, Stat.prm, Stat.dataset, func.max(Stat.epoch).label("epoch"))
         .group_by(Stat.nn, Stat.prm, Stat.dataset).subquery()
     )
-    psnr = select(Stat.nn, Stat.prm, Stat.dataset, Stat.epoch, Stat.accuracy.label("psnr")).where(Stat.metric == "psnr").subquery()
-    ssim = select(Stat.nn, Stat.prm, Stat.dataset, Stat.epoch, Stat.accuracy.label("ssim")).where(Stat.metric == "ssim").subquery()
+    psnr, ssim = (
+        select(Stat.nn, Stat.prm, Stat.dataset, Stat.epoch, Stat.accuracy.label(metric))
+        .where(Stat.metric == metric).subquery()
+        for metric in ("psnr", "ssim")
+    )
     latency = (
         select(LatencyRun.nn, func.min(LatencyRun.median_ms).label("latency_ms"))
         .where(LatencyRun.kind == "measured", LatencyRun.device == device).group_by(LatencyRun.nn).subquery()
@@ -37,5 +40,4 @@ def study_results(store: Store, study: str, device: str = "host-cpu") -> pd.Data
         .outerjoin(NNStat, NNStat.nn == TrialLink.nn)
         .order_by(TrialLink.trial_number)
     )
-    with store.engine.connect() as conn:
-        return pd.read_sql(query, conn)
+    return store.reading(lambda conn: pd.read_sql(query, conn))

@@ -1,19 +1,29 @@
-"""Writing results: one trial's model, hyperparameters, stats, latency and weights in one transaction."""
+"""Writing results: models, hyperparameters, stats, latency and weights, each write all-or-nothing.
+
+Everything goes through `write_bundle`, which inserts rows with dialect-aware
+bulk "insert or ignore" statements (Core `insert` + executemany), so writing the
+same facts twice, or from several processes at once, stores them once.
+`write_model`/`record_trial` write one trained candidate; `record_stats_bulk`
+writes many stat rows (an import, a benchmark) in one transaction.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
+from datetime import datetime
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
-from sqlalchemy import select
+from sqlalchemy import Table, UniqueConstraint, func, select
 from sqlalchemy.dialects import mysql, postgresql, sqlite
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
+from nnsearch.errors import StoreError
 from nnsearch.store.engine import Store
 from nnsearch.store.schema import (
-    NN, LatencyRun, Metric, NNStat, Prm, Stat, TrainStat, Transform, TrialLink, Weights,
+    NN, LatencyRun, Metric, NNStat, Prm, PrmSet, Stat, TrainStat, Transform, TrialLink, Weights, utcnow,
 )
 
 TASK = "img-denoising"
@@ -23,6 +33,14 @@ METRIC_CODE = {
     "psnr": "# PSNR on float images in [0, 1], no rounding: 10*log10(1/MSE); see nnsearch.metrics.psnr\n",
     "ssim": "# SSIM, 11x11 Gaussian window sigma 1.5, per channel, K1=0.01 K2=0.03; see nnsearch.metrics.ssim\n",
 }
+#: Columns that identify a stat row (its unique key).
+STAT_KEY = ("task", "dataset", "metric", "nn", "epoch", "transform", "prm")
+#: Optional training diagnostics of a stat row (the `train_stat` table).
+TRAIN_FIELDS = ("train_loss", "val_loss", "grad_norm", "samples_per_s", "cpu_mem_mb", "gpu_mem_mb")
+NN_STAT_FIELDS = ("params", "macs", "macs_height", "macs_width", "depth", "model_size_bytes")
+_CHUNK = 500
+
+Executor = Session | Connection
 
 
 def md5(text: str) -> str:
@@ -32,6 +50,11 @@ def md5(text: str) -> str:
 def prm_uid(prm: Mapping[str, Any]) -> str:
     """md5 of the hyperparameter dict's canonical JSON (the NN Dataset's uid)."""
     return md5(json.dumps(dict(prm), sort_keys=True, default=str))
+
+
+def encode_value(value: Any) -> str:
+    """A hyperparameter value as stored in `prm.value` (JSON text)."""
+    return json.dumps(value, sort_keys=True, default=str)
 
 
 @dataclass
@@ -65,6 +88,7 @@ class LatencyRecord:
     min_ms: float | None = None
     max_ms: float | None = None
     runs: int = 1
+    created_at: datetime | None = None  # when measured; None: when recorded
 
 
 @dataclass
@@ -89,65 +113,177 @@ class ModelRecord:
     task: str = TASK
 
 
-def insert_ignore(session: Session, model: type, rows: Iterable[Mapping[str, Any]]) -> None:
-    """Insert rows, silently keeping existing ones with the same key (any engine)."""
-    rows = list(rows)
+@dataclass
+class Bundle:
+    """Rows for one all-or-nothing write.
+
+    `stats`: mappings with the `STAT_KEY` columns, `accuracy` and `duration`,
+    where `prm` is the hyperparameter dict; an optional `prm_uid` overrides the
+    computed uid (imports keep the NN Dataset's own), and an optional `train`
+    mapping of `TRAIN_FIELDS` adds a `train_stat` row. `prm_sets` (uid -> dict)
+    adds hyperparameter sets that no stat names.
+    The code maps (name -> source) add the `nn`, `metric` and `transform` rows the
+    stats refer to; `nn_arch` (name -> Arch JSON), `nn_stats` (name -> the
+    `NN_STAT_FIELDS`) and `latencies` (mappings of `latency_run` columns with
+    `nn`) add model facts. Rows that already exist are kept as they are.
+    """
+
+    stats: list[Mapping[str, Any]] = field(default_factory=list)
+    nn_code: Mapping[str, str] = field(default_factory=dict)
+    metric_code: Mapping[str, str] = field(default_factory=dict)
+    transform_code: Mapping[str, str] = field(default_factory=dict)
+    nn_arch: Mapping[str, str | None] = field(default_factory=dict)
+    nn_stats: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    latencies: list[Mapping[str, Any]] = field(default_factory=list)
+    prm_sets: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+
+def dialect_insert(executor: Executor, table: Table):  # -> Insert with on-conflict support
+    """A dialect-specific INSERT for `table` (SQLite, PostgreSQL or MySQL/MariaDB)."""
+    name = _dialect(executor)
+    module = {"sqlite": sqlite, "postgresql": postgresql, "mysql": mysql, "mariadb": mysql}.get(name)
+    if module is None:
+        raise StoreError(f"unsupported database dialect {name!r}")
+    return module.insert(table)
+
+
+def insert_ignore(executor: Executor, model: type, rows: Iterable[Mapping[str, Any]]) -> None:
+    """Insert rows, keeping existing ones with the same primary or unique key (any engine).
+
+    Rows are sent sorted by primary key so concurrent writers lock in one order.
+    """
+    rows = _sorted_rows(model.__table__, rows)
     if not rows:
         return
-    dialect = session.get_bind().dialect.name
-    table = model.__table__
-    if dialect == "sqlite":
-        stmt = sqlite.insert(table).on_conflict_do_nothing()
-    elif dialect == "postgresql":
-        stmt = postgresql.insert(table).on_conflict_do_nothing()
-    elif dialect in ("mysql", "mariadb"):
-        stmt = mysql.insert(table).prefix_with("IGNORE")
+    stmt = dialect_insert(executor, model.__table__)
+    if _dialect(executor) in ("mysql", "mariadb"):  # a no-op update: INSERT IGNORE would hide other errors
+        first = next(iter(model.__table__.primary_key.columns))
+        stmt = stmt.on_duplicate_key_update({first.name: first})
     else:
-        existing = [r for r in rows if session.get(model, _pk(model, r)) is None]
-        for row in existing:
-            session.add(model(**row))
+        stmt = stmt.on_conflict_do_nothing()
+    executor.execute(stmt, rows)
+
+
+def upsert(executor: Executor, model: type, rows: Iterable[Mapping[str, Any]]) -> None:
+    """Insert rows, overwriting the non-key columns of existing rows with the same primary key."""
+    table = model.__table__
+    rows = _sorted_rows(table, rows)
+    if not rows:
         return
-    session.execute(stmt, rows)
+    keys = [c.name for c in table.primary_key.columns]
+    stmt = dialect_insert(executor, table)
+    if _dialect(executor) in ("mysql", "mariadb"):
+        stmt = stmt.on_duplicate_key_update({c: stmt.inserted[c] for c in rows[0] if c not in keys})
+    else:
+        stmt = stmt.on_conflict_do_update(index_elements=keys,
+                                          set_={c: stmt.excluded[c] for c in rows[0] if c not in keys})
+    executor.execute(stmt, rows)
 
 
-def _pk(model: type, row: Mapping[str, Any]) -> tuple:
-    return tuple(row[c.name] for c in model.__table__.primary_key.columns)
+def _dialect(executor: Executor) -> str:
+    return executor.get_bind().dialect.name if isinstance(executor, Session) else executor.dialect.name
 
 
-def write_model(session: Session, rec: ModelRecord) -> str:
+def _sorted_rows(table: Table, rows: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """Rows in primary-key order, else in unique-key order (a primary key the database assigns)."""
+    rows = list(rows)
+    if not rows:
+        return rows
+    candidates = [[c.name for c in table.primary_key.columns]]
+    candidates += [[c.name for c in con.columns] for con in table.constraints if isinstance(con, UniqueConstraint)]
+    for keys in candidates:
+        if all(k in rows[0] for k in keys):
+            try:
+                rows.sort(key=lambda r: tuple(r[k] for k in keys))
+            except TypeError:  # mixed types in a key column: keep the given order
+                pass
+            break
+    return rows
+
+
+def write_bundle(executor: Executor, bundle: Bundle) -> int:
+    """Write a `Bundle` inside an open transaction; returns the number of stat rows given."""
+    stats, sets = _resolve_prm(bundle)
+    nn_rows = [{"name": n, "code": c, "id": md5(c), "arch": bundle.nn_arch.get(n)} for n, c in bundle.nn_code.items()]
+    insert_ignore(executor, NN, nn_rows)
+    for model, codes in ((Metric, bundle.metric_code), (Transform, bundle.transform_code)):
+        insert_ignore(executor, model, [{"name": n, "code": c, "id": md5(c)} for n, c in codes.items()])
+    insert_ignore(executor, PrmSet, [{"uid": uid} for uid in sets])
+    insert_ignore(executor, Prm, [{"uid": uid, "name": k, "value": encode_value(v)}
+                                  for uid, prm in sets.items() for k, v in prm.items()])
+    insert_ignore(executor, NNStat, [{"nn": n, **{f: s[f] for f in NN_STAT_FIELDS}}
+                                     for n, s in bundle.nn_stats.items()])
+    insert_ignore(executor, Stat, [{c: row[c] for c in (*STAT_KEY, "accuracy", "duration")} for row in stats])
+    _write_train_stats(executor, [row for row in stats if row.get("train") is not None])
+    insert_ignore(executor, LatencyRun, bundle.latencies)
+    return len(stats)
+
+
+def _resolve_prm(bundle: Bundle) -> tuple[list[dict[str, Any]], dict[str, Mapping[str, Any]]]:
+    """Stat rows with `prm` replaced by its uid, and the hyperparameter sets by uid."""
+    sets: dict[str, Mapping[str, Any]] = dict(bundle.prm_sets)
+    by_object: dict[int, str] = {}  # the same dict object shared by many rows is hashed once
+    stats = []
+    for row in bundle.stats:
+        prm = row.get("prm")
+        uid = row.get("prm_uid")
+        if uid is None:
+            if not isinstance(prm, Mapping):
+                raise StoreError(f"stat row {dict(row)} has neither a prm dict nor a prm_uid")
+            uid = by_object.get(id(prm)) or prm_uid(prm)
+            by_object[id(prm)] = uid
+        if isinstance(prm, Mapping):
+            sets.setdefault(uid, prm)
+        stats.append({**row, "prm": uid, "accuracy": float(row["accuracy"]), "duration": int(row["duration"]),
+                      "epoch": int(row["epoch"])})
+    return stats, sets
+
+
+def _write_train_stats(executor: Executor, rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        return
+    ids: dict[tuple, int] = {}
+    uids = sorted({row["prm"] for row in rows})
+    columns = [getattr(Stat, c) for c in STAT_KEY]
+    for start in range(0, len(uids), _CHUNK):
+        found = executor.execute(select(Stat.id, *columns).where(Stat.prm.in_(uids[start:start + _CHUNK])))
+        ids.update({tuple(r[1:]): r[0] for r in found})
+    insert_ignore(executor, TrainStat, [
+        {"stat_id": ids[tuple(row[c] for c in STAT_KEY)], **{f: row["train"].get(f) for f in TRAIN_FIELDS}}
+        for row in rows
+    ])
+
+
+def model_bundle(rec: ModelRecord) -> Bundle:
+    """The rows of one `ModelRecord` (without weights and trial link)."""
+    prm = dict(rec.prm)
+    stats = []
+    for ep in rec.epochs:
+        key = dict(task=rec.task, dataset=rec.dataset, nn=rec.nn, transform=rec.transform, epoch=ep.epoch, prm=prm)
+        train = {f: getattr(ep, f) for f in TRAIN_FIELDS}
+        stats.append({**key, "metric": "psnr", "accuracy": ep.psnr, "duration": ep.duration_ns, "train": train})
+        stats.append({**key, "metric": "ssim", "accuracy": ep.ssim, "duration": ep.duration_ns})
+    now = utcnow()
+    return Bundle(
+        stats=stats, nn_code={rec.nn: rec.code}, nn_arch={rec.nn: rec.arch_json},
+        metric_code=METRIC_CODE, transform_code={rec.transform: rec.transform_code},
+        nn_stats={rec.nn: {
+            "params": rec.params, "macs": rec.macs, "macs_height": rec.macs_hw[0], "macs_width": rec.macs_hw[1],
+            "depth": rec.depth, "model_size_bytes": rec.model_size_bytes,
+        }},
+        latencies=[{**lat.__dict__, "nn": rec.nn, "created_at": lat.created_at or now} for lat in rec.latencies],
+        prm_sets={prm_uid(prm): prm},
+    )
+
+
+def write_model(session: Executor, rec: ModelRecord) -> str:
     """Write a `ModelRecord` inside an open transaction; returns its prm uid."""
     uid = prm_uid(rec.prm)
-    insert_ignore(session, NN, [{"name": rec.nn, "code": rec.code, "id": md5(rec.code), "arch": rec.arch_json}])
-    insert_ignore(session, Transform, [{"name": rec.transform, "code": rec.transform_code, "id": md5(rec.transform_code)}])
-    insert_ignore(session, Metric, [{"name": m, "code": c, "id": md5(c)} for m, c in METRIC_CODE.items()])
-    insert_ignore(session, Prm, [{"uid": uid, "name": k, "value": json.dumps(v)} for k, v in rec.prm.items()])
-    insert_ignore(session, NNStat, [{
-        "nn": rec.nn, "params": rec.params, "macs": rec.macs, "macs_height": rec.macs_hw[0],
-        "macs_width": rec.macs_hw[1], "depth": rec.depth, "model_size_bytes": rec.model_size_bytes,
-    }])
-    for ep in rec.epochs:
-        _write_epoch(session, rec, uid, ep)
-    for lat in rec.latencies:
-        session.add(LatencyRun(nn=rec.nn, **lat.__dict__))
+    write_bundle(session, model_bundle(rec))
     if rec.weights is not None:
-        session.merge(Weights(nn=rec.nn, prm=uid, state=rec.weights, sha256=hashlib.sha256(rec.weights).hexdigest()))
+        upsert(session, Weights, [{"nn": rec.nn, "prm": uid, "state": rec.weights,
+                                   "sha256": hashlib.sha256(rec.weights).hexdigest(), "created_at": utcnow()}])
     return uid
-
-
-def _write_epoch(session: Session, rec: ModelRecord, uid: str, ep: EpochRecord) -> None:
-    key = dict(task=rec.task, dataset=rec.dataset, nn=rec.nn, transform=rec.transform, prm=uid, epoch=ep.epoch)
-    for metric, value in (("psnr", ep.psnr), ("ssim", ep.ssim)):
-        exists = session.scalar(select(Stat.id).filter_by(metric=metric, **key))
-        if exists is not None:
-            continue
-        stat = Stat(metric=metric, accuracy=float(value), duration=int(ep.duration_ns), **key)
-        session.add(stat)
-        session.flush()
-        if metric == "psnr":
-            session.add(TrainStat(
-                stat_id=stat.id, train_loss=ep.train_loss, val_loss=ep.val_loss, grad_norm=ep.grad_norm,
-                samples_per_s=ep.samples_per_s, cpu_mem_mb=ep.cpu_mem_mb, gpu_mem_mb=ep.gpu_mem_mb,
-            ))
 
 
 def record_trial(store: Store, study: str, trial_number: int, rec: ModelRecord, state: str = "complete") -> str:
@@ -155,10 +291,40 @@ def record_trial(store: Store, study: str, trial_number: int, rec: ModelRecord, 
 
     def work(session: Session) -> str:
         uid = write_model(session, rec)
-        session.merge(TrialLink(
-            study=study, trial_number=trial_number, nn=rec.nn, prm=uid,
-            task=rec.task, dataset=rec.dataset, state=state,
-        ))
+        upsert(session, TrialLink, [{
+            "study": study, "trial_number": trial_number, "nn": rec.nn, "prm": uid,
+            "task": rec.task, "dataset": rec.dataset, "state": state, "created_at": utcnow(),
+        }])
         return uid
 
     return store.write(work)
+
+
+def record_stats_bulk(
+    store: Store,
+    stats: Iterable[Mapping[str, Any]],
+    *,
+    nn_code: Mapping[str, str] | None = None,
+    metric_code: Mapping[str, str] | None = None,
+    transform_code: Mapping[str, str] | None = None,
+) -> int:
+    """Write many stat rows (see `Bundle` for their keys) and their hyperparameter sets at once.
+
+    The code maps add the `nn`/`metric`/`transform` rows the stats name; a name
+    that is neither given nor already stored fails the whole write (foreign
+    key). Returns the number of stat rows that were new.
+    """
+    bundle = Bundle(stats=list(stats), nn_code=nn_code or {}, metric_code=metric_code or {},
+                    transform_code=transform_code or {})
+    return record_bundle(store, bundle)
+
+
+def record_bundle(store: Store, bundle: Bundle) -> int:
+    """Write a `Bundle` in one transaction; returns the number of stat rows that were new."""
+    def work(session: Session) -> int:
+        before = session.scalar(select(func.count()).select_from(Stat))
+        write_bundle(session, bundle)
+        return session.scalar(select(func.count()).select_from(Stat)) - before
+
+    return store.write(work)
+

@@ -3,10 +3,16 @@
 Code tables (`nn`, `metric`, `transform`) hold source text keyed by name with
 `id` = md5 of the code; `prm` holds hyperparameters by `uid` (md5 of the
 hyperparameter dict); `stat` holds one metric value per model x
-hyperparameters x epoch. Our additions: `train_stat`, `nn_stat`,
+hyperparameters x epoch. Our additions: `prm_set`, `train_stat`, `nn_stat`,
 `latency_run`, `latency_lut`, `weights` and `trial_link` (Optuna trial -> nn).
 Unlike the NN Dataset, every natural key is unique and foreign keys are
-enforced (also on SQLite).
+enforced on every engine (on SQLite by `PRAGMA foreign_keys=ON`, set by
+`nnsearch.store.engine` on each connection).
+
+`prm_set` has one row per hyperparameter set so that `stat.prm`,
+`weights.prm` and `trial_link.prm` have a foreign-key target: a stat can
+never name a hyperparameter set that was not written, and an empty set (no
+`prm` rows) is still distinguishable from a missing one.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from datetime import datetime, timezone
 from sqlalchemy import (
     BigInteger,
     DateTime,
-    Float,
+    Double,
     ForeignKey,
     Index,
     Integer,
@@ -25,6 +31,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
+from sqlalchemy.dialects import mysql
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 #: Bumped on every schema change; `nnsearch.store.migrate` upgrades older stores.
@@ -33,6 +40,13 @@ SCHEMA_VERSION = 1
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+# Types that mean the same on every engine: 8-byte floats, microsecond times, unbounded text and bytes
+# (MySQL/MariaDB's plain FLOAT, DATETIME, TEXT and BLOB are 4-byte, whole-second and 64 KiB).
+LongText = Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb")
+Bytes = LargeBinary().with_variant(mysql.LONGBLOB(), "mysql", "mariadb")
+Timestamp = DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
 
 
 class Base(DeclarativeBase):
@@ -49,7 +63,7 @@ class SchemaInfo(Base):
 
 class _CodeTable:
     name: Mapped[str] = mapped_column(String(128), primary_key=True)
-    code: Mapped[str] = mapped_column(Text)
+    code: Mapped[str] = mapped_column(LongText)
     id: Mapped[str] = mapped_column(String(32), index=True)
 
 
@@ -57,7 +71,7 @@ class NN(_CodeTable, Base):
     """A model: its self-contained source file in the NN Dataset contract."""
 
     __tablename__ = "nn"
-    arch: Mapped[str | None] = mapped_column(Text, default=None)
+    arch: Mapped[str | None] = mapped_column(LongText, default=None)
 
 
 class Metric(_CodeTable, Base):
@@ -72,13 +86,24 @@ class Transform(_CodeTable, Base):
     __tablename__ = "transform"
 
 
+class PrmSet(Base):
+    """One hyperparameter set; the parent of its `prm` rows and the target of `*.prm` keys."""
+
+    __tablename__ = "prm_set"
+    uid: Mapped[str] = mapped_column(String(32), primary_key=True)
+
+
+def _prm_fk(ondelete: str = "RESTRICT") -> ForeignKey:
+    return ForeignKey("prm_set.uid", ondelete=ondelete)
+
+
 class Prm(Base):
-    """One hyperparameter of one hyperparameter set (`uid` = md5 of the set)."""
+    """One hyperparameter of one hyperparameter set (`uid` = md5 of the set; `value` = JSON text)."""
 
     __tablename__ = "prm"
-    uid: Mapped[str] = mapped_column(String(32), primary_key=True)
+    uid: Mapped[str] = mapped_column(_prm_fk("CASCADE"), primary_key=True)
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
-    value: Mapped[str] = mapped_column(Text)
+    value: Mapped[str] = mapped_column(LongText)
 
 
 class Stat(Base):
@@ -86,8 +111,9 @@ class Stat(Base):
 
     __tablename__ = "stat"
     __table_args__ = (
-        UniqueConstraint("task", "dataset", "metric", "nn", "transform", "prm", "epoch", name="uq_stat_key"),
-        Index("ix_stat_query", "task", "dataset", "metric", "nn"),
+        # Column order serves the query API: filters on task/dataset/metric/nn use a prefix,
+        # and "best accuracy per (task, dataset, metric, nn, epoch)" groups along it.
+        UniqueConstraint("task", "dataset", "metric", "nn", "epoch", "transform", "prm", name="uq_stat_key"),
     )
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     task: Mapped[str] = mapped_column(String(64))
@@ -95,9 +121,9 @@ class Stat(Base):
     metric: Mapped[str] = mapped_column(ForeignKey("metric.name", ondelete="RESTRICT"))
     nn: Mapped[str] = mapped_column(ForeignKey("nn.name", ondelete="RESTRICT"), index=True)
     transform: Mapped[str] = mapped_column(ForeignKey("transform.name", ondelete="RESTRICT"))
-    prm: Mapped[str] = mapped_column(String(32), index=True)
+    prm: Mapped[str] = mapped_column(_prm_fk(), index=True)
     epoch: Mapped[int] = mapped_column(Integer)
-    accuracy: Mapped[float] = mapped_column(Float)
+    accuracy: Mapped[float] = mapped_column(Double)
     duration: Mapped[int] = mapped_column(BigInteger)
 
 
@@ -106,12 +132,12 @@ class TrainStat(Base):
 
     __tablename__ = "train_stat"
     stat_id: Mapped[int] = mapped_column(ForeignKey("stat.id", ondelete="CASCADE"), primary_key=True)
-    train_loss: Mapped[float | None] = mapped_column(Float)
-    val_loss: Mapped[float | None] = mapped_column(Float)
-    grad_norm: Mapped[float | None] = mapped_column(Float)
-    samples_per_s: Mapped[float | None] = mapped_column(Float)
-    cpu_mem_mb: Mapped[float | None] = mapped_column(Float)
-    gpu_mem_mb: Mapped[float | None] = mapped_column(Float)
+    train_loss: Mapped[float | None] = mapped_column(Double)
+    val_loss: Mapped[float | None] = mapped_column(Double)
+    grad_norm: Mapped[float | None] = mapped_column(Double)
+    samples_per_s: Mapped[float | None] = mapped_column(Double)
+    cpu_mem_mb: Mapped[float | None] = mapped_column(Double)
+    gpu_mem_mb: Mapped[float | None] = mapped_column(Double)
 
 
 class NNStat(Base):
@@ -120,7 +146,7 @@ class NNStat(Base):
     __tablename__ = "nn_stat"
     nn: Mapped[str] = mapped_column(ForeignKey("nn.name", ondelete="CASCADE"), primary_key=True)
     params: Mapped[int] = mapped_column(BigInteger)
-    macs: Mapped[float] = mapped_column(Float)
+    macs: Mapped[float] = mapped_column(Double)
     macs_height: Mapped[int] = mapped_column(Integer)
     macs_width: Mapped[int] = mapped_column(Integer)
     depth: Mapped[int] = mapped_column(Integer)
@@ -131,7 +157,12 @@ class LatencyRun(Base):
     """One latency figure of one model on one device profile."""
 
     __tablename__ = "latency_run"
-    __table_args__ = (Index("ix_latency_run_lookup", "nn", "device", "threads", "height", "width"),)
+    __table_args__ = (
+        Index("ix_latency_run_lookup", "nn", "device", "threads", "height", "width"),
+        # One figure per configuration and instant: re-importing an export adds nothing.
+        UniqueConstraint("nn", "device", "runtime", "runtime_version", "threads", "height", "width", "kind",
+                         "created_at", name="uq_latency_run_key"),
+    )
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     nn: Mapped[str] = mapped_column(ForeignKey("nn.name", ondelete="CASCADE"))
     device: Mapped[str] = mapped_column(String(64))
@@ -141,11 +172,11 @@ class LatencyRun(Base):
     height: Mapped[int] = mapped_column(Integer)
     width: Mapped[int] = mapped_column(Integer)
     kind: Mapped[str] = mapped_column(String(16))  # "measured" or "predicted"
-    median_ms: Mapped[float] = mapped_column(Float)
-    min_ms: Mapped[float | None] = mapped_column(Float)
-    max_ms: Mapped[float | None] = mapped_column(Float)
+    median_ms: Mapped[float] = mapped_column(Double)
+    min_ms: Mapped[float | None] = mapped_column(Double)
+    max_ms: Mapped[float | None] = mapped_column(Double)
     runs: Mapped[int] = mapped_column(Integer)
-    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
 
 
 class LatencyLUT(Base):
@@ -171,9 +202,9 @@ class LatencyLUT(Base):
     kernel: Mapped[int] = mapped_column(Integer)
     stride: Mapped[int] = mapped_column(Integer)
     activation: Mapped[str] = mapped_column(String(16))
-    median_ms: Mapped[float] = mapped_column(Float)
-    min_ms: Mapped[float | None] = mapped_column(Float)
-    max_ms: Mapped[float | None] = mapped_column(Float)
+    median_ms: Mapped[float] = mapped_column(Double)
+    min_ms: Mapped[float | None] = mapped_column(Double)
+    max_ms: Mapped[float | None] = mapped_column(Double)
     runs: Mapped[int] = mapped_column(Integer)
     source: Mapped[str] = mapped_column(String(32), default="measured")
 
@@ -183,21 +214,22 @@ class Weights(Base):
 
     __tablename__ = "weights"
     nn: Mapped[str] = mapped_column(ForeignKey("nn.name", ondelete="CASCADE"), primary_key=True)
-    prm: Mapped[str] = mapped_column(String(32), primary_key=True)
-    state: Mapped[bytes] = mapped_column(LargeBinary)
+    prm: Mapped[str] = mapped_column(_prm_fk(), primary_key=True)
+    state: Mapped[bytes] = mapped_column(Bytes)
     sha256: Mapped[str] = mapped_column(String(64))
-    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
 
 
 class TrialLink(Base):
     """Which nn (and hyperparameter set) an Optuna trial of a study produced."""
 
     __tablename__ = "trial_link"
+    __table_args__ = (Index("ix_trial_link_model", "nn", "prm"),)
     study: Mapped[str] = mapped_column(String(128), primary_key=True)
     trial_number: Mapped[int] = mapped_column(Integer, primary_key=True)
-    nn: Mapped[str] = mapped_column(ForeignKey("nn.name", ondelete="CASCADE"), index=True)
-    prm: Mapped[str] = mapped_column(String(32))
+    nn: Mapped[str] = mapped_column(ForeignKey("nn.name", ondelete="CASCADE"))
+    prm: Mapped[str] = mapped_column(_prm_fk())
     task: Mapped[str] = mapped_column(String(64))
     dataset: Mapped[str] = mapped_column(String(128))
     state: Mapped[str] = mapped_column(String(16))  # complete, infeasible, stopped, failed
-    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)

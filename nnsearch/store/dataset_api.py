@@ -1,0 +1,221 @@
+"""`data()` and `run_data()`: the store as pandas DataFrames, in the NN Dataset's shape.
+
+`data()` returns the NN Dataset's columns (`task, dataset, metric, metric_code,
+nn, nn_code, epoch, accuracy, duration, prm, transform_code`) and then ours:
+`transform` (its name), `prm_uid`, `params`, `macs` and one `latency_ms@<device>`
+column per device profile. A latency column holds, per model, the lowest
+measured median at the largest input size measured for that model on that
+device (`run_data()` returns every latency record). `device` selects which
+device columns appear; it never drops rows.
+
+Filters combine with AND; a list, tuple or set means "any of". Reading is one
+query for the stat rows plus one batched query per side table (codes,
+hyperparameters, sizes, latency) for the names that occur, so a code text is
+read once however many rows share it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from typing import Any, Iterable, Iterator, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import ColumnElement, and_, exists, func, select
+from sqlalchemy.engine import Connection
+
+from nnsearch.store.engine import Store, open_store
+from nnsearch.store.record import encode_value
+from nnsearch.store.schema import NN, LatencyRun, Metric, NNStat, Prm, Stat, Transform, TrialLink
+
+#: The NN Dataset's `data()` columns, in its order.
+NND_COLUMNS = ("task", "dataset", "metric", "metric_code", "nn", "nn_code", "epoch", "accuracy", "duration",
+               "prm", "transform_code")
+#: Columns nnsearch adds (then one `latency_ms@<device>` per device).
+EXTRA_COLUMNS = ("transform", "prm_uid", "params", "macs")
+LATENCY_PREFIX = "latency_ms@"
+RUN_COLUMNS = ("nn", "device", "runtime", "runtime_version", "threads", "height", "width", "kind",
+               "median_ms", "min_ms", "max_ms", "runs", "created_at")
+_CHUNK = 2000
+_STAT_COLUMNS = ("task", "dataset", "metric", "nn", "epoch", "accuracy", "duration", "prm", "transform")
+
+Filter = Any  # a value, or a list/tuple/set of values meaning "any of"
+
+
+def data(
+    task: Filter = None,
+    dataset: Filter = None,
+    metric: Filter = None,
+    nn: Filter = None,
+    epoch: Filter = None,
+    only_best_accuracy: bool = False,
+    max_rows: int | None = None,
+    db: Store | str | None = None,
+    prm: Mapping[str, Any] | Filter = None,
+    study: Filter = None,
+    device: Filter = None,
+) -> pd.DataFrame:
+    """Stat rows with their model, metric and transform code, hyperparameters, size and latency.
+
+    `prm`: a hyperparameter-set uid (or several), or a mapping name -> value (or
+    values), matched on the stored JSON text (so 1 and 1.0 differ). `study`: rows
+    of the models (nn and hyperparameters) that study's trials produced.
+    `only_best_accuracy`: per (task, dataset, metric, nn, epoch) only the rows
+    with the highest accuracy. Rows are ordered by task, dataset, metric, nn,
+    epoch; `max_rows` caps their number. `db`: a Store, URL or SQLite path.
+    Rows of one hyperparameter set share one `prm` dict object: copy before changing it.
+    """
+    where = _stat_filters(task, dataset, metric, nn, epoch, prm, study)
+    with open_store(db) as store:
+        return store.reading(lambda conn: _read_stats(conn, _stat_query(where, only_best_accuracy, max_rows), device))
+
+
+def _read_stats(conn: Connection, query: Any, device: Filter) -> pd.DataFrame:
+    """The rows of `query` with codes, hyperparameters, sizes and latency columns added."""
+    rows = _tuples(conn, query)
+    frame = pd.DataFrame.from_records(rows, columns=list(_STAT_COLUMNS))
+    frame = frame.rename(columns={"prm": "prm_uid"}).astype({"epoch": "int64", "duration": "int64",
+                                                             "accuracy": "float64"})
+    keys = {column: _Keys(frame[column]) for column in ("metric", "nn", "transform", "prm_uid")}
+    for model, column in ((Metric, "metric"), (NN, "nn"), (Transform, "transform")):
+        codes = dict(_fetch_by(conn, model.name, (model.name, model.code), keys[column].distinct))
+        frame[f"{column}_code"] = keys[column].lookup(codes)
+    frame["prm"] = keys["prm_uid"].lookup(_prm_dicts(conn, keys["prm_uid"].distinct), default={})
+    sizes = _fetch_by(conn, NNStat.nn, (NNStat.nn, NNStat.params, NNStat.macs), keys["nn"].distinct)
+    frame["params"] = keys["nn"].lookup({n: p for n, p, _ in sizes}, dtype="Int64")
+    frame["macs"] = keys["nn"].lookup({n: m for n, _, m in sizes}, default=np.nan, dtype="float64")
+    frame = frame[list(NND_COLUMNS + EXTRA_COLUMNS)]
+    for column, values in _latency_columns(conn, keys["nn"].distinct, device).items():
+        frame[column] = keys["nn"].lookup(values, default=np.nan, dtype="float64")
+    return frame
+
+
+def run_data(
+    nn: Filter = None,
+    device: Filter = None,
+    db: Store | str | None = None,
+    kind: Filter = None,
+    runtime: Filter = None,
+    max_rows: int | None = None,
+) -> pd.DataFrame:
+    """Every latency record (`latency_run`), ordered by nn, device and time."""
+    where = [c for c in (_match(LatencyRun.nn, nn), _match(LatencyRun.device, device),
+                         _match(LatencyRun.kind, kind), _match(LatencyRun.runtime, runtime)) if c is not None]
+    query = (select(*(getattr(LatencyRun, c) for c in RUN_COLUMNS)).where(*where)
+             .order_by(LatencyRun.nn, LatencyRun.device, LatencyRun.created_at, LatencyRun.id).limit(max_rows))
+    with open_store(db) as store:
+        rows = store.reading(lambda conn: conn.execute(query).all())
+    return pd.DataFrame.from_records(rows, columns=list(RUN_COLUMNS))
+
+
+def _match(column: Any, value: Filter) -> ColumnElement[bool] | None:
+    """`column = value`, or `column IN values` for a list/tuple/set; None when unfiltered."""
+    if value is None:
+        return None
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return column.in_(list(value))
+    return column == value
+
+
+def _stat_filters(task: Filter, dataset: Filter, metric: Filter, nn: Filter, epoch: Filter,
+                  prm: Mapping[str, Any] | Filter, study: Filter) -> list[ColumnElement[bool]]:
+    where = [_match(Stat.task, task), _match(Stat.dataset, dataset), _match(Stat.metric, metric),
+             _match(Stat.nn, nn), _match(Stat.epoch, epoch)]
+    if isinstance(prm, Mapping):
+        for name, value in prm.items():
+            values = value if isinstance(value, (list, tuple, set, frozenset)) else [value]
+            where.append(exists().where(Prm.uid == Stat.prm, Prm.name == name,
+                                        Prm.value.in_([encode_value(v) for v in values])))
+    else:
+        where.append(_match(Stat.prm, prm))
+    if study is not None:
+        where.append(exists().where(TrialLink.nn == Stat.nn, TrialLink.prm == Stat.prm,
+                                    TrialLink.task == Stat.task, TrialLink.dataset == Stat.dataset,
+                                    _match(TrialLink.study, study)))
+    return [w for w in where if w is not None]
+
+
+def _stat_query(where: list[ColumnElement[bool]], only_best: bool, max_rows: int | None):  # -> Select
+    group = (Stat.task, Stat.dataset, Stat.metric, Stat.nn, Stat.epoch)
+    query = select(*(getattr(Stat, c) for c in _STAT_COLUMNS)).where(*where)
+    if only_best:
+        best = select(*group, func.max(Stat.accuracy).label("best")).where(*where).group_by(*group).subquery()
+        query = query.join(best, and_(*(best.c[c.key] == c for c in group), best.c.best == Stat.accuracy))
+    return query.order_by(*group, Stat.transform, Stat.prm).limit(max_rows)  # the order of uq_stat_key
+
+
+def _chunks(values: Sequence[Any]) -> Iterator[list[Any]]:
+    for start in range(0, len(values), _CHUNK):
+        yield list(values[start:start + _CHUNK])
+
+
+def _fetch_by(conn: Connection, key: Any, columns: Iterable[Any], values: Iterable[Any], *where: Any) -> list[Any]:
+    """Rows of `columns` whose `key` is one of `values` (batched IN queries)."""
+    rows: list[Any] = []
+    for chunk in _chunks(sorted(set(values))):
+        rows.extend(_tuples(conn, select(*columns).where(key.in_(chunk), *where)))
+    return rows
+
+
+def _tuples(conn: Connection, query: Any) -> list[tuple]:
+    """All rows as the driver's plain tuples (only for str/int/float columns: no type processing)."""
+    result = conn.execute(query)
+    try:
+        return result.cursor.fetchall()
+    finally:
+        result.close()
+
+
+class _Keys:
+    """A key column factorised once: its distinct values, and per-row lookups of facts about them."""
+
+    def __init__(self, values: pd.Series) -> None:
+        self.codes, uniques = pd.factorize(values)
+        self.distinct: list[Any] = uniques.tolist()
+
+    def lookup(self, facts: Mapping[Any, Any], default: Any = None, dtype: str = "object") -> Any:
+        """An array with `facts[key]` for each row's key (`default` when absent)."""
+        values = [facts.get(key, default) for key in self.distinct]
+        if dtype == "object":
+            table = np.fromiter(values, dtype=object, count=len(values))
+        else:
+            table = pd.array(values, dtype=dtype)
+        return table.take(self.codes)
+
+
+def _prm_dicts(conn: Connection, uids: list[str]) -> dict[str, dict[str, Any]]:
+    """uid -> hyperparameter dict (JSON-decoded values); rows of one uid share that dict."""
+    by_uid: dict[str, dict[str, Any]] = defaultdict(dict)
+    decoded: dict[str, Any] = {}
+    for uid, name, value in _fetch_by(conn, Prm.uid, (Prm.uid, Prm.name, Prm.value), uids):
+        if value not in decoded:
+            decoded[value] = json.loads(value)
+        by_uid[uid][name] = decoded[value]
+    return by_uid
+
+
+def _latency_columns(conn: Connection, names: list[str], device: Filter) -> dict[str, dict[str, float]]:
+    """`latency_ms@<device>` -> {nn: ms}: lowest measured median at the model's largest measured size."""
+    where = [LatencyRun.kind == "measured"]
+    if device is not None:
+        where.append(_match(LatencyRun.device, device))
+    columns_ = (LatencyRun.nn, LatencyRun.device, LatencyRun.height, LatencyRun.width, LatencyRun.median_ms)
+    runs = _fetch_by(conn, LatencyRun.nn, columns_, names, *where)
+    best: dict[tuple[str, str], tuple[int, float]] = {}
+    for nn, dev, height, width, ms in runs:
+        pixels = height * width
+        seen = best.get((dev, nn))
+        if seen is None or pixels > seen[0] or (pixels == seen[0] and ms < seen[1]):
+            best[(dev, nn)] = (pixels, ms)
+    wanted = sorted({dev for dev, _ in best} | _as_set(device))
+    columns: dict[str, dict[str, float]] = {f"{LATENCY_PREFIX}{dev}": {} for dev in wanted}
+    for (dev, nn), (_, ms) in best.items():
+        columns[f"{LATENCY_PREFIX}{dev}"][nn] = ms
+    return columns
+
+
+def _as_set(value: Filter) -> set[str]:
+    if value is None:
+        return set()
+    return set(value) if isinstance(value, (list, tuple, set, frozenset)) else {value}

@@ -1,0 +1,139 @@
+"""Store opening: schema creation, foreign keys on every engine, version stamp and migrations."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import func, inspect, select, text
+
+from conftest import model_record
+from nnsearch.errors import StoreError
+from nnsearch.store import migrate
+from nnsearch.store.engine import Store, read_version, write_version
+from nnsearch.store.record import record_trial, write_model
+from nnsearch.store.schema import SCHEMA_VERSION, Base, SchemaInfo, Stat
+
+
+def stamp(store: Store, value: str | None) -> None:
+    """Overwrite (or, with None, delete) the schema version stamp."""
+    table = SchemaInfo.__table__
+    where = table.c.key == "schema_version"
+    with store.write_engine.begin() as conn:
+        conn.execute(table.delete().where(where) if value is None else table.update().where(where).values(value=value))
+
+
+def test_new_store_has_every_table_and_the_stamp(store):
+    names = set(inspect(store.engine).get_table_names())
+    assert set(Base.metadata.tables) <= names
+    with store.read() as conn:
+        assert read_version(conn) == str(SCHEMA_VERSION)
+    Store(store.url, create=False).dispose()  # reopening an existing store
+
+
+def test_stat_key_serves_the_query_order(store):
+    unique = {u["name"]: u["column_names"] for u in inspect(store.engine).get_unique_constraints("stat")}
+    assert unique["uq_stat_key"] == ["task", "dataset", "metric", "nn", "epoch", "transform", "prm"]
+
+
+@pytest.mark.parametrize("column, value", [("nn", "NoSuchNet"), ("prm", "0" * 32), ("metric", "nope")])
+def test_foreign_keys_are_enforced(store, column, value):
+    record_trial(store, "s", 0, model_record())
+    with store.read() as conn:
+        row = dict(conn.execute(select(Stat)).mappings().first())
+    row.pop("id")
+    row.update({column: value, "epoch": 99})
+
+    def work(session):
+        session.execute(Stat.__table__.insert(), [row])
+
+    with pytest.raises(StoreError, match="(?i)foreign key"):
+        store.write(work)
+    with store.read() as conn:
+        assert conn.scalar(select(func.count()).select_from(Stat).where(Stat.epoch == 99)) == 0
+
+
+@pytest.mark.parametrize("value, message", [(str(SCHEMA_VERSION + 1), "newer nnsearch"),
+                                            ("banana", "unknown schema version 'banana'"),
+                                            (None, "unknown schema version None")])
+def test_bad_version_stamp_is_a_clear_error(store, value, message):
+    stamp(store, value)
+    with pytest.raises(StoreError, match=message):
+        Store(store.url)
+
+
+def test_older_store_runs_registered_migrations(store, monkeypatch):
+    calls = []
+
+    def fake_step(conn):
+        calls.append(read_version(conn))
+        conn.execute(text("CREATE TABLE migrated_marker (x INTEGER)"))
+
+    monkeypatch.setitem(migrate.MIGRATIONS, SCHEMA_VERSION - 1, fake_step)
+    stamp(store, str(SCHEMA_VERSION - 1))
+    Store(store.url).dispose()
+    assert calls == [str(SCHEMA_VERSION - 1)]
+    assert "migrated_marker" in inspect(store.engine).get_table_names()
+    with store.read() as conn:
+        assert read_version(conn) == str(SCHEMA_VERSION)
+    Store(store.url).dispose()  # already current: the step does not run again
+    assert len(calls) == 1
+
+
+def test_failing_migration_changes_nothing(store, monkeypatch):
+    if store.dialect in ("mysql", "mariadb"):
+        pytest.skip("MySQL/MariaDB commit DDL at once: a failed migration can leave its tables")
+    def broken_step(conn):
+        conn.execute(text("CREATE TABLE half_done (x INTEGER)"))
+        raise StoreError("step failed")
+
+    monkeypatch.setitem(migrate.MIGRATIONS, SCHEMA_VERSION - 1, broken_step)
+    stamp(store, str(SCHEMA_VERSION - 1))
+    with pytest.raises(StoreError, match="step failed"):
+        Store(store.url)
+    assert "half_done" not in inspect(store.engine).get_table_names()
+    with store.read() as conn:
+        assert read_version(conn) == str(SCHEMA_VERSION - 1)
+
+
+def test_older_store_without_a_migration_is_an_error(store, monkeypatch):
+    monkeypatch.delitem(migrate.MIGRATIONS, SCHEMA_VERSION - 1, raising=False)
+    stamp(store, str(SCHEMA_VERSION - 1))
+    with pytest.raises(StoreError, match=f"no migration from schema {SCHEMA_VERSION - 1}"):
+        Store(store.url)
+
+
+def test_foreign_tables_without_stamp_are_refused(store_url):
+    opened = Store(store_url)
+    with opened.write_engine.begin() as conn:
+        conn.execute(text("DROP TABLE schema_info"))
+    opened.dispose()
+    with pytest.raises(StoreError, match="not written by nnsearch"):
+        Store(store_url)
+
+
+def test_missing_store_is_not_created_when_asked_not_to(tmp_path, store_url):
+    with pytest.raises(StoreError, match="no nnsearch store"):
+        Store(store_url, create=False)
+    assert not (tmp_path / "store.db").exists()
+
+
+def test_bad_urls_are_clear_errors():
+    with pytest.raises(StoreError, match="unsupported database"):
+        Store("oracle://user@host/db")
+    with pytest.raises(StoreError, match="not valid"):
+        Store("postgresql+psycopg://user@host:notaport/db")
+
+
+def test_write_version_inserts_a_missing_stamp(store):
+    stamp(store, None)
+    with store.write_engine.begin() as conn:
+        write_version(conn, SCHEMA_VERSION)
+    Store(store.url).dispose()
+
+
+def test_session_is_one_transaction(store):
+    with pytest.raises(RuntimeError):
+        with store.session() as session:
+            write_model(session, model_record())
+            raise RuntimeError("abort")
+    with store.read() as conn:
+        assert conn.scalar(select(func.count()).select_from(Stat)) == 0
