@@ -39,7 +39,7 @@ def demo_config(name: str = "demo", seed: int = 0) -> StudyConfig:
     """Tiny space, built-in data, a short distillation, Full HD latency on one thread."""
     return StudyConfig(
         name=name, space=load_space("tiny"), data_spec=None, seed=seed,
-        distill=DistillConfig(steps=240, epochs=2, batch=8, crops=(48, 64)),
+        distill=DistillConfig(steps=400, epochs=2, batch=8, crops=(48, 64)),
         latency=LatencyConfig(device="host-cpu", height=1088, width=1920, threads=1, runs=3),
     )
 
@@ -47,7 +47,8 @@ def demo_config(name: str = "demo", seed: int = 0) -> StudyConfig:
 def summarize(study: Study, results_root: Path = Path("results")) -> StudySummary:
     """Pareto front of a study's completed trials, written as CSV and PNG."""
     rows = study.results()
-    rows = rows[rows["state"] == "complete"].copy()
+    complete = rows[rows["state"] == "complete"]
+    rows = complete.drop_duplicates("nn").copy()
     rows["gmacs"] = rows["macs"] / 1e9
     front = pareto(rows, {"psnr": "max", "latency_ms": "min"})
     out = results_root / study.config.name
@@ -56,7 +57,7 @@ def summarize(study: Study, results_root: Path = Path("results")) -> StudySummar
     front[TABLE_COLUMNS].to_csv(csv_path, index=False)
     png_path = plot_pareto(rows, front, out / "pareto.png",
                            title=f"study {study.config.name}: PSNR vs latency ({len(rows)} candidates)")
-    return StudySummary(len(rows), front, csv_path, png_path, study.store.display_url)
+    return StudySummary(len(complete), front, csv_path, png_path, study.store.display_url)
 
 
 def format_table(front: pd.DataFrame) -> str:

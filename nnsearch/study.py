@@ -145,6 +145,11 @@ class Study:
         trial.set_user_attr("nn", arch.name)
         trial.set_user_attr("arch", arch.describe())
         self.log(f"trial {trial.number}: {arch.name} {arch.describe()}")
+        earlier = self._earlier_result(arch)
+        if earlier is not None:
+            self._link_repeat(trial.number, arch)
+            self.log(f"trial {trial.number}: same student as trial {earlier['trial']}, reusing its results")
+            return float(earlier["psnr"]), float(earlier["latency_ms"])
         student = build_student(arch)
         torch.manual_seed(self.config.seed + trial.number)
         try:
@@ -162,6 +167,22 @@ class Study:
                  f"latency {outcome.latency_ms:.1f} ms @ {self.config.latency.height}x{self.config.latency.width}, "
                  f"{outcome.params:,} params ({outcome.seconds:.0f} s)")
         return outcome.psnr, outcome.latency_ms
+
+    def _earlier_result(self, arch: Arch) -> dict[str, Any] | None:
+        """This study's completed result for `arch`, if a trial already trained it."""
+        rows = self.results()
+        rows = rows[(rows["nn"] == arch.name) & (rows["state"] == "complete")].dropna(subset=["psnr", "latency_ms"])
+        return None if rows.empty else rows.iloc[0].to_dict()
+
+    def _link_repeat(self, number: int, arch: Arch) -> None:
+        """Link a repeated trial to the student an earlier trial recorded."""
+        from nnsearch.store.record import TASK, prm_uid
+        from nnsearch.store.schema import TrialLink
+
+        uid = prm_uid(self.config.distill.hyperparameters())
+        self.store.write(lambda session: session.merge(TrialLink(
+            study=self.config.name, trial_number=number, nn=arch.name, prm=uid,
+            task=TASK, dataset=self.data.name, state="complete")))
 
     def _measure_latency(self, student: torch.nn.Module, arch: Arch, number: int) -> LatencyRecord:
         lat = self.config.latency
