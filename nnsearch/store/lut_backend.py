@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Any, Iterable
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from nnsearch.latency import DeviceProfile, LutEntry
 from nnsearch.lut_probes import KEY_COLUMNS, OpKey
 from nnsearch.store.engine import Store
 from nnsearch.store.schema import LatencyLUT
+
+_TABLE = LatencyLUT.__table__
 
 
 class SqlLutBackend:
@@ -23,9 +25,10 @@ class SqlLutBackend:
         wanted = set(keys)
         if not wanted:
             return {}
-        with self.store.session() as session:
-            rows = _device_rows(session, device, {k.op for k in wanted})
-            return {key: _entry(device, row) for key, row in rows.items() if key in wanted}
+        query = select(_TABLE).where(*_device_filter(device, {k.op for k in wanted}))
+        rows = self.store.reading(lambda conn: conn.execute(query).all())
+        found = ((_key(row), row) for row in rows)
+        return {key: _entry(device, row) for key, row in found if key in wanted}
 
     def put(self, entries: Iterable[LutEntry]) -> None:
         by_device: dict[DeviceProfile, list[LutEntry]] = {}
@@ -35,21 +38,60 @@ class SqlLutBackend:
             self.store.write(lambda session, d=device, g=group: _upsert(session, d, g))
 
 
-def _device_rows(session: Session, device: DeviceProfile, ops: set[str]) -> dict[OpKey, LatencyLUT]:
-    """Rows of one device profile (restricted to `ops`), by key."""
-    query = select(LatencyLUT).where(
+def device_profiles(store: Store, name: str | None = None, threads: int | None = None) -> list[DeviceProfile]:
+    """The device profiles with stored entries (optionally one device name and thread count), sorted."""
+    query = select(LatencyLUT.device, LatencyLUT.runtime, LatencyLUT.runtime_version, LatencyLUT.threads).distinct()
+    if name is not None:
+        query = query.where(LatencyLUT.device == name)
+    if threads is not None:
+        query = query.where(LatencyLUT.threads == threads)
+    rows = store.reading(lambda conn: conn.execute(query).all())
+    return sorted((DeviceProfile(*row) for row in rows), key=_order)
+
+
+def lut_summary(store: Store, name: str | None = None) -> list[dict[str, Any]]:
+    """Per device profile: entry count, counts by source and by op, the total of the medians."""
+    columns = (LatencyLUT.device, LatencyLUT.runtime, LatencyLUT.runtime_version, LatencyLUT.threads)
+    query = (select(*columns, LatencyLUT.source, LatencyLUT.op, func.count(), func.sum(LatencyLUT.median_ms))
+             .group_by(*columns, LatencyLUT.source, LatencyLUT.op))
+    if name is not None:
+        query = query.where(LatencyLUT.device == name)
+    summary: dict[DeviceProfile, dict[str, Any]] = {}
+    for *profile, source, op, count, total in store.reading(lambda conn: conn.execute(query).all()):
+        item = summary.setdefault(DeviceProfile(*profile), {"entries": 0, "sources": {}, "ops": {}, "total_ms": 0.0})
+        item["entries"] += count
+        item["sources"][source] = item["sources"].get(source, 0) + count
+        item["ops"][op] = item["ops"].get(op, 0) + count
+        item["total_ms"] += float(total or 0.0)
+    return [{"device": device, **summary[device]} for device in sorted(summary, key=_order)]
+
+
+def _order(device: DeviceProfile) -> tuple[str, int, str, str]:
+    return device.name, device.threads, device.runtime, device.runtime_version
+
+
+def _device_filter(device: DeviceProfile, ops: set[str]) -> tuple[Any, ...]:
+    """WHERE clauses selecting one device profile's rows of the given ops."""
+    return (
         LatencyLUT.device == device.name,
         LatencyLUT.runtime == device.runtime,
         LatencyLUT.runtime_version == device.runtime_version,
         LatencyLUT.threads == device.threads,
         LatencyLUT.op.in_(sorted(ops)),
     )
-    return {OpKey(*(getattr(row, c) for c in KEY_COLUMNS)): row for row in session.scalars(query)}
 
 
-def _entry(device: DeviceProfile, row: LatencyLUT) -> LutEntry:
-    key = OpKey(*(getattr(row, c) for c in KEY_COLUMNS))
-    return LutEntry(device, key, row.median_ms, row.min_ms, row.max_ms, row.runs, row.source)
+def _key(row: Any) -> OpKey:
+    return OpKey(*(getattr(row, c) for c in KEY_COLUMNS))
+
+
+def _device_rows(session: Session, device: DeviceProfile, ops: set[str]) -> dict[OpKey, LatencyLUT]:
+    """ORM rows of one device profile (restricted to `ops`), by key."""
+    return {_key(row): row for row in session.scalars(select(LatencyLUT).where(*_device_filter(device, ops)))}
+
+
+def _entry(device: DeviceProfile, row: Any) -> LutEntry:
+    return LutEntry(device, _key(row), row.median_ms, row.min_ms, row.max_ms, row.runs, row.source)
 
 
 def _values(entry: LutEntry) -> dict[str, object]:
