@@ -23,6 +23,8 @@ from nnsearch.store.engine import Store
 from nnsearch.store.query import study_results
 from nnsearch.store.record import LatencyRecord, ModelRecord, record_trial
 from nnsearch.student import build_student
+from nnsearch.errors import NNSearchError
+from nnsearch.latency_service import HOST_DEVICE, predict_latency, prediction_record
 from nnsearch.teacher import load_or_train_teacher, teacher_config
 from nnsearch.tflite import export_tflite, time_tflite
 
@@ -40,6 +42,8 @@ class LatencyConfig:
     threads: int = 1
     runs: int = 3
     warmup: int = 1
+    predict: bool = True  # predict from the per-layer lookup table before training
+    measure: bool = True  # also time the whole exported model (only possible on 'host-cpu')
 
 
 @dataclass(frozen=True)
@@ -56,11 +60,23 @@ class StudyConfig:
     sampler: str = "tpe"
     seed: int = 0
     max_side: int | None = None
+    max_latency_ms: float | None = None  # candidates predicted slower are recorded infeasible, not trained
+
+
+#: Trial user attribute holding the latency budget excess (<= 0 means feasible).
+CONSTRAINT_ATTR = "latency_excess_ms"
+
+
+def latency_constraint(trial: optuna.trial.FrozenTrial) -> list[float]:
+    """Optuna constraint: predicted latency minus the budget (feasible when <= 0)."""
+    return [float(trial.user_attrs.get(CONSTRAINT_ATTR, 0.0))]
 
 
 SAMPLERS: dict[str, Callable[[int], optuna.samplers.BaseSampler]] = {
-    "tpe": lambda seed: optuna.samplers.TPESampler(seed=seed, n_startup_trials=5, multivariate=True),
-    "nsga2": lambda seed: optuna.samplers.NSGAIISampler(seed=seed, population_size=8),
+    "tpe": lambda seed: optuna.samplers.TPESampler(seed=seed, n_startup_trials=5, multivariate=True,
+                                                   constraints_func=latency_constraint),
+    "nsga2": lambda seed: optuna.samplers.NSGAIISampler(seed=seed, population_size=8,
+                                                        constraints_func=latency_constraint),
     "random": lambda seed: optuna.samplers.RandomSampler(seed=seed),
 }
 
@@ -151,20 +167,31 @@ class Study:
             self.log(f"trial {trial.number}: same student as trial {earlier['trial']}, reusing its results")
             return float(earlier["psnr"]), float(earlier["latency_ms"])
         student = build_student(arch)
+        predicted = self._predict_latency(arch)
+        excess = self._budget_excess(predicted)
+        trial.set_user_attr(CONSTRAINT_ATTR, excess)
+        if excess > 0:
+            self._record(trial.number, arch, student, epochs=[], latencies=[predicted], state="infeasible")
+            self.log(f"trial {trial.number}: infeasible, predicted {predicted.median_ms:.1f} ms exceeds the "
+                     f"{self.config.max_latency_ms:g} ms budget; not trained")
+            return 0.0, predicted.median_ms
         torch.manual_seed(self.config.seed + trial.number)
         try:
             result = distill(student, self.targets(), self.data.val, self.config.distill,
                              device=self.device, verbose=self.verbose)
         except DistillationDiverged as exc:
-            self._record(trial.number, arch, student, epochs=[], latencies=[], state="failed")
+            self._record(trial.number, arch, student, epochs=[], latencies=_present(predicted), state="failed")
             self.log(f"trial {trial.number}: failed: {exc}")
             raise
-        timing = self._measure_latency(student, arch, trial.number)
-        self._record(trial.number, arch, student, epochs=result.epochs, latencies=[timing], state="complete")
-        outcome = TrialOutcome(trial.number, arch, result.final.psnr, result.final.ssim, timing.median_ms,
+        measured = self._measure_latency(student, arch) if self._can_measure() else None
+        latency = (measured or predicted).median_ms
+        self._record(trial.number, arch, student, epochs=result.epochs, latencies=_present(predicted, measured),
+                     state="complete")
+        outcome = TrialOutcome(trial.number, arch, result.final.psnr, result.final.ssim, latency,
                                count_params(student), time.perf_counter() - began)
+        guess = f" (predicted {predicted.median_ms:.1f})" if predicted and measured else ""
         self.log(f"trial {trial.number}: PSNR {outcome.psnr:.2f} dB, SSIM {outcome.ssim:.4f}, "
-                 f"latency {outcome.latency_ms:.1f} ms @ {self.config.latency.height}x{self.config.latency.width}, "
+                 f"latency {outcome.latency_ms:.1f} ms{guess} @ {self.config.latency.height}x{self.config.latency.width}, "
                  f"{outcome.params:,} params ({outcome.seconds:.0f} s)")
         return outcome.psnr, outcome.latency_ms
 
@@ -184,7 +211,28 @@ class Study:
             study=self.config.name, trial_number=number, nn=arch.name, prm=uid,
             task=TASK, dataset=self.data.name, state="complete")))
 
-    def _measure_latency(self, student: torch.nn.Module, arch: Arch, number: int) -> LatencyRecord:
+    def _can_measure(self) -> bool:
+        lat = self.config.latency
+        return lat.measure and lat.device == HOST_DEVICE
+
+    def _predict_latency(self, arch: Arch) -> LatencyRecord | None:
+        """The lookup-table prediction on the study's device profile (None when disabled)."""
+        lat = self.config.latency
+        if not lat.predict:
+            if self.config.max_latency_ms is not None:
+                raise NNSearchError("a latency budget needs lookup-table predictions (predict=True)")
+            if not self._can_measure():
+                raise NNSearchError(f"device '{lat.device}' cannot be timed here; enable lookup-table predictions")
+            return None
+        ms = predict_latency(self.store, arch, lat.device, lat.height, lat.width, lat.threads)
+        return prediction_record(self.store, ms, lat.device, lat.height, lat.width, lat.threads)
+
+    def _budget_excess(self, predicted: LatencyRecord | None) -> float:
+        if self.config.max_latency_ms is None or predicted is None:
+            return 0.0
+        return predicted.median_ms - self.config.max_latency_ms
+
+    def _measure_latency(self, student: torch.nn.Module, arch: Arch) -> LatencyRecord:
         lat = self.config.latency
         path = self.results_dir / "tflite" / f"{arch.name}.tflite"
         export_tflite(student.cpu().eval(), path, (1, arch.in_channels, lat.height, lat.width))
@@ -215,6 +263,10 @@ class Study:
     def results(self):  # -> pd.DataFrame
         """Recorded trials of this study as a DataFrame."""
         return study_results(self.store, self.config.name, device=self.config.latency.device)
+
+
+def _present(*records: LatencyRecord | None) -> list[LatencyRecord]:
+    return [r for r in records if r is not None]
 
 
 def _json(value: Any) -> str:

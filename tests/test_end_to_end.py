@@ -76,3 +76,23 @@ def test_study_resumes_and_summary_is_written(finished_study):
     assert summary.csv_path.exists() and summary.png_path.stat().st_size > 1000
     assert 1 <= len(summary.front) <= 3
     assert summary.line().startswith("demo: 3 trials complete")
+
+
+def test_latency_budget_skips_training_of_slow_candidates(tmp_path):
+    store = Store(f"sqlite:///{tmp_path / 'budget.db'}")
+    config = StudyConfig(
+        name="budget", space=load_space("tiny"), data_spec=None, max_side=64, teacher_steps=20,
+        distill=DistillConfig(steps=4, epochs=1, batch=2, crops=(32,)),
+        latency=LatencyConfig(height=32, width=32, runs=1, warmup=0), max_latency_ms=1e-6,
+    )
+    study = Study(config, store, verbose=False)
+    study.results_dir = tmp_path / "results"
+    study.run(2)
+    rows = study.results()
+    assert list(rows["state"]) == ["infeasible", "infeasible"]
+    assert rows["psnr"].isna().all() and (rows["predicted_ms"] > 0).all()
+    assert all(t.user_attrs["latency_excess_ms"] > 0 for t in study.optuna.trials)
+    with store.session() as s:
+        assert s.scalar(select(func.count()).select_from(Stat)) == 0
+        kinds = s.scalars(select(LatencyRun.kind)).all()
+        assert kinds and set(kinds) == {"predicted"}

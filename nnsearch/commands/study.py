@@ -25,9 +25,10 @@ def cmd_search(args: argparse.Namespace) -> int:
     height, width = parse_resolution(args.resolution)
     config = StudyConfig(
         name=args.study, space=load_space(args.space), data_spec=args.data, seed=args.seed,
-        sampler=args.sampler, teacher=args.teacher,
+        sampler=args.sampler, teacher=args.teacher, max_latency_ms=args.max_latency_ms,
         distill=DistillConfig(steps=args.steps, epochs=args.epochs, alpha=args.alpha, seed=args.seed),
-        latency=LatencyConfig(device=args.device, height=height, width=width, threads=args.threads),
+        latency=LatencyConfig(device=args.device, height=height, width=width, threads=args.threads,
+                              measure=not args.no_measure),
     )
     store = Store(args.db)
     print(f"store: {store.display_url}")
@@ -60,5 +61,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     search.add_argument("--device", default="host-cpu", help="device profile name for latency")
     search.add_argument("--resolution", default="1088x1920", help="latency input HEIGHTxWIDTH")
     search.add_argument("--threads", type=int, default=1)
+    search.add_argument("--max-latency-ms", type=float, default=None,
+                        help="latency budget: candidates predicted slower are recorded infeasible and not trained")
+    search.add_argument("--no-measure", action="store_true",
+                        help="use lookup-table predictions only (no whole-model timing per candidate)")
     add_db_option(search)
     search.set_defaults(handler=cmd_search)

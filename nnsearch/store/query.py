@@ -10,7 +10,11 @@ from nnsearch.store.schema import NNStat, LatencyRun, Stat, TrialLink
 
 
 def study_results(store: Store, study: str, device: str = "host-cpu") -> pd.DataFrame:
-    """One row per recorded trial of `study`: final-epoch PSNR/SSIM, latency on `device`, size."""
+    """One row per recorded trial of `study`: final-epoch PSNR/SSIM, latency on `device`, size.
+
+    `latency_ms` is the measured whole-model latency where one exists, else the
+    lookup-table prediction (`measured_ms` and `predicted_ms` hold both).
+    """
     last_epoch = (
         select(Stat.nn, Stat.prm, Stat.dataset, func.max(Stat.epoch).label("epoch"))
         .group_by(Stat.nn, Stat.prm, Stat.dataset).subquery()
@@ -20,14 +24,16 @@ def study_results(store: Store, study: str, device: str = "host-cpu") -> pd.Data
         .where(Stat.metric == metric).subquery()
         for metric in ("psnr", "ssim")
     )
-    latency = (
-        select(LatencyRun.nn, func.min(LatencyRun.median_ms).label("latency_ms"))
-        .where(LatencyRun.kind == "measured", LatencyRun.device == device).group_by(LatencyRun.nn).subquery()
+    measured, predicted = (
+        select(LatencyRun.nn, func.min(LatencyRun.median_ms).label("ms"))
+        .where(LatencyRun.kind == kind, LatencyRun.device == device).group_by(LatencyRun.nn).subquery()
+        for kind in ("measured", "predicted")
     )
     query = (
         select(
             TrialLink.trial_number.label("trial"), TrialLink.nn, TrialLink.state, TrialLink.dataset,
-            psnr.c.psnr, ssim.c.ssim, latency.c.latency_ms, NNStat.params, NNStat.macs,
+            psnr.c.psnr, ssim.c.ssim, func.coalesce(measured.c.ms, predicted.c.ms).label("latency_ms"),
+            measured.c.ms.label("measured_ms"), predicted.c.ms.label("predicted_ms"), NNStat.params, NNStat.macs,
         )
         .where(TrialLink.study == study)
         .outerjoin(last_epoch, and_(last_epoch.c.nn == TrialLink.nn, last_epoch.c.prm == TrialLink.prm,
@@ -36,7 +42,8 @@ def study_results(store: Store, study: str, device: str = "host-cpu") -> pd.Data
                               psnr.c.dataset == TrialLink.dataset, psnr.c.epoch == last_epoch.c.epoch))
         .outerjoin(ssim, and_(ssim.c.nn == TrialLink.nn, ssim.c.prm == TrialLink.prm,
                               ssim.c.dataset == TrialLink.dataset, ssim.c.epoch == last_epoch.c.epoch))
-        .outerjoin(latency, latency.c.nn == TrialLink.nn)
+        .outerjoin(measured, measured.c.nn == TrialLink.nn)
+        .outerjoin(predicted, predicted.c.nn == TrialLink.nn)
         .outerjoin(NNStat, NNStat.nn == TrialLink.nn)
         .order_by(TrialLink.trial_number)
     )
