@@ -1,0 +1,107 @@
+"""`nnsearch pareto`, `export` and `report`: choose students, ship them, report on a study."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from nnsearch.commands import add_db_option, parse_resolution
+from nnsearch.commands.store import _filters, _plain, _print_frame
+
+DEFAULT_OBJECTIVES_TEXT = "psnr:max,latency_ms:min"
+SHOWN = ["nn", "dataset", "psnr", "ssim", "params", "gmacs"]
+
+
+def _constraints(args: argparse.Namespace) -> dict[str, tuple[str, float]]:
+    constraints: dict[str, tuple[str, float]] = {}
+    if args.max_latency_ms is not None:
+        constraints["latency_ms"] = ("<=", args.max_latency_ms)
+    if args.min_psnr is not None:
+        constraints["psnr"] = (">=", args.min_psnr)
+    return constraints
+
+
+def cmd_pareto(args: argparse.Namespace) -> int:
+    from nnsearch.errors import NNSearchError
+    from nnsearch.pareto import default_reference, hypervolume, knee_point, pareto, parse_objectives
+    from nnsearch.report import candidates
+    from nnsearch.store.engine import Store
+
+    objectives = parse_objectives(args.objectives)
+    store = Store(args.db, create=False)
+    try:
+        rows = candidates(db=store, device=args.device, **_filters(args))
+    finally:
+        store.dispose()
+    front = pareto(rows, objectives, _constraints(args))
+    if front.empty:
+        raise NNSearchError(f"no student has all of {list(objectives)} and meets the constraints "
+                            f"({len(rows)} candidates matched the filters)")
+    knee = knee_point(front, objectives)
+    reference = default_reference(rows, objectives)
+    volume = hypervolume(front[list(objectives)].to_numpy(float), list(reference.values()), list(objectives.values()))
+    shown = front[SHOWN + [c for c in objectives if c not in SHOWN]].assign(knee=front["nn"] == knee["nn"])
+    if args.format == "json":
+        print(json.dumps({"objectives": objectives, "constraints": _constraints(args), "knee": knee["nn"],
+                          "hypervolume": volume, "reference": reference,
+                          "front": [{k: _plain(v) for k, v in r.items()} for r in shown.to_dict("records")]},
+                         indent=1))
+        return 0
+    _print_frame(shown, args.format)
+    summary = (f"{len(front)} of {len(rows)} candidates non-dominated; knee {knee['nn']}; hypervolume "
+               f"{volume:.6g} w.r.t. reference " + ", ".join(f"{c}={v:.6g}" for c, v in reference.items()))
+    print(summary, file=sys.stderr if args.format == "csv" else sys.stdout)
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from nnsearch.export import export_student
+
+    result = export_student(args.nn, args.to, db=args.db, resolution=parse_resolution(args.resolution))
+    for path in result.files:
+        print(path)
+    print(result.line())
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from nnsearch.report import write_report
+
+    report = write_report(args.study, db=args.db, results_root=Path(args.results), device=args.device)
+    print(f"wrote {report.path} with {len(report.images)} plot(s)")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    front: Any = sub.add_parser("pareto", help="print the non-dominated students, the knee point and the hypervolume")
+    for name in ("study", "task", "dataset", "nn"):
+        front.add_argument(f"--{name}", action="append", help=f"keep students with this {name} (repeat for any of)")
+    front.set_defaults(metric=None, epoch=None)  # the data() filters pareto does not offer
+    front.add_argument("--objectives", default=DEFAULT_OBJECTIVES_TEXT,
+                       help="COLUMN:min|max, comma-separated (default %(default)s); columns include psnr, ssim, "
+                            "params, macs, gmacs, latency_ms (on --device) and latency_ms@DEVICE")
+    front.add_argument("--device", default="host-cpu", help="device profile of the latency_ms column")
+    front.add_argument("--max-latency-ms", type=float, default=None, help="keep students at most this slow")
+    front.add_argument("--min-psnr", type=float, default=None, help="keep students with at least this PSNR (dB)")
+    front.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    add_db_option(front)
+    front.set_defaults(handler=cmd_pareto)
+
+    export = sub.add_parser("export", help="write a student as verified .tflite and .onnx, .py + .pt, MODEL_CARD.md")
+    export.add_argument("nn", help="model name, e.g. DenoiseUNet-3f2a9c1b7e")
+    export.add_argument("--to", required=True, help="target directory (created if missing)")
+    export.add_argument("--resolution", default="256x256", help="HEIGHTxWIDTH of the verification input and of the "
+                        ".tflite input (default %(default)s)")
+    add_db_option(export)
+    export.set_defaults(handler=cmd_export)
+
+    report = sub.add_parser("report", help="write results/<study>/report.md with plots")
+    report.add_argument("--study", required=True)
+    report.add_argument("--device", default="host-cpu", help="device profile of the latency figures")
+    report.add_argument("--results", default="results", help="results directory (default %(default)s)")
+    add_db_option(report)
+    report.set_defaults(handler=cmd_report)

@@ -1,0 +1,113 @@
+"""`nnsearch export`: verified .tflite/.onnx, model file + weights, model card; clean failures."""
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from nnsearch.arch import load_model_code
+from nnsearch.cli import main
+from nnsearch.distill import DistillConfig
+from nnsearch.errors import ExportError
+from nnsearch.export import export_student
+from nnsearch.onnx_export import run_onnx
+from nnsearch.space import load_space
+from nnsearch.store.engine import Store
+from nnsearch.store.record import record_trial
+from nnsearch.study import LatencyConfig, Study, StudyConfig
+from nnsearch.tflite import check_native_ops, run_tflite
+
+FILES = ("{}.tflite", "{}.onnx", "{}.py", "{}.pt", "MODEL_CARD.md")
+
+
+@pytest.fixture(scope="module")
+def tiny_study(tmp_path_factory):
+    """A finished 3-trial study on the tiny space: (study, store URL, root directory)."""
+    root = tmp_path_factory.mktemp("select")
+    url = f"sqlite:///{root / 'store.db'}"
+    config = StudyConfig(
+        name="tiny", space=load_space("tiny"), data_spec=None, max_side=64, teacher_steps=20,
+        distill=DistillConfig(steps=6, epochs=2, batch=2, crops=(32,)),
+        latency=LatencyConfig(height=64, width=96, runs=2, warmup=1),
+    )
+    study = Study(config, Store(url), verbose=False)
+    study.results_dir = root / "results" / "tiny"
+    study.run(3)
+    return study, url, root
+
+
+@pytest.fixture(scope="module")
+def exported(tiny_study):
+    study, url, root = tiny_study
+    name = study.results().sort_values("psnr")["nn"].iloc[-1]
+    result = export_student(name, root / "ship", db=url, resolution=(64, 64))
+    return name, result
+
+
+def test_export_writes_every_artefact(exported):
+    name, result = exported
+    assert sorted(p.name for p in result.files) == sorted(f.format(name) for f in FILES)
+    assert sorted(p.name for p in result.directory.iterdir()) == sorted(f.format(name) for f in FILES)
+    assert result.tflite_error <= 1e-4 and result.onnx_error <= 1e-4 and result.reload_error == 0.0
+    card = (result.directory / "MODEL_CARD.md").read_text()
+    for fact in ("parameters:", "MACs:", "PSNR:", "SSIM:", "host-cpu", "alpha: 0.9", "steps: 6", "`builtin`"):
+        assert fact in card
+
+
+def test_reloaded_artefacts_match_torch_on_a_random_image(exported):
+    name, result = exported
+    out = result.directory
+    net = load_model_code((out / f"{name}.py").read_text()).Net((1, 3, 64, 64), (1, 3, 64, 64), {}, "cpu")
+    net.load_state_dict(torch.load(io.BytesIO((out / f"{name}.pt").read_bytes()), weights_only=True))
+    x = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(7))
+    with torch.no_grad():
+        expected = net.eval()(x).numpy()
+    assert np.abs(run_tflite(out / f"{name}.tflite", x.numpy()) - expected).max() <= 1e-4
+    assert np.abs(run_onnx(out / f"{name}.onnx", x.numpy()) - expected).max() <= 1e-4
+    bigger = torch.rand(1, 3, 32, 96)  # the ONNX graph takes any multiple of the downsampling factor
+    with torch.no_grad():
+        assert np.abs(run_onnx(out / f"{name}.onnx", bigger.numpy()) - net(bigger).numpy()).max() <= 1e-4
+    check_native_ops(out / f"{name}.tflite")
+
+
+def test_unknown_name_is_a_clear_error(tiny_study, tmp_path, capsys):
+    _, url, _ = tiny_study
+    assert main(["export", "DenoiseUNet-nope", "--to", str(tmp_path / "x"), "--db", url]) == 2
+    assert "no model named 'DenoiseUNet-nope'" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists() or not any((tmp_path / "x").iterdir())
+
+
+def test_student_without_weights(tmp_path):
+    from conftest import model_record
+
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    rec = model_record(0, weights=None)
+    record_trial(Store(url), "s", 0, rec)
+    with pytest.raises(ExportError, match=f"no weights recorded for {rec.nn}; retrain it with"):
+        export_student(rec.nn, tmp_path / "out", db=url)
+    assert not (tmp_path / "out").exists()
+
+
+def test_unwritable_target_and_failed_check_leave_no_files(tiny_study, exported, tmp_path, capsys):
+    _, url, _ = tiny_study
+    name, _ = exported
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    assert main(["export", name, "--to", str(blocker / "sub"), "--db", url]) == 2
+    assert "cannot write to" in capsys.readouterr().err
+    with pytest.raises(ExportError, match="differs from torch"):
+        export_student(name, tmp_path / "strict", db=url, resolution=(64, 64), tolerance=-1.0)
+    assert list((tmp_path / "strict").iterdir()) == []
+    with pytest.raises(ExportError, match="multiple of"):
+        export_student(name, tmp_path / "odd", db=url, resolution=(30, 30))
+    assert not (tmp_path / "odd").exists()
+
+
+def test_cli_export_prints_the_files(tiny_study, exported, tmp_path, capsys):
+    _, url, _ = tiny_study
+    name, _ = exported
+    assert main(["export", name, "--to", str(tmp_path / "cli"), "--db", url, "--resolution", "32x48"]) == 0
+    out = capsys.readouterr().out
+    assert "max abs error vs torch" in out and Path(tmp_path / "cli" / f"{name}.onnx").exists()
