@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from contextlib import contextmanager
 from typing import Iterator
 
 import pytest
@@ -39,24 +40,31 @@ def _unusable(server: URL, exc: Exception, setting: str) -> None:
     pytest.skip(message)
 
 
-@pytest.fixture(scope="session")
-def pg_database() -> Iterator[URL]:
-    """A database of its own for this test session, dropped afterwards."""
-    server = make_url(PG_URL)
+@contextmanager
+def _scratch_database(server_url: str, quote: str, drop_suffix: str, setting: str) -> Iterator[URL]:
+    """Create a uniquely named database on a server, yield its URL, drop it afterwards."""
+    server = make_url(server_url)
     name = f"nnsearch_test_{uuid.uuid4().hex[:12]}"
     admin = _admin(server)
     try:
         with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
+            conn.execute(text(f"CREATE DATABASE {quote}{name}{quote}"))
     except Exception as exc:  # unreachable server, missing driver, refused login
         admin.dispose()
-        _unusable(server, exc, "NNSEARCH_TEST_PG")
+        _unusable(server, exc, setting)
     try:
         yield server.set(database=name)
     finally:
         with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            conn.execute(text(f"DROP DATABASE IF EXISTS {quote}{name}{quote}{drop_suffix}"))
         admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def pg_database() -> Iterator[URL]:
+    """A database of its own for this test session, dropped afterwards."""
+    with _scratch_database(PG_URL, '"', " WITH (FORCE)", "NNSEARCH_TEST_PG") as url:
+        yield url
 
 
 @pytest.fixture
@@ -78,21 +86,8 @@ def pg_url(request: pytest.FixtureRequest) -> Iterator[str]:
 @pytest.fixture
 def mysql_url() -> Iterator[str]:
     """A URL on a fresh MySQL/MariaDB database, dropped afterwards."""
-    server = make_url(MYSQL_URL)
-    name = f"nnsearch_test_{uuid.uuid4().hex[:12]}"
-    admin = _admin(server)
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f"CREATE DATABASE `{name}`"))
-    except Exception as exc:
-        admin.dispose()
-        _unusable(server, exc, "NNSEARCH_TEST_MYSQL")
-    try:
-        yield server.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
-        admin.dispose()
+    with _scratch_database(MYSQL_URL, "`", "", "NNSEARCH_TEST_MYSQL") as url:
+        yield url.render_as_string(hide_password=False)
 
 
 @pytest.fixture(params=ENGINES)

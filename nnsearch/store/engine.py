@@ -159,10 +159,6 @@ class Store:
 
         return retrying(attempt, f"reading {self.display_url}")
 
-    def scalar_names(self, model: type, column: str = "name") -> list[str]:
-        """All values of one column of a table (small helper for listings)."""
-        return self.reading(lambda conn: list(conn.scalars(select(getattr(model, column)))))
-
     def dispose(self) -> None:
         """Close pooled connections (call before forking workers)."""
         self.engine.dispose()
