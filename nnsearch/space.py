@@ -71,6 +71,22 @@ class SearchSpace:
             global_residual=bool(choose("global_residual", self.global_residual)),
         )
 
+    def fastest_candidates(self) -> list[Arch]:
+        """Students among which the space's fastest one lies (for a lower latency bound).
+
+        Fewest levels, narrowest widths, fewest blocks and the cheapest skip per
+        level (none < add < concat); every combination of the remaining choices.
+        """
+        levels = min(self.levels)
+        cost = {"none": 0, "add": 1, "concat": 2}
+        widths = tuple(min(self.widths[i]) for i in range(levels))
+        blocks = tuple(min(self.blocks[i]) for i in range(levels))
+        skips = tuple(min(self.skip[i], key=lambda s: cost.get(s, 3)) for i in range(levels - 1))
+        return [
+            Arch(widths=widths, blocks=blocks, skips=skips, block=block, downsample=down, global_residual=residual)
+            for block in self.block for down in self.downsample for residual in self.global_residual
+        ]
+
     def params_of(self, arch: Arch) -> dict[str, Any]:
         """The chooser decisions that produce `arch` (inverse of `sample`)."""
         params: dict[str, Any] = {

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import io
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,8 +25,11 @@ from nnsearch.store.engine import Store
 from nnsearch.store.query import study_results
 from nnsearch.store.record import LatencyRecord, ModelRecord, record_trial
 from nnsearch.student import build_student
+from nnsearch.early_stopping import EarlyStopRule, EpochHistory, StoppedEarly, check_epoch
 from nnsearch.errors import NNSearchError
+from nnsearch.heartbeat import Heartbeat
 from nnsearch.latency_service import HOST_DEVICE, predict_latency, prediction_record
+from nnsearch.trial_claims import OUTCOME_ATTR, TrialCounts, claim_trial
 from nnsearch.teacher import load_or_train_teacher, teacher_config
 from nnsearch.tflite import export_tflite, time_tflite
 
@@ -61,8 +66,11 @@ class StudyConfig:
     seed: int = 0
     max_side: int | None = None
     max_latency_ms: float | None = None  # candidates predicted slower are recorded infeasible, not trained
+    early_stop: EarlyStopRule | None = field(default_factory=EarlyStopRule)  # None: train every candidate fully
 
 
+#: Trial user attribute saying what a running trial is doing ("distill" once training starts).
+PHASE_ATTR = "phase"
 #: Trial user attribute holding the latency budget excess (<= 0 means feasible).
 CONSTRAINT_ATTR = "latency_excess_ms"
 
@@ -81,13 +89,31 @@ SAMPLERS: dict[str, Callable[[int], optuna.samplers.BaseSampler]] = {
 }
 
 
-def optuna_storage(store: Store) -> optuna.storages.RDBStorage:
-    """The Optuna storage inside the same database as the nnsearch tables."""
+@dataclass(frozen=True)
+class HeartbeatConfig:
+    """A running trial beats every `interval_s`; silent for `grace_s` means its worker died."""
+
+    interval_s: int = 30
+    grace_s: int = 120
+    max_retry: int = 2  # how often a lost trial is run again
+
+    def __post_init__(self) -> None:
+        if self.interval_s < 1 or self.grace_s <= self.interval_s:
+            raise NNSearchError(f"need heartbeat interval >= 1 s and grace period > interval, got "
+                                f"interval={self.interval_s} grace={self.grace_s}")
+
+
+def optuna_storage(store: Store, heartbeat: HeartbeatConfig = HeartbeatConfig()) -> optuna.storages.RDBStorage:
+    """The Optuna storage inside the same database as the nnsearch tables, with heartbeats."""
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    warnings.filterwarnings("ignore", category=FutureWarning, module="optuna")
+    warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
     kwargs: dict[str, Any] = {"pool_pre_ping": True}
     if store.url.startswith("sqlite"):
         kwargs["connect_args"] = {"timeout": 60}
-    return optuna.storages.RDBStorage(store.url, engine_kwargs=kwargs, heartbeat_interval=30, grace_period=120)
+    retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=heartbeat.max_retry)
+    return optuna.storages.RDBStorage(store.url, engine_kwargs=kwargs, heartbeat_interval=heartbeat.interval_s,
+                                      grace_period=heartbeat.grace_s, heartbeat_stale_trial_callback=retry)
 
 
 @dataclass
@@ -96,18 +122,21 @@ class TrialOutcome:
 
     number: int
     arch: Arch
-    psnr: float
-    ssim: float
-    latency_ms: float
-    params: int
-    seconds: float
+    state: str  # complete, infeasible, stopped or failed (as recorded in the store)
+    psnr: float = math.nan
+    latency_ms: float = math.nan
+    message: str = ""
+
+    def values(self) -> tuple[float, float]:
+        """Objective values for Optuna (an infeasible candidate scores PSNR 0 at its predicted latency)."""
+        return (0.0 if self.state == "infeasible" else self.psnr), self.latency_ms
 
 
 class Study:
     """A named study in a store: prepares data and teacher once, then runs trials."""
 
     def __init__(self, config: StudyConfig, store: Store, *, verbose: bool = True,
-                 device: torch.device | None = None) -> None:
+                 device: torch.device | None = None, heartbeat: HeartbeatConfig = HeartbeatConfig()) -> None:
         self.config = config
         self.store = store
         self.verbose = verbose
@@ -115,8 +144,9 @@ class Study:
         self.results_dir = Path("results") / config.name
         self._data: DenoiseData | None = None
         self._targets: TeacherTargets | None = None
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
         self.optuna = optuna.create_study(
-            storage=optuna_storage(store), study_name=config.name, directions=list(DIRECTIONS),
+            storage=optuna_storage(store, heartbeat), study_name=config.name, directions=list(DIRECTIONS),
             sampler=SAMPLERS[config.sampler](config.seed), load_if_exists=True,
         )
         self.optuna.set_metric_names(list(OBJECTIVES))
@@ -144,18 +174,101 @@ class Study:
                                                  device=self.device, verbose=self.verbose)
         return self._targets
 
-    def run(self, n_trials: int) -> None:
-        """Run `n_trials` more trials (a study that exists is resumed, never restarted)."""
-        done = len(self.optuna.trials)
-        self.log(f"study '{self.config.name}': {done} trials so far, running {n_trials} more "
-                 f"(space {self.config.space.name}, store {self.store.display_url})")
+    def prepare(self) -> None:
+        """Everything workers share, done once: budget check, data, teacher and its outputs."""
+        self.check_budget_reachable()
         self.targets()
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
-        self.optuna.optimize(self.objective, n_trials=n_trials, catch=(DistillationDiverged,),
-                             gc_after_trial=True)
+
+    def check_budget_reachable(self) -> None:
+        """Refuse, before any training, a latency budget below the space's fastest student."""
+        budget = self.config.max_latency_ms
+        if budget is None or not self.config.latency.predict:
+            return
+        fastest = min(self.config.space.fastest_candidates(), key=self._predicted_ms)
+        best = self._predicted_ms(fastest)
+        if best > budget:
+            lat = self.config.latency
+            raise NNSearchError(
+                f"--max-latency-ms {budget:g} is below anything space '{self.config.space.name}' can reach: its "
+                f"fastest student ({fastest.describe()}) is predicted at {best:.1f} ms on '{lat.device}' at "
+                f"{lat.height}x{lat.width}, {lat.threads} thread(s)")
+
+    def _predicted_ms(self, arch: Arch) -> float:
+        lat = self.config.latency
+        return predict_latency(self.store, arch, lat.device, lat.height, lat.width, lat.threads)
+
+    def run(self, n_trials: int, *, timeout_s: float | None = None) -> TrialCounts:
+        """Run `n_trials` more finished trials (a study that exists is resumed, never restarted)."""
+        return self.run_until(TrialCounts.of(self.optuna).finished + n_trials, timeout_s=timeout_s)
+
+    def run_until(self, total: int, *, timeout_s: float | None = None, poll_s: float = 1.0) -> TrialCounts:
+        """Work on the study until it has `total` finished trials (shared with any other workers).
+
+        With `timeout_s`, no new trial starts after that many seconds. Ctrl-C marks
+        the running trial failed (nothing of it is recorded) and re-raises.
+        """
+        began = time.monotonic()
+        counts = TrialCounts.of(self.optuna)
+        self.log(f"study '{self.config.name}': {counts.finished} of {total} trials finished "
+                 f"(space {self.config.space.name}, store {self.store.display_url})")
+        if counts.finished >= total:
+            self.log(f"study '{self.config.name}' already has its {total} trials; raise --trials to add more")
+            return counts
+        self.prepare()
+        while timeout_s is None or time.monotonic() - began < timeout_s:
+            claim = claim_trial(self.optuna, self.store, total, before_ask=self._seed_sampler)
+            counts = claim.counts
+            if claim.done:
+                break
+            if claim.trial is None:
+                time.sleep(poll_s)
+                continue
+            self.run_trial(claim.trial)
+            self.log_status(total)
+            gc.collect()
+        else:
+            self.log(f"study '{self.config.name}': timeout of {timeout_s:g} s reached, no new trials started")
+        return TrialCounts.of(self.optuna)
+
+    def _seed_sampler(self, number: int) -> None:
+        """A sampler seeded by (study seed, trial number): reproducible, and distinct across workers."""
+        self.optuna.sampler = SAMPLERS[self.config.sampler](self.config.seed * 1_000_003 + number)
+
+    def log_status(self, total: int) -> None:
+        if self.verbose:
+            from nnsearch.live import StudyStatus
+
+            self.log(StudyStatus.read(self.optuna, self.store, total, self.config.latency.device).line())
+
+    def run_trial(self, trial: optuna.Trial) -> TrialOutcome | None:
+        """Evaluate one claimed trial and tell Optuna how it ended."""
+        try:
+            with Heartbeat(self.optuna, trial):
+                outcome = self.evaluate(trial)
+        except DistillationDiverged as exc:
+            trial.set_user_attr(OUTCOME_ATTR, "failed")
+            self.optuna.tell(trial, state=optuna.trial.TrialState.FAIL)
+            self.log(f"trial {trial.number}: failed: {exc}")
+            return None
+        except BaseException:
+            self.optuna.tell(trial, state=optuna.trial.TrialState.FAIL)
+            self.log(f"trial {trial.number}: interrupted, nothing of it was recorded")
+            raise
+        if outcome.state == "stopped":
+            self.optuna.tell(trial, state=optuna.trial.TrialState.PRUNED)
+        else:
+            self.optuna.tell(trial, list(outcome.values()))
+        return outcome
 
     def objective(self, trial: optuna.Trial) -> tuple[float, float]:
-        """Sample, distill, time and record one candidate."""
+        """Optuna objective (for `optuna.Study.optimize` users): values of a finished candidate."""
+        outcome = self.evaluate(trial)
+        if outcome.state == "stopped":
+            raise optuna.TrialPruned(outcome.message)
+        return outcome.values()
+
+    def evaluate(self, trial: optuna.Trial) -> TrialOutcome:
+        """Sample, predict, distill, time and record one candidate."""
         began = time.perf_counter()
         arch = self.config.space.sample(trial.suggest_categorical)
         trial.set_user_attr("nn", arch.name)
@@ -165,7 +278,7 @@ class Study:
         if earlier is not None:
             self._link_repeat(trial.number, arch)
             self.log(f"trial {trial.number}: same student as trial {earlier['trial']}, reusing its results")
-            return float(earlier["psnr"]), float(earlier["latency_ms"])
+            return TrialOutcome(trial.number, arch, "complete", float(earlier["psnr"]), float(earlier["latency_ms"]))
         student = build_student(arch)
         predicted = self._predict_latency(arch)
         excess = self._budget_excess(predicted)
@@ -174,26 +287,45 @@ class Study:
             self._record(trial.number, arch, student, epochs=[], latencies=[predicted], state="infeasible")
             self.log(f"trial {trial.number}: infeasible, predicted {predicted.median_ms:.1f} ms exceeds the "
                      f"{self.config.max_latency_ms:g} ms budget; not trained")
-            return 0.0, predicted.median_ms
+            return TrialOutcome(trial.number, arch, "infeasible", latency_ms=predicted.median_ms)
         torch.manual_seed(self.config.seed + trial.number)
+        trial.set_user_attr(PHASE_ATTR, "distill")
+        epochs: list = []
+        on_epoch = self._epoch_callback(epochs, predicted)
         try:
             result = distill(student, self.targets(), self.data.val, self.config.distill,
-                             device=self.device, verbose=self.verbose)
-        except DistillationDiverged as exc:
+                             device=self.device, verbose=self.verbose, on_epoch=on_epoch)
+        except DistillationDiverged:
             self._record(trial.number, arch, student, epochs=[], latencies=_present(predicted), state="failed")
-            self.log(f"trial {trial.number}: failed: {exc}")
             raise
+        except StoppedEarly as exc:
+            self._record(trial.number, arch, student, epochs=epochs, latencies=_present(predicted), state="stopped")
+            self.log(f"trial {trial.number}: {exc}")
+            return TrialOutcome(trial.number, arch, "stopped", epochs[-1].psnr, predicted.median_ms, str(exc))
         measured = self._measure_latency(student, arch) if self._can_measure() else None
         latency = (measured or predicted).median_ms
         self._record(trial.number, arch, student, epochs=result.epochs, latencies=_present(predicted, measured),
                      state="complete")
-        outcome = TrialOutcome(trial.number, arch, result.final.psnr, result.final.ssim, latency,
-                               count_params(student), time.perf_counter() - began)
+        outcome = TrialOutcome(trial.number, arch, "complete", result.final.psnr, latency)
         guess = f" (predicted {predicted.median_ms:.1f})" if predicted and measured else ""
-        self.log(f"trial {trial.number}: PSNR {outcome.psnr:.2f} dB, SSIM {outcome.ssim:.4f}, "
+        self.log(f"trial {trial.number}: PSNR {outcome.psnr:.2f} dB, SSIM {result.final.ssim:.4f}, "
                  f"latency {outcome.latency_ms:.1f} ms{guess} @ {self.config.latency.height}x{self.config.latency.width}, "
-                 f"{outcome.params:,} params ({outcome.seconds:.0f} s)")
-        return outcome.psnr, outcome.latency_ms
+                 f"{count_params(student):,} params ({time.perf_counter() - began:.0f} s)")
+        return outcome
+
+    def _epoch_callback(self, epochs: list, predicted: LatencyRecord | None) -> Callable[[Any], None]:
+        """Collects epoch records and applies the early-stopping rule after each epoch."""
+        rule = self.config.early_stop
+        history = None
+        if rule is not None and predicted is not None:
+            history = EpochHistory.load(self.store, self.config.name, self.config.latency.device)
+        last = self.config.distill.epochs - 1
+
+        def on_epoch(record: Any) -> None:
+            epochs.append(record)
+            check_epoch(rule, history, record.epoch, last, record.psnr, predicted.median_ms if predicted else None)
+
+        return on_epoch
 
     def _earlier_result(self, arch: Arch) -> dict[str, Any] | None:
         """This study's completed result for `arch`, if a trial already trained it."""

@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 from nnsearch.arch import Arch, load_model_code
 from nnsearch.demo import summarize
 from nnsearch.distill import DistillConfig
+from nnsearch.errors import NNSearchError
 from nnsearch.space import load_space
 from nnsearch.store.engine import Store
 from nnsearch.store.schema import NN, LatencyRun, Stat, TrainStat, TrialLink, Weights
@@ -78,21 +79,41 @@ def test_study_resumes_and_summary_is_written(finished_study):
     assert summary.line().startswith("demo: 3 trials complete")
 
 
-def test_latency_budget_skips_training_of_slow_candidates(tmp_path):
+def _budget_study(tmp_path, budget_ms):
     store = Store(f"sqlite:///{tmp_path / 'budget.db'}")
     config = StudyConfig(
         name="budget", space=load_space("tiny"), data_spec=None, max_side=64, teacher_steps=20,
         distill=DistillConfig(steps=4, epochs=1, batch=2, crops=(32,)),
-        latency=LatencyConfig(height=32, width=32, runs=1, warmup=0), max_latency_ms=1e-6,
+        latency=LatencyConfig(height=32, width=32, runs=1, warmup=0), max_latency_ms=budget_ms,
     )
     study = Study(config, store, verbose=False)
     study.results_dir = tmp_path / "results"
-    study.run(2)
-    rows = study.results()
-    assert list(rows["state"]) == ["infeasible", "infeasible"]
-    assert rows["psnr"].isna().all() and (rows["predicted_ms"] > 0).all()
-    assert all(t.user_attrs["latency_excess_ms"] > 0 for t in study.optuna.trials)
+    return study, store
+
+
+def test_unreachable_latency_budget_is_refused_before_training(tmp_path):
+    study, store = _budget_study(tmp_path, 1e-6)
+    with pytest.raises(NNSearchError, match="below anything space 'tiny' can reach"):
+        study.run(2)
+    assert study.optuna.trials == []
     with store.session() as s:
-        assert s.scalar(select(func.count()).select_from(Stat)) == 0
-        kinds = s.scalars(select(LatencyRun.kind)).all()
-        assert kinds and set(kinds) == {"predicted"}
+        assert s.scalar(select(func.count()).select_from(TrialLink)) == 0
+
+
+def test_latency_budget_skips_training_of_slow_candidates(tmp_path):
+    probe, _ = _budget_study(tmp_path, None)
+    fastest = min(probe._predicted_ms(a) for a in probe.config.space.fastest_candidates())
+    study, store = _budget_study(tmp_path, fastest * 1.001)
+    study.run(3)
+    rows = study.results()
+    assert len(rows) == 3 and "infeasible" in set(rows["state"])
+    for _, row in rows.iterrows():
+        assert (row["state"] == "infeasible") == (row["predicted_ms"] > fastest * 1.001)
+    infeasible = rows[rows["state"] == "infeasible"]
+    assert infeasible["psnr"].isna().all()
+    excess = {t.number: t.user_attrs["latency_excess_ms"] for t in study.optuna.trials}
+    assert all(excess[n] > 0 for n in infeasible["trial"])
+    with store.session() as s:
+        trained = set(s.scalars(select(Stat.nn)).all())
+        assert trained.isdisjoint(set(infeasible["nn"]))
+        assert set(s.scalars(select(LatencyRun.kind).where(LatencyRun.nn.in_(list(infeasible["nn"]))))) == {"predicted"}

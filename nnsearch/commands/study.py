@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from nnsearch.commands import add_db_option, parse_resolution
+from nnsearch.errors import NNSearchError
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -20,24 +21,47 @@ def cmd_search(args: argparse.Namespace) -> int:
     from nnsearch.distill import DistillConfig
     from nnsearch.space import load_space
     from nnsearch.store.engine import Store
-    from nnsearch.study import LatencyConfig, Study, StudyConfig
+    from nnsearch.early_stopping import EarlyStopRule
+    from nnsearch.study import HeartbeatConfig, LatencyConfig, Study, StudyConfig
+    from nnsearch.workers import run_workers
 
     height, width = parse_resolution(args.resolution)
+    if args.trials < 1:
+        raise NNSearchError(f"--trials must be >= 1, got {args.trials}")
     config = StudyConfig(
         name=args.study, space=load_space(args.space), data_spec=args.data, seed=args.seed,
-        sampler=args.sampler, teacher=args.teacher, max_latency_ms=args.max_latency_ms,
-        distill=DistillConfig(steps=args.steps, epochs=args.epochs, alpha=args.alpha, seed=args.seed),
+        sampler=args.sampler, teacher=args.teacher, teacher_steps=args.teacher_steps, max_side=args.max_side,
+        max_latency_ms=args.max_latency_ms,
+        distill=DistillConfig(steps=args.steps, epochs=args.epochs, alpha=args.alpha, seed=args.seed,
+                              batch=args.batch, crops=parse_crops(args.crops)),
         latency=LatencyConfig(device=args.device, height=height, width=width, threads=args.threads,
                               measure=not args.no_measure),
+        early_stop=None if args.early_stop_margin is None else EarlyStopRule(margin_db=args.early_stop_margin),
     )
+    heartbeat = HeartbeatConfig(interval_s=args.heartbeat_interval, grace_s=args.grace_period)
     store = Store(args.db)
     print(f"store: {store.display_url}")
-    study = Study(config, store)
-    study.run(args.trials)
+    if args.workers > 1:
+        run_workers(config, store, args.trials, args.workers, heartbeat=heartbeat, timeout_s=args.timeout)
+        study = Study(config, store, heartbeat=heartbeat, verbose=False)
+    else:
+        study = Study(config, store, heartbeat=heartbeat)
+        study.run_until(args.trials, timeout_s=args.timeout)
     summary = summarize(study)
     print(format_table(summary.front))
     print(summary.line("search"))
     return 0
+
+
+def parse_crops(text: str) -> tuple[int, ...]:
+    """'48,64' -> (48, 64), with a clear error otherwise."""
+    try:
+        crops = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise NNSearchError(f"--crops must be comma-separated integers such as 64,128,256, got {text!r}") from None
+    if not crops or min(crops) < 8 or max(crops) > 1024:
+        raise NNSearchError(f"--crops sizes must be between 8 and 1024 px, got {text!r}")
+    return crops
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -50,14 +74,33 @@ def register(sub: argparse._SubParsersAction) -> None:
     search = sub.add_parser("search", help="run (or resume) a search study")
     search.add_argument("--space", default="litedenoise", help="search-space YAML file or name in search_spaces/")
     search.add_argument("--data", default=None, help="dataset path, 'clean:PATH', or omitted for the built-in data")
-    search.add_argument("--trials", type=int, default=20)
+    search.add_argument("--trials", type=int, default=20,
+                        help="finished trials the study should have (re-running the same command resumes; "
+                             "workers that join the study share this count)")
+    search.add_argument("--workers", type=int, default=1, help="worker processes on this machine (default 1)")
+    search.add_argument("--timeout", type=float, default=None, metavar="S",
+                        help="start no new trial after S seconds (the running ones finish)")
+    search.add_argument("--early-stop-margin", type=float, default=1.0, metavar="DB",
+                        help="stop a candidate whose PSNR after an epoch is DB below a no-slower finished "
+                             "trial's at the same epoch (default 1.0)")
+    search.add_argument("--no-early-stop", dest="early_stop_margin", action="store_const", const=None,
+                        help="train every feasible candidate for its full budget")
+    search.add_argument("--heartbeat-interval", type=int, default=30, metavar="S",
+                        help="seconds between a running trial's heartbeats (default 30)")
+    search.add_argument("--grace-period", type=int, default=120, metavar="S",
+                        help="a trial without heartbeat for S seconds is failed and retried (default 120)")
     search.add_argument("--study", default="search")
     search.add_argument("--sampler", choices=["tpe", "nsga2", "random"], default="tpe")
     search.add_argument("--seed", type=int, default=0)
     search.add_argument("--steps", type=int, default=240, help="distillation steps per candidate")
     search.add_argument("--epochs", type=int, default=2, help="evaluations per candidate")
     search.add_argument("--alpha", type=float, default=0.9, help="weight of the teacher term in the loss")
+    search.add_argument("--batch", type=int, default=8, help="distillation batch size (default 8)")
+    search.add_argument("--crops", default="48,64", help="progressive crop sizes, e.g. 64,128,256 (default 48,64)")
     search.add_argument("--teacher", default="cpu", help="teacher preset (cpu or paper)")
+    search.add_argument("--teacher-steps", type=int, default=None, help="teacher training steps (default: preset's)")
+    search.add_argument("--max-side", type=int, default=None, metavar="PX",
+                        help="downscale training/validation images to at most PX on the long side")
     search.add_argument("--device", default="host-cpu", help="device profile name for latency")
     search.add_argument("--resolution", default="1088x1920", help="latency input HEIGHTxWIDTH")
     search.add_argument("--threads", type=int, default=1)

@@ -48,3 +48,14 @@ def study_results(store: Store, study: str, device: str = "host-cpu") -> pd.Data
         .order_by(TrialLink.trial_number)
     )
     return store.reading(lambda conn: pd.read_sql(query, conn))
+
+
+def epoch_metric(store: Store, study: str, metric: str = "psnr", state: str = "complete") -> pd.DataFrame:
+    """Per-epoch values of `metric` for the trials of `study` in `state`: trial, nn, epoch, value."""
+    query = (
+        select(TrialLink.trial_number.label("trial"), TrialLink.nn, Stat.epoch, Stat.accuracy.label("value"))
+        .join(Stat, and_(Stat.nn == TrialLink.nn, Stat.prm == TrialLink.prm, Stat.dataset == TrialLink.dataset))
+        .where(TrialLink.study == study, TrialLink.state == state, Stat.metric == metric)
+        .order_by(TrialLink.trial_number, Stat.epoch)
+    )
+    return store.reading(lambda conn: pd.read_sql(query, conn))

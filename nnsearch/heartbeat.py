@@ -1,0 +1,44 @@
+"""Heartbeats of running trials, so a killed worker's trial is noticed and retried."""
+
+from __future__ import annotations
+
+import threading
+from types import TracebackType
+
+import optuna
+
+
+class Heartbeat:
+    """Context manager: records the trial's heartbeat every `interval` s in a daemon thread.
+
+    Other workers fail a RUNNING trial whose heartbeat is older than the storage's
+    grace period (`optuna.storages.fail_stale_trials`) and run it again.
+    """
+
+    def __init__(self, study: optuna.Study, trial: optuna.Trial) -> None:
+        self._storage = study._storage
+        self._trial_id = trial._trial_id
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> "Heartbeat":
+        interval = getattr(self._storage, "get_heartbeat_interval", lambda: None)()
+        if interval:
+            self._storage.record_heartbeat(self._trial_id)
+            self._thread = threading.Thread(target=self._beat, args=(interval,), daemon=True,
+                                            name="nnsearch-heartbeat")
+            self._thread.start()
+        return self
+
+    def _beat(self, interval: float) -> None:
+        while not self._stop.wait(interval):
+            try:
+                self._storage.record_heartbeat(self._trial_id)
+            except Exception:  # a missed beat is retried next interval; never kill the trial for it
+                continue
+
+    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)

@@ -1,0 +1,148 @@
+"""Claiming trials so that any number of workers finish a study with exactly N trials.
+
+Workers (processes on one machine, or on many machines sharing a PostgreSQL
+store) each loop: take the study lock, fail trials whose worker stopped sending
+heartbeats (Optuna re-queues them as WAITING copies), then either claim a trial
+(a waiting retry first, else a new one while fewer than N are finished or
+running), wait for the others, or stop because N trials are finished.
+
+The lock is an advisory lock on PostgreSQL (released by the server if the
+worker dies), `GET_LOCK` on MySQL/MariaDB, and an `flock` on a file beside the
+SQLite database (released by the kernel if the worker dies).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import socket
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+import optuna
+from optuna.trial import TrialState
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+
+from nnsearch.store.engine import Store
+
+#: Trial user attribute set when a trial ended as a recorded failure (e.g. NaN loss).
+OUTCOME_ATTR = "outcome"
+#: Trial user attribute naming the worker (host:pid) that ran the trial.
+WORKER_ATTR = "worker"
+
+
+def worker_name() -> str:
+    """`host:pid` of this process, as recorded on the trials it runs."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+@dataclass(frozen=True)
+class TrialCounts:
+    """How a study's trials stand, as the claim rule sees them."""
+
+    finished: int  # complete, stopped early, infeasible, or a recorded failure
+    running: int
+    waiting: int  # retries of trials whose worker died
+    failed: int  # crashed, killed or interrupted (not counted as finished)
+
+    @classmethod
+    def of(cls, study: optuna.Study) -> "TrialCounts":
+        finished = running = waiting = failed = 0
+        for trial in study.get_trials(deepcopy=False):
+            if trial.state in (TrialState.COMPLETE, TrialState.PRUNED) or is_recorded_failure(trial):
+                finished += 1
+            elif trial.state == TrialState.RUNNING:
+                running += 1
+            elif trial.state == TrialState.WAITING:
+                waiting += 1
+            else:
+                failed += 1
+        return cls(finished, running, waiting, failed)
+
+
+def is_recorded_failure(trial: optuna.trial.FrozenTrial) -> bool:
+    """A failed trial whose failure is a result (recorded in the store), not a lost worker."""
+    return trial.state == TrialState.FAIL and trial.user_attrs.get(OUTCOME_ATTR) == "failed"
+
+
+@dataclass(frozen=True)
+class Claim:
+    """The answer to "what should this worker do next?"."""
+
+    trial: optuna.Trial | None  # run this trial
+    done: bool  # the study has its trials: stop
+    counts: TrialCounts
+
+    @property
+    def wait(self) -> bool:
+        """Nothing to claim yet, but other workers' trials are still running."""
+        return self.trial is None and not self.done
+
+
+def claim_trial(study: optuna.Study, store: Store, total: int,
+                before_ask: Callable[[int], None] | None = None) -> Claim:
+    """Claim the next trial of a study that should end with `total` finished trials.
+
+    `before_ask(number)` runs under the lock just before a trial is created, with
+    the number that trial will get (e.g. to seed the sampler per trial, so that
+    workers do not propose the same candidates).
+    """
+    with study_lock(store, study.study_name):
+        optuna.storages.fail_stale_trials(study)
+        counts = TrialCounts.of(study)
+        if counts.finished >= total:
+            return Claim(None, True, counts)
+        if counts.waiting or counts.finished + counts.running < total:
+            if before_ask is not None:
+                before_ask(len(study.get_trials(deepcopy=False)))
+            trial = study.ask()
+            trial.set_user_attr(WORKER_ATTR, worker_name())
+            return Claim(trial, False, counts)
+        return Claim(None, False, counts)
+
+
+@contextmanager
+def study_lock(store: Store, study_name: str) -> Iterator[None]:
+    """A lock held by one worker at a time, across processes and (with a server) machines."""
+    key = int.from_bytes(hashlib.sha256(f"nnsearch-study:{study_name}".encode()).digest()[:8], "big", signed=True)
+    if store.dialect == "postgresql":
+        with store.engine.connect() as conn:
+            conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": key})
+            try:
+                yield
+            finally:
+                conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+                conn.commit()
+        return
+    if store.dialect in ("mysql", "mariadb"):
+        name = f"nnsearch_{key & 0xFFFFFFFF:x}"
+        with store.engine.connect() as conn:
+            conn.execute(text("SELECT GET_LOCK(:name, -1)"), {"name": name})
+            try:
+                yield
+            finally:
+                conn.execute(text("SELECT RELEASE_LOCK(:name)"), {"name": name})
+        return
+    with _file_lock(_sqlite_lock_path(store, key)):
+        yield
+
+
+def _sqlite_lock_path(store: Store, key: int) -> Path:
+    database = make_url(store.url).database
+    if not database or database == ":memory:":
+        return Path(os.environ.get("TMPDIR", "/tmp")) / f"nnsearch-{os.getpid()}-{key & 0xFFFFFFFF:x}.lock"
+    return Path(f"{database}.{key & 0xFFFFFFFF:x}.lock")
+
+
+@contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    with open(path, "a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
