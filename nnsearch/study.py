@@ -28,8 +28,9 @@ from nnsearch.student import build_student
 from nnsearch.early_stopping import EarlyStopRule, EpochHistory, StoppedEarly, check_epoch
 from nnsearch.errors import NNSearchError
 from nnsearch.heartbeat import Heartbeat
+from nnsearch.interrupts import InterruptGuard
 from nnsearch.latency_service import HOST_DEVICE, predict_latency, prediction_record
-from nnsearch.trial_claims import OUTCOME_ATTR, TrialCounts, claim_trial
+from nnsearch.trial_claims import OUTCOME_ATTR, TrialCounts, advisory_lock, claim_trial
 from nnsearch.teacher import load_or_train_teacher, teacher_config
 from nnsearch.tflite import export_tflite, time_tflite
 
@@ -112,8 +113,9 @@ def optuna_storage(store: Store, heartbeat: HeartbeatConfig = HeartbeatConfig())
     if store.url.startswith("sqlite"):
         kwargs["connect_args"] = {"timeout": 60}
     retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=heartbeat.max_retry)
-    return optuna.storages.RDBStorage(store.url, engine_kwargs=kwargs, heartbeat_interval=heartbeat.interval_s,
-                                      grace_period=heartbeat.grace_s, heartbeat_stale_trial_callback=retry)
+    with advisory_lock(store, "optuna-schema"):  # Optuna's table creation is not safe to run concurrently
+        return optuna.storages.RDBStorage(store.url, engine_kwargs=kwargs, heartbeat_interval=heartbeat.interval_s,
+                                          grace_period=heartbeat.grace_s, heartbeat_stale_trial_callback=retry)
 
 
 @dataclass
@@ -144,6 +146,7 @@ class Study:
         self.results_dir = Path("results") / config.name
         self._data: DenoiseData | None = None
         self._targets: TeacherTargets | None = None
+        self._interrupts: InterruptGuard | None = None
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         self.optuna = optuna.create_study(
             storage=optuna_storage(store, heartbeat), study_name=config.name, directions=list(DIRECTIONS),
@@ -241,23 +244,29 @@ class Study:
             self.log(StudyStatus.read(self.optuna, self.store, total, self.config.latency.device).line())
 
     def run_trial(self, trial: optuna.Trial) -> TrialOutcome | None:
-        """Evaluate one claimed trial and tell Optuna how it ended."""
-        try:
-            with Heartbeat(self.optuna, trial):
-                outcome = self.evaluate(trial)
-        except DistillationDiverged as exc:
-            trial.set_user_attr(OUTCOME_ATTR, "failed")
-            self.optuna.tell(trial, state=optuna.trial.TrialState.FAIL)
-            self.log(f"trial {trial.number}: failed: {exc}")
-            return None
-        except BaseException:
-            self.optuna.tell(trial, state=optuna.trial.TrialState.FAIL)
-            self.log(f"trial {trial.number}: interrupted, nothing of it was recorded")
-            raise
-        if outcome.state == "stopped":
-            self.optuna.tell(trial, state=optuna.trial.TrialState.PRUNED)
-        else:
-            self.optuna.tell(trial, list(outcome.values()))
+        """Evaluate one claimed trial and tell Optuna how it ended.
+
+        Ctrl-C before the trial's rows are written fails the trial (nothing recorded);
+        once writing has begun it waits until the record and Optuna agree.
+        """
+        with InterruptGuard() as self._interrupts:
+            try:
+                with Heartbeat(self.optuna, trial):
+                    outcome = self.evaluate(trial)
+            except DistillationDiverged as exc:
+                trial.set_user_attr(OUTCOME_ATTR, "failed")
+                self.optuna.tell(trial, state=optuna.trial.TrialState.FAIL)
+                self.log(f"trial {trial.number}: failed: {exc}")
+                return None
+            except BaseException:
+                self.optuna.tell(trial, state=optuna.trial.TrialState.FAIL)
+                self.log(f"trial {trial.number}: interrupted, nothing of it was recorded")
+                raise
+            if outcome.state == "stopped":
+                self.optuna.tell(trial, state=optuna.trial.TrialState.PRUNED)
+            else:
+                self.optuna.tell(trial, list(outcome.values()))
+            self._interrupts = None
         return outcome
 
     def objective(self, trial: optuna.Trial) -> tuple[float, float]:
@@ -339,6 +348,7 @@ class Study:
         from nnsearch.store.schema import TrialLink
 
         uid = prm_uid(self.config.distill.hyperparameters())
+        self._begin_commit()
         self.store.write(lambda session: session.merge(TrialLink(
             study=self.config.name, trial_number=number, nn=arch.name, prm=uid,
             task=TASK, dataset=self.data.name, state="complete")))
@@ -376,8 +386,14 @@ class Study:
             median_ms=timing.median_ms, min_ms=timing.min_ms, max_ms=timing.max_ms, runs=timing.runs,
         )
 
+    def _begin_commit(self) -> None:
+        """From here on, Ctrl-C waits until the trial is recorded and told (see run_trial)."""
+        if self._interrupts is not None:
+            self._interrupts.defer()
+
     def _record(self, number: int, arch: Arch, student: torch.nn.Module, *, epochs: list, latencies: list,
                 state: str) -> None:
+        self._begin_commit()
         lat = self.config.latency
         buffer = io.BytesIO()
         torch.save({k: v.cpu() for k, v in student.state_dict().items()}, buffer)

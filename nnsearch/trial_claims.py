@@ -91,7 +91,7 @@ def claim_trial(study: optuna.Study, store: Store, total: int,
     the number that trial will get (e.g. to seed the sampler per trial, so that
     workers do not propose the same candidates).
     """
-    with study_lock(store, study.study_name):
+    with advisory_lock(store, f"study:{study.study_name}"):
         optuna.storages.fail_stale_trials(study)
         counts = TrialCounts.of(study)
         if counts.finished >= total:
@@ -106,9 +106,9 @@ def claim_trial(study: optuna.Study, store: Store, total: int,
 
 
 @contextmanager
-def study_lock(store: Store, study_name: str) -> Iterator[None]:
-    """A lock held by one worker at a time, across processes and (with a server) machines."""
-    key = int.from_bytes(hashlib.sha256(f"nnsearch-study:{study_name}".encode()).digest()[:8], "big", signed=True)
+def advisory_lock(store: Store, name: str) -> Iterator[None]:
+    """A lock named `name` held by one process at a time, across processes and (with a server) machines."""
+    key = int.from_bytes(hashlib.sha256(f"nnsearch:{name}".encode()).digest()[:8], "big", signed=True)
     if store.dialect == "postgresql":
         with store.engine.connect() as conn:
             conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": key})

@@ -73,7 +73,14 @@ def _monitor(study: Study, store: Store, total: int, processes: list, display: L
 
 
 def _stop(processes: list) -> None:
-    """Ctrl-C: let every worker mark its running trial failed and exit, then wait for them."""
+    """Ctrl-C: let every worker mark its running trial failed and exit, then wait for them.
+
+    A Ctrl-C at the terminal reaches the workers too; the parent forwards it only
+    to workers still running a few seconds later (e.g. when only it was signalled).
+    """
+    deadline = time.monotonic() + 5
+    while any(p.is_alive() for p in processes) and time.monotonic() < deadline:
+        time.sleep(0.2)
     for process in processes:
         if process.is_alive() and process.pid:
             os.kill(process.pid, signal.SIGINT)

@@ -7,17 +7,18 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import optuna
 import pytest
 from optuna.trial import TrialState
 from sqlalchemy import func, select
 
+from nnsearch.datasets import load_data
 from nnsearch.store.engine import Store
 from nnsearch.store.integrity import check_integrity
 from nnsearch.store.schema import TrialLink
 from nnsearch.study import PHASE_ATTR, HeartbeatConfig, optuna_storage
+from nnsearch.teacher import load_or_train_teacher, teacher_config
 
 TINY = ["--space", "tiny", "--steps", "6", "--epochs", "2", "--batch", "2", "--crops", "32",
         "--teacher-steps", "20", "--max-side", "64", "--resolution", "64x96", "--no-early-stop"]
@@ -28,18 +29,17 @@ def search_command(db: str, study: str, trials: int, *extra: str) -> list[str]:
             "--trials", str(trials), *TINY, *extra]
 
 
-@pytest.fixture
-def env(tmp_path) -> dict[str, str]:
-    cache = tmp_path / "cache"
-    cache.mkdir()
+@pytest.fixture(scope="module")
+def env(tmp_path_factory) -> dict[str, str]:
+    """Environment of the worker processes: a cache holding the tiny teacher these tests use."""
+    cache = tmp_path_factory.mktemp("cache")
+    saved = os.environ.get("NNSEARCH_CACHE")
+    os.environ["NNSEARCH_CACHE"] = str(cache)
+    try:
+        load_or_train_teacher(teacher_config("cpu", 20), load_data(None, max_side=64, seed=0), verbose=False)
+    finally:
+        os.environ.pop("NNSEARCH_CACHE") if saved is None else os.environ.__setitem__("NNSEARCH_CACHE", saved)
     return {**os.environ, "NNSEARCH_CACHE": str(cache), "PYTHONUNBUFFERED": "1"}
-
-
-def warm_teacher(db: str, env: dict[str, str], cwd: Path) -> None:
-    """Train the (tiny) teacher once, as the first of several machines would."""
-    done = subprocess.run(search_command(db, "warmup", 1), env=env, cwd=cwd, capture_output=True, text=True,
-                          timeout=300)
-    assert done.returncode == 0, done.stderr
 
 
 def trials_of(db: str, study: str) -> list[optuna.trial.FrozenTrial]:
@@ -91,7 +91,6 @@ def test_two_local_workers_finish_exactly_the_requested_trials(tmp_path, env):
 
 
 def test_three_machines_share_one_postgresql_study(tmp_path, env, pg_url):
-    warm_teacher(pg_url, env, tmp_path)
     workers = [subprocess.Popen(search_command(pg_url, "shared", 6), env=env, cwd=tmp_path,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for _ in range(3)]
     outputs = [w.communicate(timeout=600)[0] for w in workers]
@@ -102,7 +101,6 @@ def test_three_machines_share_one_postgresql_study(tmp_path, env, pg_url):
 
 def test_sigkilled_worker_trial_is_failed_and_retried(tmp_path, env):
     db = f"sqlite:///{tmp_path / 'store.db'}"
-    warm_teacher(db, env, tmp_path)
     fast_heartbeat = ["--heartbeat-interval", "1", "--grace-period", "3", "--steps", "60"]
     workers = [subprocess.Popen(search_command(db, "crash", 4, *fast_heartbeat), env=env, cwd=tmp_path,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for _ in range(2)]
@@ -123,15 +121,14 @@ def test_sigkilled_worker_trial_is_failed_and_retried(tmp_path, env):
 
 def test_ctrl_c_stops_cleanly_and_the_same_command_resumes(tmp_path, env):
     db = f"sqlite:///{tmp_path / 'store.db'}"
-    warm_teacher(db, env, tmp_path)
     command = search_command(db, "stop", 3, "--steps", "60")
     worker = subprocess.Popen(command, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               text=True)
     wait_for_distillation(db, "stop", worker.pid)
     worker.send_signal(signal.SIGINT)
     _, err = worker.communicate(timeout=120)
-    assert worker.returncode == 130
-    assert "run the same command again to resume" in err and "Traceback" not in err
+    assert worker.returncode == 130, err
+    assert "run the same command again to resume" in err and "Traceback" not in err, err
     interrupted = [t for t in trials_of(db, "stop") if t.state == TrialState.FAIL]
     assert len(interrupted) == 1
     assert interrupted[0].number not in linked_trials(db, "stop")
