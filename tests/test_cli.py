@@ -21,3 +21,32 @@ def test_missing_data_path_exits_2_naming_the_path(tmp_path, capsys):
 def test_bad_resolution_exits_2(tmp_path, capsys):
     assert main(["search", "--resolution", "big", "--db", str(tmp_path / "s.db")]) == 2
     assert "HEIGHTxWIDTH" in capsys.readouterr().err
+
+
+def test_unreachable_database_is_a_one_line_error(tmp_path, capsys):
+    url = "postgresql+psycopg://postgres@127.0.0.1:1/test"  # nothing listens on port 1
+    assert main(["search", "--space", "tiny", "--trials", "1", "--db", url]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("nnsearch: error: opening the store at") and "127.0.0.1:1" in err
+    assert "\n" not in err
+
+
+def test_bad_search_options_name_the_option(tmp_path, capsys):
+    db = str(tmp_path / "s.db")
+    assert main(["search", "--space", "tiny", "--trials", "0", "--db", db]) == 2
+    assert "--trials must be >= 1" in capsys.readouterr().err
+    assert main(["search", "--space", "tiny", "--crops", "64,big", "--db", db]) == 2
+    assert "--crops must be comma-separated integers" in capsys.readouterr().err
+    assert main(["search", "--space", "tiny", "--heartbeat-interval", "5", "--grace-period", "5", "--db", db]) == 2
+    assert "grace period > interval" in capsys.readouterr().err
+
+
+def test_space_file_errors_name_the_file_key_and_allowed_values(tmp_path, capsys):
+    space = tmp_path / "bad.yaml"
+    space.write_text("levels: [2]\nwidths: [[8], [16]]\nskip: [concat, attention]\n")
+    assert main(["search", "--space", str(space), "--db", str(tmp_path / "s.db")]) == 2
+    err = capsys.readouterr().err
+    assert str(space) in err and "'skip' choice 'attention'" in err and "['concat', 'add', 'none']" in err
+    space.write_text("levels: [2]\nwidths: [[8], []]\n")
+    assert main(["search", "--space", str(space), "--db", str(tmp_path / "s.db")]) == 2
+    assert "'widths[1]' must list at least one choice" in capsys.readouterr().err

@@ -266,7 +266,7 @@ def retrying(attempt: Callable[[], T], what: str, attempts: int = 8) -> T:
             return attempt()
         except (OperationalError, IntegrityError) as exc:
             if number == attempts - 1 or not _retryable(exc):
-                raise StoreError(f"{what} failed: {exc.orig}") from None
+                raise StoreError(f"{what} failed: {' '.join(str(exc.orig).split())}") from None
             time.sleep(min(0.05 * 2**number, 2.0))
     raise AssertionError("unreachable")
 
