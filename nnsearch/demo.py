@@ -50,7 +50,8 @@ def summarize(study: Study, results_root: Path = Path("results")) -> StudySummar
     complete = rows[rows["state"] == "complete"]
     rows = complete.drop_duplicates("nn").copy()
     rows["gmacs"] = rows["macs"] / 1e9
-    front = pareto(rows, {"psnr": "max", "latency_ms": "min"})
+    senses = {name: direction[:3] for name, direction in study.config.objectives.items()}  # maximize -> max
+    front = pareto(rows, senses)
     out = results_root / study.config.name
     out.mkdir(parents=True, exist_ok=True)
     csv_path = out / "pareto.csv"

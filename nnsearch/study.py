@@ -8,7 +8,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 import warnings
 
@@ -36,6 +36,8 @@ from nnsearch.tflite import export_tflite, time_tflite
 
 OBJECTIVES = ("psnr", "latency_ms")
 DIRECTIONS = ("maximize", "minimize")
+#: The optional third objective (`StudyConfig.minimize_params`).
+PARAMS_OBJECTIVE = ("params", "minimize")
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,13 @@ class StudyConfig:
     max_side: int | None = None
     max_latency_ms: float | None = None  # candidates predicted slower are recorded infeasible, not trained
     early_stop: EarlyStopRule | None = field(default_factory=EarlyStopRule)  # None: train every candidate fully
+    minimize_params: bool = False  # a third objective: parameter count
+
+    @property
+    def objectives(self) -> dict[str, str]:
+        """Objective name -> Optuna direction, in the order trials report them."""
+        pairs = list(zip(OBJECTIVES, DIRECTIONS)) + ([PARAMS_OBJECTIVE] if self.minimize_params else [])
+        return dict(pairs)
 
 
 #: Trial user attribute saying what a running trial is doing ("distill" once training starts).
@@ -127,11 +136,14 @@ class TrialOutcome:
     state: str  # complete, infeasible, stopped or failed (as recorded in the store)
     psnr: float = math.nan
     latency_ms: float = math.nan
+    params: int = 0
     message: str = ""
 
-    def values(self) -> tuple[float, float]:
+    def values(self, objectives: Iterable[str] = OBJECTIVES) -> list[float]:
         """Objective values for Optuna (an infeasible candidate scores PSNR 0 at its predicted latency)."""
-        return (0.0 if self.state == "infeasible" else self.psnr), self.latency_ms
+        known = {"psnr": 0.0 if self.state == "infeasible" else self.psnr,
+                 "latency_ms": self.latency_ms, "params": float(self.params)}
+        return [known[name] for name in objectives]
 
 
 class Study:
@@ -149,10 +161,15 @@ class Study:
         self._interrupts: InterruptGuard | None = None
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         self.optuna = optuna.create_study(
-            storage=optuna_storage(store, heartbeat), study_name=config.name, directions=list(DIRECTIONS),
+            storage=optuna_storage(store, heartbeat), study_name=config.name,
+            directions=list(config.objectives.values()),
             sampler=SAMPLERS[config.sampler](config.seed), load_if_exists=True,
         )
-        self.optuna.set_metric_names(list(OBJECTIVES))
+        if len(self.optuna.directions) != len(config.objectives):
+            raise NNSearchError(
+                f"study '{config.name}' in {store.display_url} has {len(self.optuna.directions)} objectives, "
+                f"this run asks for {list(config.objectives)}; use another --study name")
+        self.optuna.set_metric_names(list(config.objectives))
 
     def log(self, message: str) -> None:
         if self.verbose:
@@ -265,16 +282,16 @@ class Study:
             if outcome.state == "stopped":
                 self.optuna.tell(trial, state=optuna.trial.TrialState.PRUNED)
             else:
-                self.optuna.tell(trial, list(outcome.values()))
+                self.optuna.tell(trial, outcome.values(self.config.objectives))
             self._interrupts = None
         return outcome
 
-    def objective(self, trial: optuna.Trial) -> tuple[float, float]:
+    def objective(self, trial: optuna.Trial) -> tuple[float, ...]:
         """Optuna objective (for `optuna.Study.optimize` users): values of a finished candidate."""
         outcome = self.evaluate(trial)
         if outcome.state == "stopped":
             raise optuna.TrialPruned(outcome.message)
-        return outcome.values()
+        return tuple(outcome.values(self.config.objectives))
 
     def evaluate(self, trial: optuna.Trial) -> TrialOutcome:
         """Sample, predict, distill, time and record one candidate."""
@@ -287,8 +304,10 @@ class Study:
         if earlier is not None:
             self._link_repeat(trial.number, arch)
             self.log(f"trial {trial.number}: same student as trial {earlier['trial']}, reusing its results")
-            return TrialOutcome(trial.number, arch, "complete", float(earlier["psnr"]), float(earlier["latency_ms"]))
+            return TrialOutcome(trial.number, arch, "complete", float(earlier["psnr"]), float(earlier["latency_ms"]),
+                                int(earlier["params"]))
         student = build_student(arch)
+        params = count_params(student)
         predicted = self._predict_latency(arch)
         excess = self._budget_excess(predicted)
         trial.set_user_attr(CONSTRAINT_ATTR, excess)
@@ -296,7 +315,7 @@ class Study:
             self._record(trial.number, arch, student, epochs=[], latencies=[predicted], state="infeasible")
             self.log(f"trial {trial.number}: infeasible, predicted {predicted.median_ms:.1f} ms exceeds the "
                      f"{self.config.max_latency_ms:g} ms budget; not trained")
-            return TrialOutcome(trial.number, arch, "infeasible", latency_ms=predicted.median_ms)
+            return TrialOutcome(trial.number, arch, "infeasible", latency_ms=predicted.median_ms, params=params)
         torch.manual_seed(self.config.seed + trial.number)
         trial.set_user_attr(PHASE_ATTR, "distill")
         epochs: list = []
@@ -310,16 +329,16 @@ class Study:
         except StoppedEarly as exc:
             self._record(trial.number, arch, student, epochs=epochs, latencies=_present(predicted), state="stopped")
             self.log(f"trial {trial.number}: {exc}")
-            return TrialOutcome(trial.number, arch, "stopped", epochs[-1].psnr, predicted.median_ms, str(exc))
+            return TrialOutcome(trial.number, arch, "stopped", epochs[-1].psnr, predicted.median_ms, params, str(exc))
         measured = self._measure_latency(student, arch) if self._can_measure() else None
         latency = (measured or predicted).median_ms
         self._record(trial.number, arch, student, epochs=result.epochs, latencies=_present(predicted, measured),
                      state="complete")
-        outcome = TrialOutcome(trial.number, arch, "complete", result.final.psnr, latency)
+        outcome = TrialOutcome(trial.number, arch, "complete", result.final.psnr, latency, params)
         guess = f" (predicted {predicted.median_ms:.1f})" if predicted and measured else ""
         self.log(f"trial {trial.number}: PSNR {outcome.psnr:.2f} dB, SSIM {result.final.ssim:.4f}, "
                  f"latency {outcome.latency_ms:.1f} ms{guess} @ {self.config.latency.height}x{self.config.latency.width}, "
-                 f"{count_params(student):,} params ({time.perf_counter() - began:.0f} s)")
+                 f"{params:,} params ({time.perf_counter() - began:.0f} s)")
         return outcome
 
     def _epoch_callback(self, epochs: list, predicted: LatencyRecord | None) -> Callable[[Any], None]:

@@ -106,6 +106,8 @@ def _worker_main(config: StudyConfig, url: str, total: int, heartbeat: Heartbeat
     import torch
 
     log = open(log_path, "a", buffering=1)
+    for stream in (1, 2):  # native libraries (TFLite, OpenMP) write to the file descriptors directly
+        os.dup2(log.fileno(), stream)
     sys.stdout = sys.stderr = log
     torch.set_num_threads(threads)
     try:

@@ -37,6 +37,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         latency=LatencyConfig(device=args.device, height=height, width=width, threads=args.threads,
                               measure=not args.no_measure),
         early_stop=None if args.early_stop_margin is None else EarlyStopRule(margin_db=args.early_stop_margin),
+        minimize_params=args.minimize_params,
     )
     heartbeat = HeartbeatConfig(interval_s=args.heartbeat_interval, grace_s=args.grace_period)
     store = Store(args.db)
@@ -77,6 +78,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     search.add_argument("--trials", type=int, default=20,
                         help="finished trials the study should have (re-running the same command resumes; "
                              "workers that join the study share this count)")
+    search.add_argument("--minimize-params", action="store_true",
+                        help="parameter count as a third objective (besides PSNR and latency)")
     search.add_argument("--workers", type=int, default=1, help="worker processes on this machine (default 1)")
     search.add_argument("--timeout", type=float, default=None, metavar="S",
                         help="start no new trial after S seconds (the running ones finish)")

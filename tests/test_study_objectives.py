@@ -1,0 +1,29 @@
+"""Study objectives: PSNR and latency, optionally parameter count; a study keeps its objectives."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from nnsearch.errors import NNSearchError
+from nnsearch.space import load_space
+from nnsearch.study import Study, StudyConfig, TrialOutcome
+
+
+def test_outcome_values_follow_the_objectives():
+    arch = load_space("tiny").reference("tiny-unet")
+    done = TrialOutcome(3, arch, "complete", psnr=31.5, latency_ms=12.0, params=4000)
+    assert done.values() == [31.5, 12.0]
+    assert done.values(["psnr", "latency_ms", "params"]) == [31.5, 12.0, 4000.0]
+    infeasible = TrialOutcome(4, arch, "infeasible", latency_ms=99.0, params=9000)
+    assert infeasible.values() == [0.0, 99.0]
+
+
+def test_params_objective_and_mismatch_with_an_existing_study(store):
+    config = StudyConfig(name="objectives", space=load_space("tiny"), minimize_params=True)
+    study = Study(config, store, verbose=False)
+    assert [d.name for d in study.optuna.directions] == ["MAXIMIZE", "MINIMIZE", "MINIMIZE"]
+    assert study.optuna.metric_names == ["psnr", "latency_ms", "params"]
+    with pytest.raises(NNSearchError, match="has 3 objectives, this run asks for \\['psnr', 'latency_ms'\\]"):
+        Study(dataclasses.replace(config, minimize_params=False), store, verbose=False)
