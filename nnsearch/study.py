@@ -150,13 +150,15 @@ class Study:
     """A named study in a store: prepares data and teacher once, then runs trials."""
 
     def __init__(self, config: StudyConfig, store: Store, *, verbose: bool = True,
-                 device: torch.device | None = None, heartbeat: HeartbeatConfig = HeartbeatConfig()) -> None:
+                 device: torch.device | None = None, heartbeat: HeartbeatConfig = HeartbeatConfig(),
+                 data: DenoiseData | None = None) -> None:
         self.config = config
         self.store = store
         self.verbose = verbose
         self.device = device or default_device()
         self.results_dir = Path("results") / config.name
-        self._data: DenoiseData | None = None
+        self._data: DenoiseData | None = data  # loaded on first use when not given
+        self._data_announced = False
         self._targets: TeacherTargets | None = None
         self._interrupts: InterruptGuard | None = None
         optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -179,6 +181,8 @@ class Study:
     def data(self) -> DenoiseData:
         if self._data is None:
             self._data = load_data(self.config.data_spec, max_side=self.config.max_side, seed=self.config.seed)
+        if not self._data_announced:
+            self._data_announced = True
             self.log(f"data: {self._data.source}: {len(self._data.train)} train / {len(self._data.val)} validation images")
         return self._data
 

@@ -17,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 
+from nnsearch.datasets import load_data
 from nnsearch.errors import NNSearchError
 from nnsearch.live import LiveDisplay, StudyStatus
 from nnsearch.store.engine import Store
@@ -32,7 +33,8 @@ def run_workers(config: StudyConfig, store: Store, total: int, workers: int, *,
     """Run the study with `workers` processes until it has `total` finished trials."""
     if workers < 1:
         raise NNSearchError(f"--workers must be >= 1, got {workers}")
-    study = Study(config, store, heartbeat=heartbeat)
+    data = load_data(config.data_spec, max_side=config.max_side, seed=config.seed)  # bad paths fail here
+    study = Study(config, store, heartbeat=heartbeat, data=data)
     finished = TrialCounts.of(study.optuna).finished
     print(f"study '{config.name}': {finished} of {total} trials finished", flush=True)
     if finished >= total:

@@ -50,3 +50,16 @@ def test_space_file_errors_name_the_file_key_and_allowed_values(tmp_path, capsys
     space.write_text("levels: [2]\nwidths: [[8], []]\n")
     assert main(["search", "--space", str(space), "--db", str(tmp_path / "s.db")]) == 2
     assert "'widths[1]' must list at least one choice" in capsys.readouterr().err
+
+
+def test_bad_data_path_leaves_no_study_behind(tmp_path, capsys):
+    import optuna
+
+    from nnsearch.store.engine import Store
+    from nnsearch.study import optuna_storage
+
+    db = str(tmp_path / "s.db")
+    assert main(["search", "--space", "tiny", "--data", str(tmp_path / "none"), "--study", "x", "--db", db]) == 2
+    assert optuna_storage(Store(db)).get_all_studies() == []
+    assert main(["search", "--space", "tiny", "--data", str(tmp_path / "none"), "--workers", "2", "--db", db]) == 2
+    assert optuna_storage(Store(db)).get_all_studies() == []

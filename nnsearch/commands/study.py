@@ -21,6 +21,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     from nnsearch.distill import DistillConfig
     from nnsearch.space import load_space
     from nnsearch.store.engine import Store
+    from nnsearch.datasets import load_data
     from nnsearch.early_stopping import EarlyStopRule
     from nnsearch.study import HeartbeatConfig, LatencyConfig, Study, StudyConfig
     from nnsearch.workers import run_workers
@@ -46,7 +47,8 @@ def cmd_search(args: argparse.Namespace) -> int:
         run_workers(config, store, args.trials, args.workers, heartbeat=heartbeat, timeout_s=args.timeout)
         study = Study(config, store, heartbeat=heartbeat, verbose=False)
     else:
-        study = Study(config, store, heartbeat=heartbeat)
+        data = load_data(config.data_spec, max_side=config.max_side, seed=config.seed)  # bad paths fail here
+        study = Study(config, store, heartbeat=heartbeat, data=data)
         study.run_until(args.trials, timeout_s=args.timeout)
     summary = summarize(study)
     print(format_table(summary.front))
