@@ -7,8 +7,9 @@ heartbeats (Optuna re-queues them as WAITING copies), then either claim a trial
 running), wait for the others, or stop because N trials are finished.
 
 The lock is an advisory lock on PostgreSQL (released by the server if the
-worker dies), `GET_LOCK` on MySQL/MariaDB, and an `flock` on a file beside the
-SQLite database (released by the kernel if the worker dies).
+worker dies), `GET_LOCK` on MySQL/MariaDB, and for SQLite a POSIX byte-range
+lock in `<database file>.lock` (released by the kernel if the worker dies; it
+serialises processes, not threads of one process).
 """
 
 from __future__ import annotations
@@ -127,22 +128,23 @@ def advisory_lock(store: Store, name: str) -> Iterator[None]:
             finally:
                 conn.execute(text("SELECT RELEASE_LOCK(:name)"), {"name": name})
         return
-    with _file_lock(_sqlite_lock_path(store, key)):
+    with _file_lock(_sqlite_lock_path(store), key & 0x7FFFFFFF):
         yield
 
 
-def _sqlite_lock_path(store: Store, key: int) -> Path:
+def _sqlite_lock_path(store: Store) -> Path:
+    """One lock file per SQLite database (each named lock is one byte of it)."""
     database = make_url(store.url).database
     if not database or database == ":memory:":
-        return Path(os.environ.get("TMPDIR", "/tmp")) / f"nnsearch-{os.getpid()}-{key & 0xFFFFFFFF:x}.lock"
-    return Path(f"{database}.{key & 0xFFFFFFFF:x}.lock")
+        return Path(os.environ.get("TMPDIR", "/tmp")) / f"nnsearch-{os.getpid()}.lock"
+    return Path(f"{database}.lock")
 
 
 @contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
+def _file_lock(path: Path, offset: int) -> Iterator[None]:
     with open(path, "a+") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+        fcntl.lockf(handle, fcntl.LOCK_EX, 1, offset)
         try:
             yield
         finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+            fcntl.lockf(handle, fcntl.LOCK_UN, 1, offset)
