@@ -1,18 +1,24 @@
 """Training batches: a progressive crop schedule and a fixed, seeded batch plan.
 
-The plan is deterministic given (data, schedule, steps, batch, seed), so the
-teacher's outputs for it can be computed once and reused by every candidate.
+The plan is deterministic given (data, schedule, steps, batch, seed, multiple),
+so the teacher's outputs for it can be computed once and reused by every
+candidate. Batches are cut on demand from a per-step random stream: any step
+can be rebuilt on its own (cheap), which lets long budgets (a 200k-step
+teacher, crops up to 1024 px) run without holding the whole plan in memory.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 import torch
 
 from nnsearch.errors import DataError
+
+#: Largest crop side a schedule may name (the paper's progressive training ends at 1024 px).
+MAX_CROP = 1024
 
 
 @dataclass(frozen=True)
@@ -20,6 +26,16 @@ class CropSchedule:
     """Crop sizes used in equal shares of the step budget, e.g. (48, 64, 96)."""
 
     sizes: tuple[int, ...] = (48, 64)
+
+    def __post_init__(self) -> None:
+        sizes = tuple(self.sizes)
+        if not sizes or any(not isinstance(s, (int, np.integer)) or isinstance(s, bool) for s in sizes):
+            raise DataError(f"crop schedule must be a non-empty list of integers, got {list(self.sizes)}")
+        if any(not 1 <= s <= MAX_CROP for s in sizes):
+            raise DataError(f"crop sizes must be between 1 and {MAX_CROP} px, got {list(sizes)}")
+        if list(sizes) != sorted(sizes):
+            raise DataError(f"crop sizes must grow over the budget (non-decreasing), got {list(sizes)}")
+        object.__setattr__(self, "sizes", tuple(int(s) for s in sizes))
 
     def size_at(self, step: int, steps: int) -> int:
         """Crop side used at `step` of `steps` (sizes grow over the budget)."""
@@ -43,26 +59,63 @@ def fit_crop(size: int, images: Sequence[np.ndarray], multiple: int = 16) -> int
     smallest = min(min(img.shape[:2]) for img in images)
     fitted = min(size, smallest) // multiple * multiple
     if fitted < multiple:
-        raise DataError(f"training images are too small ({smallest} px) for crops that are multiples of {multiple}")
+        raise DataError(f"crop {size} px cannot be cut: the smallest training image is {smallest} px and crops "
+                        f"must be multiples of {multiple} px (the student's downsampling factor)")
     return fitted
+
+
+class BatchPlan(Sequence[Batch]):
+    """Seeded random crops (with horizontal flips) for every step of a training budget.
+
+    `plan[step]` is rebuilt from a random stream seeded by (seed, step), so it is
+    the same every time and in every process.
+    """
+
+    def __init__(self, pairs: Sequence[object], schedule: CropSchedule, steps: int, batch: int, seed: int,
+                 multiple: int = 16) -> None:
+        if steps < 1 or batch < 1:
+            raise DataError(f"a batch plan needs steps >= 1 and batch >= 1, got steps={steps} batch={batch}")
+        if not pairs:
+            raise DataError("a batch plan needs at least one training image pair")
+        self.noisy = [np.ascontiguousarray(p.noisy) for p in pairs]  # type: ignore[attr-defined]
+        self.clean = [np.ascontiguousarray(p.clean) for p in pairs]  # type: ignore[attr-defined]
+        self.schedule, self.steps, self.batch, self.seed, self.multiple = schedule, steps, batch, seed, multiple
+        try:
+            self.sizes = tuple(fit_crop(s, self.clean, multiple) for s in schedule.sizes)
+        except DataError as exc:
+            raise DataError(f"crop schedule {list(schedule.sizes)} does not fit the training images: {exc}") from None
+
+    def crop_at(self, step: int) -> int:
+        """Crop side (after fitting to the images and the multiple) used at `step`."""
+        return self.sizes[min(len(self.sizes) - 1, step * len(self.sizes) // self.steps)]
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def __getitem__(self, step: int) -> Batch:  # type: ignore[override]
+        if not isinstance(step, (int, np.integer)):
+            raise TypeError("BatchPlan indices must be integers")
+        if step < 0:
+            step += self.steps
+        if not 0 <= step < self.steps:
+            raise IndexError(f"step {step} is outside the plan of {self.steps} steps")
+        rng = np.random.default_rng([self.seed, int(step)])
+        size = self.crop_at(int(step))
+        picks = [_random_crop(self.noisy, self.clean, size, rng) for _ in range(self.batch)]
+        return Batch(
+            noisy=torch.from_numpy(np.stack([p[0] for p in picks])).permute(0, 3, 1, 2).contiguous(),
+            clean=torch.from_numpy(np.stack([p[1] for p in picks])).permute(0, 3, 1, 2).contiguous(),
+        )
+
+    def __iter__(self) -> Iterator[Batch]:
+        return (self[step] for step in range(self.steps))
 
 
 def make_batch_plan(
     pairs: Sequence[object], schedule: CropSchedule, steps: int, batch: int, seed: int, multiple: int = 16
-) -> list[Batch]:
-    """Seeded random crops (with flips) for every step of a training budget."""
-    rng = np.random.default_rng(seed)
-    noisy = [np.ascontiguousarray(p.noisy) for p in pairs]  # type: ignore[attr-defined]
-    clean = [np.ascontiguousarray(p.clean) for p in pairs]  # type: ignore[attr-defined]
-    plan = []
-    for step in range(steps):
-        size = fit_crop(schedule.size_at(step, steps), clean, multiple)
-        picks = [_random_crop(noisy, clean, size, rng) for _ in range(batch)]
-        plan.append(Batch(
-            noisy=torch.from_numpy(np.stack([p[0] for p in picks])).permute(0, 3, 1, 2).contiguous(),
-            clean=torch.from_numpy(np.stack([p[1] for p in picks])).permute(0, 3, 1, 2).contiguous(),
-        ))
-    return plan
+) -> BatchPlan:
+    """The seeded batch plan of a training budget (see :class:`BatchPlan`)."""
+    return BatchPlan(pairs, schedule, steps, batch, seed, multiple)
 
 
 def _random_crop(noisy: list[np.ndarray], clean: list[np.ndarray], size: int, rng: np.random.Generator):

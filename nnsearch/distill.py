@@ -3,7 +3,8 @@
 loss = alpha * L(student, teacher) + (1 - alpha) * L(student, clean), with L
 being L1 or Charbonnier. Training runs on a fixed, seeded batch plan whose
 teacher outputs are computed once (`TeacherTargets`) and shared by every
-candidate of a study. Validation PSNR/SSIM are measured after every epoch.
+candidate of a study, through an on-disk cache (nnsearch.teacher_outputs).
+Validation PSNR/SSIM are measured after every epoch.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from nnsearch.errors import NNSearchError
 from nnsearch.metrics import evaluate
 from nnsearch.progress import progress
 from nnsearch.store.record import EpochRecord
+from nnsearch.teacher_outputs import cached_teacher_outputs, compute_teacher_outputs
 
 
 class DistillationDiverged(NNSearchError):
@@ -48,6 +50,9 @@ class DistillConfig:
             raise NNSearchError(f"loss '{self.loss}' is not one of {sorted(LOSSES)}")
         if self.steps < self.epochs or self.epochs < 1:
             raise NNSearchError(f"need steps >= epochs >= 1, got steps={self.steps} epochs={self.epochs}")
+        if self.batch < 1:
+            raise NNSearchError(f"batch must be >= 1, got {self.batch}")
+        CropSchedule(tuple(self.crops))  # validates the sizes
 
     def hyperparameters(self) -> dict[str, object]:
         """The values recorded as the trial's `prm` set."""
@@ -71,24 +76,32 @@ LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
 
 @dataclass
 class TeacherTargets:
-    """A batch plan with the teacher's output for each batch (computed once)."""
+    """A batch plan with the teacher's output for each batch (float16, computed once per plan).
 
-    plan: list[Batch]
+    `outputs[step]` is None when training without a teacher (alpha = 0).
+    """
+
+    plan: Sequence[Batch]
     outputs: list[torch.Tensor | None]
 
     @classmethod
     def build(cls, teacher: nn.Module | None, data: DenoiseData, config: DistillConfig,
-              multiple: int = 32, device: torch.device | str = "cpu", verbose: bool = False) -> "TeacherTargets":
-        """Crops for `config`'s budget and, when a teacher is given, its predictions."""
+              multiple: int = 32, device: torch.device | str = "cpu", verbose: bool = False, *,
+              cache: bool = True) -> "TeacherTargets":
+        """Crops for `config`'s budget and, when a teacher is given, its predictions.
+
+        With `cache` the predictions come from (or go to) the on-disk teacher-output
+        cache shared by all candidates and processes (see nnsearch.teacher_outputs);
+        without it the teacher is run here. Both give identical float16 outputs.
+        """
         plan = make_batch_plan(data.train, config.schedule, config.steps, config.batch, config.seed, multiple)
         if teacher is None or config.alpha == 0.0:
             return cls(plan, [None] * len(plan))
-        teacher = teacher.to(device).eval()
-        outputs = []
-        with torch.no_grad():
-            for batch in progress(plan, total=len(plan), desc="teacher outputs", enabled=verbose):
-                outputs.append(teacher(batch.noisy.to(device)).cpu())
-        return cls(plan, outputs)
+        if cache:
+            outputs = cached_teacher_outputs(teacher, plan, data.fingerprint, device=device, verbose=verbose)
+        else:
+            outputs = compute_teacher_outputs(teacher, plan, device=device, verbose=verbose)
+        return cls(plan, list(outputs))
 
 
 @dataclass
@@ -130,7 +143,7 @@ def distill(
             pred = student(noisy)
             loss = (1.0 - config.alpha) * loss_fn(pred, clean)
             if teacher_out is not None:
-                loss = loss + config.alpha * loss_fn(pred, teacher_out.to(device))
+                loss = loss + config.alpha * loss_fn(pred, teacher_out.to(device, torch.float32))
             if not math.isfinite(loss.item()):
                 raise DistillationDiverged(f"loss became {loss.item()} at step {step} (epoch {epoch})")
             optimizer.zero_grad(set_to_none=True)

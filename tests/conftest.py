@@ -143,3 +143,15 @@ def model_record(arch: int = 0, prm: dict | None = None, *, epochs: int = 2, dat
     )
     fields.update(changes)
     return ModelRecord(**fields)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_cache(tmp_path_factory) -> Iterator[None]:
+    """Teachers and teacher outputs trained by tests go to a temporary cache, not the user's."""
+    saved = os.environ.get("NNSEARCH_CACHE")
+    os.environ["NNSEARCH_CACHE"] = str(tmp_path_factory.mktemp("nnsearch-cache"))
+    yield
+    if saved is None:
+        os.environ.pop("NNSEARCH_CACHE", None)
+    else:
+        os.environ["NNSEARCH_CACHE"] = saved

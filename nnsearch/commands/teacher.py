@@ -1,0 +1,105 @@
+"""`nnsearch teacher train|show`: train (or reuse, or resume) a cached teacher; list cached teachers."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from nnsearch.errors import NNSearchError
+
+
+def _load(args: argparse.Namespace):  # -> DenoiseData
+    from nnsearch.datasets import load_data
+
+    return load_data(args.data, seed=args.seed, max_side=args.max_side)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    import time
+
+    from nnsearch.device import default_device
+    from nnsearch.metrics import evaluate, psnr
+    from nnsearch.teacher import load_or_train_teacher, partial_path, teacher_config, teacher_path
+
+    config = teacher_config(args.preset, args.steps)
+    data = _load(args)
+    print(f"data: {data.source}: {len(data.train)} train / {len(data.val)} validation images")
+    path = teacher_path(config, data)
+    if path.exists():
+        state = "reused"
+    elif partial_path(path).exists():
+        state = "resumed"
+    else:
+        state = "trained"
+    began = time.perf_counter()
+    device = default_device()
+    teacher = load_or_train_teacher(config, data, device=device, verbose=True)
+    seconds = time.perf_counter() - began
+    quality = evaluate(teacher, data.val, device=device)
+    noisy = sum(psnr(p.noisy, p.clean) for p in data.val) / len(data.val)
+    params = sum(p.numel() for p in teacher.parameters())
+    print(f"teacher train: preset '{config.preset}', {config.steps} steps, {params:,} parameters, {state} "
+          f"in {seconds:.0f} s; validation PSNR {quality['psnr']:.2f} dB (noisy input {noisy:.2f} dB); "
+          f"checkpoint {path}")
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from nnsearch.cache import cache_dir
+    from nnsearch.teacher import read_checkpoint_info, teachers_dir
+    from nnsearch.teacher_outputs import outputs_dir
+
+    fingerprint = _load(args).fingerprint if args.data is not None else None
+    files = sorted([*teachers_dir().glob("*.pt"), *teachers_dir().glob("*.partial")]) if teachers_dir().exists() else []
+    shown = 0
+    print(f"cache: {cache_dir()}")
+    for path in files:
+        try:
+            info = read_checkpoint_info(path)
+        except NNSearchError as exc:
+            print(f"  unreadable: {exc}")
+            continue
+        data = info.get("data", {})
+        if fingerprint is not None and data.get("fingerprint") != fingerprint:
+            continue
+        shown += 1
+        print("  " + _describe(info, path))
+    if not shown:
+        print("  no cached teachers" + (" for this data" if fingerprint else "")
+              + "; `nnsearch teacher train --data SPEC` trains one")
+    outputs = sorted(outputs_dir().glob("*.bin")) if outputs_dir().exists() else []
+    total = sum(p.stat().st_size for p in outputs)
+    print(f"teacher outputs: {len(outputs)} cached plan(s), {total / 2**20:.1f} MiB in {outputs_dir()}")
+    return 0
+
+
+def _describe(info: dict, path: Path) -> str:
+    size = f"{path.stat().st_size / 2**20:.1f} MiB"
+    if info["partial"]:
+        return f"{info['preset']}: unfinished, stopped at step {info['step']} ({size}) {path}"
+    data = info.get("data", {})
+    where = f"on {data['name']}" if data.get("name") else "on unrecorded data"
+    steps = f"{info['steps']} steps" if "steps" in info else "unrecorded budget"
+    return f"{info['preset']}: {steps} {where}, {info['params']:,} parameters ({size}) {path}"
+
+
+def _data_args(parser: argparse.ArgumentParser, *, required_help: str) -> None:
+    parser.add_argument("--data", default=None, help=required_help)
+    parser.add_argument("--seed", type=int, default=0,
+                        help="data seed (synthetic noise and split), as `nnsearch search --seed` (default 0)")
+    parser.add_argument("--max-side", type=int, default=None, help="centre-crop images to at most PX per side")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    teacher = sub.add_parser("teacher", help="train, reuse or resume the cached teacher of a dataset; list teachers")
+    teacher_sub = teacher.add_subparsers(dest="teacher_command", required=True, metavar="ACTION")
+
+    train = teacher_sub.add_parser("train", help="train the teacher for a dataset (reuses or resumes a cached one)")
+    _data_args(train, required_help="dataset path, 'clean:PATH', or omitted for the built-in data")
+    train.add_argument("--steps", type=int, default=None, help="training steps (default: the preset's budget)")
+    train.add_argument("--preset", default="cpu", help="teacher preset: cpu (default) or paper")
+    train.set_defaults(handler=cmd_train)
+
+    show = teacher_sub.add_parser("show", help="list cached teachers (only those of --data when given)")
+    _data_args(show, required_help="only teachers trained on this dataset spec")
+    show.set_defaults(handler=cmd_show)
