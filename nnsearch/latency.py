@@ -7,6 +7,41 @@ threads); a prediction is the sum of the entries of a student's keys, times an
 optional scale. Missing keys are measured on this host by timing one-op probe
 models, or imported from a CSV measured elsewhere (`import_latencies`).
 
+Statistic. An entry records the median, minimum and maximum over its timed
+runs (`median_ms`, `min_ms`, `max_ms`; pooled over passes as median of
+medians, overall min and max). Predictions sum `LutEntry.ms`, the minimum
+(the median when an imported row has no minimum), and whole models are
+compared by their minimum too (`Timing.min_ms`). On this host, with one
+thread, runs are timed on the invoking thread's CPU clock
+(`nnsearch.tflite.resolve_clock`), so time spent descheduled while other
+processes run is not counted. What remains of contention (cache and memory
+traffic of the neighbours, cache refills after each preemption) only ever
+adds time, so the minimum is the least disturbed estimate: on the busy 2-core
+guest, the whole models' median CPU time read 22-25% above the table's sum of
+minimums, their minimum 4-7% (benchmarks/latency_accuracy.py --quick), while
+their wall-clock time was about twice their CPU time.
+
+Calibration form: one multiplicative scale, `fit_scale` (median of measured /
+predicted over a few calibration students that are excluded from any test).
+A scale absorbs what is proportional to the work: another clock or delegate
+than the probes', partition and cache effects of the whole graph, and the
+extra cache refills a long whole-model run suffers on a loaded machine compared
+with short probes. The ops besides convolutions (CONCATENATION, ADD, RESIZE,
+MAX_POOL, the clamp; the PAD before a strided conv is timed inside that conv's
+probe) are keyed and probed like the convs and together are a few percent of
+a student's time, and the graph's input and output copies happen outside the
+timed invoke, so no per-op overhead is left to model. Fitted on six calibration students
+and tested on 30 others (benchmarks/latency_accuracy.py, four --quick runs at
+272x480 and one at 1088x1920, mostly on a loaded machine), the share within
++-10% averaged 0.47 for per-op-type factors (they fit the timing noise), 0.73
+for a scale plus intercept, 0.77 for the scale alone and 0.75 for the plain
+sum (per run: scale 0.90, 0.70, 0.73, 0.73, 0.77; plain 0.80, 0.77, 0.73, 0.60,
+0.87): on this host the residual error is timing noise (the same students timed
+twice agreed no better), not a form a calibration could learn, and the scale
+is no reliable gain. So the search uses the plain sum (scale 1), and
+`LatencyTable.calibrate` offers the one-parameter form, whose median also ignores an outlying calibration timing, for devices
+whose probes and whole graphs run differently.
+
 Entries live behind a `LutBackend` (get / put); `MemoryBackend` keeps them in a
 dict, `nnsearch.store.lut_backend.SqlLutBackend` in the store's `latency_lut`
 table. The key decomposition is cached per (Arch, height, width) and entries
@@ -77,6 +112,11 @@ class LutEntry:
     runs: int = 1
     source: str = "measured"  # "measured" on this host or "imported" from a CSV
 
+    @property
+    def ms(self) -> float:
+        """The figure predictions sum: `min_ms`, or `median_ms` when no minimum was recorded."""
+        return self.min_ms if self.min_ms is not None else self.median_ms
+
 
 class LutBackend(Protocol):
     """Storage of lookup-table entries."""
@@ -109,6 +149,10 @@ class MemoryBackend:
 Progress = Callable[[int, int], None]
 
 
+#: A probe is timed until its runs add up to this many ms (short probes get more runs, up to 200).
+PROBE_MIN_TOTAL_MS = 40.0
+
+
 def measure_keys(keys: Sequence[OpKey], device: DeviceProfile, *, runs: int = 5, warmup: int = 1,
                  passes: int = 1, progress: Progress | None = None) -> list[LutEntry]:
     """Time the probe of every key on this host.
@@ -129,10 +173,11 @@ def measure_keys(keys: Sequence[OpKey], device: DeviceProfile, *, runs: int = 5,
     return combine_entries(entries)
 
 
-def time_probe(path: str | Path, key: OpKey, device: DeviceProfile, *, runs: int = 5, warmup: int = 1) -> LutEntry:
+def time_probe(path: str | Path, key: OpKey, device: DeviceProfile, *, runs: int = 5, warmup: int = 1,
+               min_total_ms: float = PROBE_MIN_TOTAL_MS) -> LutEntry:
     """Time one written probe file (see `lut_probes.write_probe`) as the entry of `key`."""
     require_host(device)
-    timing = time_tflite(path, runs=runs, warmup=warmup, threads=device.threads)
+    timing = time_tflite(path, runs=runs, warmup=warmup, threads=device.threads, min_total_ms=min_total_ms)
     return LutEntry(device, key, timing.median_ms, timing.min_ms, timing.max_ms, timing.runs)
 
 
@@ -155,15 +200,7 @@ def _extreme(values: list[float | None], pick: Callable[[list[float]], float]) -
 
 
 def fit_scale(measured_ms: Sequence[float], predicted_ms: Sequence[float]) -> float:
-    """Calibration: the median of measured / predicted ratios.
-
-    One multiplicative factor absorbs what is proportional to the work (a
-    phone running the whole graph on another clock or delegate than the
-    probes, partition and cache effects of the whole graph) and nothing else;
-    with a single parameter it cannot chase the host's timing noise, which
-    intercepts or per-op scales did (they made held-out error worse here, see
-    GUIDE.md section 3), and the median ignores outlier timings.
-    """
+    """Calibration scale: the median of measured / predicted ratios (see the module docstring)."""
     ratios = [m / p for m, p in zip(measured_ms, predicted_ms, strict=True) if p > 0 and m > 0]
     if not ratios:
         raise LatencyError("calibration needs at least one model with positive measured and predicted latency")
@@ -185,7 +222,7 @@ class LatencyTable:
         """Keys with no entry, after asking the backend for the ones not cached yet."""
         unknown = sorted({key for key in keys if key not in self._ms})
         if unknown:
-            self._ms.update({k: e.median_ms for k, e in self.backend.get(self.device, unknown).items()})
+            self._ms.update({k: e.ms for k, e in self.backend.get(self.device, unknown).items()})
         return [key for key in unknown if key not in self._ms]
 
     def build(self, keys: Iterable[OpKey], progress: Progress | None = None) -> list[LutEntry]:
@@ -202,14 +239,14 @@ class LatencyTable:
         """Store entries (e.g. from `import_latencies`) in the backend and the cache."""
         entries = [e for e in entries if e.device == self.device]
         self.backend.put(entries)
-        self._ms.update((e.key, e.median_ms) for e in entries)
+        self._ms.update((e.key, e.ms) for e in entries)
 
     def keys(self, arch: Arch, height: int, width: int) -> ArchKeys:
         """(key, count) pairs of a student at a resolution (cached)."""
         return arch_keys(arch, int(height), int(width))
 
     def sum_ms(self, keys: ArchKeys, measure_missing: bool = False) -> float:
-        """Plain sum of entry latencies over (key, count) pairs, without the scale."""
+        """Plain sum of entry latencies (`LutEntry.ms`) over (key, count) pairs, without the scale."""
         try:
             return sum(self._ms[key] * count for key, count in keys)
         except KeyError:

@@ -104,11 +104,15 @@ def fill_hint(device_name: str, height: int, width: int, threads: int) -> str:
 
 def prediction_record(store: Store, latency_ms: float, device_name: str, height: int, width: int,
                       threads: int = 1) -> LatencyRecord:
-    """A `LatencyRecord` of kind 'predicted' for a `predict_latency` result (e.g. for a ModelRecord)."""
+    """A `LatencyRecord` of kind 'predicted' for a `predict_latency` result (e.g. for a ModelRecord).
+
+    The prediction estimates the whole model's minimum over runs (the statistic
+    the table sums), so it goes into `min_ms` as well as `median_ms`.
+    """
     profile = resolve_profile(store, device_name, threads)
     return LatencyRecord(device=profile.name, runtime=profile.runtime, runtime_version=profile.runtime_version,
                          threads=profile.threads, height=height, width=width, kind="predicted",
-                         median_ms=float(latency_ms), runs=0)
+                         median_ms=float(latency_ms), min_ms=float(latency_ms), runs=0)
 
 
 def record_latency(store: Store, nn: str, record: LatencyRecord) -> None:

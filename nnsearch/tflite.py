@@ -27,7 +27,9 @@ Lowering choices:
   to CONV_2D(fused RELU) + RELU_N1_TO_1).
 
 Timing uses ai_edge_litert's Interpreter, which applies XNNPACK by default
-(RESIZE_NEAREST_NEIGHBOR stays on the builtin kernel).
+(RESIZE_NEAREST_NEIGHBOR stays on the builtin kernel). With one thread it reads
+the invoking thread's CPU time, so other processes on a shared machine do not
+inflate the figure by descheduling it (`resolve_clock`).
 """
 
 from __future__ import annotations
@@ -600,9 +602,19 @@ def runtime_version() -> str:
     return f"ai-edge-litert {metadata.version('ai-edge-litert')}"
 
 
+#: Clocks `time_tflite` reads: per-thread CPU time of the calling thread, or wall time.
+CLOCKS = ("auto", "thread-cpu", "wall")
+
+
 @dataclass(frozen=True)
 class Timing:
-    """Wall-clock latency of repeated `invoke()` calls of one model."""
+    """Latency of repeated `invoke()` calls of one model, in ms per call.
+
+    `clock` says what was read: 'thread-cpu' (CPU time of the invoking thread,
+    the default with one thread) or 'wall'. `min_ms` is the statistic
+    `nnsearch.latency` compares (see its module docstring); `median_ms` and
+    `max_ms` describe the spread.
+    """
 
     median_ms: float
     min_ms: float
@@ -614,12 +626,43 @@ class Timing:
     height: int = 0
     width: int = 0
     samples_ms: tuple[float, ...] = field(default=(), compare=False, repr=False)
+    clock: str = "wall"
 
 
-def time_tflite(path: str | Path, *, runs: int = 5, warmup: int = 1, threads: int = 1) -> Timing:
-    """Time a .tflite file on random inputs of the shapes it declares."""
-    if runs < 1 or warmup < 0:
-        raise ExportError(f"runs must be >= 1 and warmup >= 0, got runs={runs}, warmup={warmup}")
+def resolve_clock(clock: str, threads: int) -> str:
+    """The clock `time_tflite` reads: 'auto' is 'thread-cpu' with one thread, else 'wall'.
+
+    With one thread XNNPACK and the builtin kernels run inside the invoking
+    thread, so its CPU time is the invoke's latency minus the time the thread
+    sat descheduled while other processes ran; on an idle machine both clocks
+    agree (within 1% on one-op models here). With more threads the work runs
+    in pool threads, so only wall time means latency.
+    """
+    if clock not in CLOCKS:
+        raise ExportError(f"clock must be one of {list(CLOCKS)}, got {clock!r}")
+    if clock == "auto":
+        return "thread-cpu" if threads == 1 else "wall"
+    if clock == "thread-cpu" and threads != 1:
+        raise ExportError(f"clock='thread-cpu' measures one thread's latency only, got threads={threads}")
+    return clock
+
+
+def _timer(clock: str) -> Callable[[], int]:
+    return time.thread_time_ns if clock == "thread-cpu" else time.perf_counter_ns
+
+
+def time_tflite(path: str | Path, *, runs: int = 5, warmup: int = 1, threads: int = 1, clock: str = "auto",
+                min_total_ms: float = 0.0, max_runs: int = 200) -> Timing:
+    """Time a .tflite file on random inputs of the shapes it declares.
+
+    After `warmup` untimed calls, `runs` calls are timed; with `min_total_ms`
+    the timing goes on until the timed calls add up to that many ms (at most
+    `max_runs` calls), so short models get more runs.
+    """
+    if runs < 1 or warmup < 0 or min_total_ms < 0:
+        raise ExportError(f"runs must be >= 1, warmup >= 0 and min_total_ms >= 0, got runs={runs}, "
+                          f"warmup={warmup}, min_total_ms={min_total_ms}")
+    clock = resolve_clock(clock, threads)
     interpreter = make_interpreter(path, threads)
     rng = np.random.default_rng(0)
     details = interpreter.get_input_details()
@@ -627,15 +670,15 @@ def time_tflite(path: str | Path, *, runs: int = 5, warmup: int = 1, threads: in
         interpreter.set_tensor(d["index"], rng.random(tuple(d["shape"]), dtype=np.float32))
     for _ in range(warmup):
         interpreter.invoke()
-    samples = []
-    for _ in range(runs):
-        start = time.perf_counter()
+    now, samples = _timer(clock), []
+    while len(samples) < runs or (sum(samples) < min_total_ms and len(samples) < max(runs, max_runs)):
+        start = now()
         interpreter.invoke()
-        samples.append((time.perf_counter() - start) * 1000.0)
+        samples.append((now() - start) / 1e6)
     shape = tuple(details[0]["shape"])
     return Timing(
-        median_ms=statistics.median(samples), min_ms=min(samples), max_ms=max(samples), runs=runs,
+        median_ms=statistics.median(samples), min_ms=min(samples), max_ms=max(samples), runs=len(samples),
         threads=threads, runtime=RUNTIME, runtime_version=runtime_version(),
         height=int(shape[1]) if len(shape) == 4 else 0, width=int(shape[2]) if len(shape) == 4 else 0,
-        samples_ms=tuple(samples),
+        samples_ms=tuple(samples), clock=clock,
     )

@@ -7,9 +7,11 @@ import random
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from nnsearch import latency, lut_probes, tflite
+from nnsearch.errors import ExportError
 from nnsearch.arch import Arch
 from nnsearch.latency import DeviceProfile, LatencyError, LatencyTable, LutEntry, MemoryBackend, OpKey
 from nnsearch.space import load_space
@@ -97,6 +99,15 @@ def test_foreign_device_is_not_measured_here() -> None:
         LatencyTable(PHONE).predict(CONV_DOWN, 16, 16, measure_missing=True)
 
 
+def test_calibration_recovers_a_known_scale_despite_noise_and_outliers() -> None:
+    rng = np.random.default_rng(0)
+    predicted = rng.uniform(20, 600, 12)
+    measured = 1.07 * predicted * rng.uniform(0.97, 1.03, 12)
+    measured[:2] *= 1.8  # two calibration timings hit by a busy moment of the machine
+    assert latency.fit_scale(list(measured), list(predicted)) == pytest.approx(1.07, rel=0.02)
+    assert float(np.mean(measured / predicted)) > 1.15  # a mean ratio would not recover it
+
+
 def test_calibration_is_the_median_ratio(host_table: LatencyTable) -> None:
     assert latency.fit_scale([2.0, 3.0, 100.0], [1.0, 1.0, 1.0]) == 3.0
     with pytest.raises(LatencyError):
@@ -158,3 +169,43 @@ def test_repeated_entries_are_pooled() -> None:
     host, key = latency.host_profile(1), OpKey("ADD", 8, 8, 4, 4, 0, 1, "NONE")
     pooled = latency.combine_entries([LutEntry(host, key, m, m - 0.5, m + 0.5, 2) for m in (1.0, 3.0, 2.0)])
     assert pooled == [LutEntry(host, key, 2.0, 0.5, 3.5, 6)]
+
+
+def test_predictions_sum_the_minimum_of_each_entry() -> None:
+    keys = lut_probes.arch_keys(CONV_DOWN, 32, 32)
+    instances = sum(n for _, n in keys)
+    table = LatencyTable(PHONE)
+    table.add(LutEntry(PHONE, key, 2.0, 1.5, 3.0, 5) for key, _ in keys)
+    assert table.predict(CONV_DOWN, 32, 32) == pytest.approx(1.5 * instances)
+    assert LutEntry(PHONE, keys[0][0], 2.0).ms == 2.0  # an imported row without min_ms: its median
+
+
+@pytest.fixture(scope="module")
+def add_probe(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return lut_probes.write_probe(OpKey("ADD", 16, 16, 4, 4, 0, 1, "NONE"), tmp_path_factory.mktemp("probe"))
+
+
+def test_timing_reads_thread_cpu_time_with_one_thread_and_extends_short_runs(add_probe: Path) -> None:
+    timing = tflite.time_tflite(add_probe, runs=2, warmup=0, min_total_ms=2.0, max_runs=50)
+    assert timing.clock == "thread-cpu" and 2 < timing.runs <= 50 and len(timing.samples_ms) == timing.runs
+    assert timing.min_ms == min(timing.samples_ms) <= timing.median_ms <= timing.max_ms
+    assert tflite.time_tflite(add_probe, runs=3, warmup=0).runs == 3
+    assert tflite.time_tflite(add_probe, runs=1, warmup=0, threads=2).clock == "wall"
+    assert tflite.time_tflite(add_probe, runs=1, warmup=0, clock="wall").clock == "wall"
+
+
+def test_timing_refuses_a_cpu_clock_for_several_threads_and_bad_arguments(add_probe: Path) -> None:
+    with pytest.raises(ExportError, match="one thread's latency only, got threads=2"):
+        tflite.time_tflite(add_probe, threads=2, clock="thread-cpu")
+    with pytest.raises(ExportError, match="clock must be one of"):
+        tflite.time_tflite(add_probe, clock="cpu")
+    with pytest.raises(ExportError, match="min_total_ms=-1"):
+        tflite.time_tflite(add_probe, min_total_ms=-1)
+
+
+def test_thread_cpu_time_is_the_latency_of_an_undisturbed_call(add_probe: Path) -> None:
+    """With one thread the invoke runs on the caller, so its CPU time is the call's work, not a pool's."""
+    conv = lut_probes.write_probe(OpKey("CONV_2D", 128, 128, 16, 16, 3, 1, "RELU"), add_probe.parent)
+    cpu = tflite.time_tflite(conv, runs=10, warmup=1)
+    wall = tflite.time_tflite(conv, runs=10, warmup=1, clock="wall")
+    assert 0.3 * wall.min_ms < cpu.min_ms < 3 * wall.median_ms

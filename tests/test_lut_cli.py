@@ -137,7 +137,8 @@ def test_host_predictions_measure_missing_keys_and_are_recorded(db: str) -> None
     finally:
         store.dispose()
     (row,) = latency_rows(db)
-    assert (row.nn, row.kind, row.device, row.median_ms, row.height) == (TINY.name, "predicted", "host-cpu", ms, RES)
+    assert (row.nn, row.kind, row.device, row.median_ms, row.min_ms, row.height) == (
+        TINY.name, "predicted", "host-cpu", ms, ms, RES)
 
 
 def _store_model(store: Store, arch: Arch) -> None:
@@ -151,7 +152,7 @@ def test_profile_records_a_measured_latency_run(db: str, capsys: pytest.CaptureF
     store.dispose()
     code, out, _ = run(capsys, "profile", TINY.name, "--resolution", "32x64", "--runs", "3", "--warmup", "1",
                        "--db", db)
-    assert code == 0 and f"profile {TINY.name}: median" in out
+    assert code == 0 and f"profile {TINY.name}: min" in out and "thread-cpu clock" in out
     (row,) = latency_rows(db)
     assert (row.kind, row.device, row.threads, row.height, row.width, row.runs) == ("measured", "host-cpu", 1,
                                                                                   32, 64, 3)

@@ -154,7 +154,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     for row in rows:
         sources = ", ".join(f"{n} {s}" for s, n in sorted(row["sources"].items()))
         ops = ", ".join(f"{op} {n}" for op, n in sorted(row["ops"].items()))
-        print(f"{row['device']}: {row['entries']} entries ({sources}); sum of medians {row['total_ms']:.1f} ms\n"
+        print(f"{row['device']}: {row['entries']} entries ({sources}); sum of entries (min) {row['total_ms']:.1f} ms\n"
               f"    ops: {ops}")
     return 0
 
@@ -162,6 +162,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 def cmd_profile(args: argparse.Namespace) -> int:
     from nnsearch.latency_service import profile_nn
     from nnsearch.store.engine import Store
+    from nnsearch.tflite import resolve_clock
 
     height, width = parse_resolution(args.resolution)
     store = Store(args.db, create=False)
@@ -170,9 +171,9 @@ def cmd_profile(args: argparse.Namespace) -> int:
                          warmup=args.warmup, device_name=args.device)
     finally:
         store.dispose()
-    print(f"profile {args.nn}: median {rec.median_ms:.2f} ms (min {rec.min_ms:.2f}, max {rec.max_ms:.2f}) over "
-          f"{rec.runs} runs at {height}x{width}, {rec.threads} thread(s), {rec.runtime_version} on {rec.device}; "
-          f"recorded in latency_run")
+    print(f"profile {args.nn}: min {rec.min_ms:.2f} ms (median {rec.median_ms:.2f}, max {rec.max_ms:.2f}) over "
+          f"{rec.runs} runs at {height}x{width}, {rec.threads} thread(s), {resolve_clock('auto', rec.threads)} clock, "
+          f"{rec.runtime_version} on {rec.device}; recorded in latency_run")
     return 0
 
 
@@ -189,7 +190,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     build.add_argument("--device", default="host-cpu", help="device profile name (only host-cpu is measured here)")
     _resolution_args(build)
     build.add_argument("--threads", type=int, default=1)
-    build.add_argument("--runs", type=int, default=5, help="timed invocations per probe (median kept)")
+    build.add_argument("--runs", type=int, default=5, help="timed calls per probe, more if short (minimum kept)")
     add_db_option(build)
     build.set_defaults(handler=cmd_build)
 

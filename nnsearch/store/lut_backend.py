@@ -50,9 +50,10 @@ def device_profiles(store: Store, name: str | None = None, threads: int | None =
 
 
 def lut_summary(store: Store, name: str | None = None) -> list[dict[str, Any]]:
-    """Per device profile: entry count, counts by source and by op, the total of the medians."""
+    """Per device profile: entry count, counts by source and by op, the total of the entries' `LutEntry.ms`."""
     columns = (LatencyLUT.device, LatencyLUT.runtime, LatencyLUT.runtime_version, LatencyLUT.threads)
-    query = (select(*columns, LatencyLUT.source, LatencyLUT.op, func.count(), func.sum(LatencyLUT.median_ms))
+    query = (select(*columns, LatencyLUT.source, LatencyLUT.op, func.count(),
+                    func.sum(func.coalesce(LatencyLUT.min_ms, LatencyLUT.median_ms)))
              .group_by(*columns, LatencyLUT.source, LatencyLUT.op))
     if name is not None:
         query = query.where(LatencyLUT.device == name)

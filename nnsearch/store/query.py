@@ -25,7 +25,7 @@ def study_results(store: Store, study: str, device: str = "host-cpu") -> pd.Data
         for metric in ("psnr", "ssim")
     )
     measured, predicted = (
-        select(LatencyRun.nn, func.min(LatencyRun.median_ms).label("ms"))
+        select(LatencyRun.nn, func.min(func.coalesce(LatencyRun.min_ms, LatencyRun.median_ms)).label("ms"))
         .where(LatencyRun.kind == kind, LatencyRun.device == device).group_by(LatencyRun.nn).subquery()
         for kind in ("measured", "predicted")
     )
