@@ -1,0 +1,165 @@
+"""How quickly do the samplers find good students? TPE, NSGA-II and random replayed on a recorded study.
+
+The benchmark first builds (or reuses) a recorded study of distinct students
+of search_spaces/litedenoise.yaml, sampled at random through the public study
+API at a cheap fidelity: one epoch of a few distillation steps on small crops
+of the built-in data (images at most `max_side` px), latency predicted from
+this host's per-layer lookup table at 272x480 (no whole-model timing). The
+store is an SQLite file under results/benchmarks/, so a second run reuses it.
+Then `nnsearch.replay` runs each sampler of `nnsearch.study.SAMPLERS` for
+several seeds with the same number of trials against that table (unrecorded
+proposals get the nearest recorded student, see nnsearch/replay.py) and
+compares the hypervolume of the (PSNR, latency) fronts they find.
+
+    python benchmarks/search_efficiency.py --quick   # 200 students, 8 steps at 32 px, 10 seeds x 100 trials
+    python benchmarks/search_efficiency.py           # 300 students, 24 steps at 32-48 px, 20 seeds x 150 trials
+
+Writes runs.csv, summary.csv and hypervolume.png to
+results/benchmarks/search_efficiency[_quick]/. The last line reads
+`search_efficiency: hv_ratio_default_vs_random=... trials_to_random_final=...`:
+the default sampler's mean final hypervolume over random's, and the fraction
+of the trials after which the default sampler's mean curve first reaches
+random's mean final hypervolume (inf if it never does).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from nnsearch.distill import DistillConfig  # noqa: E402
+from nnsearch.progress import progress  # noqa: E402
+from nnsearch.replay import replay, write_outputs  # noqa: E402
+from nnsearch.replay_table import ReplayTable  # noqa: E402
+from nnsearch.space import load_space  # noqa: E402
+from nnsearch.store.engine import Store  # noqa: E402
+from nnsearch.store.query import study_results  # noqa: E402
+from nnsearch.study import LatencyConfig, Study, StudyConfig  # noqa: E402
+
+START = time.perf_counter()
+SAMPLERS = ("tpe", "nsga2", "random")
+DEFAULT_SAMPLER = next(f.default for f in dataclasses.fields(StudyConfig) if f.name == "sampler")
+LATENCY = LatencyConfig(height=272, width=480, measure=False)
+
+
+@dataclass(frozen=True)
+class Fidelity:
+    """How the recorded study is built and how it is replayed."""
+
+    study: str
+    candidates: int
+    steps: int
+    crops: tuple[int, ...]
+    max_side: int
+    teacher_steps: int | None
+    trials: int
+    seeds: int
+    batch: int = 4
+
+    def config(self) -> StudyConfig:
+        return StudyConfig(
+            name=self.study, space=load_space("litedenoise"), sampler="random",
+            distill=DistillConfig(steps=self.steps, epochs=1, batch=self.batch, crops=self.crops),
+            latency=LATENCY, max_side=self.max_side, teacher_steps=self.teacher_steps,
+            early_stop=None,  # a tabular benchmark needs every student's final value
+        )
+
+    def describe(self) -> str:
+        return (f"{self.candidates} random students of litedenoise, 1 epoch of {self.steps} distillation steps "
+                f"(batch {self.batch}, crops {'-'.join(map(str, self.crops))} px) on the built-in data at <= "
+                f"{self.max_side} px, teacher {self.teacher_steps or 'default'} steps, latency predicted from the "
+                f"lookup table at {LATENCY.height}x{LATENCY.width}")
+
+
+QUICK = Fidelity("search-efficiency-quick", candidates=200, steps=8, crops=(32,), max_side=96, teacher_steps=100,
+                 trials=100, seeds=10)
+FULL = Fidelity("search-efficiency", candidates=300, steps=24, crops=(32, 48), max_side=128, teacher_steps=None,
+                trials=150, seeds=20)
+
+
+def log(message: str) -> None:
+    print(f"[{time.perf_counter() - START:6.0f} s] {message}", flush=True)
+
+
+def recorded_candidates(store: Store, study: str) -> int:
+    """Distinct students of `study` with a final PSNR and a latency."""
+    rows = study_results(store, study, device=LATENCY.device)
+    done = rows[rows["state"] == "complete"].dropna(subset=["psnr", "latency_ms"])
+    return int(done["nn"].nunique())
+
+
+def build(store: Store, fidelity: Fidelity, max_rounds: int = 3) -> None:
+    """Record trials until the study has `fidelity.candidates` distinct students (repeats and failures add trials)."""
+    have = recorded_candidates(store, fidelity.study)
+    if have >= fidelity.candidates:
+        log(f"reusing study '{fidelity.study}': {have} recorded students")
+        return
+    log(f"recording {fidelity.candidates - have} more students into study '{fidelity.study}' ({have} so far)")
+    study = Study(fidelity.config(), store, verbose=False)
+    began, added = time.perf_counter(), 0
+    for _ in range(max_rounds):
+        missing = fidelity.candidates - recorded_candidates(store, fidelity.study)
+        if missing <= 0:
+            break
+        for _ in progress(range(missing), desc="recording students"):
+            study.run(1)
+            added += 1
+    have = recorded_candidates(store, fidelity.study)
+    if have < fidelity.candidates:
+        raise SystemExit(f"only {have} distinct students after {max_rounds} rounds; see the study's failed trials")
+    log(f"recorded {added} trials in {time.perf_counter() - began:.0f} s "
+        f"({(time.perf_counter() - began) / max(added, 1):.1f} s per trial, lookup-table probes included)")
+
+
+def parse_args(argv: list[str] | None = None) -> tuple[Fidelity, Path, Path]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer, cheaper students and fewer seeds")
+    parser.add_argument("--db", type=Path, default=ROOT / "results" / "benchmarks" / "search_efficiency.db",
+                        help="SQLite file of the recorded studies (default %(default)s)")
+    parser.add_argument("--trials", type=int, help="trials per replay run (default 100 quick, 150 full)")
+    parser.add_argument("--seeds", type=int, help="replay runs per sampler (default 10 quick, 20 full)")
+    args = parser.parse_args(argv)
+    fidelity = QUICK if args.quick else FULL
+    overrides = {k: v for k, v in (("trials", args.trials), ("seeds", args.seeds)) if v is not None}
+    out = ROOT / "results" / "benchmarks" / ("search_efficiency_quick" if args.quick else "search_efficiency")
+    return dataclasses.replace(fidelity, **overrides), args.db, out
+
+
+def main(argv: list[str] | None = None) -> None:
+    fidelity, db, out = parse_args(argv)
+    db.parent.mkdir(parents=True, exist_ok=True)
+    log(f"fidelity: {fidelity.describe()}")
+    store = Store(f"sqlite:///{db.resolve()}")
+    try:
+        build(store, fidelity)
+        table = ReplayTable.load(store, fidelity.study, device=LATENCY.device)
+    finally:
+        store.dispose()
+    log(f"table: {len(table)} students; space read from the {table.space.source}")
+    result = replay(table, SAMPLERS, trials=fidelity.trials, seeds=fidelity.seeds)
+    log("reference point: " + ", ".join(f"{c}={v:.5g}" for c, v in result.reference.items())
+        + f"; hypervolume of the whole table {result.table_volume:.6g}")
+    print(f"{result.trials} trials x {fidelity.seeds} seeds per sampler, mean +- std over seeds:")
+    print(result.table_text())
+    random_final = float(result.at_fraction("random", 1.0).mean())
+    for sampler in SAMPLERS:
+        print(f"{sampler}: reaches random's mean final hypervolume ({random_final:.6g}) after "
+              f"{result.trials_to_reach(sampler, random_final):.2f} of the trials")
+    for path in write_outputs(result, out):
+        log(f"wrote {path.relative_to(ROOT)}")
+    default_final = float(result.at_fraction(DEFAULT_SAMPLER, 1.0).mean())
+    ratio = default_final / random_final if random_final > 0 else float("nan")
+    needed = result.trials_to_reach(DEFAULT_SAMPLER, random_final)
+    log(f"done (default sampler: {DEFAULT_SAMPLER})")
+    print(f"search_efficiency: hv_ratio_default_vs_random={ratio:.2f} trials_to_random_final={needed:.2f}")
+
+
+if __name__ == "__main__":
+    main()

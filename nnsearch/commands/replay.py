@@ -1,0 +1,64 @@
+"""`nnsearch replay`: compare samplers on a finished study used as a lookup table."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from nnsearch.commands import add_db_option
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from nnsearch.replay import check_samplers, parse_reference, replay, write_outputs
+    from nnsearch.replay_table import ReplayTable
+    from nnsearch.space import load_space
+    from nnsearch.store.engine import Store
+
+    samplers = check_samplers(args.sampler.split(","))
+    reference = parse_reference(args.reference) if args.reference else None
+    space = load_space(args.space) if args.space else None
+    store = Store(args.db, create=False)
+    try:
+        print(f"store: {store.display_url}")
+        table = ReplayTable.load(store, args.study, space=space, device=args.device)
+    finally:
+        store.dispose()
+    outside = table.outside_space()
+    print(f"study '{args.study}': {len(table)} recorded candidates; space {table.space.name} ({table.space.source})"
+          + (f"; {outside} candidate(s) lie outside it" if outside else ""))
+    result = replay(table, samplers, trials=args.trials, seeds=args.seeds,
+                    reference=reference, first_seed=args.first_seed)
+    print("reference point: " + ", ".join(f"{c}={v:.6g}" for c, v in result.reference.items())
+          + f"; hypervolume of the whole table {result.table_volume:.6g}")
+    seeds = sorted(set(result.runs["seed"]))
+    print(f"{result.trials} trials x {len(seeds)} seed(s) ({seeds[0]}..{seeds[-1]}) per sampler; "
+          "mean +- standard deviation over seeds")
+    print(result.table_text())
+    for path in write_outputs(result, Path(args.results) / args.study / "replay"):
+        print(f"wrote {path}")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser: Any = sub.add_parser(
+        "replay", help="compare samplers on a finished study by lookup instead of training (hypervolume per trial)")
+    parser.add_argument("--study", required=True, help="the recorded study to replay")
+    parser.add_argument("--sampler", default="tpe,nsga2,random",
+                        help="sampler(s), comma-separated: tpe, nsga2, random (default %(default)s)")
+    parser.add_argument("--trials", type=int, default=None,
+                        help="trials per run (default: the number of recorded candidates)")
+    parser.add_argument("--seeds", type=int, default=5, help="runs per sampler (default %(default)s)")
+    parser.add_argument("--first-seed", type=int, default=None,
+                        help="seeds are FIRST..FIRST+K-1 (default: nnsearch.replay.FIRST_SEED, away from the "
+                             "seeds a study's own trials use)")
+    parser.add_argument("--reference", default=None, metavar="PSNR,LATENCY",
+                        help="hypervolume reference point (default: the lowest PSNR and highest latency on the "
+                             "table's Pareto front, pushed 10%% of the front's range further)")
+    parser.add_argument("--space", default=None, help="search-space file or name (default: the study's own, "
+                        "read from the store)")
+    parser.add_argument("--device", default="host-cpu", help="device profile of the latency figures")
+    parser.add_argument("--results", default="results",
+                        help="results directory; files go to RESULTS/<study>/replay/ (default %(default)s)")
+    add_db_option(parser)
+    parser.set_defaults(handler=cmd_replay)
