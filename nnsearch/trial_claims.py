@@ -106,30 +106,30 @@ def claim_trial(study: optuna.Study, store: Store, total: int,
         return Claim(None, False, counts)
 
 
+#: (acquire, release) statements of a server-side named lock, per dialect.
+_SERVER_LOCKS = {
+    "postgresql": ("SELECT pg_advisory_lock(:key)", "SELECT pg_advisory_unlock(:key)"),
+    "mysql": ("SELECT GET_LOCK(CONCAT('nnsearch_', :key), -1)", "SELECT RELEASE_LOCK(CONCAT('nnsearch_', :key))"),
+    "mariadb": ("SELECT GET_LOCK(CONCAT('nnsearch_', :key), -1)", "SELECT RELEASE_LOCK(CONCAT('nnsearch_', :key))"),
+}
+
+
 @contextmanager
 def advisory_lock(store: Store, name: str) -> Iterator[None]:
     """A lock named `name` held by one process at a time, across processes and (with a server) machines."""
     key = int.from_bytes(hashlib.sha256(f"nnsearch:{name}".encode()).digest()[:8], "big", signed=True)
-    if store.dialect == "postgresql":
-        with store.engine.connect() as conn:
-            conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": key})
-            try:
-                yield
-            finally:
-                conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
-                conn.commit()
+    if store.dialect not in _SERVER_LOCKS:
+        with _file_lock(_sqlite_lock_path(store), key & 0x7FFFFFFF):
+            yield
         return
-    if store.dialect in ("mysql", "mariadb"):
-        name = f"nnsearch_{key & 0xFFFFFFFF:x}"
-        with store.engine.connect() as conn:
-            conn.execute(text("SELECT GET_LOCK(:name, -1)"), {"name": name})
-            try:
-                yield
-            finally:
-                conn.execute(text("SELECT RELEASE_LOCK(:name)"), {"name": name})
-        return
-    with _file_lock(_sqlite_lock_path(store), key & 0x7FFFFFFF):
-        yield
+    acquire, release = _SERVER_LOCKS[store.dialect]
+    with store.engine.connect() as conn:
+        conn.execute(text(acquire), {"key": key})
+        try:
+            yield
+        finally:
+            conn.execute(text(release), {"key": key})
+            conn.commit()
 
 
 def _sqlite_lock_path(store: Store) -> Path:
