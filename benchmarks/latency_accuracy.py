@@ -12,7 +12,7 @@ agreement of the odd and even passes (repeat vs repeat) is reported next to
 the table's.
 
     python benchmarks/latency_accuracy.py --quick    # 272x480, < 10 min on 2 cores
-    python benchmarks/latency_accuracy.py            # 1088x1920 (Full HD, the paper's protocol), 20-30 min
+    python benchmarks/latency_accuracy.py            # 1088x1920 (Full HD, the paper's protocol), 17 min idle
 
 Writes a predicted-vs-measured scatter PNG and a per-model CSV next to it. The
 last line reads
