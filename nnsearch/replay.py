@@ -2,9 +2,9 @@
 
 A sampler (tpe, nsga2, random: the factories of `nnsearch.study.SAMPLERS`)
 runs a fresh in-memory Optuna study for each seed. Every trial samples an
-architecture through the study's search space (`SearchSpace.sample` with
-`trial.suggest_categorical`), so the sampler sees the same parameters and
-choices as in a real search, and is answered by a lookup in the recorded
+architecture through the study's search space (`SearchSpace.suggest`, as a
+search does), so the sampler sees the same parameters and choices as in a
+real search, and is answered by a lookup in the recorded
 table instead of training.
 
 Unrecorded proposals: a finished study holds a few hundred of the space's
@@ -183,7 +183,7 @@ def run_sampler(table: ReplayTable, sampler: str, seed: int, trials: int, tracke
     records = []
     for number in progress(range(trials), total=trials, desc=f"replay {sampler} seed {seed}", enabled=verbose):
         trial = study.ask()
-        found = table.lookup(table.space.sample(trial.suggest_categorical))
+        found = table.lookup(table.space.suggest(trial))
         psnr, latency = table.values(found.row)
         trial.set_user_attr(CONSTRAINT_ATTR, 0.0)
         study.tell(trial, [psnr, latency])

@@ -8,10 +8,11 @@ distance over the sampler's own parameters (see `ParameterEncoding`).
 
 The search space a replay samples from is, in order of preference: the one the
 caller gives; the mapping stored as the Optuna study's user attribute `space`
-(the keys of a search-space YAML file); or the categorical distributions the
-study's Optuna trials recorded (every parameter's full choice list is stored
-with each trial, so once each parameter has been suggested the space is known
-exactly).
+(the keys of a search-space YAML file, which every study now stores); or,
+for studies recorded before that, the
+categorical distributions their Optuna trials recorded (every parameter's
+full choice list is stored with each trial, so once each parameter has been
+suggested the space is known exactly).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from sqlalchemy import inspect, select
 
 from nnsearch.arch import Arch
 from nnsearch.errors import NNSearchError, SpaceError
-from nnsearch.space import SearchSpace, parse_space
+from nnsearch.space import SearchSpace, numeric_choices, parse_space
 from nnsearch.store.engine import Store
 from nnsearch.store.query import study_results
 from nnsearch.store.schema import NN, TrialLink
@@ -88,12 +89,14 @@ def _optuna_study(store: Store, study: str):  # -> optuna.Study | None
 
 def recorded_space(store: Store, study: str) -> SearchSpace:
     """The search space of a study, from its Optuna user attribute `space` or its trials' distributions."""
+    from nnsearch.study import SPACE_ATTR
+
     found = _optuna_study(store, study)
     hint = "; pass the space file (--space FILE)"
     if found is None:
         raise NNSearchError(f"study '{study}' has no Optuna study in {store.display_url}, so its search space "
                             f"is unknown{hint}")
-    stored = found.user_attrs.get("space")
+    stored = found.user_attrs.get(SPACE_ATTR)
     if isinstance(stored, dict):
         try:
             return parse_space(stored, source=f"study '{study}' user attribute 'space'")
@@ -152,7 +155,7 @@ class ParameterEncoding:
         names = (["levels", "block", "downsample", "global_residual"] + [f"width_{i}" for i in range(deepest)]
                  + [f"blocks_{i}" for i in range(deepest)] + [f"skip_{i}" for i in range(deepest - 1)])
         object.__setattr__(self, "names", tuple(names))
-        object.__setattr__(self, "ordinal", np.array([_numeric(self.space._choices(n)) for n in names]))
+        object.__setattr__(self, "ordinal", np.array([numeric_choices(self.space._choices(n)) for n in names]))
 
     def encode(self, arch: Arch) -> np.ndarray:
         params = self.space.params_of(arch)
@@ -160,7 +163,7 @@ class ParameterEncoding:
 
     def _code(self, name: str, value: Any) -> float:
         choices = list(self.space._choices(name))
-        if _numeric(choices):
+        if numeric_choices(choices):
             ranks = sorted(float(c) for c in choices)
             return float(np.interp(float(value), ranks, np.linspace(0.0, 1.0, len(ranks)))) if len(ranks) > 1 else 0.0
         return float(choices.index(value)) if value in choices else -1.0
@@ -171,10 +174,6 @@ class ParameterEncoding:
         gap = np.where(self.ordinal, np.abs(table - query), (table != query).astype(float))
         gap = np.where(absent_t | absent_q, 1.0, gap)
         return np.where(absent_t & absent_q, 0.0, gap).sum(axis=1)
-
-
-def _numeric(choices: Sequence[Any]) -> bool:
-    return all(isinstance(c, int | float) and not isinstance(c, bool) for c in choices)
 
 
 @dataclass(frozen=True)

@@ -83,6 +83,8 @@ class StudyConfig:
 PHASE_ATTR = "phase"
 #: Trial user attribute holding the latency budget excess (<= 0 means feasible).
 CONSTRAINT_ATTR = "latency_excess_ms"
+#: Study user attribute holding the search space (`SearchSpace.to_mapping`).
+SPACE_ATTR = "space"
 
 
 def latency_constraint(trial: optuna.trial.FrozenTrial) -> list[float]:
@@ -172,6 +174,19 @@ class Study:
                 f"study '{config.name}' in {store.display_url} has {len(self.optuna.directions)} objectives, "
                 f"this run asks for {list(config.objectives)}; use another --study name")
         self.optuna.set_metric_names(list(config.objectives))
+        self._check_space()
+
+    def _check_space(self) -> None:
+        """Store the study's search space with it (replay reads it); refuse resuming it with another space."""
+        mine = self.config.space.to_mapping()
+        stored = self.optuna.user_attrs.get(SPACE_ATTR)
+        if stored is None:
+            self.optuna.set_user_attr(SPACE_ATTR, mine)
+        elif stored != mine:
+            raise NNSearchError(
+                f"study '{self.config.name}' in {self.store.display_url} was created with search space "
+                f"'{stored.get('name')}' and this run gives a different one ('{mine['name']}' from "
+                f"{self.config.space.source or 'memory'}); use the same --space or another --study name")
 
     def log(self, message: str) -> None:
         if self.verbose:
@@ -300,7 +315,7 @@ class Study:
     def evaluate(self, trial: optuna.Trial) -> TrialOutcome:
         """Sample, predict, distill, time and record one candidate."""
         began = time.perf_counter()
-        arch = self.config.space.sample(trial.suggest_categorical)
+        arch = self.config.space.suggest(trial)
         trial.set_user_attr("nn", arch.name)
         trial.set_user_attr("arch", arch.describe())
         self.log(f"trial {trial.number}: {arch.name} {arch.describe()}")

@@ -68,3 +68,23 @@ def test_shared_choices_apply_to_every_level():
     space = parse_space({"levels": [2, 3], "widths": [8, 16], "blocks": [0, 2]})
     assert space.widths == ((8, 16),) * 3
     assert space.blocks == ((0, 2),) * 3
+
+
+def test_to_mapping_round_trips_through_parse_space():
+    for name in ("tiny", "litedenoise"):
+        space = load_space(name)
+        again = parse_space(space.to_mapping(), source=space.source)
+        assert again == space  # every field, references and source included
+
+
+def test_suggest_samples_the_space_through_an_optuna_trial():
+    import optuna
+
+    space = load_space("litedenoise")
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    for _ in range(10):
+        trial = study.ask()
+        arch = space.suggest(trial)
+        assert space.contains(arch)
+        assert trial.params == space.params_of(arch)
+        study.tell(trial, 0.0)

@@ -27,3 +27,14 @@ def test_params_objective_and_mismatch_with_an_existing_study(store):
     assert study.optuna.metric_names == ["psnr", "latency_ms", "params"]
     with pytest.raises(NNSearchError, match="has 3 objectives, this run asks for \\['psnr', 'latency_ms'\\]"):
         Study(dataclasses.replace(config, minimize_params=False), store, verbose=False)
+
+
+def test_study_stores_its_space_and_refuses_another_on_resume(store):
+    from nnsearch.replay_table import recorded_space
+
+    config = StudyConfig(name="spaced", space=load_space("tiny"))
+    Study(config, store, verbose=False)
+    assert recorded_space(store, "spaced").to_mapping() == config.space.to_mapping()
+    Study(config, store, verbose=False)  # the same space resumes
+    with pytest.raises(NNSearchError, match="created with search space 'tiny'.*'litedenoise'.*same --space"):
+        Study(dataclasses.replace(config, space=load_space("litedenoise")), store, verbose=False)
