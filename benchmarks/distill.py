@@ -85,13 +85,20 @@ def parse_args(argv: list[str] | None = None) -> Settings:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--teacher-steps", type=int, help="default 1200 quick, 3000 full")
     parser.add_argument("--steps", type=int, help="student steps per candidate (default 240 quick, 600 full)")
+    parser.add_argument("--train", action="append", metavar="SPEC",
+                        help="training data spec, repeatable (default: clean:kodak24 quick, clean:kodak24, "
+                             "clean:mcmaster and clean:cbsd68 full, under ../shared/data/clean)")
+    parser.add_argument("--eval", action="append", metavar="FOLDER",
+                        help="real-pair folder to evaluate on, repeatable (default: real/nam quick, real/nam and "
+                             "real/polyu full, under ../shared/data)")
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "benchmarks" / "distill.png")
     a = parser.parse_args(argv)
     clean = ["kodak24"] if a.quick else ["kodak24", "mcmaster", "cbsd68"]
     real = ["nam"] if a.quick else ["nam", "polyu"]
     steps = a.steps or (240 if a.quick else 600)
     return Settings(
-        train=[f"clean:{SHARED / 'clean' / name}" for name in clean], real=[str(SHARED / "real" / n) for n in real],
+        train=a.train or [f"clean:{SHARED / 'clean' / name}" for name in clean],
+        real=a.eval or [str(SHARED / "real" / n) for n in real],
         max_side=256 if a.quick else None, teacher_steps=a.teacher_steps or (1200 if a.quick else 3000),
         distill=DistillConfig(steps=steps, epochs=2, batch=8, crops=(48, 64), alpha=0.9),
         seeds=list(range(a.seeds)), out=a.out,
