@@ -214,11 +214,15 @@ class ReplayTable:
             if arch in self._rows:
                 found = Lookup(self._rows[arch], True, 0.0)
             else:
-                gaps = self.encoding.distances(self._codes, self.encoding.encode(arch))
+                gaps = self.distances(arch)
                 row = int(np.argmin(gaps))
                 found = Lookup(row, False, float(gaps[row]))
             self._cache[arch] = found
         return found
+
+    def distances(self, arch: Arch) -> np.ndarray:
+        """Parameter distance from `arch` to every recorded candidate, in row order."""
+        return self.encoding.distances(self._codes, self.encoding.encode(arch))
 
     def values(self, row: int) -> tuple[float, float]:
         """(psnr, latency_ms) of a row."""
@@ -228,3 +232,43 @@ class ReplayTable:
     def outside_space(self) -> int:
         """How many recorded candidates the space cannot propose exactly."""
         return sum(not self.space.contains(a) for a in self.candidates["arch"])
+
+
+#: How a replay run answers an unrecorded proposal (see `ReplayRun`).
+NEIGHBOUR_RULES = ("distinct", "nearest")
+
+
+class ReplayRun:
+    """The answers of one replay run (one sampler, one seed) to the architectures it proposes.
+
+    A recorded architecture is answered by itself, and a proposal made again
+    gets its first answer (a search reuses a repeated student). Any other
+    proposal gets, with rule "nearest", the nearest recorded candidate, and
+    with rule "distinct" the nearest one that no earlier proposal of this run
+    was answered with (the nearest overall once every candidate has been
+    used). "distinct" models that a new architecture, however close to one
+    already trained, is a new student with a result of its own; under
+    "nearest", a sampler that concentrates on a good region is told the same
+    recorded student over and over for different proposals.
+    """
+
+    def __init__(self, table: ReplayTable, rule: str = "distinct") -> None:
+        if rule not in NEIGHBOUR_RULES:
+            raise NNSearchError(f"unknown neighbour rule {rule!r}; expected one of {list(NEIGHBOUR_RULES)}")
+        self.table = table
+        self.rule = rule
+        self._answers: dict[Arch, Lookup] = {}
+        self._used = np.zeros(len(table), dtype=bool)
+
+    def answer(self, arch: Arch) -> Lookup:
+        """The recorded candidate standing in for `arch` in this run."""
+        found = self._answers.get(arch)
+        if found is None:
+            found = self.table.lookup(arch)
+            if self.rule == "distinct" and not found.exact and self._used[found.row] and not self._used.all():
+                gaps = np.where(self._used, np.inf, self.table.distances(arch))
+                row = int(np.argmin(gaps))
+                found = Lookup(row, False, float(gaps[row]))
+            self._used[found.row] = True
+            self._answers[arch] = found
+        return found

@@ -14,7 +14,7 @@ from nnsearch.arch import Arch
 from nnsearch.cli import main
 from nnsearch.errors import NNSearchError
 from nnsearch.replay import FrontTracker, parse_reference, replay
-from nnsearch.replay_table import ParameterEncoding, ReplayTable, recorded_space
+from nnsearch.replay_table import ParameterEncoding, ReplayRun, ReplayTable, recorded_space
 from nnsearch.space import load_space
 from nnsearch.store.record import EpochRecord, LatencyRecord, ModelRecord, record_trial
 from nnsearch.student import build_student
@@ -106,6 +106,37 @@ def test_unrecorded_arch_gets_the_nearest_recorded_candidate():
     assert table.values(found.row) == (25.0, 4.0)
 
 
+def test_distinct_rule_gives_each_new_proposal_an_unused_student_and_repeats_the_same_answer():
+    near = Arch(widths=(4, 8), blocks=(1, 1), skips=("concat",), block="plain", downsample="conv")
+    far = Arch(widths=(8, 16, 24), blocks=(0, 0, 0), skips=("add", "add"), block="residual", downsample="maxpool")
+    table = ReplayTable("t", pd.DataFrame({"nn": [far.name, near.name], "trial": [0, 1], "psnr": [30.0, 25.0],
+                                           "latency_ms": [9.0, 4.0], "arch": [far, near]}), TINY)
+    first = Arch(widths=(4, 8), blocks=(1, 0), skips=("concat",), block="plain", downsample="conv")
+    second = Arch(widths=(4, 8), blocks=(0, 1), skips=("concat",), block="plain", downsample="conv")
+    third = Arch(widths=(4, 8), blocks=(0, 0), skips=("concat",), block="plain", downsample="conv")
+    distinct, nearest = ReplayRun(table, "distinct"), ReplayRun(table, "nearest")
+    assert distinct.answer(first).row == 1 and nearest.answer(first).row == 1
+    assert distinct.answer(second).row == 0 and nearest.answer(second).row == 1  # row 1 is taken: next nearest
+    assert distinct.answer(second).row == 0  # the same proposal again: the same answer
+    assert distinct.answer(near).exact and distinct.answer(near).row == 1  # a recorded arch is always itself
+    assert distinct.answer(third).row == 1  # every student used: the nearest overall
+    with pytest.raises(NNSearchError, match="unknown neighbour rule 'closest'.*distinct.*nearest"):
+        ReplayRun(table, "closest")
+
+
+def test_under_the_distinct_rule_random_proposals_get_more_distinct_students(recorded):
+    _, table, _ = recorded
+    distinct = replay(table, ["random", "tpe"], trials=len(table), seeds=3, verbose=False)
+    nearest = replay(table, ["random"], trials=len(table), seeds=3, rule="nearest", verbose=False)
+    assert distinct.rule == "distinct" and nearest.rule == "nearest"
+    # random proposals do not depend on the answers, so both rules see the same proposals;
+    # "nearest" collapses close ones onto one student, "distinct" gives each its own
+    per_seed = {rule: result.runs[result.runs["sampler"] == "random"].groupby("seed")["nn"].nunique()
+                for rule, result in (("distinct", distinct), ("nearest", nearest))}
+    assert (per_seed["distinct"] >= per_seed["nearest"]).all() and per_seed["distinct"].sum() > per_seed["nearest"].sum()
+    assert distinct.summary()["distinct_candidates"].min() > 0.6 * len(table)
+
+
 def test_parameter_distance_counts_ordinal_steps_categories_and_missing_levels():
     encoding = ParameterEncoding(TINY)
     base = Arch(widths=(4, 8), blocks=(1, 1), skips=("concat",))
@@ -169,9 +200,10 @@ def test_errors_are_clear(recorded):
 def test_cli_prints_the_table_and_writes_csv_and_png(recorded, tmp_path, capsys):
     store, _, _ = recorded
     args = ["replay", "--study", STUDY, "--db", store.url, "--space", "tiny", "--trials", "8", "--seeds", "2",
-            "--sampler", "tpe,random", "--reference", "20,60", "--results", str(tmp_path)]
+            "--sampler", "tpe,random", "--reference", "20,60", "--results", str(tmp_path), "--neighbour", "nearest"]
     assert main(args) == 0
     out = capsys.readouterr().out
+    assert "neighbour rule 'nearest'" in out
     assert "reference point: psnr=20, latency_ms=60" in out
     assert "HV@25% (2 trials)" in out and "HV@100% (8 trials)" in out
     assert "tpe" in out and "random" in out

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from nnsearch.commands import add_db_option
+from nnsearch.replay_table import NEIGHBOUR_RULES
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -28,12 +29,12 @@ def cmd_replay(args: argparse.Namespace) -> int:
     print(f"study '{args.study}': {len(table)} recorded candidates; space {table.space.name} ({table.space.source})"
           + (f"; {outside} candidate(s) lie outside it" if outside else ""))
     result = replay(table, samplers, trials=args.trials, seeds=args.seeds,
-                    reference=reference, first_seed=args.first_seed)
+                    reference=reference, first_seed=args.first_seed, rule=args.neighbour)
     print("reference point: " + ", ".join(f"{c}={v:.6g}" for c, v in result.reference.items())
           + f"; hypervolume of the whole table {result.table_volume:.6g}")
     seeds = sorted(set(result.runs["seed"]))
-    print(f"{result.trials} trials x {len(seeds)} seed(s) ({seeds[0]}..{seeds[-1]}) per sampler; "
-          "mean +- standard deviation over seeds")
+    print(f"{result.trials} trials x {len(seeds)} seed(s) ({seeds[0]}..{seeds[-1]}) per sampler, neighbour rule "
+          f"'{result.rule}'; mean +- standard deviation over seeds")
     print(result.table_text())
     for path in write_outputs(result, Path(args.results) / args.study / "replay"):
         print(f"wrote {path}")
@@ -55,6 +56,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--reference", default=None, metavar="PSNR,LATENCY",
                         help="hypervolume reference point (default: the lowest PSNR and highest latency on the "
                              "table's Pareto front, pushed 10%% of the front's range further)")
+    parser.add_argument("--neighbour", choices=NEIGHBOUR_RULES, default="distinct",
+                        help="how an unrecorded proposal is answered: the nearest recorded student no other "
+                             "proposal of the run got (distinct), or the nearest one (nearest); default %(default)s")
     parser.add_argument("--space", default=None, help="search-space file or name (default: the study's own, "
                         "read from the store)")
     parser.add_argument("--device", default="host-cpu", help="device profile of the latency figures")
