@@ -95,11 +95,16 @@ def test_lookup_of_a_recorded_arch_returns_its_recorded_values(recorded):
         assert table.values(found.row) == pytest.approx(values[arch.name])
 
 
-def test_unrecorded_arch_gets_the_nearest_recorded_candidate():
+def two_student_table() -> tuple[ReplayTable, Arch]:
+    """A table of a 3-level student (row 0) and a 2-level one (row 1, returned too)."""
     near = Arch(widths=(4, 8), blocks=(1, 1), skips=("concat",), block="plain", downsample="conv")
     far = Arch(widths=(8, 16, 24), blocks=(0, 0, 0), skips=("add", "add"), block="residual", downsample="maxpool")
-    table = ReplayTable("t", pd.DataFrame({"nn": [far.name, near.name], "trial": [0, 1], "psnr": [30.0, 25.0],
-                                           "latency_ms": [9.0, 4.0], "arch": [far, near]}), TINY)
+    return ReplayTable("t", pd.DataFrame({"nn": [far.name, near.name], "trial": [0, 1], "psnr": [30.0, 25.0],
+                                          "latency_ms": [9.0, 4.0], "arch": [far, near]}), TINY), near
+
+
+def test_unrecorded_arch_gets_the_nearest_recorded_candidate():
+    table, near = two_student_table()
     proposal = Arch(widths=(4, 8), blocks=(1, 0), skips=("concat",), block="plain", downsample="conv")
     found = table.lookup(proposal)
     assert not found.exact and found.row == 1 and found.distance == pytest.approx(1.0)
@@ -107,10 +112,7 @@ def test_unrecorded_arch_gets_the_nearest_recorded_candidate():
 
 
 def test_distinct_rule_gives_each_new_proposal_an_unused_student_and_repeats_the_same_answer():
-    near = Arch(widths=(4, 8), blocks=(1, 1), skips=("concat",), block="plain", downsample="conv")
-    far = Arch(widths=(8, 16, 24), blocks=(0, 0, 0), skips=("add", "add"), block="residual", downsample="maxpool")
-    table = ReplayTable("t", pd.DataFrame({"nn": [far.name, near.name], "trial": [0, 1], "psnr": [30.0, 25.0],
-                                           "latency_ms": [9.0, 4.0], "arch": [far, near]}), TINY)
+    table, near = two_student_table()
     first = Arch(widths=(4, 8), blocks=(1, 0), skips=("concat",), block="plain", downsample="conv")
     second = Arch(widths=(4, 8), blocks=(0, 1), skips=("concat",), block="plain", downsample="conv")
     third = Arch(widths=(4, 8), blocks=(0, 0), skips=("concat",), block="plain", downsample="conv")
