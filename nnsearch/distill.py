@@ -20,6 +20,7 @@ from torch import nn
 from nnsearch.crops import Batch, CropSchedule, make_batch_plan
 from nnsearch.datasets import DenoiseData
 from nnsearch.errors import NNSearchError
+from nnsearch.interrupts import raise_if_interrupted
 from nnsearch.metrics import evaluate
 from nnsearch.progress import progress
 from nnsearch.store.record import EpochRecord
@@ -138,6 +139,7 @@ def distill(
         epoch_start, samples, losses, grad_norm = time.perf_counter(), 0, [], 0.0
         student.train()
         for step in progress(range(step, end), total=end - step, desc=f"epoch {epoch}", enabled=verbose):
+            raise_if_interrupted()
             batch, teacher_out = targets.plan[step], targets.outputs[step]
             noisy, clean = batch.noisy.to(device), batch.clean.to(device)
             pred = student(noisy)

@@ -28,7 +28,7 @@ from nnsearch.student import build_student
 from nnsearch.early_stopping import EarlyStopRule, EpochHistory, StoppedEarly, check_epoch
 from nnsearch.errors import NNSearchError
 from nnsearch.heartbeat import Heartbeat
-from nnsearch.interrupts import InterruptGuard
+from nnsearch.interrupts import InterruptGuard, raise_if_interrupted
 from nnsearch.latency_service import HOST_DEVICE, predict_latency, prediction_record
 from nnsearch.trial_claims import OUTCOME_ATTR, TrialCounts, advisory_lock, claim_trial
 from nnsearch.teacher import load_or_train_teacher, teacher_config
@@ -426,6 +426,7 @@ class Study:
 
     def _begin_commit(self) -> None:
         """From here on, Ctrl-C waits until the trial is recorded and told (see run_trial)."""
+        raise_if_interrupted()  # a Ctrl-C that was lost on the way still stops the trial unrecorded
         if self._interrupts is not None:
             self._interrupts.defer()
 
