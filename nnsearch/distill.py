@@ -19,6 +19,7 @@ from torch import nn
 
 from nnsearch.crops import Batch, CropSchedule, make_batch_plan
 from nnsearch.datasets import DenoiseData
+from nnsearch.device import channels_last
 from nnsearch.errors import NNSearchError
 from nnsearch.interrupts import raise_if_interrupted
 from nnsearch.metrics import evaluate
@@ -129,7 +130,7 @@ def distill(
     `on_epoch` may raise to stop early (the caller's early-stopping rule).
     """
     torch.manual_seed(config.seed)
-    student.to(device)
+    channels_last(student, device)
     optimizer = torch.optim.Adam(student.parameters(), lr=config.lr)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.steps)
     loss_fn = LOSSES[config.loss]
@@ -141,7 +142,7 @@ def distill(
         for step in progress(range(step, end), total=end - step, desc=f"epoch {epoch}", enabled=verbose):
             raise_if_interrupted()
             batch, teacher_out = targets.plan[step], targets.outputs[step]
-            noisy, clean = batch.noisy.to(device), batch.clean.to(device)
+            noisy, clean = channels_last(batch.noisy, device), batch.clean.to(device)
             pred = student(noisy)
             loss = (1.0 - config.alpha) * loss_fn(pred, clean)
             if teacher_out is not None:

@@ -17,6 +17,7 @@ import torch
 from scipy.ndimage import correlate1d
 
 from nnsearch.datasets import ImagePair
+from nnsearch.device import channels_last
 
 _SSIM_SIGMA = 1.5
 _SSIM_RADIUS = 5  # int(3.5 * sigma + 0.5): skimage's truncation, an 11x11 window
@@ -104,7 +105,7 @@ def _spans(length: int, tile: int, overlap: int) -> Iterator[tuple[int, int, int
 
 def _run(model: torch.nn.Module, patch: np.ndarray, device: torch.device) -> np.ndarray:
     """Model output for one HxWx3 patch, as HxWx3 float32."""
-    batch = torch.from_numpy(np.ascontiguousarray(patch.transpose(2, 0, 1)))[None].to(device)
+    batch = channels_last(torch.from_numpy(np.ascontiguousarray(patch.transpose(2, 0, 1)))[None], device)
     output = model(batch)
     if tuple(output.shape) != tuple(batch.shape):
         raise ValueError(f"model output {tuple(output.shape)} differs from its input {tuple(batch.shape)}")

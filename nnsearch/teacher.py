@@ -20,7 +20,7 @@ from nnsearch.arch import Arch
 from nnsearch.cache import cache_dir
 from nnsearch.crops import CropSchedule, make_batch_plan
 from nnsearch.datasets import DenoiseData
-from nnsearch.device import default_device
+from nnsearch.device import channels_last, default_device
 from nnsearch.errors import NNSearchError
 from nnsearch.progress import progress
 from nnsearch.student import build_student
@@ -99,7 +99,7 @@ def load_or_train_teacher(
             print(f"teacher: reusing {path}")
     else:
         train_teacher(model, config, data, path, device=device, verbose=verbose)
-    return model.to(device).eval()
+    return channels_last(model, device).eval()
 
 
 def train_teacher(
@@ -112,7 +112,7 @@ def train_teacher(
     interrupted training continues where it stopped.
     """
     partial = partial_path(path)
-    model.to(device).train()
+    channels_last(model, device).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.steps)
     start = 0
@@ -140,7 +140,7 @@ def train_teacher(
                              enabled=verbose):
             batch = plan[step]
             optimizer.zero_grad(set_to_none=True)
-            loss = loss_fn(model(batch.noisy.to(device)), batch.clean.to(device))
+            loss = loss_fn(model(channels_last(batch.noisy, device)), batch.clean.to(device))
             loss.backward()
             optimizer.step()
             scheduler.step()

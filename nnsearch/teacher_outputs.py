@@ -34,6 +34,7 @@ from torch import nn
 
 from nnsearch.cache import cache_dir
 from nnsearch.crops import BatchPlan
+from nnsearch.device import channels_last
 from nnsearch.errors import NNSearchError
 from nnsearch.progress import progress
 
@@ -123,11 +124,11 @@ def cached_teacher_outputs(teacher: nn.Module, plan: BatchPlan, data_fingerprint
 def compute_teacher_outputs(teacher: nn.Module, plan: BatchPlan, *, device: torch.device | str = "cpu",
                             verbose: bool = False) -> list[torch.Tensor]:
     """Run the teacher over every batch of the plan; outputs are float16 on the CPU (as cached)."""
-    teacher = teacher.to(device).eval()
+    teacher = channels_last(teacher, device).eval()
     outputs = []
     with torch.no_grad():
         for batch in progress(plan, total=len(plan), desc="teacher outputs", enabled=verbose):
-            outputs.append(teacher(batch.noisy.to(device)).to("cpu", DTYPE))
+            outputs.append(teacher(channels_last(batch.noisy, device)).to("cpu", DTYPE).contiguous())
     return outputs
 
 
