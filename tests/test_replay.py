@@ -216,3 +216,9 @@ def test_cli_prints_the_table_and_writes_csv_and_png(recorded, tmp_path, capsys)
     assert list(pd.read_csv(folder / "summary.csv")["sampler"]) == ["tpe", "random"]
     assert main(["replay", "--study", STUDY, "--db", store.url, "--space", "tiny", "--trials", "0"]) == 2
     assert "trials must be positive" in capsys.readouterr().err
+
+
+def test_an_unknown_neighbour_rule_is_refused(recorded):
+    _, table, _ = recorded
+    with pytest.raises(NNSearchError, match="unknown neighbour rule 'closest'"):
+        replay(table, ["random"], trials=3, seeds=1, rule="closest", verbose=False)
