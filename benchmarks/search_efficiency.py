@@ -38,6 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from nnsearch.distill import DistillConfig  # noqa: E402
+from nnsearch.latency_service import fill_space_table  # noqa: E402
 from nnsearch.progress import progress  # noqa: E402
 from nnsearch.replay import ReplayResult, replay, write_outputs  # noqa: E402
 from nnsearch.replay_table import ReplayTable  # noqa: E402
@@ -47,7 +48,7 @@ from nnsearch.store.query import study_results  # noqa: E402
 from nnsearch.study import LatencyConfig, Study, StudyConfig  # noqa: E402
 
 START = time.perf_counter()
-SAMPLERS = ("tpe", "nsga2", "random")
+SAMPLERS = ("guided", "tpe", "nsga2", "random")
 DEFAULT_SAMPLER = next(f.default for f in dataclasses.fields(StudyConfig) if f.name == "sampler")
 LATENCY = LatencyConfig(height=272, width=480, measure=False)
 
@@ -65,10 +66,15 @@ class Fidelity:
     trials: int
     seeds: int
     batch: int = 4
+    seed: int = 0  # another seed records another random sample of students (study name gets "-seed{N}")
+
+    @property
+    def name(self) -> str:
+        return self.study if self.seed == 0 else f"{self.study}-seed{self.seed}"
 
     def config(self) -> StudyConfig:
         return StudyConfig(
-            name=self.study, space=load_space("litedenoise"), sampler="random",
+            name=self.name, space=load_space("litedenoise"), sampler="random", seed=self.seed,
             distill=DistillConfig(steps=self.steps, epochs=1, batch=self.batch, crops=self.crops),
             latency=LATENCY, max_side=self.max_side, teacher_steps=self.teacher_steps,
             early_stop=None,  # a tabular benchmark needs every student's final value
@@ -100,21 +106,21 @@ def recorded_candidates(store: Store, study: str) -> int:
 
 def build(store: Store, fidelity: Fidelity, max_rounds: int = 3) -> None:
     """Record trials until the study has `fidelity.candidates` distinct students (repeats and failures add trials)."""
-    have = recorded_candidates(store, fidelity.study)
+    have = recorded_candidates(store, fidelity.name)
     if have >= fidelity.candidates:
-        log(f"reusing study '{fidelity.study}': {have} recorded students")
+        log(f"reusing study '{fidelity.name}': {have} recorded students")
         return
-    log(f"recording {fidelity.candidates - have} more students into study '{fidelity.study}' ({have} so far)")
+    log(f"recording {fidelity.candidates - have} more students into study '{fidelity.name}' ({have} so far)")
     study = Study(fidelity.config(), store, verbose=False)
     began, added = time.perf_counter(), 0
     for _ in range(max_rounds):
-        missing = fidelity.candidates - recorded_candidates(store, fidelity.study)
+        missing = fidelity.candidates - recorded_candidates(store, fidelity.name)
         if missing <= 0:
             break
         for _ in progress(range(missing), desc="recording students"):
             study.run(1)
             added += 1
-    have = recorded_candidates(store, fidelity.study)
+    have = recorded_candidates(store, fidelity.name)
     if have < fidelity.candidates:
         raise SystemExit(f"only {have} distinct students after {max_rounds} rounds; see the study's failed trials")
     log(f"recorded {added} trials in {time.perf_counter() - began:.0f} s "
@@ -128,11 +134,16 @@ def parse_args(argv: list[str] | None = None) -> tuple[Fidelity, Path, Path]:
                         help="SQLite file of the recorded studies (default %(default)s)")
     parser.add_argument("--trials", type=int, help="trials per replay run (default 100 quick, 150 full)")
     parser.add_argument("--seeds", type=int, help="replay runs per sampler (default 10 quick, 20 full)")
+    parser.add_argument("--table-seed", type=int, default=0,
+                        help="seed of the recorded study: another seed records another random sample of students "
+                             "into its own study (default %(default)s)")
     args = parser.parse_args(argv)
     fidelity = QUICK if args.quick else FULL
     overrides = {k: v for k, v in (("trials", args.trials), ("seeds", args.seeds)) if v is not None}
-    out = ROOT / "results" / "benchmarks" / ("search_efficiency_quick" if args.quick else "search_efficiency")
-    return dataclasses.replace(fidelity, **overrides), args.db, out
+    fidelity = dataclasses.replace(fidelity, seed=args.table_seed, **overrides)
+    folder = "search_efficiency_quick" if args.quick else "search_efficiency"
+    out = ROOT / "results" / "benchmarks" / (folder if args.table_seed == 0 else f"{folder}_seed{args.table_seed}")
+    return fidelity, args.db, out
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -142,7 +153,12 @@ def main(argv: list[str] | None = None) -> None:
     store = Store(f"sqlite:///{db.resolve()}")
     try:
         build(store, fidelity)
-        table = ReplayTable.load(store, fidelity.study, device=LATENCY.device)
+        began = time.perf_counter()
+        measured, total = fill_space_table(store, fidelity.config().space, LATENCY.height, LATENCY.width,
+                                           LATENCY.threads)
+        log(f"lookup table: {total} layer keys of the space at {LATENCY.height}x{LATENCY.width}, {measured} measured "
+            f"now ({time.perf_counter() - began:.0f} s); the guided sampler predicts every proposal from it")
+        table = ReplayTable.load(store, fidelity.name, device=LATENCY.device)
     finally:
         store.dispose()
     log(f"table: {len(table)} students; space read from the {table.space.source}")

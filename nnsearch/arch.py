@@ -105,6 +105,26 @@ class Arch:
         """Stable model name, e.g. `DenoiseUNet-3f2a9c1b7e` (no '_': NN Dataset folder names split on it)."""
         return f"DenoiseUNet-{self.digest[:10]}"
 
+    def conv_work(self) -> float:
+        """Approximate 3x3-conv multiply-accumulates per input pixel, divided by 9 (a cheap cost proxy).
+
+        Counts every convolution of the student (stem, blocks, down- and
+        up-path, head) at its level's resolution; element-wise operators are
+        left out. Microseconds to compute, against milliseconds for an exact
+        lookup-table prediction, so a sampler can rank many candidates by it.
+        """
+        levels, inputs = self.levels, self.in_channels
+        work = inputs * self.widths[0] * 2.0  # stem and head
+        for i, (width, blocks) in enumerate(zip(self.widths, self.blocks)):
+            stages = 1 if i == levels - 1 else 2  # the bottleneck has no decoder stage
+            work += stages * blocks * width * width / 4.0 ** i  # residual w->w/2->w and plain w->w: both w^2
+        for i in range(levels - 1):
+            wide, narrow = self.widths[i + 1], self.widths[i]
+            work += narrow * wide / 4.0 ** (i + 1)  # downsampling conv (strided, or after a max-pool)
+            fused_in = wide + (narrow if self.skips[i] == "concat" else 0)
+            work += fused_in * narrow / 4.0 ** i  # fuse conv after upsampling
+        return work
+
     def describe(self) -> str:
         """One-line human summary."""
         skips = "/".join(self.skips) or "-"

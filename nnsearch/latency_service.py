@@ -19,7 +19,8 @@ from sqlalchemy import select
 from nnsearch.arch import Arch
 from nnsearch.errors import StoreError
 from nnsearch.latency import DeviceProfile, LatencyError, LatencyTable, can_measure, host_profile
-from nnsearch.lut_probes import check_resolution
+from nnsearch.lut_probes import check_resolution, space_keys
+from nnsearch.space import SearchSpace
 from nnsearch.store.engine import Store
 from nnsearch.store.lut_backend import SqlLutBackend, device_profiles
 from nnsearch.store.record import Bundle, LatencyRecord, record_bundle
@@ -90,6 +91,25 @@ def predict_latency(store: Store, arch: Arch, device_name: str, height: int, wid
     raise LatencyError(
         f"the lookup table for {profile} lacks {len(gaps)} of the {len(wanted)} op keys of {arch.describe()} "
         f"at {height}x{width} (e.g. {gaps[0]}); {fill_hint(device_name, height, width, threads)}")
+
+
+def fill_space_table(store: Store, space: SearchSpace, height: int, width: int, threads: int = 1, *,
+                     runs: int = 5, verbose: bool = True) -> tuple[int, int]:
+    """Measure on this host every lookup-table key of `space` at height x width that the store lacks.
+
+    Keys are stored one by one, so an interrupted fill keeps what it measured.
+    Returns (measured, total keys).
+    """
+    from nnsearch.progress import progress
+
+    keys = space_keys(space, height, width)
+    table = LatencyTable(host_profile(threads, HOST_DEVICE), SqlLutBackend(store), runs=runs)
+    todo = table.missing(keys)
+    for key in progress(todo, total=len(todo), desc=f"lookup table {height}x{width}", enabled=verbose and bool(todo)):
+        table.build([key])
+    if todo:
+        clear_caches()  # cached tables re-read the new entries
+    return len(todo), len(keys)
 
 
 def fill_hint(device_name: str, height: int, width: int, threads: int) -> str:

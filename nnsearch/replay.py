@@ -76,7 +76,7 @@ FIRST_SEED = 1000
 
 def check_samplers(names: Sequence[str]) -> list[str]:
     """The sampler names, validated against `nnsearch.study.SAMPLERS`."""
-    from nnsearch.study import SAMPLERS
+    from nnsearch.samplers import SAMPLERS
 
     names = [n.strip() for n in names if n.strip()]
     unknown = [n for n in names if n not in SAMPLERS]
@@ -190,9 +190,11 @@ def run_sampler(table: ReplayTable, sampler: str, seed: int, trials: int, tracke
     """One replay run: `trials` ask/tell steps of a fresh Optuna study answered by `table` under `rule`."""
     import optuna
 
-    from nnsearch.study import CONSTRAINT_ATTR, DIRECTIONS, SAMPLERS
+    from nnsearch.samplers import CONSTRAINT_ATTR, SAMPLERS, SamplerContext
+    from nnsearch.study import DIRECTIONS
 
-    study = optuna.create_study(directions=list(DIRECTIONS), sampler=SAMPLERS[sampler](seed))
+    context = SamplerContext(table.space, table.latency_ms)
+    study = optuna.create_study(directions=list(DIRECTIONS), sampler=SAMPLERS[sampler](seed, context))
     answers = ReplayRun(table, rule)
     records = []
     for number in progress(range(trials), total=trials, desc=f"replay {sampler} seed {seed}", enabled=verbose):
@@ -208,7 +210,7 @@ def run_sampler(table: ReplayTable, sampler: str, seed: int, trials: int, tracke
     return records
 
 
-def replay(table: ReplayTable, samplers: Sequence[str] = ("tpe", "nsga2", "random"), trials: int | None = None,
+def replay(table: ReplayTable, samplers: Sequence[str] = ("guided", "tpe", "nsga2", "random"), trials: int | None = None,
            seeds: int = 5, reference: Mapping[str, float] | None = None, *, first_seed: int | None = None,
            rule: str = "distinct", verbose: bool = True) -> ReplayResult:
     """Run each sampler `seeds` times (seeds first_seed, first_seed+1, ...) for `trials` trials against `table`.

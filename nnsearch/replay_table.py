@@ -28,6 +28,7 @@ from sqlalchemy import inspect, select
 
 from nnsearch.arch import Arch
 from nnsearch.errors import NNSearchError, SpaceError
+from nnsearch.guided_sampler import LatencyFn
 from nnsearch.space import SearchSpace, numeric_choices, parse_space
 from nnsearch.store.engine import Store
 from nnsearch.store.query import study_results
@@ -151,18 +152,16 @@ class ParameterEncoding:
     ordinal: np.ndarray = field(init=False)
 
     def __post_init__(self) -> None:
-        deepest = self.space.max_levels
-        names = (["levels", "block", "downsample", "global_residual"] + [f"width_{i}" for i in range(deepest)]
-                 + [f"blocks_{i}" for i in range(deepest)] + [f"skip_{i}" for i in range(deepest - 1)])
+        names = self.space.decision_names()
         object.__setattr__(self, "names", tuple(names))
-        object.__setattr__(self, "ordinal", np.array([numeric_choices(self.space._choices(n)) for n in names]))
+        object.__setattr__(self, "ordinal", np.array([numeric_choices(self.space.choices_of(n)) for n in names]))
 
     def encode(self, arch: Arch) -> np.ndarray:
         params = self.space.params_of(arch)
         return np.array([self._code(name, params[name]) if name in params else math.nan for name in self.names])
 
     def _code(self, name: str, value: Any) -> float:
-        choices = list(self.space._choices(name))
+        choices = list(self.space.choices_of(name))
         if numeric_choices(choices):
             ranks = sorted(float(c) for c in choices)
             return float(np.interp(float(value), ranks, np.linspace(0.0, 1.0, len(ranks)))) if len(ranks) > 1 else 0.0
@@ -188,8 +187,10 @@ class Lookup:
 class ReplayTable:
     """A study's recorded candidates, answering proposed architectures by lookup."""
 
-    def __init__(self, study: str, candidates: pd.DataFrame, space: SearchSpace) -> None:
+    def __init__(self, study: str, candidates: pd.DataFrame, space: SearchSpace,
+                 latency_ms: LatencyFn | None = None) -> None:
         self.study = study
+        self.latency_ms = latency_ms  # lookup-table prediction for any student (what a search's sampler knows)
         self.candidates = candidates.reset_index(drop=True)
         self.space = space
         self.encoding = ParameterEncoding(space)
@@ -200,9 +201,16 @@ class ReplayTable:
     @classmethod
     def load(cls, store: Store, study: str, space: SearchSpace | None = None,
              device: str = "host-cpu") -> "ReplayTable":
-        """The table of `study` in `store`; its space is read from the store unless given."""
+        """The table of `study` in `store`; its space is read from the store unless given.
+
+        Latency predictions come from the store's lookup table for `device`
+        (`nnsearch.replay_latency.stored_predictor`).
+        """
+        from nnsearch.replay_latency import stored_predictor
+
         candidates = study_candidates(store, study, device)
-        return cls(study, candidates, space or recorded_space(store, study))
+        space = space or recorded_space(store, study)
+        return cls(study, candidates, space, stored_predictor(store, study, space, device))
 
     def __len__(self) -> int:
         return len(self.candidates)

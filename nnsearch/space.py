@@ -112,6 +112,12 @@ class SearchSpace:
             for block in self.block for down in self.downsample for residual in self.global_residual
         ]
 
+    def decision_names(self) -> list[str]:
+        """Every parameter `sample` may ask for, deepest level included (shallower students skip some)."""
+        deepest = self.max_levels
+        return (["levels", "block", "downsample", "global_residual"] + [f"width_{i}" for i in range(deepest)]
+                + [f"blocks_{i}" for i in range(deepest)] + [f"skip_{i}" for i in range(deepest - 1)])
+
     def params_of(self, arch: Arch) -> dict[str, Any]:
         """The chooser decisions that produce `arch` (inverse of `sample`)."""
         params: dict[str, Any] = {
@@ -132,12 +138,13 @@ class SearchSpace:
         if arch.levels not in self.levels:
             return [f"levels {arch.levels} not in {list(self.levels)}"]
         for key, value in self.params_of(arch).items():
-            choices = self._choices(key)
+            choices = self.choices_of(key)
             if value not in choices:
                 problems.append(f"{key}={value!r} not in {list(choices)}")
         return problems
 
-    def _choices(self, key: str) -> Sequence[Any]:
+    def choices_of(self, key: str) -> Sequence[Any]:
+        """The choices of one parameter of `decision_names` (e.g. 'width_1')."""
         if "_" in key and key.rsplit("_", 1)[1].isdigit():
             base, level = key.rsplit("_", 1)
             table = {"width": self.widths, "blocks": self.blocks, "skip": self.skip}[base]

@@ -29,7 +29,9 @@ from nnsearch.early_stopping import EarlyStopRule, EpochHistory, StoppedEarly, c
 from nnsearch.errors import NNSearchError
 from nnsearch.heartbeat import Heartbeat
 from nnsearch.interrupts import InterruptGuard, raise_if_interrupted
-from nnsearch.latency_service import HOST_DEVICE, predict_latency, prediction_record
+from nnsearch.latency import LatencyError
+from nnsearch.latency_service import HOST_DEVICE, fill_space_table, predict_latency, prediction_record
+from nnsearch.samplers import CONSTRAINT_ATTR, SAMPLERS, SamplerContext
 from nnsearch.trial_claims import OUTCOME_ATTR, TrialCounts, advisory_lock, claim_trial
 from nnsearch.teacher import load_or_train_teacher, teacher_config
 from nnsearch.tflite import export_tflite, time_tflite
@@ -65,7 +67,7 @@ class StudyConfig:
     latency: LatencyConfig = field(default_factory=LatencyConfig)
     teacher: str = "cpu"
     teacher_steps: int | None = None
-    sampler: str = "tpe"
+    sampler: str = "guided"  # a name of nnsearch.samplers.SAMPLERS
     seed: int = 0
     max_side: int | None = None
     max_latency_ms: float | None = None  # candidates predicted slower are recorded infeasible, not trained
@@ -81,24 +83,8 @@ class StudyConfig:
 
 #: Trial user attribute saying what a running trial is doing ("distill" once training starts).
 PHASE_ATTR = "phase"
-#: Trial user attribute holding the latency budget excess (<= 0 means feasible).
-CONSTRAINT_ATTR = "latency_excess_ms"
 #: Study user attribute holding the search space (`SearchSpace.to_mapping`).
 SPACE_ATTR = "space"
-
-
-def latency_constraint(trial: optuna.trial.FrozenTrial) -> list[float]:
-    """Optuna constraint: predicted latency minus the budget (feasible when <= 0)."""
-    return [float(trial.user_attrs.get(CONSTRAINT_ATTR, 0.0))]
-
-
-SAMPLERS: dict[str, Callable[[int], optuna.samplers.BaseSampler]] = {
-    "tpe": lambda seed: optuna.samplers.TPESampler(seed=seed, n_startup_trials=5, multivariate=True,
-                                                   constraints_func=latency_constraint),
-    "nsga2": lambda seed: optuna.samplers.NSGAIISampler(seed=seed, population_size=8,
-                                                        constraints_func=latency_constraint),
-    "random": lambda seed: optuna.samplers.RandomSampler(seed=seed),
-}
 
 
 @dataclass(frozen=True)
@@ -167,7 +153,7 @@ class Study:
         self.optuna = optuna.create_study(
             storage=optuna_storage(store, heartbeat), study_name=config.name,
             directions=list(config.objectives.values()),
-            sampler=SAMPLERS[config.sampler](config.seed), load_if_exists=True,
+            sampler=self._sampler(config.seed), load_if_exists=True,
         )
         if len(self.optuna.directions) != len(config.objectives):
             raise NNSearchError(
@@ -214,9 +200,26 @@ class Study:
         return self._targets
 
     def prepare(self) -> None:
-        """Everything workers share, done once: budget check, data, teacher and its outputs."""
+        """Everything workers share, done once: lookup table, budget check, data, teacher and its outputs."""
+        self.fill_lookup_table()
         self.check_budget_reachable()
         self.targets()
+
+    def fill_lookup_table(self) -> None:
+        """For the guided sampler on this host: measure the space's missing lookup-table entries up front.
+
+        The sampler predicts the latency of dozens of candidates per trial; done
+        here, the measuring shows progress once instead of slowing early trials.
+        """
+        lat = self.config.latency
+        if self.config.sampler != "guided" or not lat.predict or lat.device != HOST_DEVICE:
+            return
+        with advisory_lock(self.store, f"lut-{lat.height}x{lat.width}-{lat.threads}"):
+            measured, total = fill_space_table(self.store, self.config.space, lat.height, lat.width, lat.threads,
+                                               verbose=self.verbose)
+        if measured:
+            self.log(f"lookup table: measured {measured} of the space's {total} layer latencies at "
+                     f"{lat.height}x{lat.width} on {lat.device}")
 
     def check_budget_reachable(self) -> None:
         """Refuse, before any training, a latency budget below the space's fastest student."""
@@ -235,6 +238,13 @@ class Study:
     def _predicted_ms(self, arch: Arch) -> float:
         lat = self.config.latency
         return predict_latency(self.store, arch, lat.device, lat.height, lat.width, lat.threads)
+
+    def _predicted_or_none(self, arch: Arch) -> float | None:
+        """The prediction a sampler may use, None where the device's table cannot give one."""
+        try:
+            return self._predicted_ms(arch)
+        except LatencyError:
+            return None
 
     def run(self, n_trials: int, *, timeout_s: float | None = None) -> TrialCounts:
         """Run `n_trials` more finished trials (a study that exists is resumed, never restarted)."""
@@ -271,7 +281,13 @@ class Study:
 
     def _seed_sampler(self, number: int) -> None:
         """A sampler seeded by (study seed, trial number): reproducible, and distinct across workers."""
-        self.optuna.sampler = SAMPLERS[self.config.sampler](self.config.seed * 1_000_003 + number)
+        self.optuna.sampler = self._sampler(self.config.seed * 1_000_003 + number)
+
+    def _sampler(self, seed: int) -> optuna.samplers.BaseSampler:
+        """The configured sampler, told the space, the lookup-table latency and the budget."""
+        latency = self._predicted_or_none if self.config.latency.predict else None
+        context = SamplerContext(self.config.space, latency, self.config.max_latency_ms)
+        return SAMPLERS[self.config.sampler](seed, context)
 
     def log_status(self, total: int) -> None:
         if self.verbose:

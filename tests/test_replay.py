@@ -60,7 +60,7 @@ def record(store, archs: list[Arch], study: str = STUDY, with_optuna: bool = Fal
             names = TINY.params_of(arch)
             optuna_study.add_trial(optuna.trial.create_trial(
                 params=names, values=[psnr, latency],
-                distributions={n: optuna.distributions.CategoricalDistribution(TINY._choices(n)) for n in names}))
+                distributions={n: optuna.distributions.CategoricalDistribution(TINY.choices_of(n)) for n in names}))
     return values
 
 

@@ -17,13 +17,9 @@ _ACTIVATIONS = ("NONE", "RELU")
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    from nnsearch.latency import LatencyTable, host_profile
-    from nnsearch.latency_service import HOST_DEVICE
-    from nnsearch.lut_probes import space_keys
-    from nnsearch.progress import progress
+    from nnsearch.latency_service import HOST_DEVICE, fill_space_table
     from nnsearch.space import load_space
     from nnsearch.store.engine import Store
-    from nnsearch.store.lut_backend import SqlLutBackend
 
     if args.device != HOST_DEVICE:
         raise NNSearchError(f"`lut build` measures on this host, so --device must be '{HOST_DEVICE}'; for "
@@ -31,20 +27,15 @@ def cmd_build(args: argparse.Namespace) -> int:
                             f"`nnsearch lut import`")
     height, width = parse_resolution(args.resolution)
     space = load_space(args.space)
-    keys = space_keys(space, height, width)
     store = Store(args.db)
+    start = time.perf_counter()
     try:
-        table = LatencyTable(host_profile(args.threads, HOST_DEVICE), SqlLutBackend(store), runs=args.runs)
-        todo = table.missing(keys)
-        print(f"{len(keys)} keys for space '{space.name}' at {height}x{width} on {table.device}: "
-              f"{len(keys) - len(todo)} stored, {len(todo)} to measure", flush=True)
-        start = time.perf_counter()
-        for key in progress(todo, total=len(todo), desc="measuring probes"):
-            table.build([key])  # stored one by one: an interrupted build keeps what it measured
-        seconds = time.perf_counter() - start
+        print(f"space '{space.name}' at {height}x{width} on {HOST_DEVICE} with {args.threads} thread(s)", flush=True)
+        measured, total = fill_space_table(store, space, height, width, args.threads, runs=args.runs)
     finally:
         store.dispose()
-    print(f"lut build: measured {len(todo)}, reused {len(keys) - len(todo)} of {len(keys)} keys "
+    seconds = time.perf_counter() - start
+    print(f"lut build: measured {measured}, reused {total - measured} of {total} keys "
           f"in {seconds:.1f} s ({store.display_url})")
     return 0
 

@@ -45,8 +45,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser: Any = sub.add_parser(
         "replay", help="compare samplers on a finished study by lookup instead of training (hypervolume per trial)")
     parser.add_argument("--study", required=True, help="the recorded study to replay")
-    parser.add_argument("--sampler", default="tpe,nsga2,random",
-                        help="sampler(s), comma-separated: tpe, nsga2, random (default %(default)s)")
+    parser.add_argument("--sampler", default="guided,tpe,nsga2,random",
+                        help="sampler(s), comma-separated: guided, tpe, nsga2, random (default %(default)s)")
     parser.add_argument("--trials", type=int, default=None,
                         help="trials per run (default: the number of recorded candidates)")
     parser.add_argument("--seeds", type=int, default=5, help="runs per sampler (default %(default)s)")

@@ -7,6 +7,9 @@ import argparse
 from nnsearch.commands import add_db_option, parse_resolution
 from nnsearch.errors import NNSearchError
 
+#: The names of `nnsearch.samplers.SAMPLERS` (listed here so that `--help` does not import Optuna).
+SAMPLER_NAMES = ["guided", "tpe", "nsga2", "random"]
+
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from nnsearch.demo import run_demo
@@ -95,7 +98,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     search.add_argument("--grace-period", type=int, default=120, metavar="S",
                         help="a trial without heartbeat for S seconds is failed and retried (default 120)")
     search.add_argument("--study", default="search")
-    search.add_argument("--sampler", choices=["tpe", "nsga2", "random"], default="tpe")
+    search.add_argument("--sampler", choices=SAMPLER_NAMES, default="guided",
+                        help="guided (default: model-based, knows each candidate's predicted latency), tpe, nsga2 "
+                             "or random")
     search.add_argument("--seed", type=int, default=0)
     search.add_argument("--steps", type=int, default=240, help="distillation steps per candidate")
     search.add_argument("--epochs", type=int, default=2, help="evaluations per candidate")
