@@ -1,22 +1,25 @@
 """The "guided" sampler: model-based search that knows each candidate's latency before training it.
 
 Latency is one of the two objectives, and unlike PSNR it costs nothing to know:
-the per-layer lookup table predicts it in microseconds for any architecture.
+the per-layer lookup table predicts it for any architecture in a few milliseconds.
 Optuna's TPE and NSGA-II cannot use that; they learn latency from finished
 trials like any other objective. This sampler does, for every trial:
 
 1. draws a pool of candidates: random students of the space plus mutants (one
    or two changed decisions) of the current Pareto set, minus every
-   architecture a trial already has, minus any predicted over the budget;
-2. predicts each candidate's latency with the lookup table;
-3. while fewer than `n_startup_trials` students have finished, picks
-   candidates spread over the latency range (trial k takes a random one from
-   the k-th latency stratum of the pool); afterwards
-4. fits `nnsearch.surrogate.BayesianRidge` to the finished students' PSNR and
-   picks the candidate whose optimistic PSNR (mean + `kappa` standard
-   deviations) at its known latency adds the most hypervolume to the
-   (PSNR, latency) front found so far; when none would add any, the one that
-   comes closest to the front.
+   architecture a trial already has;
+2. while fewer than `n_startup_trials` students have finished, takes a
+   candidate from a latency stratum (ranked by `Arch.conv_work`, strata
+   following a golden-ratio sequence so that the first trials spread over the
+   whole range); afterwards
+3. fits `nnsearch.surrogate.BayesianRidge` to the finished students' PSNR and
+   scores each candidate by the hypervolume its optimistic PSNR (mean +
+   `kappa` standard deviations) would add, at its latency, to the
+   (PSNR, latency) front found so far (when no candidate would add any, by how
+   close it comes to the front). The whole pool is scored with latencies
+   estimated from `Arch.conv_work` (calibrated on the finished students), the
+   `shortlist` best again with the lookup table's prediction (milliseconds
+   each), and the best of those is proposed.
 
 Trials whose latency exceeds the study's budget never get proposed, so a
 budgeted study spends no trial on an infeasible student. The choice is made in

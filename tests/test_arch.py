@@ -46,3 +46,17 @@ def test_invalid_arch_is_refused_with_reason():
         make_arch(skips=("concat",))
     with pytest.raises(SpaceError, match="widths must be even"):
         make_arch(widths=(9, 16, 24))
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_conv_work_counts_the_convolutions_thop_counts(seed: int) -> None:
+    import random
+
+    from nnsearch.profile import count_macs
+    from nnsearch.space import load_space
+
+    rng = random.Random(seed)
+    arch = load_space("litedenoise").sample(lambda _name, choices: rng.choice(list(choices)))
+    macs = count_macs(build_student(arch), arch, 64, 96)
+    # thop also counts the element-wise operators, which the proxy leaves out
+    assert arch.conv_work() * 9 * 64 * 96 == pytest.approx(macs, rel=0.03)

@@ -13,6 +13,7 @@ import pytest
 from nnsearch.arch import Arch
 from nnsearch.cli import main
 from nnsearch.errors import NNSearchError
+from nnsearch.latency_service import fill_space_table, predict_latency
 from nnsearch.replay import FrontTracker, parse_reference, replay
 from nnsearch.replay_table import ParameterEncoding, ReplayRun, ReplayTable, recorded_space
 from nnsearch.space import load_space
@@ -222,3 +223,15 @@ def test_an_unknown_neighbour_rule_is_refused(recorded):
     _, table, _ = recorded
     with pytest.raises(NNSearchError, match="unknown neighbour rule 'closest'"):
         replay(table, ["random"], trials=3, seeds=1, rule="closest", verbose=False)
+
+
+def test_the_guided_sampler_gets_the_stored_lookup_table(store):
+    record(store, tiny_archs(10))  # latencies recorded at 64x96 on host-cpu
+    assert ReplayTable.load(store, STUDY, space=TINY).latency_ms is None  # the store has no table yet
+    fill_space_table(store, TINY, 64, 96, runs=1, verbose=False)
+    table = ReplayTable.load(store, STUDY, space=TINY)
+    arch = tiny_archs(1, seed=9)[0]
+    assert table.latency_ms(arch) == pytest.approx(predict_latency(store, arch, "host-cpu", 64, 96, 1))
+    result = replay(table, ["guided"], trials=10, seeds=2, verbose=False)
+    assert (result.runs.groupby("seed")["nn"].nunique() >= 8).all()  # new proposals get unused students
+    assert np.all(np.diff(result.curves("guided"), axis=1) >= 0) and np.all(result.curves("guided")[:, -1] > 0)
