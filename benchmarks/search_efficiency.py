@@ -1,4 +1,4 @@
-"""How quickly do the samplers find good students? TPE, NSGA-II and random replayed on a recorded study.
+"""How quickly do the samplers find good students? Guided, TPE, NSGA-II and random replayed on a recorded study.
 
 The benchmark first builds (or reuses) a recorded study of distinct students
 of search_spaces/litedenoise.yaml, sampled at random through the public study
@@ -6,7 +6,9 @@ API at a cheap fidelity: one epoch of a few distillation steps on small crops
 of the built-in data (images at most `max_side` px), latency predicted from
 this host's per-layer lookup table at 272x480 (no whole-model timing). The
 store is an SQLite file under results/benchmarks/, so a second run reuses it.
-Then `nnsearch.replay` runs each sampler of `nnsearch.study.SAMPLERS` for
+Its lookup table is then filled for every layer the space can have (the guided
+sampler, like in a search, predicts each proposal's latency from it).
+Then `nnsearch.replay` runs each sampler of `nnsearch.samplers.SAMPLERS` for
 several seeds with the same number of trials against that table and compares
 the hypervolume of the (PSNR, latency) fronts they find. An unrecorded
 proposal gets the nearest recorded student that no other proposal of the run
@@ -16,9 +18,10 @@ student, even if already given out), printed for comparison.
 
     python benchmarks/search_efficiency.py --quick   # 200 students, 8 steps at 32 px, 10 seeds x 100 trials
     python benchmarks/search_efficiency.py           # 300 students, 24 steps at 32-48 px, 20 seeds x 150 trials
+    python benchmarks/search_efficiency.py --table-seed 1   # another random sample of students (its own study)
 
 Writes runs.csv, summary.csv and hypervolume.png to
-results/benchmarks/search_efficiency[_quick]/. The last line reads
+results/benchmarks/search_efficiency[_quick][_seedK]/. The last line reads
 `search_efficiency: hv_ratio_default_vs_random=... trials_to_random_final=...`:
 the default sampler's mean final hypervolume over random's, and the fraction
 of the trials after which the default sampler's mean curve first reaches
