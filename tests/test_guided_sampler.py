@@ -118,3 +118,9 @@ def test_without_latency_predictions_guided_falls_back_to_tpe() -> None:
     sampler = SAMPLERS["guided"](0, SamplerContext(TINY, None))
     assert isinstance(sampler, optuna.samplers.TPESampler)
     assert not isinstance(sampler, GuidedSampler)
+
+
+def test_the_search_command_offers_every_sampler() -> None:
+    from nnsearch.commands.study import SAMPLER_NAMES
+
+    assert SAMPLER_NAMES == list(SAMPLERS)
