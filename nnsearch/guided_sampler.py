@@ -137,9 +137,9 @@ class GuidedSampler(optuna.samplers.BaseSampler):
         front = self._front(observed)
         pool = self._pool(seen, [observed[i][0] for i in front])
         if not pool:
-            return None
+            return self._cheapest(seen)
         if len(observed) < self.n_startup_trials:
-            return self._stratified(pool, len(observed))
+            return self._stratified(pool, len(observed)) or self._cheapest(seen)
         archs, psnr, told = zip(*observed)
         known = self._latencies(archs, told)
         model = BayesianRidge().fit(self._features.encode(archs, known), np.array(psnr))
@@ -162,7 +162,7 @@ class GuidedSampler(optuna.samplers.BaseSampler):
         # Stage 2: the lookup table's prediction for the shortlist only (milliseconds each).
         finalists, latency = self._predicted(shortlist)
         if not finalists:
-            return None
+            return self._cheapest(seen)
         return finalists[int(np.argmax(score(finalists, latency)))]
 
     def _history(self, trials: Sequence[FrozenTrial]) -> tuple[set[Arch], list[tuple[Arch, float, float]]]:
@@ -201,6 +201,14 @@ class GuidedSampler(optuna.samplers.BaseSampler):
         if front:
             drawn += [self._mutant(front[self._rng.integers(len(front))]) for _ in range(self.mutants)]
         return [arch for arch in dict.fromkeys(drawn) if arch not in seen]
+
+    def _cheapest(self, seen: set[Arch]) -> Arch | None:
+        """When no drawn candidate fits the budget: a new one among the space's fastest students and their mutants."""
+        fastest = self.space.fastest_candidates()
+        drawn = fastest + [self._mutant(fastest[self._rng.integers(len(fastest))]) for _ in range(self.mutants)]
+        fresh = [arch for arch in dict.fromkeys(drawn) if arch not in seen]
+        found, latency = self._predicted(fresh)
+        return found[int(np.argmin(latency))] if found else None
 
     def _predicted(self, candidates: Sequence[Arch]) -> tuple[list[Arch], np.ndarray]:
         """The candidates the lookup table can predict and the budget allows, with their predictions."""

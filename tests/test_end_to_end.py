@@ -3,6 +3,7 @@
 import json
 
 import optuna
+import numpy as np
 import pytest
 import torch
 from sqlalchemy import func, select
@@ -79,10 +80,11 @@ def test_study_resumes_and_summary_is_written(finished_study):
     assert summary.line().startswith("demo: 3 trials complete")
 
 
-def _budget_study(tmp_path, budget_ms):
+def _budget_study(tmp_path, budget_ms, sampler="random"):
     store = Store(f"sqlite:///{tmp_path / 'budget.db'}")
     config = StudyConfig(
-        name="budget", space=load_space("tiny"), data_spec=None, max_side=64, teacher_steps=20,
+        name=f"budget-{sampler}", space=load_space("tiny"), data_spec=None, max_side=64, teacher_steps=20,
+        sampler=sampler,
         distill=DistillConfig(steps=4, epochs=1, batch=2, crops=(32,)),
         latency=LatencyConfig(height=32, width=32, runs=1, warmup=0), max_latency_ms=budget_ms,
     )
@@ -117,3 +119,15 @@ def test_latency_budget_skips_training_of_slow_candidates(tmp_path):
         trained = set(s.scalars(select(Stat.nn)).all())
         assert trained.isdisjoint(set(infeasible["nn"]))
         assert set(s.scalars(select(LatencyRun.kind).where(LatencyRun.nn.in_(list(infeasible["nn"]))))) == {"predicted"}
+
+
+def test_the_guided_sampler_spends_no_trial_over_the_budget(tmp_path):
+    probe, _ = _budget_study(tmp_path, None)
+    space = probe.config.space
+    budget = float(np.median([probe._predicted_ms(space.sample(lambda _n, c: c[i % len(c)])) for i in range(2)]
+                             + [probe._predicted_ms(a) for a in space.fastest_candidates()]))
+    study, _ = _budget_study(tmp_path, budget, sampler="guided")
+    study.run(3)
+    rows = study.results()
+    assert list(rows["state"]) == ["complete"] * 3
+    assert (rows["predicted_ms"] <= budget).all()
