@@ -29,7 +29,7 @@ from sqlalchemy import inspect, select
 from nnsearch.arch import Arch
 from nnsearch.errors import NNSearchError, SpaceError
 from nnsearch.guided_sampler import LatencyFn
-from nnsearch.space import SearchSpace, numeric_choices, parse_space
+from nnsearch.space import SearchSpace, decision_names, numeric_choices, parse_space
 from nnsearch.store.engine import Store
 from nnsearch.store.query import study_results
 from nnsearch.store.schema import NN, TrialLink
@@ -115,9 +115,7 @@ def _space_from_choices(study: str, choices: dict[str, list[Any]], hint: str) ->
     if "levels" not in choices:
         raise NNSearchError(f"study '{study}' has no sampled trial to read its search space from{hint}")
     deepest = max(int(v) for v in choices["levels"])
-    needed = ([f"width_{i}" for i in range(deepest)] + [f"blocks_{i}" for i in range(deepest)]
-              + [f"skip_{i}" for i in range(deepest - 1)] + ["block", "downsample", "global_residual"])
-    missing = [name for name in needed if name not in choices]
+    missing = [name for name in decision_names(deepest) if name not in choices]
     if missing:
         raise NNSearchError(f"study '{study}': its trials never suggested {missing}, so its search space cannot "
                             f"be read from them{hint}")

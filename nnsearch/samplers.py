@@ -40,6 +40,9 @@ def _guided(seed: int, context: SamplerContext) -> optuna.samplers.BaseSampler:
     return GuidedSampler(context.space, context.latency_ms, seed=seed, max_latency_ms=context.max_latency_ms)
 
 
+#: Samplers that predict candidates' latencies (a study fills its lookup table before they start).
+PREDICTS_LATENCY = frozenset({"guided"})
+
 SAMPLERS: dict[str, Callable[[int, SamplerContext], optuna.samplers.BaseSampler]] = {
     "guided": _guided,
     "tpe": lambda seed, context: optuna.samplers.TPESampler(

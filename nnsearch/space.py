@@ -35,6 +35,12 @@ def numeric_choices(choices: Sequence[Any]) -> bool:
     return all(isinstance(c, int | float) and not isinstance(c, bool) for c in choices)
 
 
+def decision_names(deepest: int) -> list[str]:
+    """The parameters `SearchSpace.sample` may ask for in a space of up to `deepest` levels."""
+    return (["levels", "block", "downsample", "global_residual"] + [f"width_{i}" for i in range(deepest)]
+            + [f"blocks_{i}" for i in range(deepest)] + [f"skip_{i}" for i in range(deepest - 1)])
+
+
 @dataclass(frozen=True)
 class SearchSpace:
     """Choices per architecture field; `sample` turns a chooser into an `Arch`."""
@@ -114,9 +120,7 @@ class SearchSpace:
 
     def decision_names(self) -> list[str]:
         """Every parameter `sample` may ask for, deepest level included (shallower students skip some)."""
-        deepest = self.max_levels
-        return (["levels", "block", "downsample", "global_residual"] + [f"width_{i}" for i in range(deepest)]
-                + [f"blocks_{i}" for i in range(deepest)] + [f"skip_{i}" for i in range(deepest - 1)])
+        return decision_names(self.max_levels)
 
     def params_of(self, arch: Arch) -> dict[str, Any]:
         """The chooser decisions that produce `arch` (inverse of `sample`)."""

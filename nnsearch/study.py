@@ -31,7 +31,7 @@ from nnsearch.heartbeat import Heartbeat
 from nnsearch.interrupts import InterruptGuard, raise_if_interrupted
 from nnsearch.latency import LatencyError
 from nnsearch.latency_service import HOST_DEVICE, fill_space_table, predict_latency, prediction_record
-from nnsearch.samplers import CONSTRAINT_ATTR, SAMPLERS, SamplerContext
+from nnsearch.samplers import CONSTRAINT_ATTR, PREDICTS_LATENCY, SAMPLERS, SamplerContext
 from nnsearch.trial_claims import OUTCOME_ATTR, TrialCounts, advisory_lock, claim_trial
 from nnsearch.teacher import load_or_train_teacher, teacher_config
 from nnsearch.tflite import export_tflite, time_tflite
@@ -206,13 +206,13 @@ class Study:
         self.targets()
 
     def fill_lookup_table(self) -> None:
-        """For the guided sampler on this host: measure the space's missing lookup-table entries up front.
+        """For a sampler that predicts latencies, on this host: measure the space's missing lookup-table entries.
 
         The sampler predicts the latency of dozens of candidates per trial; done
         here, the measuring shows progress once instead of slowing early trials.
         """
         lat = self.config.latency
-        if self.config.sampler != "guided" or not lat.predict or lat.device != HOST_DEVICE:
+        if self.config.sampler not in PREDICTS_LATENCY or not lat.predict or lat.device != HOST_DEVICE:
             return
         with advisory_lock(self.store, f"lut-{lat.height}x{lat.width}-{lat.threads}"):
             measured, total = fill_space_table(self.store, self.config.space, lat.height, lat.width, lat.threads,
