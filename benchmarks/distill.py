@@ -54,13 +54,13 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from nnsearch.datasets import DenoiseData, ImagePair, load_data  # noqa: E402
-from nnsearch.distill import DistillConfig, TeacherTargets, distill  # noqa: E402
-from nnsearch.metrics import evaluate, psnr  # noqa: E402
-from nnsearch.space import load_space  # noqa: E402
-from nnsearch.student import build_student  # noqa: E402
-from nnsearch.teacher import load_or_train_teacher, teacher_config  # noqa: E402
-from nnsearch.teacher_outputs import outputs_key, outputs_path, save_outputs  # noqa: E402
+from nnsearch.train.datasets import DenoiseData, ImagePair, load_data  # noqa: E402
+from nnsearch.train.distill import DistillConfig, TeacherTargets, distill  # noqa: E402
+from nnsearch.train.metrics import evaluate, psnr  # noqa: E402
+from nnsearch.model.space import load_space  # noqa: E402
+from nnsearch.model.student import build_student  # noqa: E402
+from nnsearch.train.teacher import load_or_train_teacher, teacher_config  # noqa: E402
+from nnsearch.train.teacher_outputs import outputs_key, outputs_path, save_outputs  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data"
 START = time.perf_counter()

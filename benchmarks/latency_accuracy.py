@@ -4,7 +4,7 @@ Random students of a search space (default: search_spaces/litedenoise.yaml)
 are exported with random weights and timed whole on this host (ai-edge-litert,
 XNNPACK, 1 thread); the table predicts each from one-op probe timings. Both
 sides use the library's statistic: the minimum over runs of the invoking
-thread's CPU time (`nnsearch.tflite.time_tflite`, `nnsearch.latency`). The
+thread's CPU time (`nnsearch.latency.tflite.time_tflite`, `nnsearch.latency.table`). The
 machine is a shared guest, so probes and whole models are timed in
 interleaved passes (each pass times every probe and every model once, all in
 one fresh random order) and the minimum is taken over all passes; the
@@ -39,10 +39,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from nnsearch import latency, lut_probes, tflite  # noqa: E402
-from nnsearch.arch import Arch  # noqa: E402
-from nnsearch.progress import progress  # noqa: E402
-from nnsearch.space import load_space  # noqa: E402
-from nnsearch.student import build_student  # noqa: E402
+from nnsearch.model.arch import Arch  # noqa: E402
+from nnsearch.common.progress import progress  # noqa: E402
+from nnsearch.model.space import load_space  # noqa: E402
+from nnsearch.model.student import build_student  # noqa: E402
 
 START = time.perf_counter()
 QUICK, FULL = (272, 480), (1088, 1920)

@@ -8,7 +8,7 @@ this host's per-layer lookup table at 272x480 (no whole-model timing). The
 store is an SQLite file under results/benchmarks/, so a second run reuses it.
 Its lookup table is then filled for every layer the space can have (the guided
 sampler, like in a search, predicts each proposal's latency from it).
-Then `nnsearch.replay` runs each sampler of `nnsearch.samplers.SAMPLERS` for
+Then `nnsearch.replay.compare` runs each sampler of `nnsearch.search.samplers.SAMPLERS` for
 several seeds with the same number of trials against that table and compares
 the hypervolume of the (PSNR, latency) fronts they find. An unrecorded
 proposal gets the nearest recorded student that no other proposal of the run
@@ -40,15 +40,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from nnsearch.distill import DistillConfig  # noqa: E402
-from nnsearch.latency_service import fill_space_table  # noqa: E402
-from nnsearch.progress import progress  # noqa: E402
-from nnsearch.replay import ReplayResult, replay, write_outputs  # noqa: E402
-from nnsearch.replay_table import ReplayTable  # noqa: E402
-from nnsearch.space import load_space  # noqa: E402
+from nnsearch.train.distill import DistillConfig  # noqa: E402
+from nnsearch.search.latency import fill_space_table  # noqa: E402
+from nnsearch.common.progress import progress  # noqa: E402
+from nnsearch.replay.compare import ReplayResult, replay, write_outputs  # noqa: E402
+from nnsearch.replay.table import ReplayTable  # noqa: E402
+from nnsearch.model.space import load_space  # noqa: E402
 from nnsearch.store.engine import Store  # noqa: E402
 from nnsearch.store.query import study_results  # noqa: E402
-from nnsearch.study import LatencyConfig, Study, StudyConfig  # noqa: E402
+from nnsearch.search.study import LatencyConfig, Study, StudyConfig  # noqa: E402
 
 START = time.perf_counter()
 SAMPLERS = ("guided", "tpe", "nsga2", "random")

@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from sqlalchemy import create_engine, text  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
-from nnsearch.arch import Arch  # noqa: E402
+from nnsearch.model.arch import Arch  # noqa: E402
 from nnsearch.store.dataset_api import data  # noqa: E402
 from nnsearch.store.engine import Store  # noqa: E402
 from nnsearch.store.record import METRIC_CODE, record_stats_bulk  # noqa: E402

@@ -19,7 +19,7 @@ def __getattr__(name: str):  # lazy, so `import nnsearch` stays light
 
         return getattr(dataset_api, name)
     if name == "pareto":
-        from nnsearch.pareto import pareto
+        from nnsearch.analysis.pareto import pareto
 
         return pareto
     raise AttributeError(f"module 'nnsearch' has no attribute {name!r}")

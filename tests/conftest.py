@@ -124,7 +124,7 @@ def model_record(arch: int = 0, prm: dict | None = None, *, epochs: int = 2, dat
     import json
     from datetime import datetime
 
-    from nnsearch.arch import Arch
+    from nnsearch.model.arch import Arch
     from nnsearch.store.record import EpochRecord, LatencyRecord, ModelRecord
 
     spec = Arch(**ARCH_FIELDS[arch])

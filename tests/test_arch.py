@@ -2,9 +2,9 @@
 
 import torch
 
-from nnsearch.arch import Arch, load_model_code
+from nnsearch.model.arch import Arch, load_model_code
 from nnsearch.errors import SpaceError
-from nnsearch.student import build_student
+from nnsearch.model.student import build_student
 
 import pytest
 
@@ -52,8 +52,8 @@ def test_invalid_arch_is_refused_with_reason():
 def test_conv_work_counts_the_convolutions_thop_counts(seed: int) -> None:
     import random
 
-    from nnsearch.profile import count_macs
-    from nnsearch.space import load_space
+    from nnsearch.model.counting import count_macs
+    from nnsearch.model.space import load_space
 
     rng = random.Random(seed)
     arch = load_space("litedenoise").sample(lambda _name, choices: rng.choice(list(choices)))

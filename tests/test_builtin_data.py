@@ -8,8 +8,8 @@ import sys
 import numpy as np
 import pytest
 
-from nnsearch.datasets import DenoiseData, load_data
-from nnsearch.datasets.builtin import BUILTIN_FILES, MAX_LONG_SIDE
+from nnsearch.train.datasets import DenoiseData, load_data
+from nnsearch.train.datasets.builtin import BUILTIN_FILES, MAX_LONG_SIDE
 from nnsearch.errors import DataError
 
 
@@ -52,7 +52,7 @@ def test_builtin_rejects_format() -> None:
 
 def test_builtin_never_imports_pooch_or_shared_data() -> None:
     code = (
-        "import sys; from nnsearch.datasets import load_data; d = load_data(max_side=32); "
+        "import sys; from nnsearch.train.datasets import load_data; d = load_data(max_side=32); "
         "assert 'pooch' not in sys.modules, 'pooch imported'; "
         "assert '/work/shared' not in d.source; print(len(d.train) + len(d.val))"
     )

@@ -56,7 +56,7 @@ def test_bad_data_path_leaves_no_study_behind(tmp_path, capsys):
     import optuna
 
     from nnsearch.store.engine import Store
-    from nnsearch.study import optuna_storage
+    from nnsearch.search.study import optuna_storage
 
     db = str(tmp_path / "s.db")
     assert main(["search", "--space", "tiny", "--data", str(tmp_path / "none"), "--study", "x", "--db", db]) == 2

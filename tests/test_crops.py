@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from nnsearch.crops import MAX_CROP, CropSchedule, make_batch_plan
-from nnsearch.datasets import DenoiseData, ImagePair
-from nnsearch.distill import DistillConfig
+from nnsearch.train.crops import MAX_CROP, CropSchedule, make_batch_plan
+from nnsearch.train.datasets import DenoiseData, ImagePair
+from nnsearch.train.distill import DistillConfig
 from nnsearch.errors import DataError, NNSearchError
 
 

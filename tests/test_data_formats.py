@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 from scipy.io import savemat
 
-from nnsearch.datasets import DenoiseData, load_data
+from nnsearch.train.datasets import DenoiseData, load_data
 from nnsearch.errors import DataError
 
 SHARED = Path("/work/shared/data")

@@ -10,10 +10,10 @@ import pytest
 import torch
 from test_crops import synthetic_data
 
-from nnsearch.arch import Arch
-from nnsearch.distill import DistillConfig, TeacherTargets, distill
-from nnsearch.student import build_student
-from nnsearch.teacher_outputs import outputs_dir
+from nnsearch.model.arch import Arch
+from nnsearch.train.distill import DistillConfig, TeacherTargets, distill
+from nnsearch.model.student import build_student
+from nnsearch.train.teacher_outputs import outputs_dir
 
 CONFIG = DistillConfig(steps=6, epochs=2, batch=2, crops=(16, 32), seed=0)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from conftest import model_record
-from nnsearch.early_stopping import EarlyStopRule, EpochHistory, StoppedEarly, check_epoch
+from nnsearch.search.early_stopping import EarlyStopRule, EpochHistory, StoppedEarly, check_epoch
 from nnsearch.errors import NNSearchError
 from nnsearch.store.record import record_trial
 

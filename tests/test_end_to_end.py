@@ -8,14 +8,14 @@ import pytest
 import torch
 from sqlalchemy import func, select
 
-from nnsearch.arch import Arch, load_model_code
-from nnsearch.demo import summarize
-from nnsearch.distill import DistillConfig
+from nnsearch.model.arch import Arch, load_model_code
+from nnsearch.search.demo import summarize
+from nnsearch.train.distill import DistillConfig
 from nnsearch.errors import NNSearchError
-from nnsearch.space import load_space
+from nnsearch.model.space import load_space
 from nnsearch.store.engine import Store
 from nnsearch.store.schema import NN, LatencyRun, Stat, TrainStat, TrialLink, Weights
-from nnsearch.study import LatencyConfig, Study, StudyConfig
+from nnsearch.search.study import LatencyConfig, Study, StudyConfig
 
 
 @pytest.fixture(scope="module")

@@ -7,17 +7,17 @@ import numpy as np
 import pytest
 import torch
 
-from nnsearch.arch import load_model_code
+from nnsearch.model.arch import load_model_code
 from nnsearch.cli import main
-from nnsearch.distill import DistillConfig
+from nnsearch.train.distill import DistillConfig
 from nnsearch.errors import ExportError
-from nnsearch.export import export_student
-from nnsearch.onnx_export import run_onnx
-from nnsearch.space import load_space
+from nnsearch.export.student import export_student
+from nnsearch.export.onnx import run_onnx
+from nnsearch.model.space import load_space
 from nnsearch.store.engine import Store
 from nnsearch.store.record import record_trial
-from nnsearch.study import LatencyConfig, Study, StudyConfig
-from nnsearch.tflite import check_native_ops, run_tflite
+from nnsearch.search.study import LatencyConfig, Study, StudyConfig
+from nnsearch.latency.tflite import check_native_ops, run_tflite
 
 FILES = ("{}.tflite", "{}.onnx", "{}.py", "{}.pt", "MODEL_CARD.md")
 

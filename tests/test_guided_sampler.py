@@ -8,13 +8,13 @@ import numpy as np
 import optuna
 import pytest
 
-from nnsearch.arch import Arch
-from nnsearch.guided_sampler import GuidedSampler, best_below, front_improvement
-from nnsearch.pareto import hypervolume
-from nnsearch.samplers import CONSTRAINT_ATTR, SAMPLERS, SamplerContext
-from nnsearch.space import load_space
-from nnsearch.study import DIRECTIONS
-from nnsearch.surrogate import ArchFeatures, BayesianRidge
+from nnsearch.model.arch import Arch
+from nnsearch.search.samplers.guided import GuidedSampler, best_below, front_improvement
+from nnsearch.analysis.pareto import hypervolume
+from nnsearch.search.samplers import CONSTRAINT_ATTR, SAMPLERS, SamplerContext
+from nnsearch.model.space import load_space
+from nnsearch.search.study import DIRECTIONS
+from nnsearch.search.samplers.surrogate import ArchFeatures, BayesianRidge
 
 TINY = load_space("tiny")
 

@@ -8,7 +8,7 @@ import weakref
 
 import pytest
 
-from nnsearch.interrupts import InterruptGuard, raise_if_interrupted
+from nnsearch.common.interrupts import InterruptGuard, raise_if_interrupted
 
 class Thing:
     pass

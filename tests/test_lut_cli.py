@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from nnsearch import latency_service
-from nnsearch.arch import Arch
+from nnsearch.search import latency as latency_service
+from nnsearch.model.arch import Arch
 from nnsearch.cli import main
-from nnsearch.latency import LatencyError
-from nnsearch.lut_probes import KEY_COLUMNS, arch_keys, space_keys
-from nnsearch.space import load_space
+from nnsearch.latency.table import LatencyError
+from nnsearch.latency.probes import KEY_COLUMNS, arch_keys, space_keys
+from nnsearch.model.space import load_space
 from nnsearch.store.engine import Store
 from nnsearch.store.record import Bundle, record_bundle
 from nnsearch.store.schema import LatencyRun

@@ -9,8 +9,8 @@ import pytest
 import torch
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from nnsearch.datasets import ImagePair
-from nnsearch.metrics import denoise_image, evaluate, psnr, ssim
+from nnsearch.train.datasets import ImagePair
+from nnsearch.train.metrics import denoise_image, evaluate, psnr, ssim
 
 
 def _images(seed: int, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nnsearch.datasets import NoiseParams, add_camera_noise, sample_noise_params
+from nnsearch.train.datasets import NoiseParams, add_camera_noise, sample_noise_params
 
 
 def _image(height: int = 48, width: int = 64, seed: int = 0) -> np.ndarray:

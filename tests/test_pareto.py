@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from optuna._hypervolume import compute_hypervolume
 
 from nnsearch.errors import NNSearchError
-from nnsearch.pareto import (
+from nnsearch.analysis.pareto import (
     default_reference,
     hypervolume,
     knee_point,

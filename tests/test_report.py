@@ -85,8 +85,8 @@ def test_pareto_command(tiny_study, capsys):  # noqa: F811
 def test_measured_lite_denoise_net_is_drawn(tiny_study):  # noqa: F811
     from conftest import model_record
 
-    from nnsearch.report import reference_model_name
-    from nnsearch.space import load_space
+    from nnsearch.analysis.report import reference_model_name
+    from nnsearch.model.space import load_space
     from nnsearch.store.record import record_trial
 
     _, url, root = tiny_study

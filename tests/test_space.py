@@ -7,8 +7,8 @@ import torch
 from thop import profile
 
 from nnsearch.errors import SpaceError
-from nnsearch.space import load_space, parse_space
-from nnsearch.student import build_student
+from nnsearch.model.space import load_space, parse_space
+from nnsearch.model.student import build_student
 
 
 def test_litedenoisenet_point_has_published_params_and_macs():

@@ -7,7 +7,7 @@ from sqlalchemy import func, inspect, select, text
 
 from conftest import model_record
 from nnsearch.errors import StoreError
-from nnsearch.store import migrate
+from nnsearch.store import engine as migrate
 from nnsearch.store.engine import Store, read_version, write_version
 from nnsearch.store.record import record_trial, write_model
 from nnsearch.store.schema import SCHEMA_VERSION, Base, SchemaInfo, Stat

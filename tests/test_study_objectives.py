@@ -7,8 +7,8 @@ import dataclasses
 import pytest
 
 from nnsearch.errors import NNSearchError
-from nnsearch.space import load_space
-from nnsearch.study import Study, StudyConfig, TrialOutcome
+from nnsearch.model.space import load_space
+from nnsearch.search.study import Study, StudyConfig, TrialOutcome
 
 
 def test_outcome_values_follow_the_objectives():
@@ -30,7 +30,7 @@ def test_params_objective_and_mismatch_with_an_existing_study(store):
 
 
 def test_study_stores_its_space_and_refuses_another_on_resume(store):
-    from nnsearch.replay_table import recorded_space
+    from nnsearch.replay.table import recorded_space
 
     config = StudyConfig(name="spaced", space=load_space("tiny"))
     Study(config, store, verbose=False)

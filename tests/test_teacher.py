@@ -11,9 +11,9 @@ import pytest
 import torch
 from PIL import Image
 
-import nnsearch.teacher
+import nnsearch.train.teacher
 from nnsearch.cli import main
-from nnsearch.teacher import read_checkpoint_info
+from nnsearch.train.teacher import read_checkpoint_info
 
 
 @pytest.fixture
@@ -55,7 +55,7 @@ def test_train_prints_the_checkpoint_and_reuses_it(images: str, capsys: pytest.C
 
 
 def _interrupt_after(count: int):
-    """A stand-in for nnsearch.progress.progress that raises KeyboardInterrupt (Ctrl-C) after `count` items."""
+    """A stand-in for nnsearch.common.progress.progress that raises KeyboardInterrupt (Ctrl-C) after `count` items."""
     def interrupted(items: Iterable, **_: object) -> Iterator:
         for index, item in enumerate(items):
             if index == count:
@@ -68,7 +68,7 @@ def test_an_interrupted_training_resumes_where_it_stopped(
     images: str, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     with monkeypatch.context() as patch:
-        patch.setattr(nnsearch.teacher, "progress", _interrupt_after(2))
+        patch.setattr(nnsearch.train.teacher, "progress", _interrupt_after(2))
         code, out, _ = run(capsys, "train", "--data", images, "--steps", "4")
     assert code == 130 and "saved step 2 of 4" in out
     (partial,) = (tmp_path / "cache" / "teachers").glob("*.partial")

@@ -12,11 +12,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nnsearch import tflite
-from nnsearch.arch import Arch
+from nnsearch.latency import tflite
+from nnsearch.model.arch import Arch
 from nnsearch.errors import ExportError
-from nnsearch.space import load_space
-from nnsearch.student import build_student
+from nnsearch.model.space import load_space
+from nnsearch.model.student import build_student
 
 
 def chooser(seed: int, **fixed: Any) -> Callable[[str, Sequence[Any]], Any]:

@@ -6,8 +6,8 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from nnsearch.study import HeartbeatConfig, optuna_storage
-from nnsearch.trial_claims import OUTCOME_ATTR, TrialCounts, claim_trial
+from nnsearch.search.study import HeartbeatConfig, optuna_storage
+from nnsearch.search.claims import OUTCOME_ATTR, TrialCounts, claim_trial
 
 
 @pytest.fixture

@@ -13,12 +13,12 @@ import pytest
 from optuna.trial import TrialState
 from sqlalchemy import func, select
 
-from nnsearch.datasets import load_data
+from nnsearch.train.datasets import load_data
 from nnsearch.store.engine import Store
 from nnsearch.store.integrity import check_integrity
 from nnsearch.store.schema import TrialLink
-from nnsearch.study import PHASE_ATTR, HeartbeatConfig, optuna_storage
-from nnsearch.teacher import load_or_train_teacher, teacher_config
+from nnsearch.search.study import PHASE_ATTR, HeartbeatConfig, optuna_storage
+from nnsearch.train.teacher import load_or_train_teacher, teacher_config
 
 TINY = ["--space", "tiny", "--steps", "6", "--epochs", "2", "--batch", "2", "--crops", "32",
         "--teacher-steps", "20", "--max-side", "64", "--resolution", "64x96", "--no-early-stop"]

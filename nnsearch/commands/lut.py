@@ -17,8 +17,8 @@ _ACTIVATIONS = ("NONE", "RELU")
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    from nnsearch.latency_service import HOST_DEVICE, fill_space_table
-    from nnsearch.space import load_space
+    from nnsearch.model.space import load_space
+    from nnsearch.search.latency import HOST_DEVICE, fill_space_table
     from nnsearch.store.engine import Store
 
     if args.device != HOST_DEVICE:
@@ -41,8 +41,8 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 
 def cmd_export_probes(args: argparse.Namespace) -> int:
-    from nnsearch.lut_probes import export_probes
-    from nnsearch.space import load_space
+    from nnsearch.latency.probes import export_probes
+    from nnsearch.model.space import load_space
 
     height, width = parse_resolution(args.resolution)
     manifest = export_probes(load_space(args.space), (height, width), args.out)
@@ -57,9 +57,9 @@ def check_latency_csv(path: Path) -> None:
 
     Unreadable files and missing columns are left to `import_latencies`, which reports them.
     """
-    from nnsearch.latency import LatencyError
-    from nnsearch.lut_probes import KEY_COLUMNS
-    from nnsearch.tflite import NATIVE_OPS
+    from nnsearch.latency.probes import KEY_COLUMNS
+    from nnsearch.latency.table import LatencyError
+    from nnsearch.latency.tflite import NATIVE_OPS
 
     try:
         with path.open(newline="") as handle:
@@ -113,7 +113,7 @@ def _optional(check):  # -> check function that accepts an empty cell
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from nnsearch.latency import DeviceProfile, import_latencies
+    from nnsearch.latency.table import DeviceProfile, import_latencies
     from nnsearch.store.engine import Store
     from nnsearch.store.lut_backend import SqlLutBackend
 
@@ -151,9 +151,9 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_profile(args: argparse.Namespace) -> int:
-    from nnsearch.latency_service import profile_nn
+    from nnsearch.latency.tflite import resolve_clock
+    from nnsearch.search.latency import profile_nn
     from nnsearch.store.engine import Store
-    from nnsearch.tflite import resolve_clock
 
     height, width = parse_resolution(args.resolution)
     store = Store(args.db, create=False)

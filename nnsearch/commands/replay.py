@@ -7,13 +7,19 @@ from pathlib import Path
 from typing import Any
 
 from nnsearch.commands import add_db_option
-from nnsearch.replay_table import NEIGHBOUR_RULES
+from nnsearch.common.paths import default_results_root
+from nnsearch.replay.table import NEIGHBOUR_RULES
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from nnsearch.replay import check_samplers, parse_reference, replay, write_outputs
-    from nnsearch.replay_table import ReplayTable
-    from nnsearch.space import load_space
+    from nnsearch.model.space import load_space
+    from nnsearch.replay.compare import (
+        check_samplers,
+        parse_reference,
+        replay,
+        write_outputs,
+    )
+    from nnsearch.replay.table import ReplayTable
     from nnsearch.store.engine import Store
 
     samplers = check_samplers(args.sampler.split(","))
@@ -36,7 +42,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     print(f"{result.trials} trials x {len(seeds)} seed(s) ({seeds[0]}..{seeds[-1]}) per sampler, neighbour rule "
           f"'{result.rule}'; mean +- standard deviation over seeds")
     print(result.table_text())
-    for path in write_outputs(result, Path(args.results) / args.study / "replay"):
+    for path in write_outputs(result, Path(args.results or default_results_root()) / args.study / "replay"):
         print(f"wrote {path}")
     return 0
 
@@ -51,7 +57,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help="trials per run (default: the number of recorded candidates)")
     parser.add_argument("--seeds", type=int, default=5, help="runs per sampler (default %(default)s)")
     parser.add_argument("--first-seed", type=int, default=None,
-                        help="seeds are FIRST..FIRST+K-1 (default: nnsearch.replay.FIRST_SEED, away from the "
+                        help="seeds are FIRST..FIRST+K-1 (default: nnsearch.replay.compare.FIRST_SEED, away from the "
                              "seeds a study's own trials use)")
     parser.add_argument("--reference", default=None, metavar="PSNR,LATENCY",
                         help="hypervolume reference point (default: the lowest PSNR and highest latency on the "
@@ -62,7 +68,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--space", default=None, help="search-space file or name (default: the study's own, "
                         "read from the store)")
     parser.add_argument("--device", default="host-cpu", help="device profile of the latency figures")
-    parser.add_argument("--results", default="results",
-                        help="results directory; files go to RESULTS/<study>/replay/ (default %(default)s)")
+    parser.add_argument("--results", default=None,
+                        help="results directory; files go to RESULTS/<study>/replay/ (default: results/ of the "
+                             "checkout, else of the current directory, or $NNSEARCH_RESULTS)")
     add_db_option(parser)
     parser.set_defaults(handler=cmd_replay)

@@ -24,9 +24,15 @@ def _constraints(args: argparse.Namespace) -> dict[str, tuple[str, float]]:
 
 
 def cmd_pareto(args: argparse.Namespace) -> int:
+    from nnsearch.analysis.pareto import (
+        default_reference,
+        hypervolume,
+        knee_point,
+        pareto,
+        parse_objectives,
+    )
+    from nnsearch.analysis.report import candidates
     from nnsearch.errors import NNSearchError
-    from nnsearch.pareto import default_reference, hypervolume, knee_point, pareto, parse_objectives
-    from nnsearch.report import candidates
     from nnsearch.store.engine import Store
 
     objectives = parse_objectives(args.objectives)
@@ -57,7 +63,7 @@ def cmd_pareto(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from nnsearch.export import export_student
+    from nnsearch.export.student import export_student
 
     result = export_student(args.nn, args.to, db=args.db, resolution=parse_resolution(args.resolution))
     for path in result.files:
@@ -69,9 +75,9 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from nnsearch.report import write_report
+    from nnsearch.analysis.report import write_report
 
-    report = write_report(args.study, db=args.db, results_root=Path(args.results), device=args.device)
+    report = write_report(args.study, db=args.db, results_root=Path(args.results) if args.results else None, device=args.device)
     print(f"wrote {report.path} with {len(report.images)} plot(s)")
     return 0
 
@@ -102,6 +108,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     report = sub.add_parser("report", help="write results/<study>/report.md with plots")
     report.add_argument("--study", required=True)
     report.add_argument("--device", default="host-cpu", help="device profile of the latency figures")
-    report.add_argument("--results", default="results", help="results directory (default %(default)s)")
+    report.add_argument("--results", default=None, help="results directory (default: results/ of the checkout, "
+                        "else of the current directory, or $NNSEARCH_RESULTS)")
     add_db_option(report)
     report.set_defaults(handler=cmd_report)

@@ -7,12 +7,12 @@ import argparse
 from nnsearch.commands import add_db_option, parse_resolution
 from nnsearch.errors import NNSearchError
 
-#: The names of `nnsearch.samplers.SAMPLERS` (listed here so that `--help` does not import Optuna).
+#: The names of `nnsearch.search.samplers.SAMPLERS` (listed here so that `--help` does not import Optuna).
 SAMPLER_NAMES = ["guided", "tpe", "nsga2", "random"]
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from nnsearch.demo import run_demo
+    from nnsearch.search.demo import run_demo
 
     summary = run_demo(db=args.db, trials=args.trials, name=args.study)
     print(summary.line("demo"))
@@ -20,14 +20,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    from nnsearch.demo import format_table, summarize
-    from nnsearch.distill import DistillConfig
-    from nnsearch.space import load_space
+    from nnsearch.model.space import load_space
+    from nnsearch.search.demo import format_table, summarize
+    from nnsearch.search.early_stopping import EarlyStopRule
+    from nnsearch.search.study import HeartbeatConfig, LatencyConfig, Study, StudyConfig
+    from nnsearch.search.workers import run_workers
     from nnsearch.store.engine import Store
-    from nnsearch.datasets import load_data
-    from nnsearch.early_stopping import EarlyStopRule
-    from nnsearch.study import HeartbeatConfig, LatencyConfig, Study, StudyConfig
-    from nnsearch.workers import run_workers
+    from nnsearch.train.datasets import load_data
+    from nnsearch.train.distill import DistillConfig
 
     height, width = parse_resolution(args.resolution)
     if args.trials < 1:

@@ -9,7 +9,7 @@ from nnsearch.errors import NNSearchError
 
 
 def _load(args: argparse.Namespace):  # -> DenoiseData
-    from nnsearch.datasets import load_data
+    from nnsearch.train.datasets import load_data
 
     return load_data(args.data, seed=args.seed, max_side=args.max_side)
 
@@ -17,9 +17,14 @@ def _load(args: argparse.Namespace):  # -> DenoiseData
 def cmd_train(args: argparse.Namespace) -> int:
     import time
 
-    from nnsearch.device import default_device
-    from nnsearch.metrics import evaluate, psnr
-    from nnsearch.teacher import load_or_train_teacher, partial_path, teacher_config, teacher_path
+    from nnsearch.common.device import default_device
+    from nnsearch.train.metrics import evaluate, psnr
+    from nnsearch.train.teacher import (
+        load_or_train_teacher,
+        partial_path,
+        teacher_config,
+        teacher_path,
+    )
 
     config = teacher_config(args.preset, args.steps)
     data = _load(args)
@@ -45,9 +50,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from nnsearch.cache import cache_dir
-    from nnsearch.teacher import read_checkpoint_info, teachers_dir
-    from nnsearch.teacher_outputs import outputs_dir
+    from nnsearch.common.paths import cache_dir
+    from nnsearch.train.teacher import read_checkpoint_info, teachers_dir
+    from nnsearch.train.teacher_outputs import outputs_dir
 
     fingerprint = _load(args).fingerprint if args.data is not None else None
     files = sorted([*teachers_dir().glob("*.pt"), *teachers_dir().glob("*.partial")]) if teachers_dir().exists() else []

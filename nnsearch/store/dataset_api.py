@@ -27,7 +27,16 @@ from sqlalchemy.engine import Connection
 
 from nnsearch.store.engine import Store, open_store
 from nnsearch.store.record import encode_value
-from nnsearch.store.schema import NN, LatencyRun, Metric, NNStat, Prm, Stat, Transform, TrialLink
+from nnsearch.store.schema import (
+    NN,
+    LatencyRun,
+    Metric,
+    NNStat,
+    Prm,
+    Stat,
+    Transform,
+    TrialLink,
+)
 
 #: The NN Dataset's `data()` columns, in its order.
 NND_COLUMNS = ("task", "dataset", "metric", "metric_code", "nn", "nn_code", "epoch", "accuracy", "duration",

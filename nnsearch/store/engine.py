@@ -18,13 +18,18 @@ from typing import Callable, Iterator, TypeVar
 
 from sqlalchemy import create_engine, event, inspect, select, text
 from sqlalchemy.engine import Connection, Engine, make_url
-from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import (
+    ArgumentError,
+    IntegrityError,
+    OperationalError,
+    SQLAlchemyError,
+)
 from sqlalchemy.orm import Session, sessionmaker
 
+from nnsearch.common.paths import default_db_path
 from nnsearch.errors import StoreError
 from nnsearch.store.schema import SCHEMA_VERSION, Base, SchemaInfo
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 T = TypeVar("T")
 
 #: Dialects the store supports (MySQL/MariaDB needs a driver such as pymysql).
@@ -34,12 +39,6 @@ WRITE_OPTION = "nnsearch_write"
 #: Key of the PostgreSQL advisory lock held while creating or migrating the schema.
 _PG_LOCK_KEY = 0x6E6E7365  # "nnse"
 BUSY_TIMEOUT_S = 60
-
-
-def default_db_path() -> Path:
-    """`db/nnsearch.db` in the source checkout, else in the current directory."""
-    root = PROJECT_ROOT if (PROJECT_ROOT / "pyproject.toml").exists() else Path.cwd()
-    return root / "db" / "nnsearch.db"
 
 
 def resolve_db_url(db: str | None = None) -> str:
@@ -250,9 +249,24 @@ def check_version(conn: Connection, where: str) -> None:
             f"this version understands up to {SCHEMA_VERSION}); upgrade nnsearch"
         )
     if int(found) < SCHEMA_VERSION:
-        from nnsearch.store.migrate import migrate
-
         migrate(conn, int(found), where)
+
+
+#: Schema migrations: version -> a function of an open `Connection` that upgrades a store from that
+#: version to version + 1. They run with the new version stamps inside the transaction in which
+#: `Store` opens the store, under the schema lock, so a migration is all-or-nothing and runs once
+#: even when several processes open an old store at the same moment.
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {}
+
+
+def migrate(conn: Connection, found: int, where: str = "the store") -> None:
+    """Apply every migration from `found` up to the current schema version."""
+    for version in range(found, SCHEMA_VERSION):
+        step = MIGRATIONS.get(version)
+        if step is None:
+            raise StoreError(f"no migration from schema {version} to {version + 1} for {where}")
+        step(conn)
+        write_version(conn, version + 1)
 
 
 def retrying(attempt: Callable[[], T], what: str, attempts: int = 8) -> T:

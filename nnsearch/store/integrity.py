@@ -16,7 +16,16 @@ from sqlalchemy.engine import Connection
 
 from nnsearch.store.engine import Store, open_store, read_version
 from nnsearch.store.record import md5
-from nnsearch.store.schema import NN, SCHEMA_VERSION, Base, Metric, Stat, Transform, TrialLink, Weights
+from nnsearch.store.schema import (
+    NN,
+    SCHEMA_VERSION,
+    Base,
+    Metric,
+    Stat,
+    Transform,
+    TrialLink,
+    Weights,
+)
 
 _BATCH = 200
 

@@ -7,8 +7,8 @@ from typing import Any, Iterable
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from nnsearch.latency import DeviceProfile, LutEntry
-from nnsearch.lut_probes import KEY_COLUMNS, OpKey
+from nnsearch.latency.probes import KEY_COLUMNS, OpKey
+from nnsearch.latency.table import DeviceProfile, LutEntry
 from nnsearch.store.engine import Store
 from nnsearch.store.schema import LatencyLUT
 

@@ -6,7 +6,7 @@ import pandas as pd
 from sqlalchemy import and_, func, select
 
 from nnsearch.store.engine import Store
-from nnsearch.store.schema import NNStat, LatencyRun, Stat, TrialLink
+from nnsearch.store.schema import LatencyRun, NNStat, Stat, TrialLink
 
 
 def study_results(store: Store, study: str, device: str = "host-cpu") -> pd.DataFrame:

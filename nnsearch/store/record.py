@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import datetime
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Iterable, Mapping
 
 from sqlalchemy import Table, UniqueConstraint, func, select
@@ -23,15 +23,26 @@ from sqlalchemy.orm import Session
 from nnsearch.errors import StoreError
 from nnsearch.store.engine import Store
 from nnsearch.store.schema import (
-    NN, LatencyRun, Metric, NNStat, Prm, PrmSet, Stat, TrainStat, Transform, TrialLink, Weights, utcnow,
+    NN,
+    LatencyRun,
+    Metric,
+    NNStat,
+    Prm,
+    PrmSet,
+    Stat,
+    TrainStat,
+    Transform,
+    TrialLink,
+    Weights,
+    utcnow,
 )
 
 TASK = "img-denoising"
 
 #: Code stored in the `metric` table for the metrics nnsearch records.
 METRIC_CODE = {
-    "psnr": "# PSNR on float images in [0, 1], no rounding: 10*log10(1/MSE); see nnsearch.metrics.psnr\n",
-    "ssim": "# SSIM, 11x11 Gaussian window sigma 1.5, per channel, K1=0.01 K2=0.03; see nnsearch.metrics.ssim\n",
+    "psnr": "# PSNR on float images in [0, 1], no rounding: 10*log10(1/MSE); see nnsearch.train.metrics.psnr\n",
+    "ssim": "# SSIM, 11x11 Gaussian window sigma 1.5, per channel, K1=0.01 K2=0.03; see nnsearch.train.metrics.ssim\n",
 }
 #: Columns that identify a stat row (its unique key).
 STAT_KEY = ("task", "dataset", "metric", "nn", "epoch", "transform", "prm")

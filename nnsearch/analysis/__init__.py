@@ -1,0 +1,1 @@
+"""Analysis of recorded results: Pareto fronts, hypervolume, reports and plots."""

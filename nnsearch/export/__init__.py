@@ -1,0 +1,1 @@
+"""Shipping a student: verified .tflite and .onnx files, its model file and weights, a model card."""

@@ -1,0 +1,236 @@
+"""Shipping one stored student: verified .tflite and .onnx, its model file, weights and a model card.
+
+Everything is written into a temporary directory inside the target and moved into
+place only after every artefact has been checked against the torch model, so a
+failed export leaves no partial files behind.
+"""
+
+from __future__ import annotations
+
+import difflib
+import io
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from sqlalchemy import select
+from torch import nn
+
+from nnsearch.errors import ExportError
+from nnsearch.export.onnx import export_onnx, onnx_op_types, run_onnx
+from nnsearch.latency.tflite import check_native_ops, export_tflite, run_tflite
+from nnsearch.model.arch import Arch, load_model_code
+from nnsearch.store.dataset_api import data, run_data
+from nnsearch.store.engine import Store, open_store
+from nnsearch.store.schema import NN, NNStat, Weights
+
+TOLERANCE = 1e-4
+
+
+@dataclass(frozen=True)
+class StoredModel:
+    """One student as the store holds it: code, architecture, chosen hyperparameter set and weights."""
+
+    nn: str
+    code: str
+    arch: Arch
+    prm_uid: str
+    state: bytes
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """Where the artefacts went and how closely each matched torch."""
+
+    directory: Path
+    files: tuple[Path, ...]
+    tflite_error: float
+    onnx_error: float
+    reload_error: float
+    tflite_ops: tuple[str, ...]
+    onnx_ops: tuple[str, ...]
+
+    def line(self) -> str:
+        return (f"exported {len(self.files)} files to {self.directory}: max abs error vs torch "
+                f"tflite {self.tflite_error:.2e}, onnx {self.onnx_error:.2e}, reloaded .py+.pt {self.reload_error:.2e}")
+
+
+def load_stored_model(store: Store, name: str) -> StoredModel:
+    """The model `name` with the weights of its best-PSNR hyperparameter set; ExportError if unusable."""
+    with store.session() as session:
+        row = session.get(NN, name)
+        if row is None:
+            known = list(session.scalars(select(NN.name)))
+            close = difflib.get_close_matches(name, known, n=3)
+            hint = f"; did you mean {', '.join(close)}?" if close else f" ({len(known)} models are stored)"
+            raise ExportError(f"no model named {name!r} in the store {store.display_url}{hint}")
+        weights = {w.prm: w.state for w in session.scalars(select(Weights).where(Weights.nn == name))}
+        code, arch_json = row.code, row.arch
+    if not weights:
+        raise ExportError(f"no weights recorded for {name}; retrain it with `nnsearch search` (a completed "
+                          f"trial stores its weights) or pick a student that has them with `nnsearch pareto`")
+    if not arch_json:
+        raise ExportError(f"model {name} has no architecture record (it was imported, not searched); "
+                          "only nnsearch students can be exported")
+    uid = _best_prm(store, name, list(weights))
+    return StoredModel(name, code, Arch.from_dict(json.loads(arch_json)), uid, weights[uid])
+
+
+def _best_prm(store: Store, name: str, uids: list[str]) -> str:
+    """Among hyperparameter sets with weights, the one with the highest final-epoch PSNR."""
+    if len(uids) == 1:
+        return uids[0]
+    rows = data(nn=name, metric="psnr", prm=uids, db=store)
+    if rows.empty:
+        return sorted(uids)[0]
+    last = rows.sort_values("epoch").groupby("prm_uid").tail(1)
+    return str(last.sort_values("accuracy").iloc[-1]["prm_uid"])
+
+
+def build_model(code: str, state: bytes, shape: tuple[int, int, int, int]) -> nn.Module:
+    """The contract's `Net` from a model file's text, with a state_dict (torch.save bytes) loaded."""
+    module = load_model_code(code)
+    net = module.Net(shape, shape, {}, "cpu")
+    net.load_state_dict(torch.load(io.BytesIO(state), map_location="cpu", weights_only=True))
+    return net.eval()
+
+
+def max_abs_error(a: np.ndarray, b: np.ndarray) -> float:
+    if a.shape != b.shape:
+        raise ExportError(f"output shapes differ: {a.shape} vs {b.shape}")
+    return float(np.max(np.abs(a.astype(np.float64) - b.astype(np.float64))))
+
+
+def _check(what: str, error: float, tolerance: float) -> float:
+    if not error <= tolerance:
+        raise ExportError(f"{what} output differs from torch by {error:.3g} (> {tolerance:g}); nothing was written")
+    return error
+
+
+def export_student(name: str, target: str | Path, db: Store | str | None = None,
+                   resolution: tuple[int, int] = (256, 256), tolerance: float = TOLERANCE) -> ExportResult:
+    """Write `<nn>.tflite`, `<nn>.onnx`, `<nn>.py`, `<nn>.pt` and MODEL_CARD.md into `target`."""
+    with open_store(db) as store:
+        model = load_stored_model(store, name)
+        card_facts = _card_facts(store, model)
+    height, width = resolution
+    if height % model.arch.min_divisor or width % model.arch.min_divisor:
+        raise ExportError(f"resolution {height}x{width} must be a multiple of {model.arch.min_divisor} "
+                          f"for {name} ({model.arch.levels} levels)")
+    shape = (1, model.arch.in_channels, height, width)
+    target = Path(target)
+    staging = _staging_dir(target)
+    try:
+        staged = _write_verified(model, staging, shape, tolerance, card_facts)
+        files = tuple(_move_into_place(path, target) for path in staged.files)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return replace(staged, directory=target, files=files)
+
+
+def _staging_dir(target: Path) -> Path:
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=".export-", dir=target))
+    except OSError as exc:
+        raise ExportError(f"cannot write to {target}: {exc.strerror or exc}") from None
+
+
+def _move_into_place(path: Path, target: Path) -> Path:
+    destination = target / path.name
+    os.chmod(path, 0o644)  # temp files are created private
+    os.replace(path, destination)
+    return destination
+
+
+def _write_verified(model: StoredModel, out: Path, shape: tuple[int, int, int, int], tolerance: float,
+                    card_facts: dict[str, Any]) -> ExportResult:
+    """Write and check each artefact in `out`; ExportError on the first check that fails."""
+    net = build_model(model.code, model.state, shape)
+    x = torch.rand(shape, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        expected = net(x).numpy()
+    stem = out / model.nn
+    tflite = export_tflite(net, stem.with_suffix(".tflite"), shape)
+    tflite_ops = tuple(sorted(set(check_native_ops(tflite))))
+    tflite_error = _check("TFLite", max_abs_error(run_tflite(tflite, x.numpy()), expected), tolerance)
+    onnx_path = export_onnx(net, stem.with_suffix(".onnx"), shape)
+    onnx_error = _check("ONNX", max_abs_error(run_onnx(onnx_path, x.numpy()), expected), tolerance)
+    py_path, pt_path = stem.with_suffix(".py"), stem.with_suffix(".pt")
+    py_path.write_text(model.code)
+    pt_path.write_bytes(model.state)
+    with torch.no_grad():
+        rebuilt = build_model(py_path.read_text(), pt_path.read_bytes(), shape)(x).numpy()
+    reload_error = _check("the reloaded .py + .pt", max_abs_error(rebuilt, expected), 0.0)
+    result = ExportResult(out, (tflite, onnx_path, py_path, pt_path, out / "MODEL_CARD.md"), tflite_error,
+                          onnx_error, reload_error, tflite_ops, tuple(onnx_op_types(onnx_path)))
+    result.files[-1].write_text(model_card(model, card_facts, shape, result))
+    return result
+
+
+def _card_facts(store: Store, model: StoredModel) -> dict[str, Any]:
+    """What the model card reports, read from the store."""
+    stats = data(nn=model.nn, prm=model.prm_uid, db=store)
+    with store.session() as session:
+        size = session.get(NNStat, model.nn)
+        size_facts = None if size is None else (size.params, size.macs, size.macs_height, size.macs_width)
+    return {"stats": stats, "runs": run_data(nn=model.nn, db=store), "size": size_facts}
+
+
+def model_card(model: StoredModel, facts: dict[str, Any], shape: tuple[int, ...], checks: ExportResult) -> str:
+    """MODEL_CARD.md text: architecture, size, quality, latency, training budget, verification."""
+    arch, stats = model.arch, facts["stats"]
+    lines = [f"# {model.nn}", "", "## Architecture", "", f"- {arch.describe()}",
+             f"- fields: `{json.dumps(arch.to_dict(), sort_keys=True)}`",
+             f"- input: NCHW float32 in [0, 1], 1x{arch.in_channels}xHxW with H and W multiples of "
+             f"{arch.min_divisor}; output: the denoised image, same shape", ""]
+    if facts["size"]:
+        params, macs, mh, mw = facts["size"]
+        lines += [f"- parameters: {params:,}", f"- MACs: {macs / 1e9:.3f} G at {mh}x{mw}", ""]
+    lines += ["## Quality", ""] + _quality_lines(stats) + ["", "## Latency", ""] + _latency_lines(facts["runs"])
+    prm = stats["prm"].iloc[0] if len(stats) else {}
+    lines += ["", "## Training", "", f"- hyperparameter set `{model.prm_uid}`"]
+    lines += [f"- {key}: {value}" for key, value in sorted(prm.items())]
+    if "alpha" in prm:
+        lines.append(f"- distillation: loss = {prm['alpha']} * L(student, teacher) + "
+                     f"{1 - float(prm['alpha']):g} * L(student, ground truth)")
+    lines += ["", "## Files and verification", "",
+              f"- `{model.nn}.tflite`: NHWC input fixed at 1x{shape[2]}x{shape[3]}x{shape[1]}, ops {', '.join(checks.tflite_ops)}; max abs error vs torch "
+              f"{checks.tflite_error:.2e} (ai-edge-litert) on a random 1x{shape[1]}x{shape[2]}x{shape[3]} image",
+              f"- `{model.nn}.onnx`: NCHW, dynamic height/width, ops {', '.join(checks.onnx_ops)}; max abs error vs torch "
+              f"{checks.onnx_error:.2e} (onnxruntime), passes onnx.checker",
+              f"- `{model.nn}.py` + `{model.nn}.pt`: the NN Dataset model file and its state_dict; "
+              f"`Net(in_shape, out_shape, prm, device)` then `load_state_dict(torch.load('{model.nn}.pt'))`", ""]
+    return "\n".join(lines)
+
+
+def _quality_lines(stats: Any) -> list[str]:
+    if stats.empty:
+        return ["- no quality figures recorded"]
+    lines = []
+    last = stats.sort_values("epoch").groupby(["metric", "dataset"]).tail(1)
+    for _, row in last.sort_values(["dataset", "metric"]).iterrows():
+        unit = " dB" if row["metric"] == "psnr" else ""
+        lines.append(f"- {row['metric'].upper()}: {row['accuracy']:.4f}{unit} on `{row['dataset']}` "
+                     f"(validation split, after epoch {row['epoch']}, task {row['task']})")
+    return lines
+
+
+def _latency_lines(runs: Any) -> list[str]:
+    if runs.empty:
+        return ["- no latency recorded"]
+    lines = ["| device profile | kind | runtime | threads | input HxW | median ms | min-max ms | runs |",
+             "|---|---|---|---|---|---|---|---|"]
+    for _, r in runs.iterrows():
+        spread = "-" if r["min_ms"] is None or np.isnan(r["min_ms"]) else f"{r['min_ms']:.2f}-{r['max_ms']:.2f}"
+        lines.append(f"| {r['device']} | {r['kind']} | {r['runtime']} {r['runtime_version']} | {r['threads']} | "
+                     f"{r['height']}x{r['width']} | {r['median_ms']:.2f} | {spread} | {r['runs']} |")
+    lines += ["", "measured: median wall-clock time of `runs` invoke() calls of the .tflite file in the runtime "
+              "named, after warm-up; predicted: sum of per-layer lookup-table timings for that device profile."]
+    return lines

@@ -1,0 +1,98 @@
+"""Timing .tflite files in the interpreter: repeated invokes on the thread-CPU or wall clock."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from nnsearch.errors import ExportError
+from nnsearch.latency.tflite.interpreter import make_interpreter, runtime_version
+
+RUNTIME = "tflite-cpu"
+"""ai-edge-litert Interpreter, default op resolver (XNNPACK delegate)."""
+
+#: Clocks `time_tflite` reads: per-thread CPU time of the calling thread, or wall time.
+CLOCKS = ("auto", "thread-cpu", "wall")
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Latency of repeated `invoke()` calls of one model, in ms per call.
+
+    `clock` says what was read: 'thread-cpu' (CPU time of the invoking thread,
+    the default with one thread) or 'wall'. `min_ms` is the statistic
+    `nnsearch.latency.table` compares (see its module docstring); `median_ms` and
+    `max_ms` describe the spread.
+    """
+
+    median_ms: float
+    min_ms: float
+    max_ms: float
+    runs: int
+    threads: int
+    runtime: str
+    runtime_version: str
+    height: int = 0
+    width: int = 0
+    samples_ms: tuple[float, ...] = field(default=(), compare=False, repr=False)
+    clock: str = "wall"
+
+
+def resolve_clock(clock: str, threads: int) -> str:
+    """The clock `time_tflite` reads: 'auto' is 'thread-cpu' with one thread, else 'wall'.
+
+    With one thread XNNPACK and the builtin kernels run inside the invoking
+    thread, so its CPU time is the invoke's latency minus the time the thread
+    sat descheduled while other processes ran; on an idle machine both clocks
+    agree (within 1% on one-op models here). With more threads the work runs
+    in pool threads, so only wall time means latency.
+    """
+    if clock not in CLOCKS:
+        raise ExportError(f"clock must be one of {list(CLOCKS)}, got {clock!r}")
+    if clock == "auto":
+        return "thread-cpu" if threads == 1 else "wall"
+    if clock == "thread-cpu" and threads != 1:
+        raise ExportError(f"clock='thread-cpu' measures one thread's latency only, got threads={threads}")
+    return clock
+
+
+def _timer(clock: str) -> Callable[[], int]:
+    return time.thread_time_ns if clock == "thread-cpu" else time.perf_counter_ns
+
+
+def time_tflite(path: str | Path, *, runs: int = 5, warmup: int = 1, threads: int = 1, clock: str = "auto",
+                min_total_ms: float = 0.0, max_runs: int = 200) -> Timing:
+    """Time a .tflite file on random inputs of the shapes it declares.
+
+    After `warmup` untimed calls, `runs` calls are timed; with `min_total_ms`
+    the timing goes on until the timed calls add up to that many ms (at most
+    `max_runs` calls), so short models get more runs.
+    """
+    if runs < 1 or warmup < 0 or min_total_ms < 0:
+        raise ExportError(f"runs must be >= 1, warmup >= 0 and min_total_ms >= 0, got runs={runs}, "
+                          f"warmup={warmup}, min_total_ms={min_total_ms}")
+    clock = resolve_clock(clock, threads)
+    interpreter = make_interpreter(path, threads)
+    rng = np.random.default_rng(0)
+    details = interpreter.get_input_details()
+    for d in details:
+        interpreter.set_tensor(d["index"], rng.random(tuple(d["shape"]), dtype=np.float32))
+    for _ in range(warmup):
+        interpreter.invoke()
+    now, samples = _timer(clock), []
+    while len(samples) < runs or (sum(samples) < min_total_ms and len(samples) < max(runs, max_runs)):
+        start = now()
+        interpreter.invoke()
+        samples.append((now() - start) / 1e6)
+    shape = tuple(details[0]["shape"])
+    return Timing(
+        median_ms=statistics.median(samples), min_ms=min(samples), max_ms=max(samples), runs=len(samples),
+        threads=threads, runtime=RUNTIME, runtime_version=runtime_version(),
+        height=int(shape[1]) if len(shape) == 4 else 0, width=int(shape[2]) if len(shape) == 4 else 0,
+        samples_ms=tuple(samples), clock=clock,
+    )

@@ -1,0 +1,1 @@
+"""Search spaces, architectures (`Arch`), the student builder, and parameter/MAC counting."""

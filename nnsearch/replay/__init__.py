@@ -1,0 +1,1 @@
+"""Replay: finished studies as lookup tables, driven through the search loop to compare samplers."""

@@ -1,0 +1,86 @@
+"""The demo: a small real search study on the tiny space and the built-in data."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from nnsearch.analysis.pareto import pareto
+from nnsearch.analysis.plots import plot_pareto
+from nnsearch.common.paths import default_results_root
+from nnsearch.model.space import load_space
+from nnsearch.search.study import LatencyConfig, Study, StudyConfig
+from nnsearch.store.engine import Store
+from nnsearch.train.distill import DistillConfig
+
+TABLE_COLUMNS = ["trial", "nn", "psnr", "ssim", "latency_ms", "params", "gmacs"]
+
+
+@dataclass(frozen=True)
+class StudySummary:
+    """The outcome of a study run, as printed at the end."""
+
+    complete: int
+    front: pd.DataFrame
+    csv_path: Path
+    png_path: Path
+    store_url: str
+
+    def line(self, prefix: str = "demo") -> str:
+        if self.front.empty:
+            return f"{prefix}: {self.complete} trials complete, no Pareto-optimal student yet, store {self.store_url}"
+        return (f"{prefix}: {self.complete} trials complete, {len(self.front)} Pareto-optimal, "
+                f"best PSNR {self.front['psnr'].max():.2f} dB, fastest {self.front['latency_ms'].min():.1f} ms, "
+                f"store {self.store_url}")
+
+
+def demo_config(name: str = "demo", seed: int = 0) -> StudyConfig:
+    """Tiny space, built-in data, a short distillation, Full HD latency on one thread."""
+    return StudyConfig(
+        name=name, space=load_space("tiny"), data_spec=None, seed=seed,
+        distill=DistillConfig(steps=400, epochs=2, batch=8, crops=(48, 64)),
+        latency=LatencyConfig(device="host-cpu", height=1088, width=1920, threads=1, runs=3),
+    )
+
+
+def summarize(study: Study, results_root: Path | None = None) -> StudySummary:
+    """Pareto front of a study's completed trials, written as CSV and PNG."""
+    rows = study.results()
+    complete = rows[rows["state"] == "complete"]
+    rows = complete.drop_duplicates("nn").copy()
+    rows["gmacs"] = rows["macs"] / 1e9
+    senses = {name: direction[:3] for name, direction in study.config.objectives.items()}  # maximize -> max
+    front = pareto(rows, senses)
+    out = (results_root or default_results_root()) / study.config.name
+    out.mkdir(parents=True, exist_ok=True)
+    csv_path = out / "pareto.csv"
+    front[TABLE_COLUMNS].to_csv(csv_path, index=False)
+    png_path = plot_pareto(rows, front, out / "pareto.png",
+                           title=f"study {study.config.name}: PSNR vs latency ({len(rows)} candidates)")
+    return StudySummary(len(complete), front, csv_path, png_path, study.store.display_url)
+
+
+def format_table(front: pd.DataFrame) -> str:
+    """The Pareto front as an aligned text table."""
+    if front.empty:
+        return "(no completed trials)"
+    shown = front[TABLE_COLUMNS].copy()
+    return shown.to_string(index=False, formatters={
+        "psnr": "{:.2f}".format, "ssim": "{:.4f}".format, "latency_ms": "{:.1f}".format,
+        "params": "{:,}".format, "gmacs": "{:.3f}".format,
+    })
+
+
+def run_demo(db: str | None = None, trials: int = 6, name: str = "demo") -> StudySummary:
+    """Run (or resume) the demo study and write its Pareto table and plot."""
+    store = Store(db)
+    print(f"store: {store.display_url}")
+    study = Study(demo_config(name), store)
+    study.run(trials)
+    summary = summarize(study)
+    print("\nPareto-optimal students (PSNR vs latency):")
+    print(format_table(summary.front))
+    print(f"\nwrote {summary.csv_path} and {summary.png_path}")
+    return summary

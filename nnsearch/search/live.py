@@ -1,0 +1,99 @@
+"""Live study status: trials finished/running/failed, the last candidates, the Pareto set size."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import optuna
+import pandas as pd
+
+from nnsearch.analysis.pareto import pareto
+from nnsearch.search.claims import TrialCounts
+from nnsearch.store.engine import Store
+from nnsearch.store.query import study_results
+
+
+@dataclass(frozen=True)
+class StudyStatus:
+    """A snapshot of a study, read from Optuna's trials and the store."""
+
+    total: int
+    counts: TrialCounts
+    states: dict[str, int]  # recorded trial states: complete, stopped, infeasible, failed
+    pareto_size: int
+    recent: list[dict] = field(default_factory=list)  # last finished trials, newest last
+
+    @classmethod
+    def read(cls, study: optuna.Study, store: Store, total: int, device: str, recent: int = 3) -> "StudyStatus":
+        counts = TrialCounts.of(study)
+        rows = study_results(store, study.study_name, device=device)
+        complete = rows[rows["state"] == "complete"].dropna(subset=["psnr", "latency_ms"])
+        front = pareto(complete.drop_duplicates("nn"), {"psnr": "max", "latency_ms": "min"}) if len(complete) else complete
+        return cls(total, counts, rows["state"].value_counts().to_dict(), len(front),
+                   _recent_rows(rows, recent))
+
+    def line(self) -> str:
+        """One status line, e.g. for the end of every trial."""
+        c = self.counts
+        parts = [f"{c.finished}/{self.total} finished", f"{c.running} running"]
+        if c.waiting:
+            parts.append(f"{c.waiting} waiting for retry")
+        parts.append(f"{c.failed} lost (retried)" if c.failed else "0 lost")
+        for state, label in (("stopped", "stopped early"), ("infeasible", "infeasible"), ("failed", "diverged")):
+            if self.states.get(state):
+                parts.append(f"{self.states[state]} {label}")
+        parts.append(f"Pareto set {self.pareto_size}")
+        return "status: " + ", ".join(parts)
+
+    def recent_lines(self) -> list[str]:
+        """The last finished candidates with their PSNR and latency."""
+        return [_describe(row) for row in self.recent]
+
+
+def _recent_rows(rows: pd.DataFrame, count: int) -> list[dict]:
+    return rows.sort_values("trial").tail(count).to_dict("records")
+
+
+def _describe(row: dict) -> str:
+    psnr = "-" if pd.isna(row.get("psnr")) else f"{row['psnr']:.2f} dB"
+    latency = "-" if pd.isna(row.get("latency_ms")) else f"{row['latency_ms']:.1f} ms"
+    return f"  trial {int(row['trial'])}: {row['nn']} {row['state']}, PSNR {psnr}, latency {latency}"
+
+
+class LiveDisplay:
+    """Shows a study's progress while workers run: a bar on a terminal, lines otherwise."""
+
+    def __init__(self, total: int, *, stream=None) -> None:  # noqa: ANN001 - a text stream
+        import sys
+
+        from tqdm.auto import tqdm
+
+        self.stream = stream or sys.stderr
+        self._bar = tqdm(total=total, desc="trials", file=self.stream, dynamic_ncols=True, leave=True) \
+            if self.stream.isatty() else None
+        self._seen: set[int] = set()
+        self._last_line = ""
+
+    def update(self, status: StudyStatus) -> None:
+        """Print newly finished trials and the status line when it changed."""
+        for row, text in zip(status.recent, status.recent_lines()):
+            if int(row["trial"]) not in self._seen:
+                self._seen.add(int(row["trial"]))
+                self._write(text.strip())
+        line = status.line()
+        if self._bar is not None:
+            self._bar.n = min(status.counts.finished, status.total)
+            self._bar.set_postfix_str(line.removeprefix("status: "), refresh=True)
+        elif line != self._last_line:
+            self._write(line)
+        self._last_line = line
+
+    def _write(self, text: str) -> None:
+        if self._bar is not None:
+            self._bar.write(text, file=self.stream)
+        else:
+            print(text, file=self.stream, flush=True)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()

@@ -1,0 +1,1 @@
+"""Training: datasets, crop schedules, distillation, teachers, the teacher-output cache, quality metrics."""
