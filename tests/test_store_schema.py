@@ -7,8 +7,9 @@ from sqlalchemy import func, inspect, select, text
 
 from conftest import model_record
 from nnsearch.errors import StoreError
-from nnsearch.store import engine as migrate
-from nnsearch.store.engine import Store, read_version, write_version
+from nnsearch.store import versioning as migrate
+from nnsearch.store.engine import Store
+from nnsearch.store.versioning import read_version, write_version
 from nnsearch.store.record import record_trial, write_model
 from nnsearch.store.schema import SCHEMA_VERSION, Base, SchemaInfo, Stat
 
@@ -137,3 +138,25 @@ def test_session_is_one_transaction(store):
             raise RuntimeError("abort")
     with store.read() as conn:
         assert conn.scalar(select(func.count()).select_from(Stat)) == 0
+
+
+def test_a_schema_1_store_gains_precision_and_keeps_its_latency_rows(store):
+    record_trial(store, "s", 0, model_record())
+    with store.read() as conn:
+        before = conn.execute(text("SELECT nn, device, median_ms FROM latency_run ORDER BY id")).all()
+    assert before, "the fixture record holds latency rows"
+    with store.write_engine.begin() as conn:  # turn both tables back into their schema-1 shape
+        for name in ("latency_run", "latency_lut"):
+            keep = ", ".join(c["name"] for c in inspect(conn).get_columns(name) if c["name"] != "precision")
+            conn.execute(text(f"CREATE TABLE {name}_v1 AS SELECT {keep} FROM {name}"))
+            conn.execute(text(f"DROP TABLE {name}"))
+            conn.execute(text(f"ALTER TABLE {name}_v1 RENAME TO {name}"))
+    stamp(store, "1")
+    reopened = Store(store.url)
+    with reopened.read() as conn:
+        assert read_version(conn) == str(SCHEMA_VERSION)
+        after = conn.execute(text("SELECT nn, device, median_ms, precision FROM latency_run ORDER BY id")).all()
+    assert [tuple(r[:3]) for r in after] == [tuple(r) for r in before]
+    assert {r[3] for r in after} == {"fp32"}
+    record_trial(reopened, "s", 1, model_record(arch=1))  # new rows get new ids after the copied ones
+    reopened.dispose()

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator, TypeVar
 
-from sqlalchemy import create_engine, event, inspect, select, text
+from sqlalchemy import create_engine, event, inspect, text
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import (
     ArgumentError,
@@ -28,7 +28,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from nnsearch.common.paths import default_db_path
 from nnsearch.errors import StoreError
-from nnsearch.store.schema import SCHEMA_VERSION, Base, SchemaInfo
+from nnsearch.store.schema import SCHEMA_VERSION, Base
+from nnsearch.store.versioning import migrate, read_version, write_version
 
 T = TypeVar("T")
 
@@ -188,18 +189,6 @@ def _current(conn: Connection) -> bool:
     return read_version(conn) == str(SCHEMA_VERSION)
 
 
-def read_version(conn: Connection) -> str | None:
-    """The schema version stamp, or None when there is none."""
-    return conn.scalar(select(SchemaInfo.value).where(SchemaInfo.key == "schema_version"))
-
-
-def write_version(conn: Connection, version: int) -> None:
-    """Stamp the store with `version`."""
-    table = SchemaInfo.__table__
-    if conn.execute(table.update().where(table.c.key == "schema_version").values(value=str(version))).rowcount == 0:
-        conn.execute(table.insert().values(key="schema_version", value=str(version)))
-
-
 def _lock_schema(conn: Connection) -> None:
     """Serialise schema creation and migration between processes (SQLite: BEGIN IMMEDIATE did)."""
     if conn.dialect.name == "postgresql":
@@ -251,22 +240,6 @@ def check_version(conn: Connection, where: str) -> None:
     if int(found) < SCHEMA_VERSION:
         migrate(conn, int(found), where)
 
-
-#: Schema migrations: version -> a function of an open `Connection` that upgrades a store from that
-#: version to version + 1. They run with the new version stamps inside the transaction in which
-#: `Store` opens the store, under the schema lock, so a migration is all-or-nothing and runs once
-#: even when several processes open an old store at the same moment.
-MIGRATIONS: dict[int, Callable[[Connection], None]] = {}
-
-
-def migrate(conn: Connection, found: int, where: str = "the store") -> None:
-    """Apply every migration from `found` up to the current schema version."""
-    for version in range(found, SCHEMA_VERSION):
-        step = MIGRATIONS.get(version)
-        if step is None:
-            raise StoreError(f"no migration from schema {version} to {version + 1} for {where}")
-        step(conn)
-        write_version(conn, version + 1)
 
 
 def retrying(attempt: Callable[[], T], what: str, attempts: int = 8) -> T:

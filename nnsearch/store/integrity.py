@@ -14,7 +14,8 @@ import hashlib
 from sqlalchemy import and_, exists, func, select, text
 from sqlalchemy.engine import Connection
 
-from nnsearch.store.engine import Store, open_store, read_version
+from nnsearch.store.engine import Store, open_store
+from nnsearch.store.versioning import read_version
 from nnsearch.store.record import md5
 from nnsearch.store.schema import (
     NN,

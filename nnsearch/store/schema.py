@@ -34,8 +34,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects import mysql
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-#: Bumped on every schema change; `nnsearch.store.migrate` upgrades older stores.
-SCHEMA_VERSION = 1
+#: Bumped on every schema change; `nnsearch.store.versioning.MIGRATIONS` upgrades older stores.
+SCHEMA_VERSION = 2
 
 
 def utcnow() -> datetime:
@@ -158,14 +158,15 @@ class LatencyRun(Base):
 
     __tablename__ = "latency_run"
     __table_args__ = (
-        Index("ix_latency_run_lookup", "nn", "device", "threads", "height", "width"),
+        Index("ix_latency_run_lookup", "nn", "device", "precision", "threads", "height", "width"),
         # One figure per configuration and instant: re-importing an export adds nothing.
-        UniqueConstraint("nn", "device", "runtime", "runtime_version", "threads", "height", "width", "kind",
-                         "created_at", name="uq_latency_run_key"),
+        UniqueConstraint("nn", "device", "precision", "runtime", "runtime_version", "threads", "height", "width",
+                         "kind", "created_at", name="uq_latency_run_key"),
     )
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     nn: Mapped[str] = mapped_column(ForeignKey("nn.name", ondelete="CASCADE"))
     device: Mapped[str] = mapped_column(String(64))
+    precision: Mapped[str] = mapped_column(String(16), default="fp32")  # fp32, fp16, w8a16, int8
     runtime: Mapped[str] = mapped_column(String(64))
     runtime_version: Mapped[str] = mapped_column(String(64))
     threads: Mapped[int] = mapped_column(Integer)
@@ -185,12 +186,13 @@ class LatencyLUT(Base):
     __tablename__ = "latency_lut"
     __table_args__ = (
         UniqueConstraint(
-            "device", "runtime", "runtime_version", "threads", "op", "in_h", "in_w",
+            "device", "precision", "runtime", "runtime_version", "threads", "op", "in_h", "in_w",
             "in_c", "out_c", "kernel", "stride", "activation", name="uq_latency_lut_key",
         ),
     )
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     device: Mapped[str] = mapped_column(String(64))
+    precision: Mapped[str] = mapped_column(String(16), default="fp32")  # the probes' precision
     runtime: Mapped[str] = mapped_column(String(64))
     runtime_version: Mapped[str] = mapped_column(String(64))
     threads: Mapped[int] = mapped_column(Integer)
