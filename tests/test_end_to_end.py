@@ -27,9 +27,9 @@ def finished_study(tmp_path_factory):
         distill=DistillConfig(steps=6, epochs=2, batch=2, crops=(32,)),
         latency=LatencyConfig(height=64, width=96, runs=2, warmup=1),
     )
-    study = Study(config, store, verbose=False)
-    study.results_dir = root / "results" / "e2e"
+    study = Study(config, store, verbose=False, results_root=root / "results")
     study.run(2)
+    assert study.results_dir == root / "results" / "e2e"
     return study, store, root
 
 
@@ -71,7 +71,7 @@ def test_study_resumes_and_summary_is_written(finished_study):
     study, store, root = finished_study
     again = Study(study.config, store, verbose=False)
     again.results_dir = study.results_dir
-    again.run(1)
+    again.run(3)
     assert len(again.optuna.trials) == 3
     summary = summarize(again, results_root=root / "results")
     assert summary.complete == 3
@@ -104,7 +104,7 @@ def test_unreachable_latency_budget_is_refused_before_training(tmp_path):
 
 def test_latency_budget_skips_training_of_slow_candidates(tmp_path):
     probe, _ = _budget_study(tmp_path, None)
-    fastest = min(probe._predicted_ms(a) for a in probe.config.space.fastest_candidates())
+    fastest = min(probe.predicted_ms(a) for a in probe.config.space.fastest_candidates())
     study, store = _budget_study(tmp_path, fastest * 1.001)
     study.run(3)
     rows = study.results()
@@ -124,8 +124,8 @@ def test_latency_budget_skips_training_of_slow_candidates(tmp_path):
 def test_the_guided_sampler_spends_no_trial_over_the_budget(tmp_path):
     probe, _ = _budget_study(tmp_path, None)
     space = probe.config.space
-    budget = float(np.median([probe._predicted_ms(space.sample(lambda _n, c: c[i % len(c)])) for i in range(2)]
-                             + [probe._predicted_ms(a) for a in space.fastest_candidates()]))
+    budget = float(np.median([probe.predicted_ms(space.sample(lambda _n, c: c[i % len(c)])) for i in range(2)]
+                             + [probe.predicted_ms(a) for a in space.fastest_candidates()]))
     study, _ = _budget_study(tmp_path, budget, sampler="guided")
     study.run(3)
     rows = study.results()

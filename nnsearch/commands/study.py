@@ -52,7 +52,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     else:
         data = load_data(config.data_spec, max_side=config.max_side, seed=config.seed)  # bad paths fail here
         study = Study(config, store, heartbeat=heartbeat, data=data)
-        study.run_until(args.trials, timeout_s=args.timeout)
+        study.run(args.trials, timeout_s=args.timeout)
     summary = summarize(study)
     print(format_table(summary.front))
     print(summary.line("search"))

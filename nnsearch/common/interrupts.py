@@ -24,6 +24,17 @@ def raise_if_interrupted() -> None:
         raise KeyboardInterrupt
 
 
+def defer_interrupts() -> None:
+    """A trial's rows are about to be written: from here on Ctrl-C waits until the active guard exits.
+
+    A Ctrl-C that arrived before (and was lost on the way) still stops the trial
+    unrecorded. Without an active guard it does nothing else.
+    """
+    raise_if_interrupted()
+    if _active_guard is not None:
+        _active_guard.defer()
+
+
 class InterruptGuard:
     """While active, Ctrl-C raises KeyboardInterrupt as usual until `defer()` is called;
     from then on it is held back and raised when the guard exits (after the trial's

@@ -3,7 +3,7 @@
 The parent prepares what all workers share (the budget check, the teacher and
 its outputs, cached on disk), then starts N worker processes that claim trials
 from the same study (`nnsearch.search.claims`) and shows the study's live status
-while they run. Each worker writes its log to results/<study>/workers/. Workers
+while they run. Each worker writes its log to <results>/<study>/workers/. Workers
 on other machines join the same study by running `nnsearch search` with the
 same PostgreSQL URL and study name.
 """
@@ -17,7 +17,6 @@ import sys
 import time
 from pathlib import Path
 
-from nnsearch.common.paths import default_results_root
 from nnsearch.errors import NNSearchError
 from nnsearch.search.claims import TrialCounts
 from nnsearch.search.live import LiveDisplay, StudyStatus
@@ -30,12 +29,16 @@ POLL_S = 2.0
 
 def run_workers(config: StudyConfig, store: Store, total: int, workers: int, *,
                 heartbeat: HeartbeatConfig = HeartbeatConfig(), timeout_s: float | None = None,
-                log_dir: Path | None = None) -> TrialCounts:
-    """Run the study with `workers` processes until it has `total` finished trials."""
+                log_dir: Path | None = None, results_root: Path | None = None) -> TrialCounts:
+    """Run the study with `workers` processes until it has `total` finished trials.
+
+    Results go to `results_root/<study>` (default `default_results_root()`), worker
+    logs to `log_dir` (default its `workers/` folder).
+    """
     if workers < 1:
         raise NNSearchError(f"--workers must be >= 1, got {workers}")
     data = load_data(config.data_spec, max_side=config.max_side, seed=config.seed)  # bad paths fail here
-    study = Study(config, store, heartbeat=heartbeat, data=data)
+    study = Study(config, store, heartbeat=heartbeat, data=data, results_root=results_root)
     finished = TrialCounts.of(study.optuna).finished
     print(f"study '{config.name}': {finished} of {total} trials finished", flush=True)
     if finished >= total:
@@ -49,7 +52,8 @@ def run_workers(config: StudyConfig, store: Store, total: int, workers: int, *,
     context = mp.get_context("spawn")
     processes = [
         context.Process(target=_worker_main, name=f"nnsearch-worker-{k}",
-                        args=(config, store.url, total, heartbeat, timeout_s, log_dir / f"worker-{k}.log", threads))
+                        args=(config, store.url, total, heartbeat, timeout_s, log_dir / f"worker-{k}.log", threads,
+                              study.results_dir.parent))
         for k in range(workers)
     ]
     for process in processes:
@@ -104,7 +108,7 @@ def _report_exits(processes: list) -> None:
 
 
 def _worker_main(config: StudyConfig, url: str, total: int, heartbeat: HeartbeatConfig,
-                 timeout_s: float | None, log_path: Path, threads: int) -> None:
+                 timeout_s: float | None, log_path: Path, threads: int, results_root: Path) -> None:
     """Body of one worker process (started with the spawn method)."""
     import torch
 
@@ -114,9 +118,8 @@ def _worker_main(config: StudyConfig, url: str, total: int, heartbeat: Heartbeat
     sys.stdout = sys.stderr = log
     torch.set_num_threads(threads)
     try:
-        study = Study(config, Store(url), heartbeat=heartbeat)
-        study.results_dir = default_results_root() / config.name
-        study.run_until(total, timeout_s=timeout_s)
+        study = Study(config, Store(url), heartbeat=heartbeat, results_root=results_root)
+        study.run(total, timeout_s=timeout_s)
     except KeyboardInterrupt:
         print("worker interrupted; finished trials are saved", flush=True)
         sys.exit(130)

@@ -3,7 +3,8 @@
 Every factory takes a seed and a `SamplerContext`: the search space, a
 function predicting a student's latency before it is trained (the lookup
 table) and the latency budget. Optuna's own samplers ignore the context and
-learn from finished trials only; "guided" (`nnsearch.search.samplers.guided`) uses it.
+learn from finished trials only (and read each trial's latency constraint,
+`set_latency_constraint`, to tell feasible from infeasible ones); "guided" (`nnsearch.search.samplers.guided`) uses it.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from nnsearch.search.samplers.base import (
     CONSTRAINT_ATTR,
     LatencyFn,
     SamplerContext,
-    latency_constraint,
+    is_feasible,
+    set_latency_constraint,
 )
 from nnsearch.search.samplers.guided import GuidedSampler
 
@@ -33,10 +35,11 @@ PREDICTS_LATENCY = frozenset({"guided"})
 SAMPLERS: dict[str, Callable[[int, SamplerContext], optuna.samplers.BaseSampler]] = {
     "guided": _guided,
     "tpe": lambda seed, context: optuna.samplers.TPESampler(
-        seed=seed, n_startup_trials=5, multivariate=True, constraints_func=latency_constraint),
+        seed=seed, n_startup_trials=5, multivariate=True),
     "nsga2": lambda seed, context: optuna.samplers.NSGAIISampler(
-        seed=seed, population_size=8, constraints_func=latency_constraint),
+        seed=seed, population_size=8),
     "random": lambda seed, context: optuna.samplers.RandomSampler(seed=seed),
 }
 
-__all__ = ["CONSTRAINT_ATTR", "PREDICTS_LATENCY", "SAMPLERS", "LatencyFn", "SamplerContext", "latency_constraint"]
+__all__ = ["CONSTRAINT_ATTR", "PREDICTS_LATENCY", "SAMPLERS", "LatencyFn", "SamplerContext", "is_feasible",
+           "set_latency_constraint"]

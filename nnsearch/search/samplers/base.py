@@ -1,4 +1,4 @@
-"""What every sampler may know before a trial: the space, predicted latencies, the budget."""
+"""What every sampler may know before a trial: the space, predicted latencies, the budget; trial feasibility."""
 
 from __future__ import annotations
 
@@ -13,13 +13,26 @@ from nnsearch.model.space import SearchSpace
 #: A function predicting a student's latency in ms before it is trained (None: no prediction).
 LatencyFn = Callable[[Arch], "float | None"]
 
-#: Trial user attribute holding the latency budget excess (<= 0 means feasible).
+#: Name of the trial's latency constraint (predicted ms over the budget; <= 0 means feasible), also kept
+#: as a trial user attribute of that name.
 CONSTRAINT_ATTR = "latency_excess_ms"
+#: The system attribute holding a trial's constraints as a list: Optuna reads it besides the named ones
+#: `Trial.set_constraint` writes, and optuna-dashboard (0.21) reads only it.
+_CONSTRAINT_LIST_KEY = "constraints"
 
 
-def latency_constraint(trial: optuna.trial.FrozenTrial) -> list[float]:
-    """Optuna constraint: predicted latency minus the budget (feasible when <= 0)."""
-    return [float(trial.user_attrs.get(CONSTRAINT_ATTR, 0.0))]
+def set_latency_constraint(trial: optuna.Trial, excess_ms: float) -> None:
+    """Tell Optuna (its samplers and the dashboard) the trial's budget excess; feasible when <= 0."""
+    trial.set_constraint(CONSTRAINT_ATTR, excess_ms)
+    trial.storage.set_trial_system_attr(trial._trial_id, _CONSTRAINT_LIST_KEY, [float(excess_ms)])
+
+
+def is_feasible(trial: optuna.trial.FrozenTrial) -> bool:
+    """Whether the trial met the latency budget (its constraints, else the user attribute of older studies)."""
+    constraints = trial.constraints
+    if constraints:
+        return all(value <= 0.0 for value in constraints.values())
+    return float(trial.user_attrs.get(CONSTRAINT_ATTR, 0.0)) <= 0.0
 
 
 @dataclass(frozen=True)

@@ -48,7 +48,7 @@ from optuna.trial import FrozenTrial, TrialState
 from nnsearch.analysis.pareto import nondominated_mask
 from nnsearch.model.arch import Arch
 from nnsearch.model.space import SearchSpace
-from nnsearch.search.samplers.base import CONSTRAINT_ATTR, LatencyFn
+from nnsearch.search.samplers.base import LatencyFn, is_feasible
 from nnsearch.search.samplers.surrogate import ArchFeatures, BayesianRidge
 
 #: Returns an architecture's predicted latency in ms, or None when it cannot be predicted.
@@ -175,7 +175,7 @@ class GuidedSampler(optuna.samplers.BaseSampler):
                 continue
             seen.add(arch)
             values = trial.values if trial.state == TrialState.COMPLETE else None
-            feasible = float(trial.user_attrs.get(CONSTRAINT_ATTR, 0.0)) <= 0.0
+            feasible = is_feasible(trial)
             if values and feasible and len(values) >= 2 and all(map(math.isfinite, values[:2])) and values[0] > 0:
                 observed.append((arch, float(values[0]), float(values[1])))
         return seen, observed

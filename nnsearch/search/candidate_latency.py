@@ -1,0 +1,83 @@
+"""Latency of a study's candidates: the lookup-table prediction before training, the measured timing after."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from nnsearch.errors import NNSearchError
+from nnsearch.latency.table import LatencyError
+from nnsearch.latency.tflite import export_tflite, time_tflite
+from nnsearch.model.arch import Arch
+from nnsearch.search.config import LatencyConfig
+from nnsearch.search.latency import HOST_DEVICE, predict_latency, prediction_record
+from nnsearch.store.engine import Store
+from nnsearch.store.record import LatencyRecord
+
+
+class CandidateLatency:
+    """Predicts (from the store's lookup table) and measures (TFLite on this host) candidates' latencies.
+
+    Exported models for timing go to `tflite_dir`.
+    """
+
+    def __init__(self, store: Store, config: LatencyConfig, tflite_dir: Path, *,
+                 max_latency_ms: float | None = None) -> None:
+        self.store = store
+        self.config = config
+        self.tflite_dir = tflite_dir
+        self.max_latency_ms = max_latency_ms
+
+    def predicted_ms(self, arch: Arch) -> float:
+        """The lookup table's prediction (raises LatencyError where the device's table lacks an entry)."""
+        lat = self.config
+        return predict_latency(self.store, arch, lat.device, lat.height, lat.width, lat.threads)
+
+    def predicted_or_none(self, arch: Arch) -> float | None:
+        """The prediction a sampler may use, None where the device's table cannot give one."""
+        try:
+            return self.predicted_ms(arch)
+        except LatencyError:
+            return None
+
+    def predict(self, arch: Arch) -> LatencyRecord | None:
+        """The prediction as a record for the store (None when predictions are disabled)."""
+        lat = self.config
+        if not lat.predict:
+            if self.max_latency_ms is not None:
+                raise NNSearchError("a latency budget needs lookup-table predictions (predict=True)")
+            if not self.can_measure:
+                raise NNSearchError(f"device '{lat.device}' cannot be timed here; enable lookup-table predictions")
+            return None
+        return prediction_record(self.store, self.predicted_ms(arch), lat.device, lat.height, lat.width, lat.threads)
+
+    def budget_excess(self, predicted: LatencyRecord | None) -> float:
+        """Predicted ms over the budget (<= 0: feasible; 0 without a budget or a prediction)."""
+        if self.max_latency_ms is None or predicted is None:
+            return 0.0
+        return predicted.median_ms - self.max_latency_ms
+
+    @property
+    def can_measure(self) -> bool:
+        """Whole-model timing is on and the device profile is this host."""
+        return self.config.measure and self.config.device == HOST_DEVICE
+
+    def measure(self, student: torch.nn.Module, arch: Arch) -> LatencyRecord:
+        """Export `student` to TFLite and time it in the interpreter (the student is moved back afterwards)."""
+        lat = self.config
+        device = next(student.parameters()).device
+        path = self.tflite_dir / f"{arch.name}.tflite"
+        export_tflite(student.cpu().eval(), path, (1, arch.in_channels, lat.height, lat.width))
+        student.to(device)
+        timing = time_tflite(path, runs=lat.runs, warmup=lat.warmup, threads=lat.threads)
+        return LatencyRecord(
+            device=lat.device, runtime=timing.runtime, runtime_version=timing.runtime_version,
+            threads=lat.threads, height=lat.height, width=lat.width, kind="measured",
+            median_ms=timing.median_ms, min_ms=timing.min_ms, max_ms=timing.max_ms, runs=timing.runs,
+        )
+
+
+def best_ms(record: LatencyRecord) -> float:
+    """A record's figure for the objective: the minimum of its runs where known, else the median."""
+    return record.min_ms if record.min_ms is not None else record.median_ms

@@ -1,0 +1,153 @@
+"""Evaluating one candidate of a study: sample it, predict its latency, distill, time and record it.
+
+`CandidateEvaluator.evaluate(trial)` is the whole story of one trial and needs
+only what it is given: the search space and distillation settings, the
+training inputs (data and teacher targets), the candidate latency provider,
+the recorder, and the early-stopping rule with the history it compares with.
+It does not tell Optuna anything; the trial loop (`nnsearch.search.trial_loop`)
+does that with the `TrialOutcome` it returns.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable
+
+import optuna
+import torch
+
+from nnsearch.model.arch import Arch
+from nnsearch.model.counting import count_params
+from nnsearch.model.space import SearchSpace
+from nnsearch.model.student import build_student
+from nnsearch.search.candidate_latency import CandidateLatency, best_ms
+from nnsearch.search.config import OBJECTIVES, PHASE_ATTR
+from nnsearch.search.early_stopping import EarlyStopRule, EpochHistory, StoppedEarly, check_epoch
+from nnsearch.search.inputs import TrainingInputs, silent
+from nnsearch.search.recorder import TrialRecorder
+from nnsearch.search.samplers import CONSTRAINT_ATTR, set_latency_constraint
+from nnsearch.store.record import LatencyRecord
+from nnsearch.train.distill import DistillationDiverged, DistillConfig, distill
+
+
+@dataclass
+class TrialOutcome:
+    """What one trial produced, for progress display and the objective values."""
+
+    number: int
+    arch: Arch
+    state: str  # complete, infeasible, stopped or failed (as recorded in the store)
+    psnr: float = math.nan
+    latency_ms: float = math.nan
+    params: int = 0
+    message: str = ""
+
+    def values(self, objectives: Iterable[str] = OBJECTIVES) -> list[float]:
+        """Objective values for Optuna (an infeasible candidate scores PSNR 0 at its predicted latency)."""
+        known = {"psnr": 0.0 if self.state == "infeasible" else self.psnr,
+                 "latency_ms": self.latency_ms, "params": float(self.params)}
+        return [known[name] for name in objectives]
+
+
+#: What evaluates one claimed trial: a study's `CandidateEvaluator.evaluate`, or a replay's table lookup.
+Evaluate = Callable[[optuna.Trial], TrialOutcome]
+
+
+class CandidateEvaluator:
+    """Evaluates a study's candidates: each trial's architecture is sampled from `space`.
+
+    A candidate predicted over the latency budget is recorded `infeasible` and
+    not trained; one the early-stopping rule gives up on is recorded `stopped`;
+    one whose loss diverges is recorded `failed` (and `DistillationDiverged`
+    propagates); a repeat of a completed student reuses its result.
+    """
+
+    def __init__(self, space: SearchSpace, distill_config: DistillConfig, inputs: TrainingInputs,
+                 latency: CandidateLatency, recorder: TrialRecorder, *, seed: int = 0,
+                 early_stop: EarlyStopRule | None = None, history: Callable[[], EpochHistory] | None = None,
+                 device: torch.device | None = None, verbose: bool = False,
+                 log: Callable[[str], None] = silent) -> None:
+        self.space = space
+        self.distill_config = distill_config
+        self.inputs = inputs
+        self.latency = latency
+        self.recorder = recorder
+        self.seed = seed
+        self.early_stop = early_stop
+        self.history = history
+        self.device = device or torch.device("cpu")
+        self.verbose = verbose
+        self.log = log
+
+    def evaluate(self, trial: optuna.Trial) -> TrialOutcome:
+        """Sample, predict, distill, time and record one candidate."""
+        began = time.perf_counter()
+        arch = self.space.suggest(trial)
+        trial.set_user_attr("nn", arch.name)
+        trial.set_user_attr("arch", arch.describe())
+        self.log(f"trial {trial.number}: {arch.name} {arch.describe()}")
+        earlier = self.recorder.earlier_result(arch)
+        if earlier is not None:
+            set_latency_constraint(trial, 0.0)
+            self.recorder.link_repeat(trial.number, arch, self.inputs.data.name)
+            self.log(f"trial {trial.number}: same student as trial {earlier['trial']}, reusing its results")
+            return TrialOutcome(trial.number, arch, "complete", float(earlier["psnr"]), float(earlier["latency_ms"]),
+                                int(earlier["params"]))
+        student = build_student(arch)
+        params = count_params(student)
+        predicted = self.latency.predict(arch)
+        excess = self.latency.budget_excess(predicted)
+        trial.set_user_attr(CONSTRAINT_ATTR, excess)
+        set_latency_constraint(trial, excess)
+        if excess > 0:
+            self._record(trial.number, arch, student, epochs=[], latencies=[predicted], state="infeasible")
+            self.log(f"trial {trial.number}: infeasible, predicted {predicted.median_ms:.1f} ms exceeds the "
+                     f"{self.latency.max_latency_ms:g} ms budget; not trained")
+            return TrialOutcome(trial.number, arch, "infeasible", latency_ms=predicted.median_ms, params=params)
+        torch.manual_seed(self.seed + trial.number)
+        trial.set_user_attr(PHASE_ATTR, "distill")
+        epochs: list = []
+        try:
+            result = distill(student, self.inputs.targets(), self.inputs.data.val, self.distill_config,
+                             device=self.device, verbose=self.verbose, on_epoch=self._epoch_callback(epochs, predicted))
+        except DistillationDiverged:
+            self._record(trial.number, arch, student, epochs=[], latencies=_present(predicted), state="failed")
+            raise
+        except StoppedEarly as exc:
+            self._record(trial.number, arch, student, epochs=epochs, latencies=_present(predicted), state="stopped")
+            self.log(f"trial {trial.number}: {exc}")
+            return TrialOutcome(trial.number, arch, "stopped", epochs[-1].psnr, predicted.median_ms, params, str(exc))
+        measured = self.latency.measure(student, arch) if self.latency.can_measure else None
+        latency = best_ms(measured or predicted)  # min of runs, like the table's entries
+        self._record(trial.number, arch, student, epochs=result.epochs, latencies=_present(predicted, measured),
+                     state="complete")
+        outcome = TrialOutcome(trial.number, arch, "complete", result.final.psnr, latency, params)
+        lat = self.latency.config
+        guess = f" (predicted {predicted.median_ms:.1f})" if predicted and measured else ""
+        self.log(f"trial {trial.number}: PSNR {outcome.psnr:.2f} dB, SSIM {result.final.ssim:.4f}, "
+                 f"latency {outcome.latency_ms:.1f} ms{guess} @ {lat.height}x{lat.width}, "
+                 f"{params:,} params ({time.perf_counter() - began:.0f} s)")
+        return outcome
+
+    def _record(self, number: int, arch: Arch, student: torch.nn.Module, *, epochs: list,
+                latencies: list[LatencyRecord], state: str) -> None:
+        self.recorder.record(number, arch, student, dataset=self.inputs.data.name, epochs=epochs,
+                             latencies=latencies, state=state)
+
+    def _epoch_callback(self, epochs: list, predicted: LatencyRecord | None) -> Callable[[Any], None]:
+        """Collects epoch records and applies the early-stopping rule after each epoch."""
+        rule = self.early_stop
+        history = self.history() if rule is not None and predicted is not None and self.history else None
+        last = self.distill_config.epochs - 1
+
+        def on_epoch(record: Any) -> None:
+            epochs.append(record)
+            check_epoch(rule, history, record.epoch, last, record.psnr, predicted.median_ms if predicted else None)
+
+        return on_epoch
+
+
+def _present(*records: LatencyRecord | None) -> list[LatencyRecord]:
+    return [r for r in records if r is not None]

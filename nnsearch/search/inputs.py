@@ -1,0 +1,54 @@
+"""What every candidate of a study trains on: the data and the teacher's targets, prepared once."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+from nnsearch.search.config import StudyConfig
+from nnsearch.train.datasets import DenoiseData, load_data
+from nnsearch.train.distill import TeacherTargets
+from nnsearch.train.teacher import load_or_train_teacher, teacher_config
+
+
+def silent(message: str) -> None:
+    """A log that drops its messages."""
+
+
+class TrainingInputs:
+    """The study's data (loaded on first use unless given) and its teacher targets (built on first use)."""
+
+    def __init__(self, config: StudyConfig, device: torch.device, *, data: DenoiseData | None = None,
+                 verbose: bool = True, log: Callable[[str], None] = silent) -> None:
+        self.config = config
+        self.device = device
+        self.verbose = verbose
+        self.log = log
+        self._data = data
+        self._announced = False
+        self._targets: TeacherTargets | None = None
+
+    @property
+    def data(self) -> DenoiseData:
+        """Training and validation images (announced in the log once)."""
+        if self._data is None:
+            self._data = load_data(self.config.data_spec, max_side=self.config.max_side, seed=self.config.seed)
+        if not self._announced:
+            self._announced = True
+            self.log(f"data: {self._data.source}: {len(self._data.train)} train / {len(self._data.val)} "
+                     "validation images")
+        return self._data
+
+    def targets(self) -> TeacherTargets:
+        """The shared batch plan with teacher outputs (teacher trained or loaded once)."""
+        if self._targets is None:
+            config = self.config
+            teacher = None
+            if config.distill.alpha > 0:
+                teacher = load_or_train_teacher(teacher_config(config.teacher, config.teacher_steps), self.data,
+                                                device=self.device, verbose=self.verbose)
+            multiple = 2 ** (config.space.max_levels - 1)
+            self._targets = TeacherTargets.build(teacher, self.data, config.distill, multiple=multiple,
+                                                 device=self.device, verbose=self.verbose)
+        return self._targets

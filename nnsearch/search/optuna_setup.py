@@ -1,0 +1,77 @@
+"""The Optuna side of a study: its storage in the store, its creation or resumption, quiet Optuna calls."""
+
+from __future__ import annotations
+
+import warnings
+from contextlib import contextmanager
+from typing import Any, Iterator
+
+import optuna
+
+from nnsearch.errors import NNSearchError
+from nnsearch.search.claims import advisory_lock
+from nnsearch.search.config import CONFIG_ATTR, SPACE_ATTR, HeartbeatConfig, StudyConfig
+from nnsearch.store.engine import Store
+
+
+@contextmanager
+def quiet_optuna() -> Iterator[None]:
+    """Inside: Optuna logs warnings only, and its experimental/heartbeat notices are not shown.
+
+    Scoped: the caller's logging level and warning filters are restored on exit.
+    """
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+            warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
+            warnings.filterwarnings("ignore", message=".*(group|multivariate|independent).*")
+            yield
+    finally:
+        optuna.logging.set_verbosity(verbosity)
+
+
+def optuna_storage(store: Store, heartbeat: HeartbeatConfig = HeartbeatConfig()) -> optuna.storages.RDBStorage:
+    """The Optuna storage inside the same database as the nnsearch tables, with heartbeats."""
+    kwargs: dict[str, Any] = {"pool_pre_ping": True}
+    if store.url.startswith("sqlite"):
+        kwargs["connect_args"] = {"timeout": 60}
+    with quiet_optuna():
+        retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=heartbeat.max_retry)
+        with advisory_lock(store, "optuna-schema"):  # Optuna's table creation is not safe to run concurrently
+            return optuna.storages.RDBStorage(store.url, engine_kwargs=kwargs, heartbeat_interval=heartbeat.interval_s,
+                                              grace_period=heartbeat.grace_s, heartbeat_stale_trial_callback=retry)
+
+
+def open_optuna_study(config: StudyConfig, store: Store, sampler: optuna.samplers.BaseSampler,
+                      heartbeat: HeartbeatConfig = HeartbeatConfig()) -> optuna.Study:
+    """Create the study's Optuna study or resume it; refuse a resume with other objectives or another space.
+
+    A new study stores its search space (`SPACE_ATTR`, replay reads it) and its
+    other settings (`CONFIG_ATTR`, `nnsearch.load_study` reads them).
+    """
+    with quiet_optuna():
+        study = optuna.create_study(storage=optuna_storage(store, heartbeat), study_name=config.name,
+                                    directions=list(config.objectives.values()), sampler=sampler, load_if_exists=True)
+        if len(study.directions) != len(config.objectives):
+            raise NNSearchError(
+                f"study '{config.name}' in {store.display_url} has {len(study.directions)} objectives, "
+                f"this run asks for {list(config.objectives)}; use another --study name")
+        study.set_metric_names(list(config.objectives))
+        _check_space(study, config, store)
+        if CONFIG_ATTR not in study.user_attrs:
+            study.set_user_attr(CONFIG_ATTR, config.settings())
+    return study
+
+
+def _check_space(study: optuna.Study, config: StudyConfig, store: Store) -> None:
+    mine = config.space.to_mapping()
+    stored = study.user_attrs.get(SPACE_ATTR)
+    if stored is None:
+        study.set_user_attr(SPACE_ATTR, mine)
+    elif stored != mine:
+        raise NNSearchError(
+            f"study '{config.name}' in {store.display_url} was created with search space "
+            f"'{stored.get('name')}' and this run gives a different one ('{mine['name']}' from "
+            f"{config.space.source or 'memory'}); use the same --space or another --study name")

@@ -1,0 +1,81 @@
+"""Writing a study's trials into the store: a candidate's full record, or a link to an earlier identical one."""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import Any
+
+import torch
+
+from nnsearch.common.interrupts import defer_interrupts
+from nnsearch.model.arch import Arch
+from nnsearch.model.counting import conv_depth, count_macs, count_params
+from nnsearch.store.engine import Store
+from nnsearch.store.query import study_results
+from nnsearch.store.record import TASK, LatencyRecord, ModelRecord, prm_uid, record_trial
+from nnsearch.store.schema import TrialLink
+from nnsearch.train.distill import DistillConfig
+
+
+class TrialRecorder:
+    """Records the trials of study `study` (distilled with `distill` on data `dataset`) in `store`.
+
+    Every write first defers Ctrl-C (`defer_interrupts`): once a trial's rows are
+    being written, an interrupt waits until the record and Optuna agree.
+    """
+
+    def __init__(self, store: Store, study: str, distill: DistillConfig, *, device: str,
+                 macs_hw: tuple[int, int]) -> None:
+        self.store = store
+        self.study = study
+        self.distill = distill
+        self.device = device  # latency device profile of the study's results
+        self.macs_hw = macs_hw  # resolution MACs are counted at
+
+    def results(self):  # -> pd.DataFrame
+        """Recorded trials of this study as a DataFrame."""
+        return study_results(self.store, self.study, device=self.device)
+
+    def earlier_result(self, arch: Arch) -> dict[str, Any] | None:
+        """This study's completed result for `arch`, if a trial already trained it."""
+        rows = self.results()
+        rows = rows[(rows["nn"] == arch.name) & (rows["state"] == "complete")].dropna(subset=["psnr", "latency_ms"])
+        return None if rows.empty else rows.iloc[0].to_dict()
+
+    def link_repeat(self, number: int, arch: Arch, dataset: str) -> None:
+        """Link a repeated trial to the student an earlier trial recorded."""
+        uid = prm_uid(self.distill.hyperparameters())
+        defer_interrupts()
+        self.store.write(lambda session: session.merge(TrialLink(
+            study=self.study, trial_number=number, nn=arch.name, prm=uid, task=TASK, dataset=dataset,
+            state="complete")))
+
+    def record(self, number: int, arch: Arch, student: torch.nn.Module, *, dataset: str, epochs: list,
+               latencies: list[LatencyRecord], state: str) -> None:
+        """One trial's rows in one transaction: model, code, epochs, latencies, weights (when trained)."""
+        defer_interrupts()
+        height, width = self.macs_hw
+        buffer = io.BytesIO()
+        torch.save({k: v.cpu() for k, v in student.state_dict().items()}, buffer)
+        params = count_params(student)
+        record = ModelRecord(
+            nn=arch.name, code=arch.model_code(), arch_json=json.dumps(arch.to_dict(), sort_keys=True),
+            prm=self.distill.hyperparameters(), dataset=dataset,
+            transform=transform_name(self.distill), transform_code=transform_code(self.distill),
+            params=params, macs=count_macs(student, arch, height, width), macs_hw=(height, width),
+            depth=conv_depth(student), model_size_bytes=params * 4,
+            epochs=epochs, latencies=latencies, weights=buffer.getvalue() if epochs else None,
+        )
+        record_trial(self.store, self.study, number, record, state=state)
+
+
+def transform_name(config: DistillConfig) -> str:
+    """The NN Dataset transform name of a distillation's augmentation."""
+    return "crops_" + "-".join(map(str, config.crops)) + "_hflip"
+
+
+def transform_code(config: DistillConfig) -> str:
+    """The NN Dataset transform code (a comment saying what the augmentation does)."""
+    return (f"# random crops {' -> '.join(map(str, config.crops))} px (progressive over the step budget), "
+            "random horizontal flip; see nnsearch.train.crops\n")
