@@ -1,6 +1,6 @@
 """Replay: compare search strategies on a finished study used as a tabular benchmark.
 
-A sampler (tpe, nsga2, random: the factories of `nnsearch.search.study.SAMPLERS`)
+A sampler (guided, tpe, nsga2, random: the factories of `nnsearch.search.samplers.SAMPLERS`)
 runs a fresh in-memory Optuna study for each seed. Every trial samples an
 architecture through the study's search space (`SearchSpace.suggest`, as a
 search does), so the sampler sees the same parameters and choices as in a
@@ -36,9 +36,10 @@ conditional parameters. (Telling the sampler the recorded candidate's
 parameters instead of its proposal's made no material difference on the
 benchmark table.) The fraction of exact hits is reported with the results.
 
-The samplers' `constraints_func` reads the trial attribute
-`nnsearch.search.study.CONSTRAINT_ATTR`; the replay sets it to 0 (every recorded
-candidate is feasible: only completed students are in the table).
+A replay runs the study's own trial loop (`nnsearch.search.trial_loop.TrialLoop`)
+with `RecordedEvaluator` as its evaluation backend in place of training. Each
+trial's latency constraint (`Trial.set_constraint`) is 0: every recorded
+candidate is feasible, only completed students are in the table.
 
 Quality is the hypervolume of the (PSNR, latency) front of the candidates
 seen so far, after every trial, w.r.t. one reference point fixed per study.
@@ -53,7 +54,6 @@ be hard to tell apart.
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -67,7 +67,7 @@ from nnsearch.analysis.pareto import (
     nondominated_mask,
     pareto,
 )
-from nnsearch.common.progress import progress
+from nnsearch.common.progress import progress_bar
 from nnsearch.errors import NNSearchError
 from nnsearch.replay.table import OBJECTIVES, ReplayRun, ReplayTable
 
@@ -190,29 +190,56 @@ def table_reference(table: ReplayTable) -> dict[str, float]:
     return default_reference(pareto(table.candidates, OBJECTIVES), OBJECTIVES)
 
 
+class RecordedEvaluator:
+    """The replay's evaluation backend for the study trial loop: a recorded table in place of training.
+
+    Each trial samples an architecture through the table's space (as a search
+    does), is answered by `ReplayRun` under `rule`, and reports that recorded
+    student's values (feasible: only completed students are in the table). One
+    record per trial, with the front's hypervolume so far, is kept in `records`.
+    """
+
+    def __init__(self, table: ReplayTable, sampler: str, seed: int, tracker: FrontTracker, *,
+                 rule: str = "distinct") -> None:
+        self.table = table
+        self.sampler = sampler
+        self.seed = seed
+        self.tracker = tracker
+        self.answers = ReplayRun(table, rule)
+        self.records: list[dict[str, object]] = []
+
+    def evaluate(self, trial):  # (optuna.Trial) -> TrialOutcome
+        from nnsearch.search.evaluation import TrialOutcome
+        from nnsearch.search.samplers import set_latency_constraint
+
+        proposal = self.table.space.suggest(trial)
+        found = self.answers.answer(proposal)
+        psnr, latency = self.table.values(found.row)
+        set_latency_constraint(trial, 0.0)
+        self.records.append({"sampler": self.sampler, "seed": self.seed, "trial": trial.number + 1,
+                             "nn": self.table.candidates.at[found.row, "nn"], "exact": found.exact,
+                             "distance": found.distance, "psnr": psnr, "latency_ms": latency,
+                             "hypervolume": self.tracker.add((psnr, latency))})
+        return TrialOutcome(trial.number, proposal, "complete", psnr, latency)
+
+
 def run_sampler(table: ReplayTable, sampler: str, seed: int, trials: int, tracker: FrontTracker, *,
                 rule: str = "distinct", verbose: bool = True) -> list[dict[str, object]]:
-    """One replay run: `trials` ask/tell steps of a fresh Optuna study answered by `table` under `rule`."""
+    """One replay run: the study trial loop on a fresh in-memory Optuna study, answered by `table` under `rule`."""
     import optuna
 
-    from nnsearch.search.samplers import CONSTRAINT_ATTR, SAMPLERS, SamplerContext
-    from nnsearch.search.study import DIRECTIONS
+    from nnsearch.search.config import DIRECTIONS
+    from nnsearch.search.optuna_setup import quiet_optuna
+    from nnsearch.search.samplers import SAMPLERS, SamplerContext
+    from nnsearch.search.trial_loop import TrialLoop
 
     context = SamplerContext(table.space, table.latency_ms)
-    study = optuna.create_study(directions=list(DIRECTIONS), sampler=SAMPLERS[sampler](seed, context))
-    answers = ReplayRun(table, rule)
-    records = []
-    for number in progress(range(trials), total=trials, desc=f"replay {sampler} seed {seed}", enabled=verbose):
-        trial = study.ask()
-        found = answers.answer(table.space.suggest(trial))
-        psnr, latency = table.values(found.row)
-        trial.set_user_attr(CONSTRAINT_ATTR, 0.0)
-        study.tell(trial, [psnr, latency])
-        records.append({"sampler": sampler, "seed": seed, "trial": number + 1,
-                        "nn": table.candidates.at[found.row, "nn"], "exact": found.exact,
-                        "distance": found.distance, "psnr": psnr, "latency_ms": latency,
-                        "hypervolume": tracker.add((psnr, latency))})
-    return records
+    with quiet_optuna():
+        study = optuna.create_study(directions=list(DIRECTIONS), sampler=SAMPLERS[sampler](seed, context))
+    backend = RecordedEvaluator(table, sampler, seed, tracker, rule=rule)
+    with progress_bar(total=trials, desc=f"replay {sampler} seed {seed}", enabled=verbose) as bar:
+        TrialLoop(study, backend.evaluate, OBJECTIVES, after_trial=lambda _outcome: bar.update(1)).run(trials)
+    return backend.records
 
 
 def replay(table: ReplayTable, samplers: Sequence[str] = ("guided", "tpe", "nsga2", "random"), trials: int | None = None,
@@ -224,8 +251,6 @@ def replay(table: ReplayTable, samplers: Sequence[str] = ("guided", "tpe", "nsga
     unrecorded proposals are answered (`nnsearch.replay.table.ReplayRun`). One sampler
     object serves a whole run.
     """
-    import optuna
-
     samplers = check_samplers(samplers)
     trials = len(table) if trials is None else int(trials)
     if trials <= 0:
@@ -236,19 +261,9 @@ def replay(table: ReplayTable, samplers: Sequence[str] = ("guided", "tpe", "nsga
     reference = dict(reference or table_reference(table))
     first = FIRST_SEED if first_seed is None else first_seed
     records: list[dict[str, object]] = []
-    verbosity = optuna.logging.get_verbosity()
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            warnings.filterwarnings("ignore", message=".*(group|multivariate|independent).*")
-            warnings.filterwarnings("ignore", message=".*constraints_func.*deprecated", category=FutureWarning)
-            for sampler in samplers:
-                for seed in range(first, first + seeds):
-                    records += run_sampler(table, sampler, seed, trials, FrontTracker(reference), rule=rule,
-                                           verbose=verbose)
-    finally:
-        optuna.logging.set_verbosity(verbosity)
+    for sampler in samplers:
+        for seed in range(first, first + seeds):
+            records += run_sampler(table, sampler, seed, trials, FrontTracker(reference), rule=rule, verbose=verbose)
     volume = hypervolume(columns.to_numpy(float), [reference[c] for c in OBJECTIVES], list(OBJECTIVES.values()))
     return ReplayResult(table.study, trials, reference, volume, len(table), pd.DataFrame(records), rule)
 
