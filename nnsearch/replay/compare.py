@@ -290,3 +290,20 @@ def write_outputs(result: ReplayResult, out: Path) -> list[Path]:
     plot = _save(fig, ax, out / "hypervolume.png", f"replay of '{result.study}': mean, band min-max over seeds\n"
                                                      f"reference {ref}")
     return [runs, summary, plot]
+
+
+def replay_study(study: str, db: "Store | str | None" = None, *,
+                 samplers: Sequence[str] = ("guided", "tpe", "nsga2", "random"), trials: int | None = None,
+                 seeds: int = 5, space: "SearchSpace | str | None" = None, device: str = "host-cpu",
+                 reference: Mapping[str, float] | None = None, first_seed: int | None = None,
+                 rule: str = "distinct", verbose: bool = False) -> ReplayResult:
+    """Replay the finished study `study` of store `db` (`ReplayTable.load`, then `replay`); what `nnsearch.replay` does."""
+    from nnsearch.model.space import SearchSpace, load_space
+    from nnsearch.store.engine import Store
+
+    store = db if isinstance(db, Store) else Store(db, create=False)
+    if isinstance(space, str):
+        space = load_space(space)
+    table = ReplayTable.load(store, study, space=space, device=device)
+    return replay(table, samplers, trials=trials, seeds=seeds, reference=reference, first_seed=first_seed,
+                  rule=rule, verbose=verbose)
