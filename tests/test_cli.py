@@ -63,3 +63,33 @@ def test_bad_data_path_leaves_no_study_behind(tmp_path, capsys):
     assert optuna_storage(Store(db)).get_all_studies() == []
     assert main(["search", "--space", "tiny", "--data", str(tmp_path / "none"), "--workers", "2", "--db", db]) == 2
     assert optuna_storage(Store(db)).get_all_studies() == []
+
+
+def test_search_defaults_are_the_library_defaults_and_options_override_them():
+    from nnsearch.cli import build_parser
+    from nnsearch.commands.study import search_config
+    from nnsearch.search.config import HeartbeatConfig, LatencyConfig
+    from nnsearch.search.early_stopping import EarlyStopRule
+    from nnsearch.train.distill import DistillConfig
+
+    config, heartbeat = search_config(build_parser().parse_args(["search", "--space", "tiny"]))
+    assert config.distill == DistillConfig() and config.latency == LatencyConfig()
+    assert heartbeat == HeartbeatConfig() and config.early_stop == EarlyStopRule()
+    assert (config.teacher, config.seed, config.sampler) == ("cpu", 0, "guided")
+    args = build_parser().parse_args(["search", "--space", "tiny", "--steps", "7", "--epochs", "1", "--crops", "32",
+                                      "--seed", "3", "--resolution", "64x96", "--no-early-stop",
+                                      "--heartbeat-interval", "5", "--grace-period", "9", "--no-measure"])
+    config, heartbeat = search_config(args)
+    assert (config.distill.steps, config.distill.epochs, config.distill.crops) == (7, 1, (32,))
+    assert config.distill.seed == config.seed == 3 and config.early_stop is None
+    assert (config.latency.height, config.latency.width, config.latency.measure) == (64, 96, False)
+    assert (heartbeat.interval_s, heartbeat.grace_s) == (5, 9)
+
+
+def test_demo_and_search_trials_both_mean_finished_trials_in_all():
+    from nnsearch.cli import build_parser
+
+    for command in ("demo", "search"):
+        action = next(a for a in build_parser()._subparsers._group_actions[0].choices[command]._actions
+                      if a.dest == "trials")
+        assert "finished trials the study should have" in action.help

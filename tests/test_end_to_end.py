@@ -71,7 +71,9 @@ def test_study_resumes_and_summary_is_written(finished_study):
     study, store, root = finished_study
     again = Study(study.config, store, verbose=False)
     again.results_dir = study.results_dir
-    again.run(3)
+    again.run(3)  # until 3 finished trials in all: one more
+    assert len(again.optuna.trials) == 3
+    again.run(3)  # the study has them: nothing runs
     assert len(again.optuna.trials) == 3
     summary = summarize(again, results_root=root / "results")
     assert summary.complete == 3

@@ -3,12 +3,48 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any, Callable
 
 from nnsearch.commands import add_db_option, parse_resolution
 from nnsearch.errors import NNSearchError
 
 #: The names of `nnsearch.search.samplers.SAMPLERS` (listed here so that `--help` does not import Optuna).
 SAMPLER_NAMES = ["guided", "tpe", "nsga2", "random"]
+
+
+class LibraryDefault:
+    """An option whose default is the library's: fields of a config dataclass, not a copy of their values.
+
+    `--help` shows the value (importing the dataclass only then); when the option
+    is not given, the config is built without it and keeps the dataclass default.
+    """
+
+    def __init__(self, module: str, dataclass_name: str, *fields: str, fmt: Callable[[Any], str] = str) -> None:
+        self.module, self.dataclass_name, self.fields, self.fmt = module, dataclass_name, fields, fmt
+
+    def value(self) -> Any:
+        """The dataclass's default of the field (a tuple of them for several fields)."""
+        import dataclasses
+        import importlib
+
+        known = {f.name: f for f in dataclasses.fields(getattr(importlib.import_module(self.module),
+                                                                 self.dataclass_name))}
+        values = tuple(known[name].default if known[name].default is not dataclasses.MISSING
+                       else known[name].default_factory() for name in self.fields)
+        return values[0] if len(values) == 1 else values
+
+    def __str__(self) -> str:
+        return self.fmt(self.value())
+
+
+def _distill_default(field: str, fmt=str) -> LibraryDefault:
+    return LibraryDefault("nnsearch.train.distill", "DistillConfig", field, fmt=fmt)
+
+
+def _given(args: argparse.Namespace, **options: str) -> dict:
+    """{keyword: value} of the options (keyword=attribute of args) given on the command line."""
+    return {key: getattr(args, attr) for key, attr in options.items()
+            if not isinstance(getattr(args, attr), LibraryDefault)}
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -19,31 +55,41 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_search(args: argparse.Namespace) -> int:
+def search_config(args: argparse.Namespace):  # -> (StudyConfig, HeartbeatConfig)
+    """The study and heartbeat configs of `nnsearch search`; options not given keep the library's defaults."""
     from nnsearch.model.space import load_space
-    from nnsearch.search.demo import format_table, summarize
+    from nnsearch.search.config import HeartbeatConfig, LatencyConfig, StudyConfig
     from nnsearch.search.early_stopping import EarlyStopRule
-    from nnsearch.search.study import HeartbeatConfig, LatencyConfig, Study, StudyConfig
+    from nnsearch.train.distill import DistillConfig
+
+    latency = _given(args, device="device", threads="threads")
+    if not isinstance(args.resolution, LibraryDefault):
+        latency["height"], latency["width"] = parse_resolution(args.resolution)
+    distill = _given(args, steps="steps", epochs="epochs", alpha="alpha", batch="batch", seed="seed")  # seeds both
+    if not isinstance(args.crops, LibraryDefault):
+        distill["crops"] = parse_crops(args.crops)
+    margin = args.early_stop_margin
+    early_stop = {} if isinstance(margin, LibraryDefault) else {
+        "early_stop": None if margin is None else EarlyStopRule(margin_db=margin)}
+    config = StudyConfig(
+        name=args.study, space=load_space(args.space), data_spec=args.data, sampler=args.sampler,
+        teacher_steps=args.teacher_steps, max_side=args.max_side, max_latency_ms=args.max_latency_ms,
+        distill=DistillConfig(**distill), latency=LatencyConfig(measure=not args.no_measure, **latency),
+        minimize_params=args.minimize_params, **early_stop, **_given(args, teacher="teacher", seed="seed"),
+    )
+    return config, HeartbeatConfig(**_given(args, interval_s="heartbeat_interval", grace_s="grace_period"))
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from nnsearch.search.demo import format_table, summarize
+    from nnsearch.search.study import Study
     from nnsearch.search.workers import run_workers
     from nnsearch.store.engine import Store
     from nnsearch.train.datasets import load_data
-    from nnsearch.train.distill import DistillConfig
 
-    height, width = parse_resolution(args.resolution)
     if args.trials < 1:
         raise NNSearchError(f"--trials must be >= 1, got {args.trials}")
-    config = StudyConfig(
-        name=args.study, space=load_space(args.space), data_spec=args.data, seed=args.seed,
-        sampler=args.sampler, teacher=args.teacher, teacher_steps=args.teacher_steps, max_side=args.max_side,
-        max_latency_ms=args.max_latency_ms,
-        distill=DistillConfig(steps=args.steps, epochs=args.epochs, alpha=args.alpha, seed=args.seed,
-                              batch=args.batch, crops=parse_crops(args.crops)),
-        latency=LatencyConfig(device=args.device, height=height, width=width, threads=args.threads,
-                              measure=not args.no_measure),
-        early_stop=None if args.early_stop_margin is None else EarlyStopRule(margin_db=args.early_stop_margin),
-        minimize_params=args.minimize_params,
-    )
-    heartbeat = HeartbeatConfig(interval_s=args.heartbeat_interval, grace_s=args.grace_period)
+    config, heartbeat = search_config(args)
     store = Store(args.db)
     print(f"store: {store.display_url}")
     if args.workers > 1:
@@ -72,7 +118,8 @@ def parse_crops(text: str) -> tuple[int, ...]:
 
 def register(sub: argparse._SubParsersAction) -> None:
     demo = sub.add_parser("demo", help="run (or resume) a small real study on the tiny space and built-in data")
-    demo.add_argument("--trials", type=int, default=6, help="trials to add (default 6)")
+    demo.add_argument("--trials", type=int, default=6,
+                      help="finished trials the study should have, as for search (default 6; re-running resumes)")
     demo.add_argument("--study", default="demo", help="study name (default demo)")
     add_db_option(demo)
     demo.set_defaults(handler=cmd_demo)
@@ -88,32 +135,43 @@ def register(sub: argparse._SubParsersAction) -> None:
     search.add_argument("--workers", type=int, default=1, help="worker processes on this machine (default 1)")
     search.add_argument("--timeout", type=float, default=None, metavar="S",
                         help="start no new trial after S seconds (the running ones finish)")
-    search.add_argument("--early-stop-margin", type=float, default=1.0, metavar="DB",
+    search.add_argument("--early-stop-margin", type=float, default=LibraryDefault("nnsearch.search.early_stopping", "EarlyStopRule", "margin_db"), metavar="DB",
                         help="stop a candidate whose PSNR after an epoch is DB below a no-slower finished "
-                             "trial's at the same epoch (default 1.0)")
+                             "trial's at the same epoch (default %(default)s)")
     search.add_argument("--no-early-stop", dest="early_stop_margin", action="store_const", const=None,
                         help="train every feasible candidate for its full budget")
-    search.add_argument("--heartbeat-interval", type=int, default=30, metavar="S",
-                        help="seconds between a running trial's heartbeats (default 30)")
-    search.add_argument("--grace-period", type=int, default=120, metavar="S",
-                        help="a trial without heartbeat for S seconds is failed and retried (default 120)")
+    search.add_argument("--heartbeat-interval", type=int, default=LibraryDefault("nnsearch.search.config", "HeartbeatConfig", "interval_s"), metavar="S",
+                        help="seconds between a running trial's heartbeats (default %(default)s)")
+    search.add_argument("--grace-period", type=int, default=LibraryDefault("nnsearch.search.config", "HeartbeatConfig", "grace_s"), metavar="S",
+                        help="a trial without heartbeat for S seconds is failed and retried (default %(default)s)")
     search.add_argument("--study", default="search")
     search.add_argument("--sampler", choices=SAMPLER_NAMES, default="guided",
                         help="guided (default: model-based, knows each candidate's predicted latency), tpe, nsga2 "
                              "or random")
-    search.add_argument("--seed", type=int, default=0)
-    search.add_argument("--steps", type=int, default=240, help="distillation steps per candidate")
-    search.add_argument("--epochs", type=int, default=2, help="evaluations per candidate")
-    search.add_argument("--alpha", type=float, default=0.9, help="weight of the teacher term in the loss")
-    search.add_argument("--batch", type=int, default=8, help="distillation batch size (default 8)")
-    search.add_argument("--crops", default="48,64", help="progressive crop sizes, e.g. 64,128,256 (default 48,64)")
-    search.add_argument("--teacher", default="cpu", help="teacher preset (cpu or paper)")
+    search.add_argument("--seed", type=int, default=LibraryDefault("nnsearch.search.config", "StudyConfig", "seed"),
+                        help="seed of the sampler and the distillation (default %(default)s)")
+    search.add_argument("--steps", type=int, default=_distill_default("steps"),
+                        help="distillation steps per candidate (default %(default)s)")
+    search.add_argument("--epochs", type=int, default=_distill_default("epochs"),
+                        help="evaluations per candidate (default %(default)s)")
+    search.add_argument("--alpha", type=float, default=_distill_default("alpha"),
+                        help="weight of the teacher term in the loss (default %(default)s)")
+    search.add_argument("--batch", type=int, default=_distill_default("batch"),
+                        help="distillation batch size (default %(default)s)")
+    search.add_argument("--crops", default=_distill_default("crops", lambda crops: ",".join(map(str, crops))),
+                        help="progressive crop sizes, e.g. 64,128,256 (default %(default)s)")
+    search.add_argument("--teacher", default=LibraryDefault("nnsearch.search.config", "StudyConfig", "teacher"),
+                        help="teacher preset (cpu or paper; default %(default)s)")
     search.add_argument("--teacher-steps", type=int, default=None, help="teacher training steps (default: preset's)")
     search.add_argument("--max-side", type=int, default=None, metavar="PX",
                         help="downscale training/validation images to at most PX on the long side")
-    search.add_argument("--device", default="host-cpu", help="device profile name for latency")
-    search.add_argument("--resolution", default="1088x1920", help="latency input HEIGHTxWIDTH")
-    search.add_argument("--threads", type=int, default=1)
+    search.add_argument("--device", default=LibraryDefault("nnsearch.search.config", "LatencyConfig", "device"),
+                        help="device profile name for latency (default %(default)s)")
+    search.add_argument("--resolution", default=LibraryDefault("nnsearch.search.config", "LatencyConfig", "height", "width",
+                                                        fmt=lambda hw: f"{hw[0]}x{hw[1]}"),
+                        help="latency input HEIGHTxWIDTH (default %(default)s)")
+    search.add_argument("--threads", type=int, default=LibraryDefault("nnsearch.search.config", "LatencyConfig", "threads"),
+                        help="threads for latency (default %(default)s)")
     search.add_argument("--max-latency-ms", type=float, default=None,
                         help="latency budget: candidates predicted slower are recorded infeasible and not trained")
     search.add_argument("--no-measure", action="store_true",
