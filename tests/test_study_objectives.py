@@ -38,3 +38,15 @@ def test_study_stores_its_space_and_refuses_another_on_resume(store):
     Study(config, store, verbose=False)  # the same space resumes
     with pytest.raises(NNSearchError, match="created with search space 'tiny'.*'litedenoise'.*same --space"):
         Study(dataclasses.replace(config, space=load_space("litedenoise")), store, verbose=False)
+
+
+def test_constructing_a_study_changes_no_global_logging_or_warning_filter(store, tmp_path):
+    import warnings
+
+    import optuna
+
+    filters, verbosity = list(warnings.filters), optuna.logging.get_verbosity()
+    study = Study(StudyConfig(name="polite", space=load_space("tiny")), store, verbose=False,
+                  results_root=tmp_path / "out")
+    assert list(warnings.filters) == filters and optuna.logging.get_verbosity() == verbosity
+    assert study.results_dir == tmp_path / "out" / "polite"

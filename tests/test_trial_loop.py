@@ -1,0 +1,61 @@
+"""The one trial path: `TrialLoop.run_trial` (ask/tell loop) and `TrialLoop.objective` (optuna.optimize)
+both run the evaluation under the interrupt guard with the trial's heartbeat, and fail an interrupted trial."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+
+import optuna
+import pytest
+
+from nnsearch.common import interrupts
+from nnsearch.model.space import load_space
+from nnsearch.search.config import HeartbeatConfig, StudyConfig
+from nnsearch.search.evaluation import TrialOutcome
+from nnsearch.search.optuna_setup import open_optuna_study
+from nnsearch.search.trial_loop import TrialLoop
+
+TINY = load_space("tiny")
+
+
+class Observing:
+    """An evaluation backend that notes what surrounds it (guard, heartbeat) and can be Ctrl-C'd by the user."""
+
+    def __init__(self, ctrl_c: bool = False) -> None:
+        self.ctrl_c = ctrl_c
+        self.seen: list[tuple[bool, bool]] = []
+
+    def __call__(self, trial: optuna.Trial) -> TrialOutcome:
+        arch = TINY.suggest(trial)
+        beating = any(t.name == "nnsearch-heartbeat" and t.is_alive() for t in threading.enumerate())
+        self.seen.append((interrupts._active_guard is not None, beating))
+        if self.ctrl_c:
+            os.kill(os.getpid(), signal.SIGINT)
+        return TrialOutcome(trial.number, arch, "complete", 30.0 - trial.number, 5.0 + trial.number, 100)
+
+
+def _study(store, name: str) -> optuna.Study:
+    config = StudyConfig(name=name, space=TINY)
+    return open_optuna_study(config, store, optuna.samplers.RandomSampler(seed=0), HeartbeatConfig(1, 5))
+
+
+def test_run_and_optimize_share_the_guard_and_the_heartbeat(store):
+    study = _study(store, "paths")
+    backend = Observing()
+    loop = TrialLoop(study, backend, ["psnr", "latency_ms"])
+    loop.run(2)
+    study.optimize(loop.objective, n_trials=1)
+    assert backend.seen == [(True, True)] * 3
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 3
+    assert study.trials[2].values == [28.0, 7.0]
+
+
+@pytest.mark.parametrize("path", ["run", "optimize"])
+def test_ctrl_c_during_evaluation_fails_the_trial_on_both_paths(store, path):
+    study = _study(store, f"ctrl-c-{path}")
+    loop = TrialLoop(study, Observing(ctrl_c=True), ["psnr", "latency_ms"])
+    with pytest.raises(KeyboardInterrupt):
+        loop.run(1) if path == "run" else study.optimize(loop.objective, n_trials=1)
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.FAIL]
