@@ -121,7 +121,7 @@ def build(store: Store, fidelity: Fidelity, max_rounds: int = 3) -> None:
         if missing <= 0:
             break
         for _ in progress(range(missing), desc="recording students"):
-            study.run(1)
+            study.run(study.counts().finished + 1)  # one more trial
             added += 1
     have = recorded_candidates(store, fidelity.name)
     if have < fidelity.candidates:

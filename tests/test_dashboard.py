@@ -11,7 +11,8 @@ import optuna
 
 from nnsearch.model.space import load_space
 from nnsearch.search.config import StudyConfig
-from nnsearch.search.optuna_setup import open_optuna_study, quiet_optuna
+from nnsearch.search.optuna_setup import open_optuna_study
+from nnsearch.search.quiet import quiet_optuna
 from nnsearch.search.samplers import SAMPLERS, SamplerContext, is_feasible, set_latency_constraint
 
 #: (psnr, latency_ms, budget excess) of the trials told; the second is over the budget (and would be

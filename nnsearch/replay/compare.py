@@ -229,7 +229,7 @@ def run_sampler(table: ReplayTable, sampler: str, seed: int, trials: int, tracke
     import optuna
 
     from nnsearch.search.config import DIRECTIONS
-    from nnsearch.search.optuna_setup import quiet_optuna
+    from nnsearch.search.quiet import quiet_optuna
     from nnsearch.search.samplers import SAMPLERS, SamplerContext
     from nnsearch.search.trial_loop import TrialLoop
 

@@ -1,1 +1,2 @@
-"""Search studies: the trial loop, trial claims and heartbeats, workers, early stopping, live status, samplers."""
+"""Search studies: `study` assembles config, Optuna set-up, training inputs, candidate evaluation and the trial loop;
+also claims and heartbeats, workers, early stopping, live status, `samplers/`, and `api` (create/load by name)."""

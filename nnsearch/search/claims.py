@@ -28,6 +28,7 @@ from optuna.trial import TrialState
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
+from nnsearch.search.quiet import quiet_optuna
 from nnsearch.store.engine import Store
 
 #: Trial user attribute set when a trial ended as a recorded failure (e.g. NaN loss).
@@ -92,7 +93,7 @@ def claim_trial(study: optuna.Study, store: Store, total: int,
     the number that trial will get (e.g. to seed the sampler per trial, so that
     workers do not propose the same candidates).
     """
-    with advisory_lock(store, f"study:{study.study_name}"):
+    with advisory_lock(store, f"study:{study.study_name}"), quiet_optuna():
         optuna.storages.fail_stale_trials(study)
         counts = TrialCounts.of(study)
         if counts.finished >= total:

@@ -1,35 +1,16 @@
-"""The Optuna side of a study: its storage in the store, its creation or resumption, quiet Optuna calls."""
+"""The Optuna side of a study: its storage in the store, its creation or resumption."""
 
 from __future__ import annotations
 
-import warnings
-from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any
 
 import optuna
 
 from nnsearch.errors import NNSearchError
 from nnsearch.search.claims import advisory_lock
 from nnsearch.search.config import CONFIG_ATTR, SPACE_ATTR, HeartbeatConfig, StudyConfig
+from nnsearch.search.quiet import quiet_optuna
 from nnsearch.store.engine import Store
-
-
-@contextmanager
-def quiet_optuna() -> Iterator[None]:
-    """Inside: Optuna logs warnings only, and its experimental/heartbeat notices are not shown.
-
-    Scoped: the caller's logging level and warning filters are restored on exit.
-    """
-    verbosity = optuna.logging.get_verbosity()
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-            warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
-            warnings.filterwarnings("ignore", message=".*(group|multivariate|independent).*")
-            yield
-    finally:
-        optuna.logging.set_verbosity(verbosity)
 
 
 def optuna_storage(store: Store, heartbeat: HeartbeatConfig = HeartbeatConfig()) -> optuna.storages.RDBStorage:

@@ -121,7 +121,7 @@ class Study:
         after that many seconds. Ctrl-C marks the running trial failed (nothing
         of it is recorded) and re-raises.
         """
-        counts = TrialCounts.of(self.optuna)
+        counts = self.counts()
         self.log(f"study '{self.config.name}': {counts.finished} of {trials} trials finished "
                  f"(space {self.config.space.name}, store {self.store.display_url})")
         if counts.finished >= trials:
@@ -130,6 +130,10 @@ class Study:
         self.prepare()
         self._total = trials
         self.loop.run(trials, timeout_s=timeout_s, poll_s=poll_s)
+        return self.counts()
+
+    def counts(self) -> TrialCounts:
+        """How the study's trials stand now (finished, running, waiting, failed)."""
         return TrialCounts.of(self.optuna)
 
     def run_trial(self, trial: optuna.Trial) -> TrialOutcome | None:

@@ -24,7 +24,7 @@ from nnsearch.search.claims import OUTCOME_ATTR, Claim, TrialCounts
 from nnsearch.search.evaluation import Evaluate, TrialOutcome
 from nnsearch.search.heartbeat import Heartbeat
 from nnsearch.search.inputs import silent
-from nnsearch.search.optuna_setup import quiet_optuna
+from nnsearch.search.quiet import quiet_optuna
 from nnsearch.train.distill import DistillationDiverged
 
 #: Claims the next trial of a study that should end with `total` finished trials.
