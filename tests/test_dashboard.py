@@ -10,6 +10,7 @@ from wsgiref.util import setup_testing_defaults
 import optuna
 
 from nnsearch.model.space import load_space
+from nnsearch.store.engine import Store
 from nnsearch.search.config import StudyConfig
 from nnsearch.search.optuna_setup import open_optuna_study
 from nnsearch.search.quiet import quiet_optuna
@@ -33,7 +34,8 @@ def dashboard_study_detail(storage, study_id: int) -> dict:
     return json.loads(io.BytesIO(body).read())
 
 
-def test_feasible_and_infeasible_trials_show_in_optuna_dashboard(store):
+def test_feasible_and_infeasible_trials_show_in_optuna_dashboard(tmp_path):
+    store = Store(f"sqlite:///{tmp_path / 'dash.db'}")  # the constraint lives in Optuna's tables, any engine
     config = StudyConfig(name="dash", space=load_space("tiny"), max_latency_ms=15.0)
     with warnings.catch_warnings():
         warnings.simplefilter("error", FutureWarning)  # no deprecated constraints_func anywhere

@@ -12,6 +12,7 @@ import pytest
 
 from nnsearch.common import interrupts
 from nnsearch.model.space import load_space
+from nnsearch.store.engine import Store
 from nnsearch.search.config import HeartbeatConfig, StudyConfig
 from nnsearch.search.evaluation import TrialOutcome
 from nnsearch.search.optuna_setup import open_optuna_study
@@ -41,7 +42,8 @@ def _study(store, name: str) -> optuna.Study:
     return open_optuna_study(config, store, optuna.samplers.RandomSampler(seed=0), HeartbeatConfig(1, 5))
 
 
-def test_run_and_optimize_share_the_guard_and_the_heartbeat(store):
+def test_run_and_optimize_share_the_guard_and_the_heartbeat(tmp_path):
+    store = Store(f"sqlite:///{tmp_path / 'loop.db'}")
     study = _study(store, "paths")
     backend = Observing()
     loop = TrialLoop(study, backend, ["psnr", "latency_ms"])
@@ -53,7 +55,8 @@ def test_run_and_optimize_share_the_guard_and_the_heartbeat(store):
 
 
 @pytest.mark.parametrize("path", ["run", "optimize"])
-def test_ctrl_c_during_evaluation_fails_the_trial_on_both_paths(store, path):
+def test_ctrl_c_during_evaluation_fails_the_trial_on_both_paths(tmp_path, path):
+    store = Store(f"sqlite:///{tmp_path / 'loop.db'}")
     study = _study(store, f"ctrl-c-{path}")
     loop = TrialLoop(study, Observing(ctrl_c=True), ["psnr", "latency_ms"])
     with pytest.raises(KeyboardInterrupt):
