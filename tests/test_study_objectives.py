@@ -50,3 +50,19 @@ def test_constructing_a_study_changes_no_global_logging_or_warning_filter(store,
                   results_root=tmp_path / "out")
     assert list(warnings.filters) == filters and optuna.logging.get_verbosity() == verbosity
     assert study.results_dir == tmp_path / "out" / "polite"
+
+
+def test_facade_loads_a_study_with_its_settings_and_names_bad_input(store, tmp_path):
+    import nnsearch
+
+    created = nnsearch.create_study("facade", space="tiny", db=store, sampler="random", steps=7, epochs=1,
+                                    height=32, width=48, max_latency_ms=50.0, early_stop=0.5, verbose=False,
+                                    results_root=tmp_path)
+    loaded = nnsearch.load_study("facade", db=store, verbose=False, results_root=tmp_path)
+    assert loaded.config.settings() == created.config.settings()
+    assert loaded.config.space.to_mapping() == created.config.space.to_mapping()
+    assert (loaded.config.distill.steps, loaded.config.latency.width, loaded.config.early_stop.margin_db) == (7, 48, 0.5)
+    with pytest.raises(NNSearchError, match="no study 'nope' in .*its studies: \\['facade'\\]"):
+        nnsearch.load_study("nope", db=store)
+    with pytest.raises(NNSearchError, match="unknown setting\\(s\\) \\['stepz'\\]"):
+        nnsearch.create_study("bad", space="tiny", db=store, stepz=3)
