@@ -15,7 +15,8 @@ from nnsearch.latency import probes as lut_probes
 from nnsearch.latency import tflite
 from nnsearch.errors import ExportError
 from nnsearch.model.arch import Arch
-from nnsearch.latency.table import DeviceProfile, LatencyError, LatencyTable, LutEntry, MemoryBackend, OpKey
+from nnsearch.errors import LatencyError
+from nnsearch.latency.table import DeviceProfile, LatencyTable, LutEntry, MemoryBackend, OpKey
 from nnsearch.model.space import load_space
 from nnsearch.store.engine import Store
 from nnsearch.store.lut_backend import SqlLutBackend

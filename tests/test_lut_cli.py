@@ -14,7 +14,7 @@ from sqlalchemy import select
 from nnsearch.search import latency as latency_service
 from nnsearch.model.arch import Arch
 from nnsearch.cli import main
-from nnsearch.latency.table import LatencyError
+from nnsearch.errors import LatencyError
 from nnsearch.latency.probes import KEY_COLUMNS, arch_keys, space_keys
 from nnsearch.model.space import load_space
 from nnsearch.store.engine import Store

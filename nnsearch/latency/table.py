@@ -58,10 +58,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Protocol, Sequence
 
+from nnsearch.errors import LatencyError
 from nnsearch.latency.probes import (
     KEY_COLUMNS,
     ArchKeys,
-    LatencyError,
     OpKey,
     arch_keys,
     key_from_row,
@@ -71,7 +71,7 @@ from nnsearch.latency.tflite import RUNTIME, runtime_version, time_tflite
 from nnsearch.model.arch import Arch
 
 __all__ = [
-    "DeviceProfile", "LatencyError", "LatencyTable", "LutBackend", "LutEntry", "MemoryBackend", "OpKey",
+    "DeviceProfile", "LatencyTable", "LutBackend", "LutEntry", "MemoryBackend", "OpKey",
     "arch_keys", "combine_entries", "fit_scale", "host_profile", "import_latencies", "measure_keys", "time_probe",
 ]
 

@@ -14,7 +14,8 @@ from __future__ import annotations
 from sqlalchemy import func, select
 
 from nnsearch.latency.probes import space_keys
-from nnsearch.latency.table import LatencyError, LatencyTable, MemoryBackend
+from nnsearch.errors import LatencyError
+from nnsearch.latency.table import LatencyTable, MemoryBackend
 from nnsearch.model.arch import Arch
 from nnsearch.model.space import SearchSpace
 from nnsearch.search.latency import resolve_profile

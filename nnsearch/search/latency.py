@@ -16,11 +16,10 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from nnsearch.errors import StoreError
+from nnsearch.errors import LatencyError, StoreError
 from nnsearch.latency.probes import check_resolution, space_keys
 from nnsearch.latency.table import (
     DeviceProfile,
-    LatencyError,
     LatencyTable,
     can_measure,
     host_profile,

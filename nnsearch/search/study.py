@@ -16,8 +16,7 @@ import torch
 from nnsearch.common.device import default_device
 from nnsearch.common.interrupts import InterruptGuard, raise_if_interrupted
 from nnsearch.common.paths import default_results_root
-from nnsearch.errors import NNSearchError
-from nnsearch.latency.table import LatencyError
+from nnsearch.errors import LatencyError, NNSearchError
 from nnsearch.latency.tflite import export_tflite, time_tflite
 from nnsearch.model.arch import Arch
 from nnsearch.model.counting import conv_depth, count_macs, count_params
