@@ -10,6 +10,7 @@ prediction is a dictionary walk.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import tempfile
 from pathlib import Path
@@ -24,7 +25,7 @@ from nnsearch.latency.table import (
     can_measure,
     host_profile,
 )
-from nnsearch.latency.tflite import export_tflite, time_tflite
+from nnsearch.latency.tflite import Timing, export_tflite, time_tflite
 from nnsearch.model.arch import Arch
 from nnsearch.model.space import SearchSpace
 from nnsearch.model.student import build_student
@@ -140,11 +141,18 @@ def prediction_record(store: Store, latency_ms: float, device_name: str, height:
                          median_ms=float(latency_ms), min_ms=float(latency_ms), runs=0)
 
 
+def measured_record(timing: Timing, device_name: str, height: int, width: int) -> LatencyRecord:
+    """A `LatencyRecord` of kind 'measured' for a whole-model `Timing` at height x width."""
+    return LatencyRecord(device=device_name, runtime=timing.runtime, runtime_version=timing.runtime_version,
+                         threads=timing.threads, height=height, width=width, kind="measured",
+                         **timing.stat_values())
+
+
 def record_latency(store: Store, nn: str, record: LatencyRecord) -> None:
     """Write one `latency_run` row for the stored model `nn`."""
     if store.reading(lambda conn: conn.scalar(select(NN.name).where(NN.name == nn))) is None:
         raise StoreError(f"no model '{nn}' in {store.display_url}; record the model before its latency")
-    row = {**record.__dict__, "nn": nn, "created_at": record.created_at or utcnow()}
+    row = {**dataclasses.asdict(record), "nn": nn, "created_at": record.created_at or utcnow()}
     record_bundle(store, Bundle(latencies=[row]))
 
 
@@ -178,8 +186,6 @@ def profile_nn(store: Store, nn: str, height: int, width: int, *, threads: int =
         path = export_tflite(build_student(arch).eval(), Path(folder) / f"{nn}.tflite",
                              (1, arch.in_channels, height, width))
         timing = time_tflite(path, runs=runs, warmup=warmup, threads=threads)
-    record = LatencyRecord(device=device_name, runtime=timing.runtime, runtime_version=timing.runtime_version,
-                           threads=threads, height=height, width=width, kind="measured",
-                           median_ms=timing.median_ms, min_ms=timing.min_ms, max_ms=timing.max_ms, runs=timing.runs)
+    record = measured_record(timing, device_name, height, width)
     record_latency(store, nn, record)
     return record

@@ -33,6 +33,7 @@ from nnsearch.search.heartbeat import Heartbeat
 from nnsearch.search.latency import (
     HOST_DEVICE,
     fill_space_table,
+    measured_record,
     predict_latency,
     prediction_record,
 )
@@ -43,7 +44,8 @@ from nnsearch.search.samplers import (
     SamplerContext,
 )
 from nnsearch.store.engine import Store
-from nnsearch.store.query import study_results
+from nnsearch.store.latency import LatencyQuery
+from nnsearch.store.query import StudyReader, study_results
 from nnsearch.store.record import LatencyRecord, ModelRecord, record_trial
 from nnsearch.train.datasets import DenoiseData, load_data
 from nnsearch.train.distill import (
@@ -167,6 +169,7 @@ class Study:
         self._data_announced = False
         self._targets: TeacherTargets | None = None
         self._interrupts: InterruptGuard | None = None
+        self._reader: StudyReader | None = None
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         self.optuna = optuna.create_study(
             storage=optuna_storage(store, heartbeat), study_name=config.name,
@@ -311,7 +314,7 @@ class Study:
         if self.verbose:
             from nnsearch.search.live import StudyStatus
 
-            self.log(StudyStatus.read(self.optuna, self.store, total, self.config.latency.device).line())
+            self.log(StudyStatus.read(self.optuna, self.store, total, reader=self.reader()).line())
 
     def run_trial(self, trial: optuna.Trial) -> TrialOutcome | None:
         """Evaluate one claimed trial and tell Optuna how it ended.
@@ -366,9 +369,9 @@ class Study:
         trial.set_user_attr(CONSTRAINT_ATTR, excess)
         if excess > 0:
             self._record(trial.number, arch, student, epochs=[], latencies=[predicted], state="infeasible")
-            self.log(f"trial {trial.number}: infeasible, predicted {predicted.median_ms:.1f} ms exceeds the "
+            self.log(f"trial {trial.number}: infeasible, predicted {predicted.ms:.1f} ms exceeds the "
                      f"{self.config.max_latency_ms:g} ms budget; not trained")
-            return TrialOutcome(trial.number, arch, "infeasible", latency_ms=predicted.median_ms, params=params)
+            return TrialOutcome(trial.number, arch, "infeasible", latency_ms=predicted.ms, params=params)
         torch.manual_seed(self.config.seed + trial.number)
         trial.set_user_attr(PHASE_ATTR, "distill")
         epochs: list = []
@@ -382,13 +385,13 @@ class Study:
         except StoppedEarly as exc:
             self._record(trial.number, arch, student, epochs=epochs, latencies=_present(predicted), state="stopped")
             self.log(f"trial {trial.number}: {exc}")
-            return TrialOutcome(trial.number, arch, "stopped", epochs[-1].psnr, predicted.median_ms, params, str(exc))
+            return TrialOutcome(trial.number, arch, "stopped", epochs[-1].psnr, predicted.ms, params, str(exc))
         measured = self._measure_latency(student, arch) if self._can_measure() else None
-        latency = _best_ms(measured or predicted)  # min of runs, like the table's entries
+        latency = (measured or predicted).ms  # min of runs, like the table's entries
         self._record(trial.number, arch, student, epochs=result.epochs, latencies=_present(predicted, measured),
                      state="complete")
         outcome = TrialOutcome(trial.number, arch, "complete", result.final.psnr, latency, params)
-        guess = f" (predicted {predicted.median_ms:.1f})" if predicted and measured else ""
+        guess = f" (predicted {predicted.ms:.1f})" if predicted and measured else ""
         self.log(f"trial {trial.number}: PSNR {outcome.psnr:.2f} dB, SSIM {result.final.ssim:.4f}, "
                  f"latency {outcome.latency_ms:.1f} ms{guess} @ {self.config.latency.height}x{self.config.latency.width}, "
                  f"{params:,} params ({time.perf_counter() - began:.0f} s)")
@@ -399,18 +402,18 @@ class Study:
         rule = self.config.early_stop
         history = None
         if rule is not None and predicted is not None:
-            history = EpochHistory.load(self.store, self.config.name, self.config.latency.device)
+            history = EpochHistory.of(self.reader())
         last = self.config.distill.epochs - 1
 
         def on_epoch(record: Any) -> None:
             epochs.append(record)
-            check_epoch(rule, history, record.epoch, last, record.psnr, predicted.median_ms if predicted else None)
+            check_epoch(rule, history, record.epoch, last, record.psnr, predicted.ms if predicted else None)
 
         return on_epoch
 
     def _earlier_result(self, arch: Arch) -> dict[str, Any] | None:
         """This study's completed result for `arch`, if a trial already trained it."""
-        rows = self.results()
+        rows = self.reader().results()
         rows = rows[(rows["nn"] == arch.name) & (rows["state"] == "complete")].dropna(subset=["psnr", "latency_ms"])
         return None if rows.empty else rows.iloc[0].to_dict()
 
@@ -444,7 +447,7 @@ class Study:
     def _budget_excess(self, predicted: LatencyRecord | None) -> float:
         if self.config.max_latency_ms is None or predicted is None:
             return 0.0
-        return predicted.median_ms - self.config.max_latency_ms
+        return predicted.ms - self.config.max_latency_ms
 
     def _measure_latency(self, student: torch.nn.Module, arch: Arch) -> LatencyRecord:
         lat = self.config.latency
@@ -452,11 +455,7 @@ class Study:
         export_tflite(student.cpu().eval(), path, (1, arch.in_channels, lat.height, lat.width))
         student.to(self.device)
         timing = time_tflite(path, runs=lat.runs, warmup=lat.warmup, threads=lat.threads)
-        return LatencyRecord(
-            device=lat.device, runtime=timing.runtime, runtime_version=timing.runtime_version,
-            threads=lat.threads, height=lat.height, width=lat.width, kind="measured",
-            median_ms=timing.median_ms, min_ms=timing.min_ms, max_ms=timing.max_ms, runs=timing.runs,
-        )
+        return measured_record(timing, lat.device, lat.height, lat.width)
 
     def _begin_commit(self) -> None:
         """From here on, Ctrl-C waits until the trial is recorded and told (see run_trial)."""
@@ -481,13 +480,20 @@ class Study:
         )
         record_trial(self.store, self.config.name, number, record, state=state)
 
+    def latency_query(self) -> LatencyQuery:
+        """The study's latency configuration, for `nnsearch.store.latency` (device, size, threads)."""
+        lat = self.config.latency
+        return LatencyQuery(lat.device, lat.height, lat.width, lat.threads)
+
+    def reader(self) -> StudyReader:
+        """This process's incremental reader of the study's results (each call reads only new trials)."""
+        if self._reader is None or self._reader.store is not self.store:
+            self._reader = StudyReader(self.store, self.config.name, self.latency_query())
+        return self._reader
+
     def results(self):  # -> pd.DataFrame
-        """Recorded trials of this study as a DataFrame."""
-        return study_results(self.store, self.config.name, device=self.config.latency.device)
-
-
-def _best_ms(record: LatencyRecord) -> float:
-    return record.min_ms if record.min_ms is not None else record.median_ms
+        """Recorded trials of this study as a DataFrame (read afresh), latency at the study's configuration."""
+        return study_results(self.store, self.config.name, latency=self.latency_query())
 
 
 def _present(*records: LatencyRecord | None) -> list[LatencyRecord]:
