@@ -162,3 +162,29 @@ def test_data_is_fast_on_sqlite(tmp_path):
     store.dispose()
     assert len(frame) == 20_000
     assert insert_s < 4.0 and read_s < 1.0, (insert_s, read_s)
+
+
+def test_student_latency_rule(store):
+    """Largest input, then fewest threads; measured before predicted; min over runs, pooled; per precision."""
+    from nnsearch.store.latency import student_latency
+
+    def run(height, kind, ms, low=None, threads=1, precision="fp32", second=0):
+        return LatencyRecord("host-cpu", "litert", "2.3.0", threads, height, height, kind, precision=precision,
+                             median_ms=ms, min_ms=low, created_at=datetime(2026, 1, 1, 0, 0, second))
+
+    rec = model_record(0, latency_ms=None)
+    rec.latencies += [run(64, "measured", 10.0, 9.0), run(64, "measured", 11.0, 8.5, second=1),
+                      run(64, "predicted", 7.0), run(64, "measured", 6.0, 5.0, threads=2),
+                      run(32, "measured", 2.0, 1.5), run(96, "predicted", 30.0), run(64, "measured", 3.0,
+                                                                                      precision="int8")]
+    record_trial(store, "rule", 0, rec)
+    nn = rec.nn
+    top = student_latency(store, nn)  # unset: the largest input (96), only predicted there
+    assert (top.height, top.kind, top.ms) == (96, "predicted", 30.0)
+    at64 = student_latency(store, nn, height=64, width=64)
+    assert (at64.threads, at64.kind, at64.ms) == (1, "measured", 8.5)  # min of the two measurements' minimums
+    assert at64.predicted.ms == 7.0 and at64.measured.runs == 2
+    assert student_latency(store, nn, height=64, width=64, threads=2).ms == 5.0
+    assert student_latency(store, nn, precision="int8").ms == 3.0
+    assert student_latency(store, nn, height=48, width=48) is None
+    assert student_latency(store, nn, "phone-npu") is None
