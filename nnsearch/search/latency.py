@@ -31,6 +31,7 @@ from nnsearch.model.space import SearchSpace
 from nnsearch.model.student import build_student
 from nnsearch.store.engine import Store
 from nnsearch.store.lut_backend import SqlLutBackend, device_profiles
+from nnsearch.store.machine_lut import MachineCachedBackend, machine_lut
 from nnsearch.store.record import Bundle, LatencyRecord, record_bundle
 from nnsearch.store.schema import NN, utcnow
 
@@ -61,13 +62,18 @@ def resolve_profile(store: Store, device_name: str, threads: int = 1) -> DeviceP
     return found[0]
 
 
+def lut_backend(store: Store) -> MachineCachedBackend:
+    """The store's `latency_lut`, with this machine's table (`nnsearch.store.machine_lut`) behind it."""
+    return MachineCachedBackend(SqlLutBackend(store), machine_lut())
+
+
 def latency_table(store: Store, profile: DeviceProfile) -> LatencyTable:
-    """The cached `LatencyTable` of a profile over the store's `latency_lut`."""
+    """The cached `LatencyTable` of a profile over the store's `latency_lut` (and this machine's table)."""
     key = (store.url, profile)
     table = _TABLES.get(key)
     if table is None:
-        table = _TABLES[key] = LatencyTable(profile, SqlLutBackend(store))
-    table.backend = SqlLutBackend(store)  # the caller's store object (it may have been disposed and reopened)
+        table = _TABLES[key] = LatencyTable(profile, lut_backend(store))
+    table.backend = lut_backend(store)  # the caller's store object (it may have been disposed and reopened)
     return table
 
 
@@ -103,14 +109,19 @@ def fill_space_table(store: Store, space: SearchSpace, height: int, width: int, 
                      runs: int = 5, verbose: bool = True) -> tuple[int, int]:
     """Measure on this host every lookup-table key of `space` at height x width that the store lacks.
 
-    Keys are stored one by one, so an interrupted fill keeps what it measured.
-    Returns (measured, total keys).
+    Keys this machine measured before, for any store, are copied from its table
+    (`nnsearch.store.machine_lut`) instead. Keys are stored one by one, so an
+    interrupted fill keeps what it measured. Returns (measured, total keys).
     """
     from nnsearch.common.progress import progress
 
     keys = space_keys(space, height, width)
-    table = LatencyTable(host_profile(threads, HOST_DEVICE), SqlLutBackend(store), runs=runs)
+    backend = lut_backend(store)
+    table = LatencyTable(host_profile(threads, HOST_DEVICE), backend, runs=runs)
     todo = table.missing(keys)
+    if backend.copied and verbose:
+        print(f"lookup table: copied {backend.copied} entries at {height}x{width} measured earlier on this machine "
+              f"({backend.machine.path})", flush=True)
     for key in progress(todo, total=len(todo), desc=f"lookup table {height}x{width}", enabled=verbose and bool(todo)):
         table.build([key])
     if todo:
