@@ -188,3 +188,20 @@ def test_student_latency_rule(store):
     assert student_latency(store, nn, precision="int8").ms == 3.0
     assert student_latency(store, nn, height=48, width=48) is None
     assert student_latency(store, nn, "phone-npu") is None
+
+
+def test_study_reader_reads_only_new_trials_including_late_lower_numbers(store):
+    from nnsearch.store.latency import LatencyQuery
+    from nnsearch.store.query import StudyReader
+
+    record_trial(store, "inc", 0, model_record(0))
+    record_trial(store, "inc", 2, model_record(2))  # trial 1 still running
+    reader = StudyReader(store, "inc", LatencyQuery("host-cpu", 64, 96, 1))
+    assert reader.results()["trial"].tolist() == [0, 2]
+    record_trial(store, "inc", 1, model_record(1), state="stopped")
+    assert reader.refresh() == 1 and reader.refresh() == 0
+    assert reader.results()["trial"].tolist() == [0, 1, 2]
+    assert reader.epochs("psnr", "stopped")["trial"].tolist() == [1, 1]
+    record_trial(store, "inc", 3, model_record(3))
+    assert reader.refresh() == 1
+    pd.testing.assert_frame_equal(reader.results(), study_results(store, "inc"))

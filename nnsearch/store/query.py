@@ -12,19 +12,26 @@ trial was read (`nnsearch profile`) shows in a new reader, e.g. `study_results`.
 
 from __future__ import annotations
 
+import math
+from collections import defaultdict
+from typing import Any
+
 import pandas as pd
 from sqlalchemy import or_, select
 from sqlalchemy.engine import Connection
 
 from nnsearch.store.engine import Store
-from nnsearch.store.latency import LatencyQuery, student_latencies, study_configuration
+from nnsearch.store.latency import LatencyQuery, StudentLatency, student_latencies, study_configuration
 from nnsearch.store.schema import NNStat, Stat, TrialLink
 
 #: Columns of `study_results`, in order.
 RESULT_COLUMNS = ["trial", "nn", "state", "dataset", "psnr", "ssim", "latency_ms", "measured_ms", "predicted_ms",
                   "params", "macs"]
 EPOCH_COLUMNS = ["trial", "nn", "state", "metric", "epoch", "value"]
-_MODEL = ["nn", "prm", "dataset"]
+_RESULT_TYPES = {"trial": "int64", "psnr": "float64", "ssim": "float64", "latency_ms": "float64",
+                 "measured_ms": "float64", "predicted_ms": "float64", "params": "Int64", "macs": "float64"}
+_EPOCH_TYPES = {"trial": "int64", "epoch": "int64", "value": "float64"}
+NAN = float("nan")
 _CHUNK = 2000
 
 
@@ -34,19 +41,18 @@ class StudyReader:
     def __init__(self, store: Store, study: str, query: LatencyQuery) -> None:
         self.store, self.study, self.query = store, study, query
         self._seen: set[int] = set()
-        self._results = pd.DataFrame(columns=RESULT_COLUMNS)
-        self._epochs = pd.DataFrame(columns=EPOCH_COLUMNS)
+        self._results = _frame([], RESULT_COLUMNS, _RESULT_TYPES)
+        self._epochs = _frame([], EPOCH_COLUMNS, _EPOCH_TYPES)
 
     def refresh(self) -> int:
         """Read the trials recorded since the last refresh; returns how many were new."""
-        new_results, new_epochs = self.store.reading(self._read_new)
-        if new_results.empty:
-            return 0
-        self._seen.update(int(n) for n in new_results["trial"])
-        self._results = _concat(self._results, new_results).sort_values("trial", kind="stable").reset_index(drop=True)
-        self._epochs = _concat(self._epochs, new_epochs).sort_values(["trial", "metric", "epoch"], kind="stable")
-        self._epochs = self._epochs.reset_index(drop=True)
-        return len(new_results)
+        results, epochs = self.store.reading(self._read_new)
+        if results:
+            self._seen.update(row["trial"] for row in results)
+            self._results = _append(self._results, _frame(results, RESULT_COLUMNS, _RESULT_TYPES), ["trial"])
+            self._epochs = _append(self._epochs, _frame(epochs, EPOCH_COLUMNS, _EPOCH_TYPES),
+                                   ["trial", "metric", "epoch"])
+        return len(results)
 
     def results(self) -> pd.DataFrame:
         """One row per recorded trial (`RESULT_COLUMNS`), after a refresh; do not modify it."""
@@ -67,20 +73,36 @@ class StudyReader:
         newer = TrialLink.trial_number > top
         return or_(newer, TrialLink.trial_number.in_(gaps)) if gaps else newer
 
-    def _read_new(self, conn: Connection) -> tuple[pd.DataFrame, pd.DataFrame]:
+    def _read_new(self, conn: Connection) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         where = [TrialLink.study == self.study]
         unseen = self._unseen_filter()
         if unseen is not None:
             where.append(unseen)
-        links = pd.DataFrame(conn.execute(
-            select(TrialLink.trial_number.label("trial"), TrialLink.nn, TrialLink.prm, TrialLink.state,
-                   TrialLink.dataset).where(*where)).all(), columns=["trial", "nn", "prm", "state", "dataset"])
-        if links.empty:
-            return links, links
-        names = sorted(set(links["nn"]))
-        stats = _stats(conn, names).merge(links, on=_MODEL)
-        epochs = stats.rename(columns={"accuracy": "value"})[EPOCH_COLUMNS]
-        return _result_rows(conn, links, stats, names, self.query), epochs
+        links = conn.execute(select(TrialLink.trial_number, TrialLink.nn, TrialLink.prm, TrialLink.state,
+                                    TrialLink.dataset).where(*where)).all()
+        if not links:
+            return [], []
+        names = sorted({link.nn for link in links})
+        stats: dict[tuple[str, str, str], list[tuple[str, int, float]]] = defaultdict(list)
+        for nn, prm, dataset, metric, epoch, accuracy in _stats(conn, names):
+            stats[(nn, prm, dataset)].append((metric, int(epoch), float(accuracy)))
+        sizes = {nn: (params, macs) for nn, params, macs in _in_chunks(
+            conn, NNStat.nn, (NNStat.nn, NNStat.params, NNStat.macs), names)}
+        found = student_latencies(conn, names, self.query)
+        results, epochs = [], []
+        for trial, nn, prm, state, dataset in links:
+            rows = stats.get((nn, prm, dataset), [])
+            last = max((epoch for _, epoch, _ in rows), default=None)
+            final = {metric: value for metric, epoch, value in rows if epoch == last}
+            measured, predicted = _ms(found.get(nn), "measured"), _ms(found.get(nn), "predicted")
+            params, macs = sizes.get(nn, (None, None))
+            results.append({"trial": int(trial), "nn": nn, "state": state, "dataset": dataset,
+                            "psnr": final.get("psnr", NAN), "ssim": final.get("ssim", NAN),
+                            "latency_ms": predicted if math.isnan(measured) else measured, "measured_ms": measured,
+                            "predicted_ms": predicted, "params": params, "macs": NAN if macs is None else macs})
+            epochs += [{"trial": int(trial), "nn": nn, "state": state, "metric": metric, "epoch": epoch,
+                        "value": value} for metric, epoch, value in rows]
+        return results, epochs
 
 
 def study_results(store: Store, study: str, device: str = "host-cpu", *,
@@ -101,39 +123,33 @@ def epoch_metric(store: Store, study: str, metric: str = "psnr", state: str = "c
     return StudyReader(store, study, LatencyQuery()).epochs(metric, state)
 
 
-def _stats(conn: Connection, names: list[str]) -> pd.DataFrame:
-    """Stat rows (nn, prm, dataset, metric, epoch, accuracy) of the models named."""
-    columns = (Stat.nn, Stat.prm, Stat.dataset, Stat.metric, Stat.epoch, Stat.accuracy)
-    rows = []
+def _in_chunks(conn: Connection, key: Any, columns: tuple[Any, ...], names: list[str]) -> list[Any]:
+    """Rows of `columns` whose `key` is one of `names` (batched IN queries)."""
+    rows: list[Any] = []
     for start in range(0, len(names), _CHUNK):
-        rows += conn.execute(select(*columns).where(Stat.nn.in_(names[start:start + _CHUNK]))).all()
-    return pd.DataFrame(rows, columns=[c.key for c in columns])
+        rows += conn.execute(select(*columns).where(key.in_(names[start:start + _CHUNK]))).all()
+    return rows
 
 
-def _result_rows(conn: Connection, links: pd.DataFrame, stats: pd.DataFrame, names: list[str],
-                 query: LatencyQuery) -> pd.DataFrame:
-    """`RESULT_COLUMNS` rows for `links` from their stat rows, sizes and latency."""
-    last = stats[stats["epoch"] == stats.groupby(["trial"])["epoch"].transform("max")]
-    quality = last[last["metric"].isin(["psnr", "ssim"])].pivot_table(
-        index="trial", columns="metric", values="accuracy", aggfunc="first")
-    rows = links.set_index("trial")
-    for metric in ("psnr", "ssim"):
-        rows[metric] = quality[metric] if metric in quality else float("nan")
-    sizes = dict(((nn, (p, m)) for nn, p, m in conn.execute(
-        select(NNStat.nn, NNStat.params, NNStat.macs).where(NNStat.nn.in_(names)))))
-    found = student_latencies(conn, names, query)
-    rows["measured_ms"] = rows["nn"].map(lambda nn: _ms(found.get(nn), "measured"))
-    rows["predicted_ms"] = rows["nn"].map(lambda nn: _ms(found.get(nn), "predicted"))
-    rows["latency_ms"] = rows["measured_ms"].fillna(rows["predicted_ms"])
-    rows["params"] = rows["nn"].map(lambda nn: sizes.get(nn, (None, None))[0]).astype("Int64")
-    rows["macs"] = rows["nn"].map(lambda nn: sizes.get(nn, (None, None))[1]).astype("float64")
-    return rows.reset_index().sort_values("trial")[RESULT_COLUMNS]
+def _stats(conn: Connection, names: list[str]) -> list[Any]:
+    """Stat rows (nn, prm, dataset, metric, epoch, accuracy) of the models named."""
+    return _in_chunks(conn, Stat.nn, (Stat.nn, Stat.prm, Stat.dataset, Stat.metric, Stat.epoch, Stat.accuracy), names)
 
 
-def _ms(found, kind: str) -> float:  # found: StudentLatency | None
+def _frame(rows: list[dict[str, Any]], columns: list[str], types: dict[str, str]) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=columns).astype(types)
+
+
+def _append(old: pd.DataFrame, new: pd.DataFrame, order: list[str]) -> pd.DataFrame:
+    """`old` and `new` rows in `order` (new trials usually come last, so usually no sort is needed)."""
+    if old.empty:
+        return new.sort_values(order, kind="stable").reset_index(drop=True)
+    both = pd.concat([old, new], ignore_index=True)
+    if new.empty or new["trial"].min() > old["trial"].iloc[-1]:
+        return both
+    return both.sort_values(order, kind="stable").reset_index(drop=True)
+
+
+def _ms(found: StudentLatency | None, kind: str) -> float:
     stat = None if found is None else getattr(found, kind)
-    return float("nan") if stat is None else stat.ms
-
-
-def _concat(old: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
-    return new.copy() if old.empty else pd.concat([old, new], ignore_index=True)
+    return NAN if stat is None else stat.ms
