@@ -24,7 +24,7 @@ def assert_real_image(path):
 
 
 def set_predictions(url: str, factor: float | None) -> int:
-    """Replace the predicted latencies: none, or one per measured record, `factor` times it."""
+    """Replace the predicted latencies: none, or one per measured record, `factor` times its minimum."""
     store = Store(url)
     with store.session() as session:
         session.execute(delete(LatencyRun).where(LatencyRun.kind == "predicted"))
@@ -33,7 +33,8 @@ def set_predictions(url: str, factor: float | None) -> int:
         for run in measured:
             session.add(LatencyRun(nn=run.nn, device=run.device, runtime="lut", runtime_version=run.runtime_version,
                                    threads=run.threads, height=run.height, width=run.width, kind="predicted",
-                                   median_ms=run.median_ms * factor, min_ms=None, max_ms=None, runs=1,
+                                   median_ms=(run.min_ms or run.median_ms) * factor, min_ms=None, max_ms=None,
+                                   runs=1,
                                    created_at=datetime(2026, 1, 1)))
     store.dispose()
     return len(measured)

@@ -183,11 +183,16 @@ def _resolutions(runs: pd.DataFrame) -> str:
 
 
 def latency_pairs(runs: pd.DataFrame) -> pd.DataFrame:
-    """Predicted and measured median latency per nn/device/resolution where both exist."""
-    key = ["nn", "device", "height", "width"]
+    """Predicted and measured latency per nn/device/precision/resolution/threads where both exist.
+
+    Both by the one statistic (`LatencyStat.ms` pooled: the minimum over runs,
+    else the median), the one the lookup table sums and `nnsearch.store.latency` ranks by.
+    """
+    key = ["nn", "device", "precision", "height", "width", "threads"]
     if runs.empty:
         return pd.DataFrame(columns=key + ["predicted", "measured"])
-    medians = runs.pivot_table(index=key, columns="kind", values="median_ms", aggfunc="median")
+    runs = runs.assign(ms=runs["min_ms"].astype("float64").fillna(runs["median_ms"].astype("float64")))
+    medians = runs.pivot_table(index=key, columns="kind", values="ms", aggfunc="min")
     for kind in ("predicted", "measured"):
         if kind not in medians:
             medians[kind] = np.nan
