@@ -184,6 +184,14 @@ def test_a_second_store_on_this_machine_measures_nothing(tmp_path: Path, capsys:
     predictions = [predict_latency(Store(url), arch, "host-cpu", RES, RES, measure_missing=False)
                    for url in (first, second)]
     assert predictions[0] == predictions[1]
+    from nnsearch.search.study import LatencyConfig, Study, StudyConfig  # a study in a third new store starts at once
+
+    config = StudyConfig(name="first-trial", space=load_space("tiny"), latency=LatencyConfig(height=RES, width=RES))
+    third = Store(f"sqlite:///{tmp_path / 'third.db'}")
+    Study(config, third).fill_lookup_table()
+    out = capsys.readouterr().out
+    assert f"copied {total} entries" in out and "lookup table: measured" not in out
+    third.dispose()
 
 
 def test_an_unreadable_machine_table_is_moved_aside_and_rebuilt(tmp_path: Path, capsys: pytest.CaptureFixture[str],
