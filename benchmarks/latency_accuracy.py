@@ -146,8 +146,7 @@ def run_passes(models: list[Measured], keys: list[latency.OpKey], probe_dir: Pat
             else:
                 timing = tflite.time_tflite(probes[job], runs=s.probe_runs, warmup=1, threads=device.threads,
                                             clock=s.clock, min_total_ms=latency.PROBE_MIN_TOTAL_MS)
-                entries.append(latency.LutEntry(device, job, timing.median_ms, timing.min_ms, timing.max_ms,
-                                                timing.runs))
+                entries.append(latency.LutEntry(device, job, **timing.stat_values()))
                 probe_s += time.perf_counter() - start
         print(f"  pass {k + 1}/{s.passes} done ({time.perf_counter() - START:.0f} s)", flush=True)
     return latency.combine_entries(entries), probe_s

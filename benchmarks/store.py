@@ -1,4 +1,4 @@
-"""Store speed: bulk-insert N stat rows (with hyperparameter sets and code) and read them back with `data()`.
+"""Store speed: bulk-insert N stat rows and read them back with `data()`; a study's per-trial read overhead.
 
 Usage: python benchmarks/store.py [--quick] [--rows N] [--pg URL | --no-pg]
 
@@ -9,11 +9,20 @@ one line per engine, SQLite last:
 The layout is a study's: 50 rows per model (5 hyperparameter sets x 5 epochs x
 PSNR/SSIM), each model with its own ~7 kB model file. `data_*_s` is the median
 of 3 full reads.
+
+Then, on SQLite, the reads a running study makes after each trial (the repeat
+check, the early-stopping history, the live status line; `StudyReader`, which
+reads only new trials) in a study that already has 10 and 1,000 recorded
+trials: the median over 10 more trials of the time those reads take, and for
+comparison the same reads done in full (`full_ms_*`, what each trial cost
+before the reads were incremental). Last line:
+    store: per_trial_ms_10=... per_trial_ms_1000=... full_ms_10=... full_ms_1000=...
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
 import statistics
@@ -82,6 +91,65 @@ def measure(url: str, rows: int) -> str:
             f"data_{label}_s={statistics.median(reads):.3f}")
 
 
+def trial_record(number: int):  # -> ModelRecord
+    """A recorded trial as a study writes it: 3 epochs of PSNR/SSIM, a predicted and a measured latency."""
+    from nnsearch.store.record import EpochRecord, LatencyRecord, ModelRecord
+
+    rng = random.Random(number)
+    arch = Arch(widths=(8 + 2 * (number % 7), 16), blocks=(1, number % 3), skips=("concat",))
+    latencies = [LatencyRecord(device="host-cpu", runtime="tflite-cpu", runtime_version="bench", threads=1,
+                               height=64, width=96, kind=kind, median_ms=ms, min_ms=ms, runs=3)
+                 for kind, ms in (("predicted", rng.uniform(1, 9)), ("measured", rng.uniform(1, 9)))]
+    return ModelRecord(
+        nn=f"BenchNet-{number:06d}", code=f"# {number}\n", arch_json=json.dumps(arch.to_dict()),
+        prm={"steps": 6}, dataset="bench", transform="crops_32", transform_code="# crops\n", params=1000 + number,
+        macs=1e6, macs_hw=(64, 96), depth=4, model_size_bytes=4000, latencies=latencies,
+        epochs=[EpochRecord(epoch=e, psnr=rng.uniform(20, 30) + e, ssim=0.8, duration_ns=10**9) for e in range(3)])
+
+
+def per_trial_overhead(url: str, recorded: int, more: int = 10) -> tuple[float, float]:
+    """(incremental, full) median ms of a trial's reads in a study with `recorded` trials."""
+    import optuna
+
+    from nnsearch.search.early_stopping import EpochHistory
+    from nnsearch.search.live import StudyStatus
+    from nnsearch.store.latency import LatencyQuery
+    from nnsearch.store.query import StudyReader
+    from nnsearch.store.record import record_trial
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    store = Store(url)
+    study = optuna.create_study(storage=url, study_name="bench", directions=["maximize", "minimize"])
+    query = LatencyQuery("host-cpu", 64, 96, 1)
+    try:
+        for number in range(recorded):
+            record_trial(store, "bench", number, trial_record(number))
+        study.add_trials([optuna.trial.create_trial(values=[25.0, 5.0]) for _ in range(recorded)])
+        reader = StudyReader(store, "bench", query)
+        reader.results()  # a worker's first read is of the whole study
+        incremental, full = [], []
+        for number in range(recorded, recorded + more):
+            record_trial(store, "bench", number, trial_record(number))
+            study.add_trial(optuna.trial.create_trial(values=[25.0, 5.0]))
+            for times, make in ((incremental, lambda: reader), (full, lambda: StudyReader(store, "bench", query))):
+                began = time.perf_counter()
+                EpochHistory.of(make())
+                StudyStatus.read(study, store, recorded + more, reader=make())
+                times.append((time.perf_counter() - began) * 1000)
+    finally:
+        store.dispose()
+    return statistics.median(incremental), statistics.median(full)
+
+
+def overhead_line(folder: Path) -> str:
+    figures: dict[str, float] = {}
+    for recorded in (10, 1000):
+        url = f"sqlite:///{folder / f'trials-{recorded}.db'}"
+        figures[f"per_trial_ms_{recorded}"], figures[f"full_ms_{recorded}"] = per_trial_overhead(url, recorded)
+    return "store: " + " ".join(f"{name}={value:.1f}" for name, value in sorted(figures.items(),
+                                                                                 key=lambda kv: kv[0].startswith("full")))
+
+
 def postgres_schema(admin_url: str) -> Iterator[str]:
     """A URL on a fresh schema of the server at `admin_url`, dropped afterwards."""
     schema = f"bench_{uuid.uuid4().hex[:10]}"
@@ -119,6 +187,7 @@ def main(argv: list[str] | None = None) -> int:
         run_engine("postgresql", lambda: postgres_schema(args.pg), rows)
     with tempfile.TemporaryDirectory() as tmp:
         run_engine("sqlite", lambda: iter([f"sqlite:///{Path(tmp) / 'bench.db'}"]), rows)
+        print(overhead_line(Path(tmp)), flush=True)
     return 0
 
 

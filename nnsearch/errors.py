@@ -24,5 +24,9 @@ class StoreError(NNSearchError):
     """The SQL store cannot be opened or holds inconsistent records."""
 
 
+class LatencyError(NNSearchError):
+    """A latency cannot be given: missing lookup-table entries, a bad latency CSV or resolution, an unknown device."""
+
+
 class ExportError(NNSearchError):
     """A model cannot be exported (unsupported op, numeric mismatch, bad path)."""

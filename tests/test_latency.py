@@ -15,7 +15,8 @@ from nnsearch.latency import probes as lut_probes
 from nnsearch.latency import tflite
 from nnsearch.errors import ExportError
 from nnsearch.model.arch import Arch
-from nnsearch.latency.table import DeviceProfile, LatencyError, LatencyTable, LutEntry, MemoryBackend, OpKey
+from nnsearch.errors import LatencyError
+from nnsearch.latency.table import DeviceProfile, LatencyTable, LutEntry, MemoryBackend, OpKey
 from nnsearch.model.space import load_space
 from nnsearch.store.engine import Store
 from nnsearch.store.lut_backend import SqlLutBackend
@@ -160,26 +161,26 @@ def test_backends_store_replace_and_separate_devices(make_backend: str, tmp_path
     backend = MemoryBackend() if make_backend == "memory" else SqlLutBackend(Store(f"sqlite:///{tmp_path / 's.db'}"))
     host = latency.host_profile(1)
     key, other = OpKey("ADD", 8, 8, 4, 4, 0, 1, "RELU"), OpKey("RELU", 8, 8, 4, 4, 0, 1, "NONE")
-    backend.put([LutEntry(host, key, 1.0, 0.9, 1.2, 3), LutEntry(PHONE, key, 5.0, source="imported")])
-    backend.put([LutEntry(host, key, 2.0, 1.9, 2.1, 5)])
-    assert backend.get(host, [key, other]) == {key: LutEntry(host, key, 2.0, 1.9, 2.1, 5)}
+    backend.put([LutEntry(host, key, median_ms=1.0, min_ms=0.9, max_ms=1.2, runs=3), LutEntry(PHONE, key, "imported", median_ms=5.0)])
+    backend.put([LutEntry(host, key, median_ms=2.0, min_ms=1.9, max_ms=2.1, runs=5)])
+    assert backend.get(host, [key, other]) == {key: LutEntry(host, key, median_ms=2.0, min_ms=1.9, max_ms=2.1, runs=5)}
     assert backend.get(PHONE, [key])[key].median_ms == 5.0
     assert backend.get(host, []) == {}
 
 
 def test_repeated_entries_are_pooled() -> None:
     host, key = latency.host_profile(1), OpKey("ADD", 8, 8, 4, 4, 0, 1, "NONE")
-    pooled = latency.combine_entries([LutEntry(host, key, m, m - 0.5, m + 0.5, 2) for m in (1.0, 3.0, 2.0)])
-    assert pooled == [LutEntry(host, key, 2.0, 0.5, 3.5, 6)]
+    pooled = latency.combine_entries([LutEntry(host, key, median_ms=m, min_ms=m - 0.5, max_ms=m + 0.5, runs=2) for m in (1.0, 3.0, 2.0)])
+    assert pooled == [LutEntry(host, key, median_ms=2.0, min_ms=0.5, max_ms=3.5, runs=6)]
 
 
 def test_predictions_sum_the_minimum_of_each_entry() -> None:
     keys = lut_probes.arch_keys(CONV_DOWN, 32, 32)
     instances = sum(n for _, n in keys)
     table = LatencyTable(PHONE)
-    table.add(LutEntry(PHONE, key, 2.0, 1.5, 3.0, 5) for key, _ in keys)
+    table.add(LutEntry(PHONE, key, median_ms=2.0, min_ms=1.5, max_ms=3.0, runs=5) for key, _ in keys)
     assert table.predict(CONV_DOWN, 32, 32) == pytest.approx(1.5 * instances)
-    assert LutEntry(PHONE, keys[0][0], 2.0).ms == 2.0  # an imported row without min_ms: its median
+    assert LutEntry(PHONE, keys[0][0], median_ms=2.0).ms == 2.0  # an imported row without min_ms: its median
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ from sqlalchemy import select
 from nnsearch.search import latency as latency_service
 from nnsearch.model.arch import Arch
 from nnsearch.cli import main
-from nnsearch.latency.table import LatencyError
+from nnsearch.errors import LatencyError
 from nnsearch.latency.probes import KEY_COLUMNS, arch_keys, space_keys
 from nnsearch.model.space import load_space
 from nnsearch.store.engine import Store
@@ -54,7 +54,9 @@ def latency_rows(db: str) -> list[LatencyRun]:
         store.dispose()
 
 
-def test_build_measures_once_then_reuses(db: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_build_measures_once_then_reuses(db: str, capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NNSEARCH_CACHE", str(tmp_path / "fresh-cache"))  # no machine table measured before
     total = len(space_keys(load_space("tiny"), RES, RES))
     args = ("lut", "build", "--space", "tiny", "--resolution", f"{RES}x{RES}", "--runs", "1", "--db", db)
     code, out, _ = run(capsys, *args)
@@ -159,3 +161,86 @@ def test_profile_records_a_measured_latency_run(db: str, capsys: pytest.CaptureF
     assert row.runtime_version.startswith("ai-edge-litert") and row.median_ms > 0
     code, _, err = run(capsys, "profile", "DenoiseUNet-absent", "--resolution", "32x32", "--db", db)
     assert code == 2 and "no model 'DenoiseUNet-absent'" in err
+
+
+def test_a_second_store_on_this_machine_measures_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from nnsearch.search.latency import clear_caches, predict_latency
+    from nnsearch.store.machine_lut import FILE_NAME, MachineLut
+
+    monkeypatch.setenv("NNSEARCH_CACHE", str(tmp_path / "cache"))
+    total = len(space_keys(load_space("tiny"), RES, RES))
+    first, second = (f"sqlite:///{tmp_path / name}" for name in ("first.db", "second.db"))
+    build = ("lut", "build", "--space", "tiny", "--resolution", f"{RES}x{RES}", "--runs", "1", "--db")
+    code, out, _ = run(capsys, *build, first)
+    assert code == 0 and f"measured {total}, reused 0 of {total} keys" in out
+    assert len(MachineLut(tmp_path / "cache" / FILE_NAME)) == total
+    code, out, _ = run(capsys, *build, second)
+    assert code == 0 and f"copied {total} entries" in out and f"measured 0, reused {total} of {total} keys" in out
+    code, out, _ = run(capsys, "lut", "show", "--db", second)
+    assert f"{total} entries ({total} measured)" in out
+    arch = load_space("tiny").reference("tiny-unet")
+    clear_caches()
+    predictions = [predict_latency(Store(url), arch, "host-cpu", RES, RES, measure_missing=False)
+                   for url in (first, second)]
+    assert predictions[0] == predictions[1]
+    from nnsearch.search.study import LatencyConfig, Study, StudyConfig  # a study in a third new store starts at once
+
+    config = StudyConfig(name="first-trial", space=load_space("tiny"), latency=LatencyConfig(height=RES, width=RES))
+    third = Store(f"sqlite:///{tmp_path / 'third.db'}")
+    Study(config, third).fill_lookup_table()
+    out = capsys.readouterr().out
+    assert f"copied {total} entries" in out and "lookup table: measured" not in out
+    third.dispose()
+
+
+def test_an_unreadable_machine_table_is_moved_aside_and_rebuilt(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    from nnsearch.store.machine_lut import FILE_NAME, MachineLut
+
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / FILE_NAME).write_bytes(b"not an sqlite file at all " * 100)
+    monkeypatch.setenv("NNSEARCH_CACHE", str(cache))
+    total = len(space_keys(load_space("tiny"), RES, RES))
+    code, out, err = run(capsys, "lut", "build", "--space", "tiny", "--resolution", f"{RES}x{RES}", "--runs", "1",
+                         "--db", f"sqlite:///{tmp_path / 'store.db'}")
+    assert code == 0 and f"measured {total}, reused 0 of {total} keys" in out
+    assert "is not a readable machine lookup table" in err and "started a new one" in err
+    assert len(list(cache.glob(f"{FILE_NAME}.unreadable-*"))) == 1
+    assert len(MachineLut(cache / FILE_NAME)) == total
+    blocked = MachineLut(tmp_path / "a-file" / FILE_NAME)  # its folder cannot be made: skipped, with a warning
+    (tmp_path / "a-file").write_text("x")
+    assert blocked.get(latency_host(), []) == {} and len(blocked) == 0
+    assert "cannot be used" in capsys.readouterr().err
+
+
+def test_workers_share_the_machine_table(tmp_path: Path) -> None:
+    import threading
+
+    from nnsearch.latency.table import LutEntry
+    from nnsearch.store.machine_lut import MachineLut
+
+    keys = space_keys(load_space("tiny"), RES, RES)
+    device = latency_host()
+    path = tmp_path / "shared.sqlite"
+
+    def write(part: int) -> None:
+        table = MachineLut(path)
+        for key in keys[part::4]:
+            table.put([LutEntry(device, key, median_ms=1.0 + part, min_ms=0.5, runs=3)])
+
+    threads = [threading.Thread(target=write, args=(part,)) for part in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    found = MachineLut(path).get(device, keys)
+    assert set(found) == set(keys) and all(entry.ms == 0.5 for entry in found.values())
+    assert MachineLut(path, machine="another-machine").get(device, keys) == {}
+
+
+def latency_host():  # -> DeviceProfile
+    from nnsearch.latency.table import host_profile
+
+    return host_profile(1, "host-cpu")

@@ -4,6 +4,7 @@ import json
 from datetime import datetime
 
 import numpy as np
+import pytest
 from PIL import Image
 from sqlalchemy import delete, select
 
@@ -23,7 +24,7 @@ def assert_real_image(path):
 
 
 def set_predictions(url: str, factor: float | None) -> int:
-    """Replace the predicted latencies: none, or one per measured record, `factor` times it."""
+    """Replace the predicted latencies: none, or one per measured record, `factor` times its minimum."""
     store = Store(url)
     with store.session() as session:
         session.execute(delete(LatencyRun).where(LatencyRun.kind == "predicted"))
@@ -32,7 +33,8 @@ def set_predictions(url: str, factor: float | None) -> int:
         for run in measured:
             session.add(LatencyRun(nn=run.nn, device=run.device, runtime="lut", runtime_version=run.runtime_version,
                                    threads=run.threads, height=run.height, width=run.width, kind="predicted",
-                                   median_ms=run.median_ms * factor, min_ms=None, max_ms=None, runs=1,
+                                   median_ms=(run.min_ms or run.median_ms) * factor, min_ms=None, max_ms=None,
+                                   runs=1,
                                    created_at=datetime(2026, 1, 1)))
     store.dispose()
     return len(measured)
@@ -99,3 +101,42 @@ def test_measured_lite_denoise_net_is_drawn(tiny_study):  # noqa: F811
     text = (root / "r4" / "tiny" / "report.md").read_text()
     assert f"The star is LiteDenoiseNet (`{arch.name}`) as measured" in text and "at 64x96" in text
     assert_real_image(root / "r4" / "tiny" / "pareto.png")
+
+
+def test_one_latency_for_a_student_timed_at_two_resolutions_and_thread_counts(tiny_study, capsys):  # noqa: F811
+    """The study, its live status, the report, `nnsearch pareto`, data() and replay agree on a student's latency."""
+    from nnsearch.replay.table import study_candidates
+    from nnsearch.search.latency import profile_nn
+    from nnsearch.search.live import StudyStatus
+    from nnsearch.store.dataset_api import data
+    from nnsearch.store.latency import student_latency
+
+    study, url, root = tiny_study
+    store = Store(url)
+    complete = study.results().query("state == 'complete'").sort_values("latency_ms")
+    nn, trial = complete["nn"].iloc[0], int(complete["trial"].iloc[0])  # the fastest: on every Pareto front
+    figure = float(complete["latency_ms"].iloc[0])
+    assert figure == pytest.approx(study.optuna.trials[trial].values[1])  # the objective the study reported
+    profile_nn(store, nn, 32, 48, threads=1, runs=2, warmup=0)  # a smaller input: a smaller figure
+    profile_nn(store, nn, 64, 96, threads=2, runs=2, warmup=0)  # the study's input on two threads
+    assert student_latency(store, nn, height=32, width=48).ms < figure
+    assert student_latency(store, nn, threads=2).threads == 2
+
+    def same(value):
+        assert float(value) == pytest.approx(figure, rel=1e-12), (value, figure)
+
+    same(study.results().set_index("nn").loc[nn, "latency_ms"].min())
+    status = StudyStatus.read(study.optuna, store, 3, "host-cpu")
+    same(next(row["latency_ms"] for row in status.recent if row["nn"] == nn))
+    same(data(db=url, nn=nn)["latency_ms@host-cpu"].iloc[0])
+    same(data(db=url, nn=nn, study="tiny")["latency_ms@host-cpu"].iloc[0])
+    same(study_candidates(store, "tiny").set_index("nn").loc[nn, "latency_ms"])
+    assert main(["pareto", "--study", "tiny", "--db", url, "--format", "json"]) == 0
+    front = {row["nn"]: row for row in json.loads(capsys.readouterr().out)["front"]}
+    same(front[nn]["latency_ms"])
+    assert main(["report", "--study", "tiny", "--db", url, "--results", str(root / "r5")]) == 0
+    text = (root / "r5" / "tiny" / "report.md").read_text()
+    assert "64x96, 1 thread(s)" in text
+    row = next(line for line in text.splitlines() if line.startswith("|") and f"| {nn} |" in line)
+    assert f"| {figure:.2f} |" in row
+    store.dispose()

@@ -28,11 +28,11 @@ def filled(store):
             rec = model_record(arch, dict(prm))
             if arch == 0:  # a second device, and a larger input that must win on host-cpu
                 rec.latencies += [
-                    LatencyRecord("phone-npu", "litert", "2.3.0", 4, 1088, 1920, "measured", 34.0,
+                    LatencyRecord("phone-npu", "litert", "2.3.0", 4, 1088, 1920, "measured", median_ms=34.0,
                                   created_at=datetime(2026, 1, 2)),
-                    LatencyRecord("host-cpu", "litert", "2.3.0", 1, 1088, 1920, "measured", 900.0,
+                    LatencyRecord("host-cpu", "litert", "2.3.0", 1, 1088, 1920, "measured", median_ms=900.0,
                                   created_at=datetime(2026, 1, 3)),
-                    LatencyRecord("host-cpu", "litert", "2.3.0", 1, 1088, 1920, "predicted", 1.0,
+                    LatencyRecord("host-cpu", "litert", "2.3.0", 1, 1088, 1920, "predicted", median_ms=1.0,
                                   created_at=datetime(2026, 1, 4)),
                 ]
             record_trial(store, study, number, rec)
@@ -50,7 +50,7 @@ def test_columns_and_values(filled):
     assert row.prm == PRM_B and row.nn_code == rec.code and row.transform_code == rec.transform_code
     assert row.metric_code == METRIC_CODE["psnr"] and row["transform"] == rec.transform
     assert (row.accuracy, row.duration, row.params, row.macs) == (rec.epochs[1].psnr, 2 * 10**9, 1001, 5e6)
-    assert row["latency_ms@host-cpu"] == 5.0 and math.isnan(row["latency_ms@phone-npu"])
+    assert row["latency_ms@host-cpu"] == 4.5 and math.isnan(row["latency_ms@phone-npu"])  # min over runs
     first = frame[frame.nn == model_record(0).nn].iloc[0]
     assert first["latency_ms@host-cpu"] == 900.0 and first["latency_ms@phone-npu"] == 34.0
     ordered = frame[["task", "dataset", "metric", "nn", "epoch"]].apply(tuple, axis=1).tolist()
@@ -162,3 +162,46 @@ def test_data_is_fast_on_sqlite(tmp_path):
     store.dispose()
     assert len(frame) == 20_000
     assert insert_s < 4.0 and read_s < 1.0, (insert_s, read_s)
+
+
+def test_student_latency_rule(store):
+    """Largest input, then fewest threads; measured before predicted; min over runs, pooled; per precision."""
+    from nnsearch.store.latency import student_latency
+
+    def run(height, kind, ms, low=None, threads=1, precision="fp32", second=0):
+        return LatencyRecord("host-cpu", "litert", "2.3.0", threads, height, height, kind, precision=precision,
+                             median_ms=ms, min_ms=low, created_at=datetime(2026, 1, 1, 0, 0, second))
+
+    rec = model_record(0, latency_ms=None)
+    rec.latencies += [run(64, "measured", 10.0, 9.0), run(64, "measured", 11.0, 8.5, second=1),
+                      run(64, "predicted", 7.0), run(64, "measured", 6.0, 5.0, threads=2),
+                      run(32, "measured", 2.0, 1.5), run(96, "predicted", 30.0), run(64, "measured", 3.0,
+                                                                                      precision="int8")]
+    record_trial(store, "rule", 0, rec)
+    nn = rec.nn
+    top = student_latency(store, nn)  # unset: the largest input (96), only predicted there
+    assert (top.height, top.kind, top.ms) == (96, "predicted", 30.0)
+    at64 = student_latency(store, nn, height=64, width=64)
+    assert (at64.threads, at64.kind, at64.ms) == (1, "measured", 8.5)  # min of the two measurements' minimums
+    assert at64.predicted.ms == 7.0 and at64.measured.runs == 2
+    assert student_latency(store, nn, height=64, width=64, threads=2).ms == 5.0
+    assert student_latency(store, nn, precision="int8").ms == 3.0
+    assert student_latency(store, nn, height=48, width=48) is None
+    assert student_latency(store, nn, "phone-npu") is None
+
+
+def test_study_reader_reads_only_new_trials_including_late_lower_numbers(store):
+    from nnsearch.store.latency import LatencyQuery
+    from nnsearch.store.query import StudyReader
+
+    record_trial(store, "inc", 0, model_record(0))
+    record_trial(store, "inc", 2, model_record(2))  # trial 1 still running
+    reader = StudyReader(store, "inc", LatencyQuery("host-cpu", 64, 96, 1))
+    assert reader.results()["trial"].tolist() == [0, 2]
+    record_trial(store, "inc", 1, model_record(1), state="stopped")
+    assert reader.refresh() == 1 and reader.refresh() == 0
+    assert reader.results()["trial"].tolist() == [0, 1, 2]
+    assert reader.epochs("psnr", "stopped")["trial"].tolist() == [1, 1]
+    record_trial(store, "inc", 3, model_record(3))
+    assert reader.refresh() == 1
+    pd.testing.assert_frame_equal(reader.results(), study_results(store, "inc"))

@@ -21,6 +21,7 @@ from nnsearch.common.paths import default_results_root
 from nnsearch.errors import NNSearchError
 from nnsearch.store.dataset_api import LATENCY_PREFIX, data, run_data
 from nnsearch.store.engine import Store
+from nnsearch.store.latency import study_configuration
 from nnsearch.store.query import study_results
 
 REFERENCE_SPACE, REFERENCE_LABEL = "litedenoise", "LiteDenoiseNet"
@@ -102,15 +103,16 @@ def write_report(study: str, db: Store | str | None = None, results_root: Path |
     """Write `<results_root>/<study>/report.md` with its PNG plots; returns their paths."""
     store = db if isinstance(db, Store) else Store(db, create=False)
     try:
-        trials = study_results(store, study, device=device)
+        config = study_configuration(store, study, device)
+        trials = study_results(store, study, latency=config)
         if trials.empty:
             raise NNSearchError(f"study {study!r} has no recorded trials in {store.display_url}")
         out = Path(results_root or default_results_root()) / study
         out.mkdir(parents=True, exist_ok=True)
-        measured = run_data(nn=sorted(set(trials["nn"])), device=device, kind="measured", db=store)
         sections = [f"# Study `{study}`", "",
-                    f"Store `{store.display_url}`; latency: lowest measured median on device profile `{device}` "
-                    f"(input {_resolutions(measured)}). {_state_counts(trials)}.", ""]
+                    f"Store `{store.display_url}`; latency on device profile `{device}` at the study's input "
+                    f"{config.height}x{config.width}, {config.threads} thread(s): measured where measured, else "
+                    f"predicted, the minimum over runs. {_state_counts(trials)}.", ""]
         rows = trials[trials["state"] == "complete"].dropna(subset=list(DEFAULT_OBJECTIVES)).copy()
         if rows.empty:
             raise NNSearchError(f"study {study!r} has no complete trial with PSNR and latency yet")
@@ -181,11 +183,16 @@ def _resolutions(runs: pd.DataFrame) -> str:
 
 
 def latency_pairs(runs: pd.DataFrame) -> pd.DataFrame:
-    """Predicted and measured median latency per nn/device/resolution where both exist."""
-    key = ["nn", "device", "height", "width"]
+    """Predicted and measured latency per nn/device/precision/resolution/threads where both exist.
+
+    Both by the one statistic (`LatencyStat.ms` pooled: the minimum over runs,
+    else the median), the one the lookup table sums and `nnsearch.store.latency` ranks by.
+    """
+    key = ["nn", "device", "precision", "height", "width", "threads"]
     if runs.empty:
         return pd.DataFrame(columns=key + ["predicted", "measured"])
-    medians = runs.pivot_table(index=key, columns="kind", values="median_ms", aggfunc="median")
+    runs = runs.assign(ms=runs["min_ms"].astype("float64").fillna(runs["median_ms"].astype("float64")))
+    medians = runs.pivot_table(index=key, columns="kind", values="ms", aggfunc="min")
     for kind in ("predicted", "measured"):
         if kind not in medians:
             medians[kind] = np.nan

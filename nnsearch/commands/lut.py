@@ -58,7 +58,7 @@ def check_latency_csv(path: Path) -> None:
     Unreadable files and missing columns are left to `import_latencies`, which reports them.
     """
     from nnsearch.latency.probes import KEY_COLUMNS
-    from nnsearch.latency.table import LatencyError
+    from nnsearch.errors import LatencyError
     from nnsearch.latency.tflite import NATIVE_OPS
 
     try:

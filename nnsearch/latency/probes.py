@@ -32,15 +32,11 @@ from typing import Iterable, Iterator, NamedTuple
 
 import torch
 
-from nnsearch.errors import NNSearchError
+from nnsearch.errors import LatencyError
 from nnsearch.latency.tflite import Graph, Layer, lower, to_flatbuffer, write_atomic
 from nnsearch.model.arch import Arch
 from nnsearch.model.space import SearchSpace
 from nnsearch.model.student import build_student
-
-
-class LatencyError(NNSearchError):
-    """A latency table cannot answer (missing entries, bad CSV, bad resolution)."""
 
 
 class OpKey(NamedTuple):

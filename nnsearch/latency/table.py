@@ -11,7 +11,8 @@ Statistic. An entry records the median, minimum and maximum over its timed
 runs (`median_ms`, `min_ms`, `max_ms`; pooled over passes as median of
 medians, overall min and max). Predictions sum `LutEntry.ms`, the minimum
 (the median when an imported row has no minimum), and whole models are
-compared by their minimum too (`Timing.min_ms`). On this host, with one
+compared by their minimum too (`LatencyStat.ms`, the one statistic of
+`nnsearch.latency.stat` that entries, timings and stored figures share). On this host, with one
 thread, runs are timed on the invoking thread's CPU clock
 (`nnsearch.latency.tflite.resolve_clock`), so time spent descheduled while other
 processes run is not counted. What remains of contention (cache and memory
@@ -58,20 +59,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Protocol, Sequence
 
+from nnsearch.errors import LatencyError
 from nnsearch.latency.probes import (
     KEY_COLUMNS,
     ArchKeys,
-    LatencyError,
     OpKey,
     arch_keys,
     key_from_row,
     write_probe,
 )
+from nnsearch.latency.stat import LatencyStat
 from nnsearch.latency.tflite import RUNTIME, runtime_version, time_tflite
 from nnsearch.model.arch import Arch
 
 __all__ = [
-    "DeviceProfile", "LatencyError", "LatencyTable", "LutBackend", "LutEntry", "MemoryBackend", "OpKey",
+    "DeviceProfile", "LatencyTable", "LutBackend", "LutEntry", "MemoryBackend", "OpKey",
     "arch_keys", "combine_entries", "fit_scale", "host_profile", "import_latencies", "measure_keys", "time_probe",
 ]
 
@@ -107,21 +109,12 @@ def require_host(device: DeviceProfile) -> None:
 
 
 @dataclass(frozen=True)
-class LutEntry:
-    """The latency of one key on one device profile."""
+class LutEntry(LatencyStat):
+    """The latency of one key on one device profile (a `LatencyStat`; predictions sum its `ms`)."""
 
     device: DeviceProfile
     key: OpKey
-    median_ms: float
-    min_ms: float | None = None
-    max_ms: float | None = None
-    runs: int = 1
     source: str = "measured"  # "measured" on this host or "imported" from a CSV
-
-    @property
-    def ms(self) -> float:
-        """The figure predictions sum: `min_ms`, or `median_ms` when no minimum was recorded."""
-        return self.min_ms if self.min_ms is not None else self.median_ms
 
 
 class LutBackend(Protocol):
@@ -184,7 +177,7 @@ def time_probe(path: str | Path, key: OpKey, device: DeviceProfile, *, runs: int
     """Time one written probe file (see `lut_probes.write_probe`) as the entry of `key`."""
     require_host(device)
     timing = time_tflite(path, runs=runs, warmup=warmup, threads=device.threads, min_total_ms=min_total_ms)
-    return LutEntry(device, key, timing.median_ms, timing.min_ms, timing.max_ms, timing.runs)
+    return LutEntry(device, key, **timing.stat_values())
 
 
 def combine_entries(entries: Iterable[LutEntry]) -> list[LutEntry]:
@@ -192,17 +185,8 @@ def combine_entries(entries: Iterable[LutEntry]) -> list[LutEntry]:
     groups: dict[tuple[DeviceProfile, OpKey], list[LutEntry]] = {}
     for entry in entries:
         groups.setdefault((entry.device, entry.key), []).append(entry)
-    return [
-        LutEntry(device, key, statistics.median(e.median_ms for e in group),
-                 _extreme([e.min_ms for e in group], min), _extreme([e.max_ms for e in group], max),
-                 sum(e.runs for e in group), group[0].source)
-        for (device, key), group in groups.items()
-    ]
-
-
-def _extreme(values: list[float | None], pick: Callable[[list[float]], float]) -> float | None:
-    known = [v for v in values if v is not None]
-    return pick(known) if known else None
+    return [LutEntry(device, key, group[0].source, **LatencyStat.pooled(group).stat_values())
+            for (device, key), group in groups.items()]
 
 
 def fit_scale(measured_ms: Sequence[float], predicted_ms: Sequence[float]) -> float:
@@ -298,8 +282,9 @@ def _optional(value: str | None, kind: type) -> float | int | None:
 
 def _entry_from_row(row: dict[str, str], device: DeviceProfile, where: str) -> LutEntry:
     try:
-        entry = LutEntry(device, key_from_row(row), float(row["median_ms"]), _optional(row.get("min_ms"), float),
-                         _optional(row.get("max_ms"), float), _optional(row.get("runs"), int) or 1, "imported")
+        entry = LutEntry(device, key_from_row(row), "imported", median_ms=float(row["median_ms"]),
+                         min_ms=_optional(row.get("min_ms"), float), max_ms=_optional(row.get("max_ms"), float),
+                         runs=_optional(row.get("runs"), int) or 1)
     except (KeyError, TypeError, ValueError) as exc:
         raise LatencyError(f"{where}: bad latency row {dict(row)}: {exc}") from None
     if not entry.median_ms >= 0:

@@ -298,7 +298,7 @@ def replay_study(study: str, db: "Store | str | None" = None, *,
                  reference: Mapping[str, float] | None = None, first_seed: int | None = None,
                  rule: str = "distinct", verbose: bool = False) -> ReplayResult:
     """Replay the finished study `study` of store `db` (`ReplayTable.load`, then `replay`); what `nnsearch.replay` does."""
-    from nnsearch.model.space import SearchSpace, load_space
+    from nnsearch.model.space import load_space
     from nnsearch.store.engine import Store
 
     store = db if isinstance(db, Store) else Store(db, create=False)

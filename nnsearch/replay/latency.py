@@ -11,30 +11,22 @@ is a pure lookup and repeatable. `nnsearch lut build` fills a table completely.
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
-
 from nnsearch.latency.probes import space_keys
-from nnsearch.latency.table import LatencyError, LatencyTable, MemoryBackend
+from nnsearch.errors import LatencyError
+from nnsearch.latency.table import LatencyTable, MemoryBackend
 from nnsearch.model.arch import Arch
 from nnsearch.model.space import SearchSpace
 from nnsearch.search.latency import resolve_profile
 from nnsearch.search.samplers.base import LatencyFn
 from nnsearch.store.engine import Store
 from nnsearch.store.lut_backend import SqlLutBackend
-from nnsearch.store.schema import LatencyRun, TrialLink
+from nnsearch.store.latency import study_configuration
 
 
 def recorded_resolution(store: Store, study: str, device: str) -> tuple[int, int, int] | None:
-    """(height, width, threads) most of the study's latency records on `device` use, or None."""
-    query = (
-        select(LatencyRun.height, LatencyRun.width, LatencyRun.threads, func.count().label("n"))
-        .join(TrialLink, TrialLink.nn == LatencyRun.nn)
-        .where(TrialLink.study == study, LatencyRun.device == device)
-        .group_by(LatencyRun.height, LatencyRun.width, LatencyRun.threads)
-        .order_by(func.count().desc(), LatencyRun.height, LatencyRun.width, LatencyRun.threads)
-    )
-    row = store.reading(lambda conn: conn.execute(query).first())
-    return None if row is None else (int(row.height), int(row.width), int(row.threads))
+    """(height, width, threads) of the study's latency configuration on `device` (`study_configuration`), or None."""
+    found = study_configuration(store, study, device)
+    return None if found.height is None else (found.height, found.width, found.threads)
 
 
 def stored_predictor(store: Store, study: str, space: SearchSpace, device: str) -> LatencyFn | None:

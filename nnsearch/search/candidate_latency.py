@@ -6,12 +6,11 @@ from pathlib import Path
 
 import torch
 
-from nnsearch.errors import NNSearchError
-from nnsearch.latency.table import LatencyError
+from nnsearch.errors import LatencyError, NNSearchError
 from nnsearch.latency.tflite import export_tflite, time_tflite
 from nnsearch.model.arch import Arch
 from nnsearch.search.config import LatencyConfig
-from nnsearch.search.latency import HOST_DEVICE, predict_latency, prediction_record
+from nnsearch.search.latency import HOST_DEVICE, measured_record, predict_latency, prediction_record
 from nnsearch.store.engine import Store
 from nnsearch.store.record import LatencyRecord
 
@@ -56,7 +55,7 @@ class CandidateLatency:
         """Predicted ms over the budget (<= 0: feasible; 0 without a budget or a prediction)."""
         if self.max_latency_ms is None or predicted is None:
             return 0.0
-        return predicted.median_ms - self.max_latency_ms
+        return predicted.ms - self.max_latency_ms
 
     @property
     def can_measure(self) -> bool:
@@ -71,13 +70,4 @@ class CandidateLatency:
         export_tflite(student.cpu().eval(), path, (1, arch.in_channels, lat.height, lat.width))
         student.to(device)
         timing = time_tflite(path, runs=lat.runs, warmup=lat.warmup, threads=lat.threads)
-        return LatencyRecord(
-            device=lat.device, runtime=timing.runtime, runtime_version=timing.runtime_version,
-            threads=lat.threads, height=lat.height, width=lat.width, kind="measured",
-            median_ms=timing.median_ms, min_ms=timing.min_ms, max_ms=timing.max_ms, runs=timing.runs,
-        )
-
-
-def best_ms(record: LatencyRecord) -> float:
-    """A record's figure for the objective: the minimum of its runs where known, else the median."""
-    return record.min_ms if record.min_ms is not None else record.median_ms
+        return measured_record(timing, lat.device, lat.height, lat.width)

@@ -21,7 +21,8 @@ import pandas as pd
 
 from nnsearch.errors import NNSearchError
 from nnsearch.store.engine import Store
-from nnsearch.store.query import epoch_metric, study_results
+from nnsearch.store.latency import LatencyQuery, study_configuration
+from nnsearch.store.query import StudyReader
 
 
 class StoppedEarly(NNSearchError):
@@ -47,10 +48,16 @@ class EpochHistory:
     table: pd.DataFrame  # columns: trial, epoch, value, latency_ms
 
     @classmethod
-    def load(cls, store: Store, study: str, device: str) -> "EpochHistory":
-        per_epoch = epoch_metric(store, study, "psnr")
-        results = study_results(store, study, device=device)
-        latency = results.set_index("trial")["predicted_ms"].fillna(results.set_index("trial")["latency_ms"])
+    def load(cls, store: Store, study: str, device: str, latency: LatencyQuery | None = None) -> "EpochHistory":
+        """A snapshot read afresh; latency at `latency`, by default the study's configuration on `device`."""
+        return cls.of(StudyReader(store, study, latency or study_configuration(store, study, device)))
+
+    @classmethod
+    def of(cls, reader: StudyReader) -> "EpochHistory":
+        """A snapshot from an incremental reader (it reads only the trials finished since its last read)."""
+        per_epoch = reader.epochs("psnr").copy()
+        results = reader.results().set_index("trial")
+        latency = results["predicted_ms"].fillna(results["latency_ms"])
         per_epoch["latency_ms"] = per_epoch["trial"].map(latency)
         return cls(per_epoch.dropna(subset=["latency_ms"]))
 

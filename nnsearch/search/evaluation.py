@@ -22,7 +22,7 @@ from nnsearch.model.arch import Arch
 from nnsearch.model.counting import count_params
 from nnsearch.model.space import SearchSpace
 from nnsearch.model.student import build_student
-from nnsearch.search.candidate_latency import CandidateLatency, best_ms
+from nnsearch.search.candidate_latency import CandidateLatency
 from nnsearch.search.config import OBJECTIVES, PHASE_ATTR
 from nnsearch.search.early_stopping import EarlyStopRule, EpochHistory, StoppedEarly, check_epoch
 from nnsearch.search.inputs import TrainingInputs, silent
@@ -103,9 +103,9 @@ class CandidateEvaluator:
         set_latency_constraint(trial, excess)
         if excess > 0:
             self._record(trial.number, arch, student, epochs=[], latencies=[predicted], state="infeasible")
-            self.log(f"trial {trial.number}: infeasible, predicted {predicted.median_ms:.1f} ms exceeds the "
+            self.log(f"trial {trial.number}: infeasible, predicted {predicted.ms:.1f} ms exceeds the "
                      f"{self.latency.max_latency_ms:g} ms budget; not trained")
-            return TrialOutcome(trial.number, arch, "infeasible", latency_ms=predicted.median_ms, params=params)
+            return TrialOutcome(trial.number, arch, "infeasible", latency_ms=predicted.ms, params=params)
         torch.manual_seed(self.seed + trial.number)
         trial.set_user_attr(PHASE_ATTR, "distill")
         epochs: list = []
@@ -118,14 +118,14 @@ class CandidateEvaluator:
         except StoppedEarly as exc:
             self._record(trial.number, arch, student, epochs=epochs, latencies=_present(predicted), state="stopped")
             self.log(f"trial {trial.number}: {exc}")
-            return TrialOutcome(trial.number, arch, "stopped", epochs[-1].psnr, predicted.median_ms, params, str(exc))
+            return TrialOutcome(trial.number, arch, "stopped", epochs[-1].psnr, predicted.ms, params, str(exc))
         measured = self.latency.measure(student, arch) if self.latency.can_measure else None
-        latency = best_ms(measured or predicted)  # min of runs, like the table's entries
+        latency = (measured or predicted).ms  # min of runs, like the table's entries
         self._record(trial.number, arch, student, epochs=result.epochs, latencies=_present(predicted, measured),
                      state="complete")
         outcome = TrialOutcome(trial.number, arch, "complete", result.final.psnr, latency, params)
         lat = self.latency.config
-        guess = f" (predicted {predicted.median_ms:.1f})" if predicted and measured else ""
+        guess = f" (predicted {predicted.ms:.1f})" if predicted and measured else ""
         self.log(f"trial {trial.number}: PSNR {outcome.psnr:.2f} dB, SSIM {result.final.ssim:.4f}, "
                  f"latency {outcome.latency_ms:.1f} ms{guess} @ {lat.height}x{lat.width}, "
                  f"{params:,} params ({time.perf_counter() - began:.0f} s)")
@@ -144,7 +144,7 @@ class CandidateEvaluator:
 
         def on_epoch(record: Any) -> None:
             epochs.append(record)
-            check_epoch(rule, history, record.epoch, last, record.psnr, predicted.median_ms if predicted else None)
+            check_epoch(rule, history, record.epoch, last, record.psnr, predicted.ms if predicted else None)
 
         return on_epoch
 

@@ -10,27 +10,28 @@ prediction is a dictionary walk.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import tempfile
 from pathlib import Path
 
 from sqlalchemy import select
 
-from nnsearch.errors import StoreError
+from nnsearch.errors import LatencyError, StoreError
 from nnsearch.latency.probes import check_resolution, space_keys
 from nnsearch.latency.table import (
     DeviceProfile,
-    LatencyError,
     LatencyTable,
     can_measure,
     host_profile,
 )
-from nnsearch.latency.tflite import export_tflite, time_tflite
+from nnsearch.latency.tflite import Timing, export_tflite, time_tflite
 from nnsearch.model.arch import Arch
 from nnsearch.model.space import SearchSpace
 from nnsearch.model.student import build_student
 from nnsearch.store.engine import Store
 from nnsearch.store.lut_backend import SqlLutBackend, device_profiles
+from nnsearch.store.machine_lut import MachineCachedBackend, machine_lut
 from nnsearch.store.record import Bundle, LatencyRecord, record_bundle
 from nnsearch.store.schema import NN, utcnow
 
@@ -61,13 +62,18 @@ def resolve_profile(store: Store, device_name: str, threads: int = 1) -> DeviceP
     return found[0]
 
 
+def lut_backend(store: Store) -> MachineCachedBackend:
+    """The store's `latency_lut`, with this machine's table (`nnsearch.store.machine_lut`) behind it."""
+    return MachineCachedBackend(SqlLutBackend(store), machine_lut())
+
+
 def latency_table(store: Store, profile: DeviceProfile) -> LatencyTable:
-    """The cached `LatencyTable` of a profile over the store's `latency_lut`."""
+    """The cached `LatencyTable` of a profile over the store's `latency_lut` (and this machine's table)."""
     key = (store.url, profile)
     table = _TABLES.get(key)
     if table is None:
-        table = _TABLES[key] = LatencyTable(profile, SqlLutBackend(store))
-    table.backend = SqlLutBackend(store)  # the caller's store object (it may have been disposed and reopened)
+        table = _TABLES[key] = LatencyTable(profile, lut_backend(store))
+    table.backend = lut_backend(store)  # the caller's store object (it may have been disposed and reopened)
     return table
 
 
@@ -103,14 +109,19 @@ def fill_space_table(store: Store, space: SearchSpace, height: int, width: int, 
                      runs: int = 5, verbose: bool = True) -> tuple[int, int]:
     """Measure on this host every lookup-table key of `space` at height x width that the store lacks.
 
-    Keys are stored one by one, so an interrupted fill keeps what it measured.
-    Returns (measured, total keys).
+    Keys this machine measured before, for any store, are copied from its table
+    (`nnsearch.store.machine_lut`) instead. Keys are stored one by one, so an
+    interrupted fill keeps what it measured. Returns (measured, total keys).
     """
     from nnsearch.common.progress import progress
 
     keys = space_keys(space, height, width)
-    table = LatencyTable(host_profile(threads, HOST_DEVICE), SqlLutBackend(store), runs=runs)
+    backend = lut_backend(store)
+    table = LatencyTable(host_profile(threads, HOST_DEVICE), backend, runs=runs)
     todo = table.missing(keys)
+    if backend.copied and verbose:
+        print(f"lookup table: copied {backend.copied} entries at {height}x{width} measured earlier on this machine "
+              f"({backend.machine.path})", flush=True)
     for key in progress(todo, total=len(todo), desc=f"lookup table {height}x{width}", enabled=verbose and bool(todo)):
         table.build([key])
     if todo:
@@ -141,11 +152,18 @@ def prediction_record(store: Store, latency_ms: float, device_name: str, height:
                          median_ms=float(latency_ms), min_ms=float(latency_ms), runs=0)
 
 
+def measured_record(timing: Timing, device_name: str, height: int, width: int) -> LatencyRecord:
+    """A `LatencyRecord` of kind 'measured' for a whole-model `Timing` at height x width."""
+    return LatencyRecord(device=device_name, runtime=timing.runtime, runtime_version=timing.runtime_version,
+                         threads=timing.threads, height=height, width=width, kind="measured",
+                         **timing.stat_values())
+
+
 def record_latency(store: Store, nn: str, record: LatencyRecord) -> None:
     """Write one `latency_run` row for the stored model `nn`."""
     if store.reading(lambda conn: conn.scalar(select(NN.name).where(NN.name == nn))) is None:
         raise StoreError(f"no model '{nn}' in {store.display_url}; record the model before its latency")
-    row = {**record.__dict__, "nn": nn, "created_at": record.created_at or utcnow()}
+    row = {**dataclasses.asdict(record), "nn": nn, "created_at": record.created_at or utcnow()}
     record_bundle(store, Bundle(latencies=[row]))
 
 
@@ -179,8 +197,6 @@ def profile_nn(store: Store, nn: str, height: int, width: int, *, threads: int =
         path = export_tflite(build_student(arch).eval(), Path(folder) / f"{nn}.tflite",
                              (1, arch.in_channels, height, width))
         timing = time_tflite(path, runs=runs, warmup=warmup, threads=threads)
-    record = LatencyRecord(device=device_name, runtime=timing.runtime, runtime_version=timing.runtime_version,
-                           threads=threads, height=height, width=width, kind="measured",
-                           median_ms=timing.median_ms, min_ms=timing.min_ms, max_ms=timing.max_ms, runs=timing.runs)
+    record = measured_record(timing, device_name, height, width)
     record_latency(store, nn, record)
     return record

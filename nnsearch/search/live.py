@@ -10,7 +10,8 @@ import pandas as pd
 from nnsearch.analysis.pareto import pareto
 from nnsearch.search.claims import TrialCounts
 from nnsearch.store.engine import Store
-from nnsearch.store.query import study_results
+from nnsearch.store.latency import study_configuration
+from nnsearch.store.query import StudyReader
 
 
 @dataclass(frozen=True)
@@ -24,9 +25,13 @@ class StudyStatus:
     recent: list[dict] = field(default_factory=list)  # last finished trials, newest last
 
     @classmethod
-    def read(cls, study: optuna.Study, store: Store, total: int, device: str, recent: int = 3) -> "StudyStatus":
+    def read(cls, study: optuna.Study, store: Store, total: int, device: str = "host-cpu", recent: int = 3, *,
+             reader: StudyReader | None = None) -> "StudyStatus":
+        """The status now; `reader` (the study's incremental reader) reads only new trials, else all are read."""
         counts = TrialCounts.of(study)
-        rows = study_results(store, study.study_name, device=device)
+        if reader is None:
+            reader = StudyReader(store, study.study_name, study_configuration(store, study.study_name, device))
+        rows = reader.results()
         complete = rows[rows["state"] == "complete"].dropna(subset=["psnr", "latency_ms"])
         front = pareto(complete.drop_duplicates("nn"), {"psnr": "max", "latency_ms": "min"}) if len(complete) else complete
         return cls(total, counts, rows["state"].value_counts().to_dict(), len(front),

@@ -12,7 +12,8 @@ from nnsearch.common.interrupts import defer_interrupts
 from nnsearch.model.arch import Arch
 from nnsearch.model.counting import conv_depth, count_macs, count_params
 from nnsearch.store.engine import Store
-from nnsearch.store.query import study_results
+from nnsearch.store.latency import LatencyQuery
+from nnsearch.store.query import StudyReader, study_results
 from nnsearch.store.record import TASK, LatencyRecord, ModelRecord, prm_uid, record_trial
 from nnsearch.store.schema import TrialLink
 from nnsearch.train.distill import DistillConfig
@@ -25,21 +26,22 @@ class TrialRecorder:
     being written, an interrupt waits until the record and Optuna agree.
     """
 
-    def __init__(self, store: Store, study: str, distill: DistillConfig, *, device: str,
+    def __init__(self, store: Store, study: str, distill: DistillConfig, *, latency: LatencyQuery,
                  macs_hw: tuple[int, int]) -> None:
         self.store = store
         self.study = study
         self.distill = distill
-        self.device = device  # latency device profile of the study's results
+        self.latency = latency  # which latency the study's results show (its own configuration)
         self.macs_hw = macs_hw  # resolution MACs are counted at
+        self.reader = StudyReader(store, study, latency)  # this process's incremental view
 
     def results(self):  # -> pd.DataFrame
-        """Recorded trials of this study as a DataFrame."""
-        return study_results(self.store, self.study, device=self.device)
+        """Recorded trials of this study as a DataFrame (read afresh), latency at the study's configuration."""
+        return study_results(self.store, self.study, latency=self.latency)
 
     def earlier_result(self, arch: Arch) -> dict[str, Any] | None:
         """This study's completed result for `arch`, if a trial already trained it."""
-        rows = self.results()
+        rows = self.reader.results()
         rows = rows[(rows["nn"] == arch.name) & (rows["state"] == "complete")].dropna(subset=["psnr", "latency_ms"])
         return None if rows.empty else rows.iloc[0].to_dict()
 

@@ -40,6 +40,8 @@ from nnsearch.search.recorder import TrialRecorder
 from nnsearch.search.samplers import SAMPLERS, SamplerContext
 from nnsearch.search.trial_loop import TrialLoop
 from nnsearch.store.engine import Store
+from nnsearch.store.latency import LatencyQuery
+from nnsearch.store.query import StudyReader
 from nnsearch.train.datasets import DenoiseData
 from nnsearch.train.distill import TeacherTargets
 
@@ -66,11 +68,11 @@ class Study:
         lat = config.latency
         self.latency = CandidateLatency(store, lat, Path(), max_latency_ms=config.max_latency_ms)
         self.results_dir = (results_root or default_results_root()) / config.name
-        self.recorder = TrialRecorder(store, config.name, config.distill, device=lat.device,
+        self.recorder = TrialRecorder(store, config.name, config.distill, latency=self.latency_query(),
                                       macs_hw=(lat.height, lat.width))
         self.evaluator = CandidateEvaluator(
             config.space, config.distill, self.inputs, self.latency, self.recorder, seed=config.seed,
-            early_stop=config.early_stop, history=lambda: EpochHistory.load(store, config.name, lat.device),
+            early_stop=config.early_stop, history=lambda: EpochHistory.of(self.recorder.reader),
             device=self.device, verbose=verbose, log=self.log)
         self.optuna = open_optuna_study(config, store, self._sampler(config.seed), heartbeat)
         self.loop = TrialLoop(self.optuna, self.evaluator.evaluate, list(config.objectives), claim=self._claim,
@@ -149,14 +151,23 @@ class Study:
         return self.evaluator.evaluate(trial)
 
     def results(self):  # -> pd.DataFrame
-        """Recorded trials of this study as a DataFrame."""
+        """Recorded trials of this study as a DataFrame (read afresh), latency at the study's configuration."""
         return self.recorder.results()
+
+    def latency_query(self) -> LatencyQuery:
+        """The study's latency configuration, for `nnsearch.store.latency` (device, size, threads)."""
+        lat = self.config.latency
+        return LatencyQuery(lat.device, lat.height, lat.width, lat.threads)
+
+    def reader(self) -> StudyReader:
+        """This process's incremental reader of the study's results (each call reads only new trials)."""
+        return self.recorder.reader
 
     def log_status(self, total: int) -> None:
         if self.verbose:
             from nnsearch.search.live import StudyStatus
 
-            self.log(StudyStatus.read(self.optuna, self.store, total, self.config.latency.device).line())
+            self.log(StudyStatus.read(self.optuna, self.store, total, reader=self.reader()).line())
 
     def _claim(self, total: int):
         return claim_trial(self.optuna, self.store, total, before_ask=self._seed_sampler)

@@ -72,11 +72,11 @@ def run_workers(config: StudyConfig, store: Store, total: int, workers: int, *,
 
 
 def _monitor(study: Study, store: Store, total: int, processes: list, display: LiveDisplay) -> None:
-    device = study.config.latency.device
+    reader = study.reader()
     while any(p.is_alive() for p in processes):
-        display.update(StudyStatus.read(study.optuna, store, total, device))
+        display.update(StudyStatus.read(study.optuna, store, total, reader=reader))
         time.sleep(POLL_S)
-    display.update(StudyStatus.read(study.optuna, store, total, device))
+    display.update(StudyStatus.read(study.optuna, store, total, reader=reader))
 
 
 def _stop(processes: list) -> None:

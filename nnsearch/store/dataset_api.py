@@ -3,10 +3,13 @@
 `data()` returns the NN Dataset's columns (`task, dataset, metric, metric_code,
 nn, nn_code, epoch, accuracy, duration, prm, transform_code`) and then ours:
 `transform` (its name), `prm_uid`, `params`, `macs` and one `latency_ms@<device>`
-column per device profile. A latency column holds, per model, the lowest
-measured median at the largest input size measured for that model on that
-device (`run_data()` returns every latency record). `device` selects which
-device columns appear; it never drops rows.
+column per device profile. A latency column holds, per model, its latency on
+that device by the one rule of `nnsearch.store.latency` (measured before
+predicted, the minimum over runs; at one study's configuration when `study`
+names one study, else at the model's largest recorded input and fewest
+threads); `run_data()` returns every latency record. `device` selects which
+device columns appear; it never drops rows; `precision` picks the records'
+precision ('fp32' by default).
 
 Filters combine with AND; a list, tuple or set means "any of". Reading is one
 query for the stat rows plus one batched query per side table (codes,
@@ -26,6 +29,7 @@ from sqlalchemy import ColumnElement, and_, exists, func, select
 from sqlalchemy.engine import Connection
 
 from nnsearch.store.engine import Store, open_store
+from nnsearch.store.latency import DEFAULT_PRECISION, LatencyQuery, student_latencies, study_configuration
 from nnsearch.store.record import encode_value
 from nnsearch.store.schema import (
     NN,
@@ -44,7 +48,7 @@ NND_COLUMNS = ("task", "dataset", "metric", "metric_code", "nn", "nn_code", "epo
 #: Columns nnsearch adds (then one `latency_ms@<device>` per device).
 EXTRA_COLUMNS = ("transform", "prm_uid", "params", "macs")
 LATENCY_PREFIX = "latency_ms@"
-RUN_COLUMNS = ("nn", "device", "runtime", "runtime_version", "threads", "height", "width", "kind",
+RUN_COLUMNS = ("nn", "device", "runtime", "runtime_version", "precision", "threads", "height", "width", "kind",
                "median_ms", "min_ms", "max_ms", "runs", "created_at")
 _CHUNK = 2000
 _STAT_COLUMNS = ("task", "dataset", "metric", "nn", "epoch", "accuracy", "duration", "prm", "transform")
@@ -64,6 +68,7 @@ def data(
     prm: Mapping[str, Any] | Filter = None,
     study: Filter = None,
     device: Filter = None,
+    precision: str = DEFAULT_PRECISION,
 ) -> pd.DataFrame:
     """Stat rows with their model, metric and transform code, hyperparameters, size and latency.
 
@@ -77,10 +82,13 @@ def data(
     """
     where = _stat_filters(task, dataset, metric, nn, epoch, prm, study)
     with open_store(db) as store:
-        return store.reading(lambda conn: _read_stats(conn, _stat_query(where, only_best_accuracy, max_rows), device))
+        studies = _as_set(study)
+        single = next(iter(studies)) if len(studies) == 1 else None
+        return store.reading(lambda conn: _read_stats(conn, _stat_query(where, only_best_accuracy, max_rows), device,
+                                                      precision, single))
 
 
-def _read_stats(conn: Connection, query: Any, device: Filter) -> pd.DataFrame:
+def _read_stats(conn: Connection, query: Any, device: Filter, precision: str, study: str | None) -> pd.DataFrame:
     """The rows of `query` with codes, hyperparameters, sizes and latency columns added."""
     rows = _tuples(conn, query)
     frame = pd.DataFrame.from_records(rows, columns=list(_STAT_COLUMNS))
@@ -95,7 +103,7 @@ def _read_stats(conn: Connection, query: Any, device: Filter) -> pd.DataFrame:
     frame["params"] = keys["nn"].lookup({n: p for n, p, _ in sizes}, dtype="Int64")
     frame["macs"] = keys["nn"].lookup({n: m for n, _, m in sizes}, default=np.nan, dtype="float64")
     frame = frame[list(NND_COLUMNS + EXTRA_COLUMNS)]
-    for column, values in _latency_columns(conn, keys["nn"].distinct, device).items():
+    for column, values in _latency_columns(conn, keys["nn"].distinct, device, precision, study).items():
         frame[column] = keys["nn"].lookup(values, default=np.nan, dtype="float64")
     return frame
 
@@ -204,23 +212,18 @@ def _prm_dicts(conn: Connection, uids: list[str]) -> dict[str, dict[str, Any]]:
     return by_uid
 
 
-def _latency_columns(conn: Connection, names: list[str], device: Filter) -> dict[str, dict[str, float]]:
-    """`latency_ms@<device>` -> {nn: ms}: lowest measured median at the model's largest measured size."""
-    where = [LatencyRun.kind == "measured"]
+def _latency_columns(conn: Connection, names: list[str], device: Filter, precision: str,
+                     study: str | None) -> dict[str, dict[str, float]]:
+    """`latency_ms@<device>` -> {nn: ms} by `nnsearch.store.latency` (at `study`'s configuration if given)."""
+    where = [LatencyRun.precision == precision]
     if device is not None:
         where.append(_match(LatencyRun.device, device))
-    columns_ = (LatencyRun.nn, LatencyRun.device, LatencyRun.height, LatencyRun.width, LatencyRun.median_ms)
-    runs = _fetch_by(conn, LatencyRun.nn, columns_, names, *where)
-    best: dict[tuple[str, str], tuple[int, float]] = {}
-    for nn, dev, height, width, ms in runs:
-        pixels = height * width
-        seen = best.get((dev, nn))
-        if seen is None or pixels > seen[0] or (pixels == seen[0] and ms < seen[1]):
-            best[(dev, nn)] = (pixels, ms)
-    wanted = sorted({dev for dev, _ in best} | _as_set(device))
-    columns: dict[str, dict[str, float]] = {f"{LATENCY_PREFIX}{dev}": {} for dev in wanted}
-    for (dev, nn), (_, ms) in best.items():
-        columns[f"{LATENCY_PREFIX}{dev}"][nn] = ms
+    recorded = {dev for (dev,) in _fetch_by(conn, LatencyRun.nn, (LatencyRun.device,), names, *where)}
+    columns: dict[str, dict[str, float]] = {}
+    for dev in sorted(recorded | _as_set(device)):
+        query = (study_configuration(conn, study, dev, precision) if study is not None
+                 else LatencyQuery(dev, precision=precision))
+        columns[f"{LATENCY_PREFIX}{dev}"] = {nn: found.ms for nn, found in student_latencies(conn, names, query).items()}
     return columns
 
 

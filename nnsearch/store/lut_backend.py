@@ -92,12 +92,12 @@ def _device_rows(session: Session, device: DeviceProfile, ops: set[str]) -> dict
 
 
 def _entry(device: DeviceProfile, row: Any) -> LutEntry:
-    return LutEntry(device, _key(row), row.median_ms, row.min_ms, row.max_ms, row.runs, row.source)
+    return LutEntry(device, _key(row), row.source, median_ms=row.median_ms, min_ms=row.min_ms,
+                    max_ms=row.max_ms, runs=row.runs)
 
 
 def _values(entry: LutEntry) -> dict[str, object]:
-    return {"median_ms": entry.median_ms, "min_ms": entry.min_ms, "max_ms": entry.max_ms,
-            "runs": entry.runs, "source": entry.source}
+    return {**entry.stat_values(), "source": entry.source}
 
 
 def _upsert(session: Session, device: DeviceProfile, entries: list[LutEntry]) -> None:

@@ -1,61 +1,155 @@
-"""Reading results back as pandas DataFrames."""
+"""Reading a study's results back as pandas DataFrames, in full or incrementally.
+
+`StudyReader` keeps what it has read and, on each `refresh`, reads only the
+trials it has not seen: those numbered above the highest seen, plus the few
+lower numbers that had no record yet (trials still running, or lost). A trial's
+rows are written once, all together (`nnsearch.store.record.record_trial`), so
+what was read stays true; the per-trial readers of a running study (early
+stopping, live status, the repeat check) therefore read O(new trials) rows per
+trial instead of the whole study. A latency recorded for a student after its
+trial was read (`nnsearch profile`) shows in a new reader, e.g. `study_results`.
+"""
 
 from __future__ import annotations
 
+import math
+from collections import defaultdict
+from typing import Any
+
 import pandas as pd
-from sqlalchemy import and_, func, select
+from sqlalchemy import or_, select
+from sqlalchemy.engine import Connection
 
 from nnsearch.store.engine import Store
-from nnsearch.store.schema import LatencyRun, NNStat, Stat, TrialLink
+from nnsearch.store.latency import LatencyQuery, StudentLatency, student_latencies, study_configuration
+from nnsearch.store.schema import NNStat, Stat, TrialLink
+
+#: Columns of `study_results`, in order.
+RESULT_COLUMNS = ["trial", "nn", "state", "dataset", "psnr", "ssim", "latency_ms", "measured_ms", "predicted_ms",
+                  "params", "macs"]
+EPOCH_COLUMNS = ["trial", "nn", "state", "metric", "epoch", "value"]
+_RESULT_TYPES = {"trial": "int64", "psnr": "float64", "ssim": "float64", "latency_ms": "float64",
+                 "measured_ms": "float64", "predicted_ms": "float64", "params": "Int64", "macs": "float64"}
+_EPOCH_TYPES = {"trial": "int64", "epoch": "int64", "value": "float64"}
+NAN = float("nan")
+_CHUNK = 2000
 
 
-def study_results(store: Store, study: str, device: str = "host-cpu") -> pd.DataFrame:
-    """One row per recorded trial of `study`: final-epoch PSNR/SSIM, latency on `device`, size.
+class StudyReader:
+    """One study's results, read incrementally (see the module docstring); latency by `query`."""
 
-    `latency_ms` is the measured whole-model latency where one exists, else the
-    lookup-table prediction (`measured_ms` and `predicted_ms` hold both).
+    def __init__(self, store: Store, study: str, query: LatencyQuery) -> None:
+        self.store, self.study, self.query = store, study, query
+        self._seen: set[int] = set()
+        self._results = _frame([], RESULT_COLUMNS, _RESULT_TYPES)
+        self._epochs = _frame([], EPOCH_COLUMNS, _EPOCH_TYPES)
+
+    def refresh(self) -> int:
+        """Read the trials recorded since the last refresh; returns how many were new."""
+        results, epochs = self.store.reading(self._read_new)
+        if results:
+            self._seen.update(row["trial"] for row in results)
+            self._results = _append(self._results, _frame(results, RESULT_COLUMNS, _RESULT_TYPES), ["trial"])
+            self._epochs = _append(self._epochs, _frame(epochs, EPOCH_COLUMNS, _EPOCH_TYPES),
+                                   ["trial", "metric", "epoch"])
+        return len(results)
+
+    def results(self) -> pd.DataFrame:
+        """One row per recorded trial (`RESULT_COLUMNS`), after a refresh; do not modify it."""
+        self.refresh()
+        return self._results
+
+    def epochs(self, metric: str = "psnr", state: str = "complete") -> pd.DataFrame:
+        """Per-epoch values of `metric` of the trials in `state`: trial, nn, epoch, value (after a refresh)."""
+        self.refresh()
+        rows = self._epochs[(self._epochs["metric"] == metric) & (self._epochs["state"] == state)]
+        return rows[["trial", "nn", "epoch", "value"]].reset_index(drop=True)
+
+    def _unseen_filter(self):  # -> ColumnElement[bool] | None
+        if not self._seen:
+            return None
+        top = max(self._seen)
+        gaps = sorted(set(range(top)) - self._seen)  # running or lost trials below the newest seen
+        newer = TrialLink.trial_number > top
+        return or_(newer, TrialLink.trial_number.in_(gaps)) if gaps else newer
+
+    def _read_new(self, conn: Connection) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        where = [TrialLink.study == self.study]
+        unseen = self._unseen_filter()
+        if unseen is not None:
+            where.append(unseen)
+        links = conn.execute(select(TrialLink.trial_number, TrialLink.nn, TrialLink.prm, TrialLink.state,
+                                    TrialLink.dataset).where(*where)).all()
+        if not links:
+            return [], []
+        names = sorted({link.nn for link in links})
+        stats: dict[tuple[str, str, str], list[tuple[str, int, float]]] = defaultdict(list)
+        for nn, prm, dataset, metric, epoch, accuracy in _stats(conn, names):
+            stats[(nn, prm, dataset)].append((metric, int(epoch), float(accuracy)))
+        sizes = {nn: (params, macs) for nn, params, macs in _in_chunks(
+            conn, NNStat.nn, (NNStat.nn, NNStat.params, NNStat.macs), names)}
+        found = student_latencies(conn, names, self.query)
+        results, epochs = [], []
+        for trial, nn, prm, state, dataset in links:
+            rows = stats.get((nn, prm, dataset), [])
+            last = max((epoch for _, epoch, _ in rows), default=None)
+            final = {metric: value for metric, epoch, value in rows if epoch == last}
+            measured, predicted = _ms(found.get(nn), "measured"), _ms(found.get(nn), "predicted")
+            params, macs = sizes.get(nn, (None, None))
+            results.append({"trial": int(trial), "nn": nn, "state": state, "dataset": dataset,
+                            "psnr": final.get("psnr", NAN), "ssim": final.get("ssim", NAN),
+                            "latency_ms": predicted if math.isnan(measured) else measured, "measured_ms": measured,
+                            "predicted_ms": predicted, "params": params, "macs": NAN if macs is None else macs})
+            epochs += [{"trial": int(trial), "nn": nn, "state": state, "metric": metric, "epoch": epoch,
+                        "value": value} for metric, epoch, value in rows]
+        return results, epochs
+
+
+def study_results(store: Store, study: str, device: str = "host-cpu", *,
+                  latency: LatencyQuery | None = None) -> pd.DataFrame:
+    """One row per recorded trial of `study`: final-epoch PSNR/SSIM, latency, size (`RESULT_COLUMNS`).
+
+    Latency follows `nnsearch.store.latency`: at `latency`'s configuration, by
+    default the study's own (`study_configuration` on `device`); `latency_ms` is
+    the measured figure where one exists, else the prediction (`measured_ms` and
+    `predicted_ms` hold both).
     """
-    last_epoch = (
-        select(Stat.nn, Stat.prm, Stat.dataset, func.max(Stat.epoch).label("epoch"))
-        .group_by(Stat.nn, Stat.prm, Stat.dataset).subquery()
-    )
-    psnr, ssim = (
-        select(Stat.nn, Stat.prm, Stat.dataset, Stat.epoch, Stat.accuracy.label(metric))
-        .where(Stat.metric == metric).subquery()
-        for metric in ("psnr", "ssim")
-    )
-    measured, predicted = (
-        select(LatencyRun.nn, func.min(func.coalesce(LatencyRun.min_ms, LatencyRun.median_ms)).label("ms"))
-        .where(LatencyRun.kind == kind, LatencyRun.device == device).group_by(LatencyRun.nn).subquery()
-        for kind in ("measured", "predicted")
-    )
-    query = (
-        select(
-            TrialLink.trial_number.label("trial"), TrialLink.nn, TrialLink.state, TrialLink.dataset,
-            psnr.c.psnr, ssim.c.ssim, func.coalesce(measured.c.ms, predicted.c.ms).label("latency_ms"),
-            measured.c.ms.label("measured_ms"), predicted.c.ms.label("predicted_ms"), NNStat.params, NNStat.macs,
-        )
-        .where(TrialLink.study == study)
-        .outerjoin(last_epoch, and_(last_epoch.c.nn == TrialLink.nn, last_epoch.c.prm == TrialLink.prm,
-                                    last_epoch.c.dataset == TrialLink.dataset))
-        .outerjoin(psnr, and_(psnr.c.nn == TrialLink.nn, psnr.c.prm == TrialLink.prm,
-                              psnr.c.dataset == TrialLink.dataset, psnr.c.epoch == last_epoch.c.epoch))
-        .outerjoin(ssim, and_(ssim.c.nn == TrialLink.nn, ssim.c.prm == TrialLink.prm,
-                              ssim.c.dataset == TrialLink.dataset, ssim.c.epoch == last_epoch.c.epoch))
-        .outerjoin(measured, measured.c.nn == TrialLink.nn)
-        .outerjoin(predicted, predicted.c.nn == TrialLink.nn)
-        .outerjoin(NNStat, NNStat.nn == TrialLink.nn)
-        .order_by(TrialLink.trial_number)
-    )
-    return store.reading(lambda conn: pd.read_sql(query, conn))
+    query = latency or study_configuration(store, study, device)
+    return StudyReader(store, study, query).results()
 
 
 def epoch_metric(store: Store, study: str, metric: str = "psnr", state: str = "complete") -> pd.DataFrame:
     """Per-epoch values of `metric` for the trials of `study` in `state`: trial, nn, epoch, value."""
-    query = (
-        select(TrialLink.trial_number.label("trial"), TrialLink.nn, Stat.epoch, Stat.accuracy.label("value"))
-        .join(Stat, and_(Stat.nn == TrialLink.nn, Stat.prm == TrialLink.prm, Stat.dataset == TrialLink.dataset))
-        .where(TrialLink.study == study, TrialLink.state == state, Stat.metric == metric)
-        .order_by(TrialLink.trial_number, Stat.epoch)
-    )
-    return store.reading(lambda conn: pd.read_sql(query, conn))
+    return StudyReader(store, study, LatencyQuery()).epochs(metric, state)
+
+
+def _in_chunks(conn: Connection, key: Any, columns: tuple[Any, ...], names: list[str]) -> list[Any]:
+    """Rows of `columns` whose `key` is one of `names` (batched IN queries)."""
+    rows: list[Any] = []
+    for start in range(0, len(names), _CHUNK):
+        rows += conn.execute(select(*columns).where(key.in_(names[start:start + _CHUNK]))).all()
+    return rows
+
+
+def _stats(conn: Connection, names: list[str]) -> list[Any]:
+    """Stat rows (nn, prm, dataset, metric, epoch, accuracy) of the models named."""
+    return _in_chunks(conn, Stat.nn, (Stat.nn, Stat.prm, Stat.dataset, Stat.metric, Stat.epoch, Stat.accuracy), names)
+
+
+def _frame(rows: list[dict[str, Any]], columns: list[str], types: dict[str, str]) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=columns).astype(types)
+
+
+def _append(old: pd.DataFrame, new: pd.DataFrame, order: list[str]) -> pd.DataFrame:
+    """`old` and `new` rows in `order` (new trials usually come last, so usually no sort is needed)."""
+    if old.empty:
+        return new.sort_values(order, kind="stable").reset_index(drop=True)
+    both = pd.concat([old, new], ignore_index=True)
+    if new.empty or new["trial"].min() > old["trial"].iloc[-1]:
+        return both
+    return both.sort_values(order, kind="stable").reset_index(drop=True)
+
+
+def _ms(found: StudentLatency | None, kind: str) -> float:
+    stat = None if found is None else getattr(found, kind)
+    return NAN if stat is None else stat.ms

@@ -9,6 +9,7 @@ writes many stat rows (an import, a benchmark) in one transaction.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from nnsearch.errors import StoreError
+from nnsearch.latency.stat import LatencyStat
 from nnsearch.store.engine import Store
 from nnsearch.store.schema import (
     NN,
@@ -84,9 +86,9 @@ class EpochRecord:
     gpu_mem_mb: float | None = None
 
 
-@dataclass
-class LatencyRecord:
-    """A latency figure on one device profile."""
+@dataclass(frozen=True)
+class LatencyRecord(LatencyStat):
+    """A latency figure (a `LatencyStat`) of a whole model on one device profile: a `latency_run` row."""
 
     device: str
     runtime: str
@@ -94,11 +96,8 @@ class LatencyRecord:
     threads: int
     height: int
     width: int
-    kind: str
-    median_ms: float
-    min_ms: float | None = None
-    max_ms: float | None = None
-    runs: int = 1
+    kind: str  # "measured" or "predicted"
+    precision: str = "fp32"
     created_at: datetime | None = None  # when measured; None: when recorded
 
 
@@ -282,7 +281,7 @@ def model_bundle(rec: ModelRecord) -> Bundle:
             "params": rec.params, "macs": rec.macs, "macs_height": rec.macs_hw[0], "macs_width": rec.macs_hw[1],
             "depth": rec.depth, "model_size_bytes": rec.model_size_bytes,
         }},
-        latencies=[{**lat.__dict__, "nn": rec.nn, "created_at": lat.created_at or now} for lat in rec.latencies],
+        latencies=[{**dataclasses.asdict(lat), "nn": rec.nn, "created_at": lat.created_at or now} for lat in rec.latencies],
         prm_sets={prm_uid(prm): prm},
     )
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import statistics
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,6 +10,7 @@ from typing import Callable
 import numpy as np
 
 from nnsearch.errors import ExportError
+from nnsearch.latency.stat import LatencyStat
 from nnsearch.latency.tflite.interpreter import make_interpreter, runtime_version
 
 RUNTIME = "tflite-cpu"
@@ -21,19 +21,15 @@ CLOCKS = ("auto", "thread-cpu", "wall")
 
 
 @dataclass(frozen=True)
-class Timing:
-    """Latency of repeated `invoke()` calls of one model, in ms per call.
+class Timing(LatencyStat):
+    """Latency of repeated `invoke()` calls of one model, in ms per call (a `LatencyStat`).
 
     `clock` says what was read: 'thread-cpu' (CPU time of the invoking thread,
-    the default with one thread) or 'wall'. `min_ms` is the statistic
+    the default with one thread) or 'wall'. `ms` (the minimum) is the statistic
     `nnsearch.latency.table` compares (see its module docstring); `median_ms` and
     `max_ms` describe the spread.
     """
 
-    median_ms: float
-    min_ms: float
-    max_ms: float
-    runs: int
     threads: int
     runtime: str
     runtime_version: str
@@ -91,8 +87,7 @@ def time_tflite(path: str | Path, *, runs: int = 5, warmup: int = 1, threads: in
         samples.append((now() - start) / 1e6)
     shape = tuple(details[0]["shape"])
     return Timing(
-        median_ms=statistics.median(samples), min_ms=min(samples), max_ms=max(samples), runs=len(samples),
-        threads=threads, runtime=RUNTIME, runtime_version=runtime_version(),
+        **LatencyStat.of_samples(samples).stat_values(), threads=threads, runtime=RUNTIME, runtime_version=runtime_version(),
         height=int(shape[1]) if len(shape) == 4 else 0, width=int(shape[2]) if len(shape) == 4 else 0,
         samples_ms=tuple(samples), clock=clock,
     )

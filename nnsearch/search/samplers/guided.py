@@ -37,6 +37,7 @@ exactly like those of the other samplers (categorical parameters of
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any, Sequence
 
@@ -79,6 +80,18 @@ def best_below(front_psnr: np.ndarray, front_latency: np.ndarray, latency: np.nd
     edges, best = np.asarray(front_latency)[order], np.maximum.accumulate(np.asarray(front_psnr)[order])
     index = np.searchsorted(edges, latency, side="right") - 1
     return np.where(index >= 0, best[np.maximum(index, 0)], floor)
+
+
+def _build_arch(space: SearchSpace, params: dict[str, Any]) -> Arch | None:
+    try:
+        return space.sample(lambda name, choices: params[name])
+    except (KeyError, ValueError, TypeError):
+        return None
+
+
+@functools.lru_cache(maxsize=65536)
+def _arch_of_params(space: SearchSpace, params: tuple[tuple[str, Any], ...]) -> Arch | None:
+    return _build_arch(space, dict(params))
 
 
 class GuidedSampler(optuna.samplers.BaseSampler):
@@ -181,10 +194,11 @@ class GuidedSampler(optuna.samplers.BaseSampler):
         return seen, observed
 
     def _arch_of(self, params: dict[str, Any]) -> Arch | None:
+        """The trial's architecture (cached across sampler instances: the history is re-read every trial)."""
         try:
-            return self.space.sample(lambda name, choices: params[name])
-        except (KeyError, ValueError, TypeError):
-            return None
+            return _arch_of_params(self.space, tuple(sorted(params.items())))
+        except TypeError:  # an unhashable parameter value: build it uncached
+            return _build_arch(self.space, params)
 
     @staticmethod
     def _front(observed: list[tuple[Arch, float, float]]) -> np.ndarray:
