@@ -127,3 +127,14 @@ def _random_crop(pairs: Sequence[Pair], size: int, rng: np.random.Generator) -> 
     if rng.random() < 0.5:
         a, b = a[:, ::-1], b[:, ::-1]
     return np.ascontiguousarray(a, dtype=np.float32), np.ascontiguousarray(b, dtype=np.float32)
+
+
+def transform_name(crops: Sequence[int]) -> str:
+    """The `transform` row name of training on these crops (random crops + horizontal flips)."""
+    return "crops_" + "-".join(map(str, crops)) + "_hflip"
+
+
+def transform_code(crops: Sequence[int]) -> str:
+    """The `transform` row code of :func:`transform_name`."""
+    return (f"# random crops {' -> '.join(map(str, crops))} px (progressive over the step budget), "
+            "random horizontal flip; see nnsearch.train.crops\n")

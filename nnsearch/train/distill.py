@@ -153,6 +153,7 @@ def distill(
     student: nn.Module, targets: TeacherTargets, val: Sequence[object], config: DistillConfig, *,
     device: torch.device | str = "cpu", on_epoch: EpochCallback | None = None, verbose: bool = False,
     resume: dict | None = None, on_checkpoint: CheckpointCallback | None = None, checkpoint_every: int = 0,
+    stop_requested: Callable[[], bool] | None = None,
 ) -> DistillResult:
     """Train `student` on the shared batch plan; evaluate on `val` after each epoch.
 
@@ -160,6 +161,8 @@ def distill(
     `config.loader_workers` background processes; on CUDA the student trains under AMP unless
     `config.amp` is False. `on_checkpoint` receives a snapshot every `checkpoint_every` steps and
     after each epoch; passing one back as `resume` continues from it (weights, optimizer, step).
+    When `stop_requested()` turns true (checked between steps), a snapshot is taken and
+    KeyboardInterrupt raised.
     """
     torch.manual_seed(config.seed)
     channels_last(student, device)
@@ -183,6 +186,11 @@ def distill(
         student.train()
         for step in progress(range(run.step, end), total=end - run.step, desc=f"epoch {epoch}", enabled=verbose):
             raise_if_interrupted()
+            if stop_requested is not None and stop_requested():
+                if on_checkpoint is not None:
+                    run.epoch_seconds, run.seconds = time.perf_counter() - epoch_start, time.perf_counter() - began
+                    on_checkpoint(_snapshot(run, student, optimizer, scheduler, scaler, result))
+                raise KeyboardInterrupt
             batch = next(stream)
             noisy = channels_last(batch.noisy, device)
             clean = batch.clean.to(device, non_blocking=True)
