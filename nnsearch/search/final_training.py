@@ -32,7 +32,7 @@ from nnsearch.model.counting import conv_depth, count_macs, count_params
 from nnsearch.model.student import build_student
 from nnsearch.store.engine import Store
 from nnsearch.store.record import EpochRecord, ModelRecord, prm_uid, write_model
-from nnsearch.store.schema import NNStat, Stat
+from nnsearch.store.schema import NNStat, Prm, Stat
 from nnsearch.train.crops import transform_code, transform_name
 from nnsearch.train.datasets import DenoiseData, load_data
 from nnsearch.train.distill import DistillConfig, TeacherTargets, distill
@@ -91,7 +91,7 @@ def train_student(request: FinalTraining, store: Store, *, device: torch.device 
     """Run (or resume) the final training of `request.nn` and record it; see the module docstring."""
     device = device or default_device()
     say = print if verbose else (lambda *a, **k: None)
-    start = load_stored_model(store, request.nn)
+    start = _start_model(store, request.nn)
     prm = hyperparameters(request, start)
     uid = prm_uid(prm)
     data = load_data(request.data_spec, seed=request.distill.seed, max_side=request.max_side)  # bad files fail here
@@ -122,6 +122,20 @@ def train_student(request: FinalTraining, store: Store, *, device: torch.device 
     path.unlink(missing_ok=True)
     return FinalTrainingResult(request.nn, uid, tuple(result.epochs), resume["run"]["step"] if resume else 0, True,
                                _ships(store, request.nn, uid))
+
+
+def _start_model(store: Store, nn: str) -> StoredModel:
+    """The weights a final training starts from: the best set of the search, never an earlier final training.
+
+    So the same command always names the same hyperparameter set (and finds its checkpoint or record).
+    """
+    best = load_stored_model(store, nn)
+    with store.read() as connection:
+        init = connection.scalar(select(Prm.value).where(Prm.uid == best.prm_uid, Prm.name == "init"))
+    if init is None:
+        return best
+    origin = json.loads(init)
+    return load_stored_model(store, nn, origin.removeprefix("prm:")) if origin.startswith("prm:") else best
 
 
 def _recorded_epochs(store: Store, nn: str, uid: str, dataset: str) -> int:
