@@ -37,7 +37,8 @@ def cmd_search(args: argparse.Namespace) -> int:
         sampler=args.sampler, teacher=args.teacher, teacher_steps=args.teacher_steps, max_side=args.max_side,
         max_latency_ms=args.max_latency_ms,
         distill=DistillConfig(steps=args.steps, epochs=args.epochs, alpha=args.alpha, seed=args.seed,
-                              batch=args.batch, crops=parse_crops(args.crops)),
+                              batch=args.batch, crops=parse_crops(args.crops), amp=not args.no_amp,
+                              loader_workers=args.loader_workers),
         latency=LatencyConfig(device=args.device, height=height, width=width, threads=args.threads,
                               measure=not args.no_measure),
         early_stop=None if args.early_stop_margin is None else EarlyStopRule(margin_db=args.early_stop_margin),
@@ -106,6 +107,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     search.add_argument("--epochs", type=int, default=2, help="evaluations per candidate")
     search.add_argument("--alpha", type=float, default=0.9, help="weight of the teacher term in the loss")
     search.add_argument("--batch", type=int, default=8, help="distillation batch size (default 8)")
+    search.add_argument("--loader-workers", type=int, default=None,
+                        help="background processes cutting batches (default: one per 4 cores, 1 to 4; 0: inline)")
+    search.add_argument("--no-amp", action="store_true", help="train in float32 on CUDA (default: bf16/fp16 AMP)")
     search.add_argument("--crops", default="48,64", help="progressive crop sizes, e.g. 64,128,256 (default 48,64)")
     search.add_argument("--teacher", default="cpu", help="teacher preset (cpu or paper)")
     search.add_argument("--teacher-steps", type=int, default=None, help="teacher training steps (default: preset's)")
