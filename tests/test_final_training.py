@@ -70,9 +70,11 @@ def test_train_adds_rows_and_weights_that_export_ships(studied) -> None:
     assert again.returncode == 0 and "nothing to do" in again.stdout and stat_rows(db, name) == after
 
 
-def test_a_sigkilled_run_resumes_from_its_checkpoint(studied) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["kill", "ctrl-c"])
+def test_a_killed_or_interrupted_run_resumes_from_its_checkpoint(studied, sig: int) -> None:
     db, name, env, root = studied
-    args = ["train", name, "--db", db, "--steps", "120", "--crops", "32,64", "--checkpoint-every", "5", *TRAIN]
+    steps = "400" if sig == signal.SIGKILL else "300"  # another budget: another hyperparameter set
+    args = ["train", name, "--db", db, "--steps", steps, "--crops", "32,64", "--checkpoint-every", "5", *TRAIN]
     checkpoints = root / "cache" / "training"
     before = stat_rows(db, name)
     process = subprocess.Popen([sys.executable, "-m", "nnsearch", *args], env=env, cwd=root,
@@ -81,13 +83,14 @@ def test_a_sigkilled_run_resumes_from_its_checkpoint(studied) -> None:
     while not list(checkpoints.glob("*.ckpt")) and time.monotonic() < deadline and process.poll() is None:
         time.sleep(0.05)
     assert process.poll() is None, "the run ended before it wrote a checkpoint"
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    assert stat_rows(db, name) == before  # nothing recorded by the killed run
+    process.send_signal(sig)
+    code = process.wait(timeout=120)
+    assert code == (-signal.SIGKILL if sig == signal.SIGKILL else 130)
+    assert stat_rows(db, name) == before  # nothing recorded by the stopped run
     done = nnsearch(*args, env=env, cwd=root)
     assert done.returncode == 0, done.stderr
     step = int(done.stdout.split("resuming at step ")[1].split()[0].rstrip(","))
-    assert 5 <= step < 120 and step % 5 == 0 or step == 60  # a periodic or the end-of-epoch checkpoint
+    assert 5 <= step < int(steps)  # a periodic, end-of-epoch or Ctrl-C checkpoint
     assert len(stat_rows(db, name)) == len(before) + 1
     assert not list(checkpoints.glob("*.ckpt"))  # removed once recorded
 
@@ -125,7 +128,8 @@ def test_an_image_that_breaks_mid_run_stops_cleanly_without_a_record(studied, tm
     bad.write_bytes(bad.read_bytes()[:120])  # the header reads, the pixels do not
     before = stat_rows(db, name)
     done = nnsearch("train", name, "--db", db, "--steps", "20", "--crops", "32", "--alpha", "0",
-                    "--data", str(tmp_path / "data"), *TRAIN, env={**env, "NNSEARCH_DATA_CACHE_GB": "0"}, cwd=root)
+                    "--data", str(tmp_path / "data"), *TRAIN[:-1], "1",  # met in a loader worker process
+                    env={**env, "NNSEARCH_DATA_CACHE_GB": "0"}, cwd=root)
     assert done.returncode == 2 and str(bad) in done.stderr and "Traceback" not in done.stderr
     assert "train: " in done.stdout  # it had started
     assert stat_rows(db, name) == before
