@@ -128,3 +128,20 @@ def test_distillation_with_loader_workers_matches_inline(tmp_path: Path, workers
     torch.manual_seed(0)
     other = distill(build_student(arch), targets, data.val, DistillConfig(**{**config.__dict__, "loader_workers": workers}))
     assert [e.train_loss for e in base.epochs] == pytest.approx([e.train_loss for e in other.epochs], rel=1e-6)
+
+
+def test_a_distillation_resumed_from_a_snapshot_ends_where_an_uninterrupted_one_does(tmp_path: Path) -> None:
+    data = load_data(str(_folder(tmp_path / "d")))
+    config = DistillConfig(steps=6, epochs=2, batch=2, crops=(16,), alpha=0.0, loader_workers=0)
+    arch = load_space("tiny").fastest_candidates()[0]
+    targets = TeacherTargets.build(None, data, config, multiple=8)
+    torch.manual_seed(0)
+    first = build_student(arch)
+    snapshots: list[dict] = []
+    straight = distill(first, targets, data.val, config, on_checkpoint=snapshots.append, checkpoint_every=2)
+    assert [s["run"]["step"] for s in snapshots] == [2, 3, 4, 6]  # every 2 steps and after each epoch
+    resumed_student = build_student(arch)
+    resumed = distill(resumed_student, targets, data.val, config, resume=snapshots[0])
+    assert [e.psnr for e in resumed.epochs] == pytest.approx([e.psnr for e in straight.epochs])
+    for a, b in zip(first.state_dict().values(), resumed_student.state_dict().values()):
+        assert torch.allclose(a, b, atol=1e-6)

@@ -10,6 +10,7 @@ processes; on CUDA, students train under automatic mixed precision (bf16 or fp16
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from dataclasses import asdict, dataclass, field
@@ -165,73 +166,41 @@ def distill(
     KeyboardInterrupt raised.
     """
     torch.manual_seed(config.seed)
-    channels_last(student, device)
-    optimizer = torch.optim.Adam(student.parameters(), lr=config.lr)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.steps)
-    amp = amp_dtype(device, config.amp)
-    scaler = torch.amp.GradScaler("cuda", enabled=amp == torch.float16)
-    loss_fn = LOSSES[config.loss]
-    bounds = [round(config.steps * (e + 1) / config.epochs) for e in range(config.epochs)]
-    result, run = DistillResult(), _RunState()
+    trainer = _Trainer(student, targets, config, device)
     if resume is not None:
-        run = _restore(resume, student, optimizer, scheduler, scaler, result)
+        trainer.restore(resume)
+    run, result = trainer.run, trainer.result
     workers = default_loader_workers() if config.loader_workers is None else config.loader_workers
     stream = batch_stream(targets.plan, run.step, config.steps, workers=workers,
                           pin_memory=torch.device(device).type == "cuda")
+    bounds = [round(config.steps * (e + 1) / config.epochs) for e in range(config.epochs)]
     began = time.perf_counter() - run.seconds
-    for epoch, end in enumerate(bounds):
-        if end <= run.step and len(result.epochs) > epoch:
-            continue  # finished before the resume
-        epoch_start = time.perf_counter() - run.epoch_seconds
-        student.train()
-        for step in progress(range(run.step, end), total=end - run.step, desc=f"epoch {epoch}", enabled=verbose):
-            raise_if_interrupted()
-            if stop_requested is not None and stop_requested():
-                if on_checkpoint is not None:
-                    run.epoch_seconds, run.seconds = time.perf_counter() - epoch_start, time.perf_counter() - began
-                    on_checkpoint(_snapshot(run, student, optimizer, scheduler, scaler, result))
-                raise KeyboardInterrupt
-            batch = next(stream)
-            noisy = channels_last(batch.noisy, device)
-            clean = batch.clean.to(device, non_blocking=True)
-            teacher_out = targets.target(step, noisy)
-            with autocast(device, amp):
-                pred = student(noisy)
-            pred = pred.float()
-            loss = (1.0 - config.alpha) * loss_fn(pred, clean)
-            if teacher_out is not None:
-                loss = loss + config.alpha * loss_fn(pred, teacher_out)
-            if not math.isfinite(loss.item()):
-                raise DistillationDiverged(f"loss became {loss.item()} at step {step} (epoch {epoch})")
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.unscale_(optimizer)
-            run.grad_norm = float(nn.utils.clip_grad_norm_(student.parameters(), max_norm=1.0))
-            scaler.step(optimizer)
-            scaler.update()
-            scheduler.step()
-            run.losses.append(loss.item())
-            run.samples += noisy.shape[0]
-            run.step = step + 1
-            if on_checkpoint is not None and checkpoint_every and run.step % checkpoint_every == 0 and run.step < end:
-                run.epoch_seconds, run.seconds = time.perf_counter() - epoch_start, time.perf_counter() - began
-                on_checkpoint(_snapshot(run, student, optimizer, scheduler, scaler, result))
-        train_seconds = time.perf_counter() - epoch_start
-        quality = evaluate(student, val, device=device)
-        record = EpochRecord(
-            epoch=epoch, psnr=quality["psnr"], ssim=quality["ssim"],
-            duration_ns=int((time.perf_counter() - epoch_start) * 1e9),
-            train_loss=sum(run.losses) / max(len(run.losses), 1), grad_norm=run.grad_norm,
-            samples_per_s=run.samples / max(train_seconds, 1e-9),
-        )
-        result.epochs.append(record)
-        run.losses, run.samples, run.epoch_seconds = [], 0, 0.0
-        if on_epoch is not None:
-            on_epoch(record)
+
+    def checkpoint(epoch_start: float) -> None:
         if on_checkpoint is not None:
-            run.seconds = time.perf_counter() - began
-            on_checkpoint(_snapshot(run, student, optimizer, scheduler, scaler, result))
-    stream.close()
+            run.epoch_seconds, run.seconds = time.perf_counter() - epoch_start, time.perf_counter() - began
+            on_checkpoint(trainer.snapshot())
+
+    try:
+        for epoch, end in enumerate(bounds):
+            if len(result.epochs) > epoch:
+                continue  # finished before the resume
+            epoch_start = time.perf_counter() - run.epoch_seconds
+            student.train()
+            for step in progress(range(run.step, end), total=end - run.step, desc=f"epoch {epoch}", enabled=verbose):
+                raise_if_interrupted()
+                if stop_requested is not None and stop_requested():
+                    checkpoint(epoch_start)
+                    raise KeyboardInterrupt
+                trainer.train_step(next(stream), step, epoch)
+                if checkpoint_every and run.step % checkpoint_every == 0 and run.step < end:
+                    checkpoint(epoch_start)
+            record = trainer.end_epoch(epoch, val, epoch_start)
+            if on_epoch is not None:
+                on_epoch(record)
+            checkpoint(time.perf_counter())
+    finally:
+        stream.close()  # stops the loader processes, also when training stops early
     result.seconds = time.perf_counter() - began
     return result
 
@@ -248,18 +217,70 @@ class _RunState:
     seconds: float = 0.0
 
 
-def _snapshot(run: _RunState, student: nn.Module, optimizer, scheduler, scaler, result: DistillResult) -> dict:
-    return {
-        "run": asdict(run), "epochs": [asdict(e) for e in result.epochs],
-        "student": {k: v.detach().cpu().clone() for k, v in student.state_dict().items()},
-        "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
-    }
+class _Trainer:
+    """The student with its optimizer, schedule, loss scaling and progress: one step at a time."""
 
+    def __init__(self, student: nn.Module, targets: TeacherTargets, config: DistillConfig,
+                 device: torch.device | str) -> None:
+        self.student, self.targets, self.config, self.device = channels_last(student, device), targets, config, device
+        self.optimizer = torch.optim.Adam(student.parameters(), lr=config.lr)
+        self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=config.steps)
+        self.amp = amp_dtype(device, config.amp)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp == torch.float16)
+        self.loss_fn = LOSSES[config.loss]
+        self.run, self.result = _RunState(), DistillResult()
 
-def _restore(snapshot: dict, student: nn.Module, optimizer, scheduler, scaler, result: DistillResult) -> _RunState:
-    student.load_state_dict(snapshot["student"])
-    optimizer.load_state_dict(snapshot["optimizer"])
-    scheduler.load_state_dict(snapshot["scheduler"])
-    scaler.load_state_dict(snapshot["scaler"])
-    result.epochs.extend(EpochRecord(**e) for e in snapshot["epochs"])
-    return _RunState(**snapshot["run"])
+    def train_step(self, batch: Batch, step: int, epoch: int) -> None:
+        noisy = channels_last(batch.noisy, self.device)
+        clean = batch.clean.to(self.device, non_blocking=True)
+        teacher_out = self.targets.target(step, noisy)
+        with autocast(self.device, self.amp):
+            pred = self.student(noisy)
+        pred, alpha = pred.float(), self.config.alpha
+        loss = (1.0 - alpha) * self.loss_fn(pred, clean)
+        if teacher_out is not None:
+            loss = loss + alpha * self.loss_fn(pred, teacher_out)
+        if not math.isfinite(loss.item()):
+            raise DistillationDiverged(f"loss became {loss.item()} at step {step} (epoch {epoch})")
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.unscale_(self.optimizer)
+        self.run.grad_norm = float(nn.utils.clip_grad_norm_(self.student.parameters(), max_norm=1.0))
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        self.run.losses.append(loss.item())
+        self.run.samples += noisy.shape[0]
+        self.run.step = step + 1
+
+    def end_epoch(self, epoch: int, val: Sequence[object], epoch_start: float) -> EpochRecord:
+        """Validate, record the epoch and reset the per-epoch figures."""
+        run = self.run
+        train_seconds = time.perf_counter() - epoch_start
+        quality = evaluate(self.student, val, device=self.device)
+        record = EpochRecord(
+            epoch=epoch, psnr=quality["psnr"], ssim=quality["ssim"],
+            duration_ns=int((time.perf_counter() - epoch_start) * 1e9),
+            train_loss=sum(run.losses) / max(len(run.losses), 1), grad_norm=run.grad_norm,
+            samples_per_s=run.samples / max(train_seconds, 1e-9),
+        )
+        self.result.epochs.append(record)
+        run.losses, run.samples, run.epoch_seconds = [], 0, 0.0
+        return record
+
+    def snapshot(self) -> dict:
+        """Everything `restore` needs to continue exactly here."""
+        return {
+            "run": asdict(self.run), "epochs": [asdict(e) for e in self.result.epochs],
+            "student": {k: v.detach().cpu().clone() for k, v in self.student.state_dict().items()},
+            "optimizer": copy.deepcopy(self.optimizer.state_dict()),  # its tensors change in place
+            "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
+        }
+
+    def restore(self, snapshot: dict) -> None:
+        self.student.load_state_dict(snapshot["student"])
+        self.optimizer.load_state_dict(snapshot["optimizer"])
+        self.scheduler.load_state_dict(snapshot["scheduler"])
+        self.scaler.load_state_dict(snapshot["scaler"])
+        self.result.epochs.extend(EpochRecord(**e) for e in snapshot["epochs"])
+        self.run = _RunState(**snapshot["run"])

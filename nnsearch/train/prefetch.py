@@ -8,6 +8,7 @@ On CUDA the batches come in pinned memory so the copy to the GPU can overlap com
 from __future__ import annotations
 
 import os
+import signal
 from typing import Iterator, Sequence
 
 import torch
@@ -48,8 +49,10 @@ class _PlanSteps(Dataset):
         return batch.noisy, batch.clean
 
 
-def _one_thread(_: int) -> None:
-    torch.set_num_threads(1)  # cutting crops is numpy work; leave the cores to training
+def _init_worker(_: int) -> None:
+    """One torch thread (cutting crops is numpy work; the cores are for training); Ctrl-C is the parent's to handle."""
+    torch.set_num_threads(1)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def batch_stream(plan: Sequence[Batch], start: int, end: int, *, workers: int = 0,
@@ -62,7 +65,7 @@ def batch_stream(plan: Sequence[Batch], start: int, end: int, *, workers: int = 
             yield Batch(batch.noisy.pin_memory(), batch.clean.pin_memory()) if pin_memory else batch
         return
     loader = DataLoader(_PlanSteps(plan, start, end), batch_size=None, shuffle=False, num_workers=workers,
-                        pin_memory=pin_memory, worker_init_fn=_one_thread, prefetch_factor=4,
+                        pin_memory=pin_memory, worker_init_fn=_init_worker, prefetch_factor=4,
                         persistent_workers=False)
     for noisy, clean in loader:
         if isinstance(noisy, str) and noisy == _FAILED:
