@@ -71,7 +71,8 @@ class FinalTrainingResult:
         final = self.epochs[-1] if self.epochs else None
         quality = f"final PSNR {final.psnr:.2f} dB, SSIM {final.ssim:.4f}" if final else "no epochs"
         what = "recorded" if self.recorded else "already recorded"
-        ships = "ships these weights" if self.exported else "ships another set (higher PSNR; pass --prm)"
+        ships = "ships these weights" if self.exported else (
+            f"ships another set with a higher final PSNR; `nnsearch export {self.nn} --prm {self.prm_uid}` ships these")
         return (f"train: {self.nn} {what} under hyperparameter set {self.prm_uid} ({len(self.epochs)} epochs, "
                 f"{quality}); `nnsearch export` {ships}")
 
@@ -89,6 +90,8 @@ def checkpoint_path(nn: str, uid: str) -> Path:
 def train_student(request: FinalTraining, store: Store, *, device: torch.device | None = None,
                   verbose: bool = True) -> FinalTrainingResult:
     """Run (or resume) the final training of `request.nn` and record it; see the module docstring."""
+    if request.checkpoint_every < 0:
+        raise NNSearchError(f"--checkpoint-every must be >= 0 (0: only after epochs), got {request.checkpoint_every}")
     device = device or default_device()
     say = print if verbose else (lambda *a, **k: None)
     start = _start_model(store, request.nn)
@@ -224,5 +227,7 @@ def with_defaults(config: DistillConfig, steps: int, crops: tuple[int, ...], epo
     """`config` with the budget and schedule of a final training (one epoch per crop size by default)."""
     if steps < 1:
         raise NNSearchError(f"--steps must be >= 1, got {steps}")
+    if epochs is not None and not 1 <= epochs <= steps:
+        raise NNSearchError(f"--epochs must be between 1 and --steps ({steps}), got {epochs}")
     epochs = epochs if epochs is not None else max(1, min(len(crops), steps))
     return replace(config, steps=steps, crops=crops, epochs=epochs)

@@ -135,7 +135,10 @@ def load_data(
     clean images + synthetic noise) or a dataset folder whose layout is detected (or forced
     with ``format``, one of :data:`nnsearch.train.datasets.formats.LAYOUTS`). ``seed`` drives the
     synthetic noise and the split; ``max_side`` centre-crops every image to at most that
-    many pixels per side. Every user-caused problem raises :class:`DataError`.
+    many pixels per side. Pairs of image files are streamed: only their headers are read here
+    (an unreadable file or a pair of two sizes fails now, naming the file) and their pixels
+    when a batch or an evaluation needs them (see :mod:`nnsearch.train.datasets.streaming`).
+    Every user-caused problem raises :class:`DataError`.
     """
     _check_options(format, val_fraction, seed, max_side)
     layout, path = _resolve(spec, format)
