@@ -141,3 +141,21 @@ def test_ctrl_c_stops_cleanly_and_the_same_command_resumes(tmp_path, env):
 def test_heartbeat_settings_are_checked():
     with pytest.raises(Exception, match="grace period > interval"):
         HeartbeatConfig(interval_s=5, grace_s=5)
+
+
+def test_workers_get_one_gpu_each_and_fall_back_to_the_cpu_without_colliding(tmp_path, env):
+    from nnsearch.common.device import assign_gpus, visible_gpus
+
+    assert visible_gpus({"CUDA_VISIBLE_DEVICES": "2,5"}) == ["2", "5"]
+    assert assign_gpus(3, ["2", "5"]) == ["2", "5", "2"] and assign_gpus(2, []) == [None, None]
+    db = f"sqlite:///{tmp_path / 'store.db'}"
+    gpu_env = {**env, "CUDA_VISIBLE_DEVICES": "0,1", "NNSEARCH_RESULTS": str(tmp_path / "results")}
+    done = subprocess.run(search_command(db, "gpus", 4, "--workers", "2"), env=gpu_env,
+                          cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert "GPUs 0, 1" in done.stdout
+    logs = sorted((tmp_path / "results" / "gpus" / "workers").glob("worker-*.log"))
+    devices = [next(line for line in log.read_text().splitlines() if "device" in line) for log in logs]
+    assert ["CUDA_VISIBLE_DEVICES=0" in devices[0], "CUDA_VISIBLE_DEVICES=1" in devices[1]] == [True, True]
+    assert all("cpu" in line for line in devices)  # no GPU here: each worker trains on the CPU
+    assert_exactly(db, "gpus", 4)  # distinct trials, each recorded once

@@ -65,7 +65,7 @@ def cmd_pareto(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from nnsearch.export.student import export_student
 
-    result = export_student(args.nn, args.to, db=args.db, resolution=parse_resolution(args.resolution))
+    result = export_student(args.nn, args.to, db=args.db, resolution=parse_resolution(args.resolution), prm=args.prm)
     for path in result.files:
         print(path)
     print(result.line())
@@ -102,6 +102,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     export.add_argument("--to", required=True, help="target directory (created if missing)")
     export.add_argument("--resolution", default="256x256", help="HEIGHTxWIDTH of the verification input and of the "
                         ".tflite input (default %(default)s)")
+    export.add_argument("--prm", default=None, help="hyperparameter set (uid) whose weights to ship (default: "
+                        "the set with the best final PSNR)")
     add_db_option(export)
     export.set_defaults(handler=cmd_export)
 

@@ -68,6 +68,10 @@ def search_config(args: argparse.Namespace):  # -> (StudyConfig, HeartbeatConfig
     distill = _given(args, steps="steps", epochs="epochs", alpha="alpha", batch="batch", seed="seed")  # seeds both
     if not isinstance(args.crops, LibraryDefault):
         distill["crops"] = parse_crops(args.crops)
+    if args.loader_workers is not None:
+        distill["loader_workers"] = args.loader_workers
+    if args.no_amp:
+        distill["amp"] = False
     margin = args.early_stop_margin
     early_stop = {} if isinstance(margin, LibraryDefault) else {
         "early_stop": None if margin is None else EarlyStopRule(margin_db=margin)}
@@ -162,6 +166,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help="progressive crop sizes, e.g. 64,128,256 (default %(default)s)")
     search.add_argument("--teacher", default=LibraryDefault("nnsearch.search.config", "StudyConfig", "teacher"),
                         help="teacher preset (cpu or paper; default %(default)s)")
+    search.add_argument("--loader-workers", type=int, default=None,
+                        help="background processes cutting batches (default: one per 4 cores, 1 to 4; 0: inline)")
+    search.add_argument("--no-amp", action="store_true", help="train in float32 on CUDA (default: bf16/fp16 AMP)")
     search.add_argument("--teacher-steps", type=int, default=None, help="teacher training steps (default: preset's)")
     search.add_argument("--max-side", type=int, default=None, metavar="PX",
                         help="downscale training/validation images to at most PX on the long side")

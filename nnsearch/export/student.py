@@ -61,8 +61,8 @@ class ExportResult:
                 f"tflite {self.tflite_error:.2e}, onnx {self.onnx_error:.2e}, reloaded .py+.pt {self.reload_error:.2e}")
 
 
-def load_stored_model(store: Store, name: str) -> StoredModel:
-    """The model `name` with the weights of its best-PSNR hyperparameter set; ExportError if unusable."""
+def load_stored_model(store: Store, name: str, prm: str | None = None) -> StoredModel:
+    """The model `name` with the weights of hyperparameter set `prm` (default: its best-PSNR set); ExportError if unusable."""
     with store.session() as session:
         row = session.get(NN, name)
         if row is None:
@@ -78,7 +78,10 @@ def load_stored_model(store: Store, name: str) -> StoredModel:
     if not arch_json:
         raise ExportError(f"model {name} has no architecture record (it was imported, not searched); "
                           "only nnsearch students can be exported")
-    uid = _best_prm(store, name, list(weights))
+    if prm is not None and prm not in weights:
+        raise ExportError(f"{name} has no weights for hyperparameter set {prm!r}; it has weights for "
+                          f"{', '.join(sorted(weights))}")
+    uid = prm if prm is not None else _best_prm(store, name, list(weights))
     return StoredModel(name, code, Arch.from_dict(json.loads(arch_json)), uid, weights[uid])
 
 
@@ -114,10 +117,14 @@ def _check(what: str, error: float, tolerance: float) -> float:
 
 
 def export_student(name: str, target: str | Path, db: Store | str | None = None,
-                   resolution: tuple[int, int] = (256, 256), tolerance: float = TOLERANCE) -> ExportResult:
-    """Write `<nn>.tflite`, `<nn>.onnx`, `<nn>.py`, `<nn>.pt` and MODEL_CARD.md into `target`."""
+                   resolution: tuple[int, int] = (256, 256), tolerance: float = TOLERANCE,
+                   prm: str | None = None) -> ExportResult:
+    """Write `<nn>.tflite`, `<nn>.onnx`, `<nn>.py`, `<nn>.pt` and MODEL_CARD.md into `target`.
+
+    The weights are those of hyperparameter set `prm`, by default the set with the best final PSNR.
+    """
     with open_store(db) as store:
-        model = load_stored_model(store, name)
+        model = load_stored_model(store, name, prm)
         card_facts = _card_facts(store, model)
     height, width = resolution
     if height % model.arch.min_divisor or width % model.arch.min_divisor:

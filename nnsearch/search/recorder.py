@@ -16,6 +16,7 @@ from nnsearch.store.latency import LatencyQuery
 from nnsearch.store.query import StudyReader, study_results
 from nnsearch.store.record import TASK, LatencyRecord, ModelRecord, prm_uid, record_trial
 from nnsearch.store.schema import TrialLink
+from nnsearch.train.crops import transform_code, transform_name
 from nnsearch.train.distill import DistillConfig
 
 
@@ -64,20 +65,9 @@ class TrialRecorder:
         record = ModelRecord(
             nn=arch.name, code=arch.model_code(), arch_json=json.dumps(arch.to_dict(), sort_keys=True),
             prm=self.distill.hyperparameters(), dataset=dataset,
-            transform=transform_name(self.distill), transform_code=transform_code(self.distill),
+            transform=transform_name(self.distill.crops), transform_code=transform_code(self.distill.crops),
             params=params, macs=count_macs(student, arch, height, width), macs_hw=(height, width),
             depth=conv_depth(student), model_size_bytes=params * 4,
             epochs=epochs, latencies=latencies, weights=buffer.getvalue() if epochs else None,
         )
         record_trial(self.store, self.study, number, record, state=state)
-
-
-def transform_name(config: DistillConfig) -> str:
-    """The NN Dataset transform name of a distillation's augmentation."""
-    return "crops_" + "-".join(map(str, config.crops)) + "_hflip"
-
-
-def transform_code(config: DistillConfig) -> str:
-    """The NN Dataset transform code (a comment saying what the augmentation does)."""
-    return (f"# random crops {' -> '.join(map(str, config.crops))} px (progressive over the step budget), "
-            "random horizontal flip; see nnsearch.train.crops\n")

@@ -3,20 +3,25 @@
 The parent prepares what all workers share (the budget check, the teacher and
 its outputs, cached on disk), then starts N worker processes that claim trials
 from the same study (`nnsearch.search.claims`) and shows the study's live status
-while they run. Each worker writes its log to <results>/<study>/workers/. Workers
+while they run. Each worker writes its log to <results>/<study>/workers/. On a machine
+with several GPUs each worker gets its own (CUDA_VISIBLE_DEVICES set per process,
+round-robin when there are more workers than GPUs). Workers
 on other machines join the same study by running `nnsearch search` with the
 same PostgreSQL URL and study name.
 """
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import os
 import signal
 import sys
 import time
 from pathlib import Path
+from typing import Iterator
 
+from nnsearch.common.device import assign_gpus, default_device, describe_device, visible_gpus
 from nnsearch.errors import NNSearchError
 from nnsearch.search.claims import TrialCounts
 from nnsearch.search.live import LiveDisplay, StudyStatus
@@ -56,9 +61,12 @@ def run_workers(config: StudyConfig, store: Store, total: int, workers: int, *,
                               study.results_dir.parent))
         for k in range(workers)
     ]
-    for process in processes:
-        process.start()
-    print(f"started {workers} workers ({threads} torch thread(s) each), logs in {log_dir}", flush=True)
+    gpus = assign_gpus(workers, visible_gpus())
+    for process, gpu in zip(processes, gpus):
+        with _gpu_environment(gpu):  # a spawned child reads its environment when it starts
+            process.start()
+    on_gpus = f", GPUs {', '.join(g or '-' for g in gpus)}" if any(gpus) else ""
+    print(f"started {workers} workers ({threads} torch thread(s) each{on_gpus}), logs in {log_dir}", flush=True)
     display = LiveDisplay(total)
     try:
         _monitor(study, store, total, processes, display)
@@ -69,6 +77,23 @@ def run_workers(config: StudyConfig, store: Store, total: int, workers: int, *,
         display.close()
     _report_exits(processes)
     return TrialCounts.of(study.optuna)
+
+
+@contextlib.contextmanager
+def _gpu_environment(gpu: str | None) -> Iterator[None]:
+    """CUDA_VISIBLE_DEVICES=`gpu` while a worker starts (unchanged when `gpu` is None)."""
+    if gpu is None:
+        yield
+        return
+    saved = os.environ.get("CUDA_VISIBLE_DEVICES")
+    os.environ["CUDA_VISIBLE_DEVICES"] = gpu
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop("CUDA_VISIBLE_DEVICES", None)
+        else:
+            os.environ["CUDA_VISIBLE_DEVICES"] = saved
 
 
 def _monitor(study: Study, store: Store, total: int, processes: list, display: LiveDisplay) -> None:
@@ -117,6 +142,7 @@ def _worker_main(config: StudyConfig, url: str, total: int, heartbeat: Heartbeat
         os.dup2(log.fileno(), stream)
     sys.stdout = sys.stderr = log
     torch.set_num_threads(threads)
+    print(f"worker pid {os.getpid()}: device {describe_device(default_device())}", flush=True)
     try:
         study = Study(config, Store(url), heartbeat=heartbeat, results_root=results_root)
         study.run(total, timeout_s=timeout_s)

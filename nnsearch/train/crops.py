@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from nnsearch.errors import DataError
+from nnsearch.train.datasets.types import Pair
 
 #: Largest crop side a schedule may name (the paper's progressive training ends at 1024 px).
 MAX_CROP = 1024
@@ -54,8 +55,8 @@ class Batch:
     clean: torch.Tensor
 
 
-def fit_crop(size: int, images: Sequence[np.ndarray], multiple: int = 16) -> int:
-    """Largest crop <= `size` that fits every image and is a multiple of `multiple`."""
+def fit_crop(size: int, images: Sequence[np.ndarray | Pair], multiple: int = 16) -> int:
+    """Largest crop <= `size` that fits every image (or pair) and is a multiple of `multiple`."""
     smallest = min(min(img.shape[:2]) for img in images)
     fitted = min(size, smallest) // multiple * multiple
     if fitted < multiple:
@@ -71,17 +72,16 @@ class BatchPlan(Sequence[Batch]):
     the same every time and in every process.
     """
 
-    def __init__(self, pairs: Sequence[object], schedule: CropSchedule, steps: int, batch: int, seed: int,
+    def __init__(self, pairs: Sequence[Pair], schedule: CropSchedule, steps: int, batch: int, seed: int,
                  multiple: int = 16) -> None:
         if steps < 1 or batch < 1:
             raise DataError(f"a batch plan needs steps >= 1 and batch >= 1, got steps={steps} batch={batch}")
         if not pairs:
             raise DataError("a batch plan needs at least one training image pair")
-        self.noisy = [np.ascontiguousarray(p.noisy) for p in pairs]  # type: ignore[attr-defined]
-        self.clean = [np.ascontiguousarray(p.clean) for p in pairs]  # type: ignore[attr-defined]
+        self.pairs = tuple(pairs)
         self.schedule, self.steps, self.batch, self.seed, self.multiple = schedule, steps, batch, seed, multiple
         try:
-            self.sizes = tuple(fit_crop(s, self.clean, multiple) for s in schedule.sizes)
+            self.sizes = tuple(fit_crop(s, self.pairs, multiple) for s in schedule.sizes)
         except DataError as exc:
             raise DataError(f"crop schedule {list(schedule.sizes)} does not fit the training images: {exc}") from None
 
@@ -101,7 +101,7 @@ class BatchPlan(Sequence[Batch]):
             raise IndexError(f"step {step} is outside the plan of {self.steps} steps")
         rng = np.random.default_rng([self.seed, int(step)])
         size = self.crop_at(int(step))
-        picks = [_random_crop(self.noisy, self.clean, size, rng) for _ in range(self.batch)]
+        picks = [_random_crop(self.pairs, size, rng) for _ in range(self.batch)]
         return Batch(
             noisy=torch.from_numpy(np.stack([p[0] for p in picks])).permute(0, 3, 1, 2).contiguous(),
             clean=torch.from_numpy(np.stack([p[1] for p in picks])).permute(0, 3, 1, 2).contiguous(),
@@ -112,18 +112,29 @@ class BatchPlan(Sequence[Batch]):
 
 
 def make_batch_plan(
-    pairs: Sequence[object], schedule: CropSchedule, steps: int, batch: int, seed: int, multiple: int = 16
+    pairs: Sequence[Pair], schedule: CropSchedule, steps: int, batch: int, seed: int, multiple: int = 16
 ) -> BatchPlan:
     """The seeded batch plan of a training budget (see :class:`BatchPlan`)."""
     return BatchPlan(pairs, schedule, steps, batch, seed, multiple)
 
 
-def _random_crop(noisy: list[np.ndarray], clean: list[np.ndarray], size: int, rng: np.random.Generator):
-    i = int(rng.integers(len(clean)))
-    h, w = clean[i].shape[:2]
+def _random_crop(pairs: Sequence[Pair], size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """A seeded random crop (and horizontal flip) of a random pair; only the crop is read from a streamed pair."""
+    i = int(rng.integers(len(pairs)))
+    h, w = pairs[i].shape[:2]
     y, x = int(rng.integers(h - size + 1)), int(rng.integers(w - size + 1))
-    a = noisy[i][y:y + size, x:x + size]
-    b = clean[i][y:y + size, x:x + size]
+    a, b = pairs[i].crop(y, x, size)
     if rng.random() < 0.5:
         a, b = a[:, ::-1], b[:, ::-1]
     return np.ascontiguousarray(a, dtype=np.float32), np.ascontiguousarray(b, dtype=np.float32)
+
+
+def transform_name(crops: Sequence[int]) -> str:
+    """The `transform` row name of training on these crops (random crops + horizontal flips)."""
+    return "crops_" + "-".join(map(str, crops)) + "_hflip"
+
+
+def transform_code(crops: Sequence[int]) -> str:
+    """The `transform` row code of :func:`transform_name`."""
+    return (f"# random crops {' -> '.join(map(str, crops))} px (progressive over the step budget), "
+            "random horizontal flip; see nnsearch.train.crops\n")

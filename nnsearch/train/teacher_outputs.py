@@ -11,6 +11,9 @@ The key is a SHA-256 over the teacher's weights, the data fingerprint, the crop
 schedule, steps, batch, seed and crop multiple. A file holds a JSON header (key
 fields, tensor shapes, SHA-256 of the payload) and the raw payload; a file whose
 header, length or checksum does not match is reported and rebuilt, never used.
+Large cached outputs are memory-mapped, not read into memory whole; a plan whose outputs
+would exceed the size limit (``NNSEARCH_TEACHER_CACHE_GB``, default 8 GB) is not cached:
+its teacher outputs are computed on the fly during training, and the log says so.
 Concurrent builders are safe: files are written under a temporary name and moved
 into place with os.replace, and a lock file (where the OS offers flock) makes
 other processes wait for the first builder instead of repeating its work.
@@ -22,17 +25,18 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
 import struct
 import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
-from nnsearch.common.device import channels_last
+from nnsearch.common.device import autocast, channels_last
 from nnsearch.common.paths import cache_dir
 from nnsearch.common.progress import progress
 from nnsearch.errors import NNSearchError
@@ -47,6 +51,11 @@ MAGIC = b"NNSTOUT1"
 FORMAT_VERSION = 1
 DTYPE = torch.float16
 _HEADER_LEN = struct.Struct("<Q")
+_CHUNK = 1 << 22
+#: Default of NNSEARCH_TEACHER_CACHE_GB: plans whose outputs are larger are not cached.
+DEFAULT_LIMIT_GB = 8.0
+#: Cache files with a larger payload are memory-mapped instead of read into memory.
+MAP_ABOVE_BYTES = 256 * 2**20
 
 
 class CorruptOutputsCache(NNSearchError):
@@ -99,9 +108,36 @@ def expected_shapes(plan: BatchPlan) -> list[tuple[int, int, int, int]]:
     return [(plan.batch, 3, plan.crop_at(step), plan.crop_at(step)) for step in range(plan.steps)]
 
 
+def teacher_cache_limit() -> int:
+    """Largest teacher-output file the cache writes, in bytes (``NNSEARCH_TEACHER_CACHE_GB``, default 8)."""
+    text = os.environ.get("NNSEARCH_TEACHER_CACHE_GB", "")
+    try:
+        gigabytes = float(text) if text else DEFAULT_LIMIT_GB
+    except ValueError:
+        raise NNSearchError(f"NNSEARCH_TEACHER_CACHE_GB must be a number of gigabytes, got {text!r}") from None
+    return max(0, int(gigabytes * 2**30))
+
+
+def plan_output_bytes(plan: BatchPlan) -> int:
+    """Bytes the teacher's float16 outputs for every batch of `plan` take."""
+    return sum(int(np.prod(shape)) for shape in expected_shapes(plan)) * torch.empty((), dtype=DTYPE).element_size()
+
+
 def cached_teacher_outputs(teacher: nn.Module, plan: BatchPlan, data_fingerprint: str, *,
-                           device: torch.device | str = "cpu", verbose: bool = False) -> list[torch.Tensor]:
-    """The teacher's float16 outputs for every batch of `plan`, from the cache or computed and cached."""
+                           device: torch.device | str = "cpu", verbose: bool = False,
+                           amp: torch.dtype | None = None, limit_bytes: int | None = None) -> Sequence[torch.Tensor] | None:
+    """The teacher's float16 outputs for every batch of `plan`, from the cache or computed and cached.
+
+    Large outputs are memory-mapped from the cache file, not held in memory. None when they would
+    exceed `limit_bytes` (default :func:`teacher_cache_limit`): the caller computes them on the fly.
+    """
+    limit = teacher_cache_limit() if limit_bytes is None else limit_bytes
+    needed = plan_output_bytes(plan)
+    if needed > limit:
+        print(f"teacher outputs: this plan needs {needed / 2**30:.2f} GiB, over the cache limit of "
+              f"{limit / 2**30:.2f} GiB (NNSEARCH_TEACHER_CACHE_GB); computing them on the fly during training",
+              flush=True)
+        return None
     key = outputs_key(teacher, data_fingerprint, plan)
     path = outputs_path(key)
     outputs = _try_load(path, key, plan, verbose)
@@ -113,44 +149,61 @@ def cached_teacher_outputs(teacher: nn.Module, plan: BatchPlan, data_fingerprint
             return outputs
         if verbose:
             print(f"teacher outputs: computing {plan.steps} batches, caching at {path}", flush=True)
-        outputs = compute_teacher_outputs(teacher, plan, device=device, verbose=verbose)
+        batches = _teacher_batches(teacher, plan, device, verbose, amp)
         try:
-            save_outputs(path, key, outputs)
+            save_outputs(path, key, batches)
         except OSError as exc:
-            print(f"teacher outputs: cannot write the cache {path} ({exc}); continuing without it", flush=True)
-    return outputs
+            print(f"teacher outputs: cannot write the cache {path} ({exc}); computing them on the fly", flush=True)
+            return None
+    return load_outputs(path, key, plan)
+
+
+def teacher_prediction(teacher: nn.Module, noisy: torch.Tensor, amp: torch.dtype | None = None) -> torch.Tensor:
+    """The teacher's float16 output for a batch already on its device (as cached), under AMP when `amp` is set."""
+    with torch.no_grad(), autocast(noisy.device, amp):
+        return teacher(noisy).to(DTYPE)
+
+
+def _teacher_batches(teacher: nn.Module, plan: BatchPlan, device: torch.device | str, verbose: bool,
+                     amp: torch.dtype | None) -> Iterator[torch.Tensor]:
+    teacher = channels_last(teacher, device).eval()
+    for batch in progress(plan, total=len(plan), desc="teacher outputs", enabled=verbose):
+        yield teacher_prediction(teacher, channels_last(batch.noisy, device), amp).to("cpu").contiguous()
 
 
 def compute_teacher_outputs(teacher: nn.Module, plan: BatchPlan, *, device: torch.device | str = "cpu",
-                            verbose: bool = False) -> list[torch.Tensor]:
+                            verbose: bool = False, amp: torch.dtype | None = None) -> list[torch.Tensor]:
     """Run the teacher over every batch of the plan; outputs are float16 on the CPU (as cached)."""
-    teacher = channels_last(teacher, device).eval()
-    outputs = []
-    with torch.no_grad():
-        for batch in progress(plan, total=len(plan), desc="teacher outputs", enabled=verbose):
-            outputs.append(teacher(channels_last(batch.noisy, device)).to("cpu", DTYPE).contiguous())
-    return outputs
+    return list(_teacher_batches(teacher, plan, device, verbose, amp))
 
 
-def save_outputs(path: Path, key: OutputsKey, outputs: list[torch.Tensor]) -> None:
-    """Write atomically: a uniquely named temporary file, then os.replace."""
-    payload = b"".join(t.contiguous().numpy().tobytes() for t in outputs)
-    header = json.dumps({
-        "key": asdict(key), "digest": key.digest, "dtype": str(DTYPE).removeprefix("torch."),
-        "shapes": [list(t.shape) for t in outputs], "payload_bytes": len(payload),
-        "sha256": hashlib.sha256(payload).hexdigest(),
-    }, sort_keys=True).encode()
+def save_outputs(path: Path, key: OutputsKey, outputs: Iterable[torch.Tensor]) -> None:
+    """Write atomically: the payload streams to a temporary file, then header + payload go to another moved into place."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
+    stem = f"{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    payload_tmp, tmp = path.with_name(stem + ".payload"), path.with_name(stem + ".tmp")
     try:
-        with tmp.open("wb") as handle:
+        digest, shapes, size = hashlib.sha256(), [], 0
+        with payload_tmp.open("wb") as handle:
+            for tensor in outputs:
+                block = tensor.contiguous().numpy().tobytes()
+                digest.update(block)
+                handle.write(block)
+                shapes.append(list(tensor.shape))
+                size += len(block)
+        header = json.dumps({
+            "key": asdict(key), "digest": key.digest, "dtype": str(DTYPE).removeprefix("torch."),
+            "shapes": shapes, "payload_bytes": size, "sha256": digest.hexdigest(),
+        }, sort_keys=True).encode()
+        with tmp.open("wb") as handle, payload_tmp.open("rb") as payload:
             handle.write(MAGIC + _HEADER_LEN.pack(len(header)) + header)
-            handle.write(payload)
+            shutil.copyfileobj(payload, handle, _CHUNK)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+        payload_tmp.unlink(missing_ok=True)
 
 
 def read_header(path: Path) -> dict:
@@ -160,28 +213,38 @@ def read_header(path: Path) -> dict:
 
 
 def load_outputs(path: Path, key: OutputsKey, plan: BatchPlan) -> list[torch.Tensor]:
-    """Outputs stored at `path`, checked against the key, the plan's shapes and the payload checksum."""
+    """Outputs stored at `path` (memory-mapped), checked against the key, the plan's shapes and the payload checksum."""
     with path.open("rb") as handle:
         header = _read_header(handle, path)
-        payload = handle.read()
+        offset = handle.tell()
+        digest, size = hashlib.sha256(), 0
+        while block := handle.read(_CHUNK):
+            digest.update(block)
+            size += len(block)
     if header.get("digest") != key.digest or header.get("key") != json.loads(json.dumps(asdict(key))):
         raise CorruptOutputsCache(f"{path} holds outputs for another key ({header.get('digest')})")
     shapes = [tuple(s) for s in header.get("shapes", [])]
     if shapes != expected_shapes(plan):
         raise CorruptOutputsCache(f"{path}: stored tensor shapes do not match the batch plan")
-    itemsize = torch.empty((), dtype=DTYPE).element_size()
-    expected = sum(int(np.prod(s)) for s in shapes) * itemsize
-    if len(payload) != expected or header.get("payload_bytes") != expected:
-        raise CorruptOutputsCache(f"{path} is truncated or padded: payload has {len(payload)} bytes, "
+    expected = plan_output_bytes(plan)
+    if size != expected or header.get("payload_bytes") != expected:
+        raise CorruptOutputsCache(f"{path} is truncated or padded: payload has {size} bytes, "
                                   f"expected {expected}")
-    if hashlib.sha256(payload).hexdigest() != header.get("sha256"):
+    if digest.hexdigest() != header.get("sha256"):
         raise CorruptOutputsCache(f"{path}: payload checksum does not match its header")
-    flat = torch.from_numpy(np.frombuffer(bytearray(payload), dtype=np.float16))
-    outputs, offset = [], 0
+    if not expected:
+        return [torch.empty(shape, dtype=DTYPE) for shape in shapes]
+    if expected > MAP_ABOVE_BYTES:  # large plans stay on disk (pages are read as training reaches them)
+        flat = torch.from_numpy(np.memmap(path, dtype=np.float16, mode="c", offset=offset, shape=(expected // 2,)))
+    else:
+        with path.open("rb") as handle:
+            handle.seek(offset)
+            flat = torch.from_numpy(np.frombuffer(bytearray(handle.read()), dtype=np.float16))
+    outputs, start = [], 0
     for shape in shapes:
         count = int(np.prod(shape))
-        outputs.append(flat[offset:offset + count].view(shape))
-        offset += count
+        outputs.append(flat[start:start + count].view(shape))
+        start += count
     return outputs
 
 

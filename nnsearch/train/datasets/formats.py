@@ -1,6 +1,8 @@
 """Dataset folder layouts: detection and loading of aligned noisy/clean pairs (and clean folders).
 
-Every loader returns :class:`GroupedPair` items sorted by name. The ``group`` keeps
+Every loader returns :class:`GroupedPair` items sorted by name. Image-file pairs are streamed
+(:class:`~nnsearch.train.datasets.streaming.StreamedPair`: only their headers are read here);
+SIDD ``.mat`` blocks and clean folders are held in memory. The ``group`` keeps
 pairs that show the same scene (SIDD blocks of one image, SIDD Medium captures of one
 scene) on the same side of the train/validation split.
 """
@@ -16,7 +18,8 @@ from scipy.io import loadmat
 
 from nnsearch.errors import DataError
 from nnsearch.train.datasets.images import centre_crop, list_images, read_image
-from nnsearch.train.datasets.types import ImagePair
+from nnsearch.train.datasets.streaming import DecodedCache, streamed_pair
+from nnsearch.train.datasets.types import ImagePair, Pair
 
 #: Layout names accepted by ``load_data(format=...)``, with what each expects.
 LAYOUTS: dict[str, str] = {
@@ -47,7 +50,7 @@ class GroupedPair:
     """An image pair plus the scene group it belongs to (for leakage-free splitting)."""
 
     group: str
-    pair: ImagePair
+    pair: Pair
 
 
 # ---------------------------------------------------------------- file-system helpers
@@ -81,14 +84,8 @@ def _by_stem(paths: list[Path]) -> dict[str, Path]:
 
 
 def _read_pair(name: str, group: str, noisy_path: Path, clean_path: Path, max_side: int | None) -> GroupedPair:
-    """Read a noisy/clean file pair, check sizes agree, centre-crop both."""
-    noisy, clean = read_image(noisy_path), read_image(clean_path)
-    if noisy.shape != clean.shape:
-        raise DataError(
-            f"size mismatch: noisy {noisy_path} is {noisy.shape[1]}x{noisy.shape[0]} but clean "
-            f"{clean_path} is {clean.shape[1]}x{clean.shape[0]}; pairs must be aligned and equally sized"
-        )
-    return GroupedPair(group, ImagePair(name, centre_crop(noisy, max_side), centre_crop(clean, max_side)))
+    """A streamed noisy/clean file pair: headers checked (readable, equal sizes), pixels read when needed."""
+    return GroupedPair(group, streamed_pair(name, noisy_path, clean_path, max_side, DecodedCache.default()))
 
 
 # ---------------------------------------------------------------- folder pairs

@@ -19,7 +19,8 @@ from nnsearch.train.datasets.formats import (
     load_clean_images,
 )
 from nnsearch.train.datasets.noise import add_camera_noise
-from nnsearch.train.datasets.types import DenoiseData, ImagePair
+from nnsearch.train.datasets.streaming import StreamedPair
+from nnsearch.train.datasets.types import DenoiseData, ImagePair, Pair
 
 BUILTIN = "builtin"
 CLEAN_PREFIX = "clean:"
@@ -49,7 +50,7 @@ def _with_noise(images: list[tuple[str, np.ndarray]], seed: int) -> list[Grouped
 
 def split_pairs(
     items: list[GroupedPair], val_fraction: float, seed: int, where: str
-) -> tuple[tuple[ImagePair, ...], tuple[ImagePair, ...]]:
+) -> tuple[tuple[Pair, ...], tuple[Pair, ...]]:
     """Deterministic train/validation split by scene group (by pair when there is one group).
 
     Groups are ordered by a SHA-256 of ``seed:group`` (stable across numpy versions);
@@ -71,11 +72,14 @@ def split_pairs(
     return train, val
 
 
-def fingerprint(train: tuple[ImagePair, ...], val: tuple[ImagePair, ...]) -> str:
-    """SHA-256 over split membership, names, shapes and pixels."""
+def fingerprint(train: tuple[Pair, ...], val: tuple[Pair, ...]) -> str:
+    """SHA-256 over split membership, names and shapes, plus file digests (streamed pairs) or pixels (in memory)."""
     digest = hashlib.sha256()
     for label, pairs in (("train", train), ("val", val)):
         for pair in pairs:
+            if isinstance(pair, StreamedPair):
+                digest.update(f"{label}\0file\0{pair.identity()}\0".encode())
+                continue
             digest.update(f"{label}\0{pair.name}\0{pair.noisy.shape}\0".encode())
             digest.update(np.ascontiguousarray(pair.noisy).data)
             digest.update(np.ascontiguousarray(pair.clean).data)
@@ -131,7 +135,10 @@ def load_data(
     clean images + synthetic noise) or a dataset folder whose layout is detected (or forced
     with ``format``, one of :data:`nnsearch.train.datasets.formats.LAYOUTS`). ``seed`` drives the
     synthetic noise and the split; ``max_side`` centre-crops every image to at most that
-    many pixels per side. Every user-caused problem raises :class:`DataError`.
+    many pixels per side. Pairs of image files are streamed: only their headers are read here
+    (an unreadable file or a pair of two sizes fails now, naming the file) and their pixels
+    when a batch or an evaluation needs them (see :mod:`nnsearch.train.datasets.streaming`).
+    Every user-caused problem raises :class:`DataError`.
     """
     _check_options(format, val_fraction, seed, max_side)
     layout, path = _resolve(spec, format)

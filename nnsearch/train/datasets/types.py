@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
@@ -31,17 +32,44 @@ class ImagePair:
                 f"ImagePair {self.name!r}: noisy {self.noisy.shape} and clean {self.clean.shape} differ in size"
             )
 
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return self.clean.shape  # type: ignore[return-value]
+
+    def crop(self, y: int, x: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+        """(noisy, clean) float32 size x size crops at (y, x) (copies)."""
+        return (np.ascontiguousarray(self.noisy[y:y + size, x:x + size]),
+                np.ascontiguousarray(self.clean[y:y + size, x:x + size]))
+
+
+class Pair(Protocol):
+    """What training and evaluation need of a pair: ``ImagePair`` (in memory) or ``StreamedPair`` (on disk)."""
+
+    name: str
+
+    @property
+    def shape(self) -> tuple[int, int, int]: ...
+
+    @property
+    def noisy(self) -> np.ndarray: ...
+
+    @property
+    def clean(self) -> np.ndarray: ...
+
+    def crop(self, y: int, x: int, size: int) -> tuple[np.ndarray, np.ndarray]: ...
+
 
 @dataclass(frozen=True)
 class DenoiseData:
     """A dataset split into training and validation pairs.
 
-    ``fingerprint`` is a hex digest of the names, split and pixels; it changes whenever
-    any of them (or the noise seed) changes, so it can key caches.
+    ``fingerprint`` is a hex digest of the names, split and contents (file digests of pairs read
+    from disk, pixels of pairs held in memory); it changes whenever any of them (or the noise
+    seed) changes, so it can key caches.
     """
 
     name: str
-    train: tuple[ImagePair, ...]
-    val: tuple[ImagePair, ...]
+    train: tuple[Pair, ...]
+    val: tuple[Pair, ...]
     fingerprint: str
     source: str
