@@ -45,7 +45,7 @@ METRIC_CODE = {
     "ssim": "# SSIM, 11x11 Gaussian window sigma 1.5, per channel, K1=0.01 K2=0.03; see nnsearch.train.metrics.ssim\n",
 }
 #: Columns that identify a stat row (its unique key).
-STAT_KEY = ("task", "dataset", "metric", "nn", "epoch", "transform", "prm")
+STAT_KEY = ("task", "dataset", "metric", "nn", "epoch", "transform", "prm", "run")
 #: Optional training diagnostics of a stat row (the `train_stat` table).
 TRAIN_FIELDS = ("train_loss", "val_loss", "grad_norm", "samples_per_s", "cpu_mem_mb", "gpu_mem_mb")
 NN_STAT_FIELDS = ("params", "macs", "macs_height", "macs_width", "depth", "model_size_bytes")
@@ -128,8 +128,9 @@ class ModelRecord:
 class Bundle:
     """Rows for one all-or-nothing write.
 
-    `stats`: mappings with the `STAT_KEY` columns, `accuracy` and `duration`,
-    where `prm` is the hyperparameter dict; an optional `prm_uid` overrides the
+    `stats`: mappings with the `STAT_KEY` columns (`run` may be left out: 0),
+    `accuracy` and `duration` (nanoseconds, or None when unknown), where `prm`
+    is the hyperparameter dict; an optional `prm_uid` overrides the
     computed uid (imports keep the NN Dataset's own), and an optional `train`
     mapping of `TRAIN_FIELDS` adds a `train_stat` row. `prm_sets` (uid -> dict)
     adds hyperparameter sets that no stat names.
@@ -245,8 +246,10 @@ def _resolve_prm(bundle: Bundle) -> tuple[list[dict[str, Any]], dict[str, Mappin
             by_object[id(prm)] = uid
         if isinstance(prm, Mapping):
             sets.setdefault(uid, prm)
-        stats.append({**row, "prm": uid, "accuracy": float(row["accuracy"]), "duration": int(row["duration"]),
-                      "epoch": int(row["epoch"])})
+        duration = row["duration"]
+        stats.append({**row, "prm": uid, "accuracy": float(row["accuracy"]),
+                      "duration": None if duration is None else int(duration),
+                      "epoch": int(row["epoch"]), "run": int(row.get("run", 0))})
     return stats, sets
 
 
