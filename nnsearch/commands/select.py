@@ -65,7 +65,8 @@ def cmd_pareto(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from nnsearch.export.student import export_student
 
-    result = export_student(args.nn, args.to, db=args.db, resolution=parse_resolution(args.resolution))
+    result = export_student(args.nn, args.to, db=args.db, resolution=parse_resolution(args.resolution),
+                            weights_file=args.weights)
     for path in result.files:
         print(path)
     print(result.line())
@@ -102,6 +103,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     export.add_argument("--to", required=True, help="target directory (created if missing)")
     export.add_argument("--resolution", default="256x256", help="HEIGHTxWIDTH of the verification input and of the "
                         ".tflite input (default %(default)s)")
+    export.add_argument("--weights", default=None,
+                        help="a state_dict (.pt, torch.save) of the model's Net to export instead of its stored "
+                             "weights, e.g. for a model imported from the NN Dataset")
     add_db_option(export)
     export.set_defaults(handler=cmd_export)
 

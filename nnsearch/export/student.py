@@ -61,8 +61,12 @@ class ExportResult:
                 f"tflite {self.tflite_error:.2e}, onnx {self.onnx_error:.2e}, reloaded .py+.pt {self.reload_error:.2e}")
 
 
-def load_stored_model(store: Store, name: str) -> StoredModel:
-    """The model `name` with the weights of its best-PSNR hyperparameter set; ExportError if unusable."""
+def load_stored_model(store: Store, name: str, weights_file: str | Path | None = None) -> StoredModel:
+    """The model `name` with the weights of its best-PSNR hyperparameter set; ExportError if unusable.
+
+    `weights_file`: a state_dict (torch.save) of the model's own `Net` to use
+    instead, e.g. for a model imported from the NN Dataset, which has no stored weights.
+    """
     with store.session() as session:
         row = session.get(NN, name)
         if row is None:
@@ -72,13 +76,19 @@ def load_stored_model(store: Store, name: str) -> StoredModel:
             raise ExportError(f"no model named {name!r} in the store {store.display_url}{hint}")
         weights = {w.prm: w.state for w in session.scalars(select(Weights).where(Weights.nn == name))}
         code, arch_json = row.code, row.arch
+    if weights_file is not None:
+        try:
+            weights = {"(file)": Path(weights_file).read_bytes()}
+        except OSError as exc:
+            raise ExportError(f"cannot read the weights file {weights_file}: {exc.strerror or exc}") from None
     if not weights:
         raise ExportError(f"no weights recorded for {name}; retrain it with `nnsearch search` (a completed "
-                          f"trial stores its weights) or pick a student that has them with `nnsearch pareto`")
+                          f"trial stores its weights), pick a student that has them with `nnsearch pareto`, "
+                          f"or give a state_dict of its Net with --weights FILE.pt")
     if not arch_json:
-        raise ExportError(f"model {name} has no architecture record (it was imported, not searched); "
-                          "only nnsearch students can be exported")
-    uid = _best_prm(store, name, list(weights))
+        raise ExportError(f"model {name} has no architecture record (it was imported and its network is not "
+                          "a search-space student); only search-space students can be exported")
+    uid = "(file)" if weights_file is not None else _best_prm(store, name, list(weights))
     return StoredModel(name, code, Arch.from_dict(json.loads(arch_json)), uid, weights[uid])
 
 
@@ -114,10 +124,14 @@ def _check(what: str, error: float, tolerance: float) -> float:
 
 
 def export_student(name: str, target: str | Path, db: Store | str | None = None,
-                   resolution: tuple[int, int] = (256, 256), tolerance: float = TOLERANCE) -> ExportResult:
-    """Write `<nn>.tflite`, `<nn>.onnx`, `<nn>.py`, `<nn>.pt` and MODEL_CARD.md into `target`."""
+                   resolution: tuple[int, int] = (256, 256), tolerance: float = TOLERANCE,
+                   weights_file: str | Path | None = None) -> ExportResult:
+    """Write `<nn>.tflite`, `<nn>.onnx`, `<nn>.py`, `<nn>.pt` and MODEL_CARD.md into `target`.
+
+    `weights_file`: a state_dict of the model's `Net` to export instead of its stored weights.
+    """
     with open_store(db) as store:
-        model = load_stored_model(store, name)
+        model = load_stored_model(store, name, weights_file)
         card_facts = _card_facts(store, model)
     height, width = resolution
     if height % model.arch.min_divisor or width % model.arch.min_divisor:
