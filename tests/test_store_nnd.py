@@ -150,3 +150,18 @@ def test_bad_input_names_the_file(tmp_path, case):
         import_nnd(directory, db=str(db))
     if db.exists():  # validation happens before anything is written
         assert data(db=str(db)).empty
+
+
+def test_exports_of_earlier_versions_still_import_their_model_facts(tmp_path, store):
+    fill(store)
+    export_nnd(tmp_path / "out", db=store)
+    nn = model_record(0).nn
+    sidecar = tmp_path / "out" / "stat" / "nnsearch" / f"{nn}.json"
+    # earlier versions kept nnsearch's facts under a "nnsearch" key of stat/nn/<nn>.json
+    (tmp_path / "out" / "stat" / "nn" / f"{nn}.json").write_text(json.dumps({"nnsearch": json.loads(sidecar.read_text())}))
+    sidecar.unlink()
+    copy = Store(f"sqlite:///{tmp_path / 'copy.db'}")
+    import_nnd(tmp_path / "out", db=copy)
+    assert data(db=copy, nn=nn).params.tolist() == data(db=store, nn=nn).params.tolist()
+    pd.testing.assert_frame_equal(run_data(db=copy, nn=nn), run_data(db=store, nn=nn))
+    copy.dispose()

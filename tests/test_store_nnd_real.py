@@ -84,7 +84,7 @@ def test_a_real_checkout_imports_with_non_stats_skipped_and_every_trial_kept(tmp
         assert conn.scalar(select(func.count()).select_from(TrainStat)) == 30 + 1 + 1  # Lite, Heavy, AlexNet's nested
     again = import_nnd(real_copy(tmp_path / "again"), db=store)
     assert (again.stats, again.new_stats) == (sum(TRIALS.values()), 0)
-    assert "0 new, nothing new" in again.line() and len(data(db=store)) == sum(TRIALS.values())
+    assert "(0 new: the store already held every one)" in again.line() and len(data(db=store)) == sum(TRIALS.values())
 
 
 def test_lemur_psnr_and_nnsearch_psnr_never_share_a_metric_name(tmp_path, store):

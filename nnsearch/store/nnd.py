@@ -64,6 +64,8 @@ RESULTS = ("train_stat", "train_accuracy", "best_accuracy", "best_epoch", "lr_no
 METRIC_IMPORT_NAMES = {"psnr": "psnr-nnd", "psnrdb": "psnr"}
 METRIC_EXPORT_NAMES = {v: k for k, v in METRIC_IMPORT_NAMES.items()}
 NND_PSNR_CODE = "# The NN Dataset's 'psnr': a normalised score in [0, 1] (not decibels), as its files record it\n"
+#: Metric "code" that is a note, not a metric module: read back by name, never written as a code file.
+_NOTES = {*METRIC_CODE.values(), NND_PSNR_CODE}
 DEFAULT_TRANSFORM = "default"
 SIDECAR = "nnsearch"
 MANIFEST = ".nnsearch-export.json"
@@ -87,7 +89,7 @@ class ImportSummary:
 
     def line(self) -> str:
         parts = [f"imported {self.stats} stat rows ({self.new_stats} new"
-                 + (", nothing new: the store already held every row" if self.stats and not self.new_stats else "")
+                 + (": the store already held every one" if self.stats and not self.new_stats else "")
                  + f") from {self.files} files in {self.configs} configurations"]
         if self.runs:
             parts.append(f"{self.runs} on-device runtimes")
@@ -165,10 +167,11 @@ def import_nnd(directory: str | Path, db: Store | str | None = None) -> ImportSu
     summary.models_without_code = sorted(n for n, c in codes["nn"].items() if c is None)
     bundle.nn_code, bundle.transform_code = ({n: c or "" for n, c in codes[k].items()} for k in ("nn", "transform"))
     bundle.metric_code = {n: c or _known_metric_code(n) for n, c in codes["metric"].items()}
-    _read_sidecars(root / "stat" / SIDECAR, names["nn"], bundle)
-    _rebuild_models(bundle, first_prm, summary)
+    _read_sidecars(root / "stat", names["nn"], bundle)
     summary.stats = len(bundle.stats)
     with open_store(db, create=True) as store:
+        counted = store.reading(lambda conn: set(conn.scalars(select(NNStat.nn))))
+        _rebuild_models(bundle, {n: p for n, p in first_prm.items() if n not in counted}, summary)
         summary.new_stats = record_bundle(store, bundle)
     return summary
 
@@ -290,13 +293,20 @@ def _read_runs(root: Path, names: dict[str, dict[str, list[Path]]], skip: Any) -
     return [{k: v for k, v in row.items() if k != "config"} for row in rows]
 
 
-def _read_sidecars(folder: Path, models: Iterable[str], bundle: Bundle) -> None:
-    """nnsearch's own facts from `stat/nnsearch/<nn>.json`: architecture, size and cost, latency runs."""
+def _read_sidecars(stat: Path, models: Iterable[str], bundle: Bundle) -> None:
+    """nnsearch's own facts from `stat/nnsearch/<nn>.json`: architecture, size and cost, latency runs.
+
+    Exports of earlier nnsearch versions kept them under a "nnsearch" key of `stat/nn/<nn>.json`.
+    """
     for nn in sorted(models):
-        path = folder / f"{nn}.json"
-        if not path.is_file():
-            continue
-        extra = _read_json(path)
+        path, older = stat / SIDECAR / f"{nn}.json", stat / "nn" / f"{nn}.json"
+        if path.is_file():
+            extra = _read_json(path)
+        else:
+            found = _read_json(older) if older.is_file() else None
+            if not isinstance(found, dict) or SIDECAR not in found:
+                continue
+            path, extra = older, found[SIDECAR]
         try:
             if extra.get("arch") is not None:
                 bundle.nn_arch = {**bundle.nn_arch, nn: extra["arch"]}
@@ -368,7 +378,7 @@ def export_nnd(directory: str | Path, db: Store | str | None = None, force: bool
     for kind, column in (("nn", "nn"), ("metric", "metric"), ("transform", "transform")):
         for name, code in frame[[column, f"{column}_code"]].drop_duplicates(column).itertuples(index=False):
             name = METRIC_EXPORT_NAMES.get(name, name) if kind == "metric" else name
-            if code:
+            if code and code not in _NOTES:
                 files[f"{kind}/{name}.py"] = code
             elif kind == "nn":
                 empty.add(name)
