@@ -91,16 +91,22 @@ def test_lemur_psnr_and_nnsearch_psnr_never_share_a_metric_name(tmp_path, store)
     from conftest import model_record
     from nnsearch.store.record import record_trial
 
-    import_nnd(real_copy(tmp_path), db=store)
+    root = real_copy(tmp_path)
+    (root / "ab" / "nn" / "metric").mkdir()
+    (root / "ab" / "nn" / "metric" / "psnr.py").write_text("# the NN Dataset's psnr metric module\n")
+    import_nnd(root, db=store)
     record_trial(store, "s", 0, model_record(0))
     normalised, decibels = data(db=store, metric="psnr-nnd"), data(db=store, metric="psnr")
     assert len(normalised) == 30 + 1 + 16 and normalised.accuracy.between(0, 1).all()
+    assert set(normalised.metric_code) == {"# the NN Dataset's psnr metric module\n"}  # its own file, by its name
     assert set(decibels.nn) == {model_record(0).nn} and (decibels.accuracy > 1).all()
     out = tmp_path / "out"
     export_nnd(out, db=store)
     folders = {p.name for p in (out / "stat" / "train").iterdir()}
     assert LITE in folders  # back under the NN Dataset's own name
     assert f"img-denoising_{model_record(0).dataset}_psnrdb_{model_record(0).nn}" in folders
+    assert (out / "metric" / "psnr.py").read_text() == "# the NN Dataset's psnr metric module\n"
+    assert not (out / "metric" / "psnrdb.py").exists()  # nnsearch's psnr has a note, not a metric module
 
 
 def test_export_of_the_real_store_writes_no_empty_file_and_imports_back_to_the_same_rows(tmp_path, store):

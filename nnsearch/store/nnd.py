@@ -37,7 +37,7 @@ import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
 import pandas as pd
 from sqlalchemy import select
@@ -134,39 +134,24 @@ def import_nnd(directory: str | Path, db: Store | str | None = None) -> ImportSu
     # name -> folders where its code file may be
     names: dict[str, dict[str, list[Path]]] = {"nn": {}, "metric": {}, "transform": {}}
     first_prm: dict[str, tuple[str, Mapping[str, Any]]] = {}  # nn -> (task, hyperparameters of its first trial)
-    for config_dir in sorted(p for p in stat_dir.iterdir() if not p.name.startswith(".")) if stat_dir else []:
+    configs = sorted(p for p in stat_dir.iterdir() if not p.name.startswith(".")) if stat_dir else []
+    for config_dir in progress(configs, desc="reading NN Dataset statistics"):
         parsed = parse_config(config_dir) if config_dir.is_dir() else None
         if parsed is None:
             skip(config_dir)
             continue
-        task, dataset, folder_metric, nn = parsed
-        metric = METRIC_IMPORT_NAMES.get(folder_metric, folder_metric)
         summary.configs += 1
-        names["nn"].setdefault(nn, [root / "nn", config_dir.parent]).append(config_dir)
-        names["metric"].setdefault(metric, [root / "metric"])
-        for path in sorted(p for p in config_dir.iterdir() if not p.name.startswith(".")):
-            epoch = _epoch_of(path)
-            if epoch is None:
-                skip(path)
-                continue
-            repeats: dict[tuple[str, str], int] = {}
-            for index, trial in enumerate(_read_trials(path)):
-                row = _trial_row(trial, f"{path}: trial {index} (uid {trial.get('uid', '?')})")
-                key = (row["transform"], row.get("prm_uid") or prm_uid(row["prm"]))
-                row["run"] = repeats[key] = repeats.get(key, -1) + 1
-                names["transform"].setdefault(row["transform"], [root / "transform"])
-                first_prm.setdefault(nn, (task, row["prm"]))
-                bundle.stats.append({"task": task, "dataset": dataset, "metric": metric, "nn": nn,
-                                     "epoch": epoch, **row})
-            summary.files += 1
+        names["nn"].setdefault(parsed[3], [root / "nn", config_dir.parent]).append(config_dir)
+        names["metric"].setdefault(METRIC_IMPORT_NAMES.get(parsed[2], parsed[2]), [root / "metric"])
+        for row in _read_config(config_dir, parsed, skip, summary):
+            names["transform"].setdefault(row["transform"], [root / "transform"])
+            first_prm.setdefault(row["nn"], (row["task"], row["prm"]))
+            bundle.stats.append(row)
     bundle.latencies = _read_runs(root, names, skip)
     summary.runs = len(bundle.latencies)
     if not summary.configs and not bundle.latencies:
         raise StoreError(f"no NN Dataset statistics under {directory} (expected stat/train/{_NOT_STATS})")
-    codes = {kind: {n: _read_code(dirs, n) for n, dirs in sorted(found.items())} for kind, found in names.items()}
-    summary.models_without_code = sorted(n for n, c in codes["nn"].items() if c is None)
-    bundle.nn_code, bundle.transform_code = ({n: c or "" for n, c in codes[k].items()} for k in ("nn", "transform"))
-    bundle.metric_code = {n: c or _known_metric_code(n) for n, c in codes["metric"].items()}
+    _read_codes(names, bundle, summary)
     _read_sidecars(root / "stat", names["nn"], bundle)
     summary.stats = len(bundle.stats)
     with open_store(db, create=True) as store:
@@ -174,6 +159,34 @@ def import_nnd(directory: str | Path, db: Store | str | None = None) -> ImportSu
         _rebuild_models(bundle, {n: p for n, p in first_prm.items() if n not in counted}, summary)
         summary.new_stats = record_bundle(store, bundle)
     return summary
+
+
+def _read_config(config_dir: Path, parsed: tuple[str, str, str, str], skip: Any,
+                 summary: ImportSummary) -> Iterator[dict[str, Any]]:
+    """The stat rows of one `<task>_<dataset>_<metric>_<nn>` folder; other entries in it are skipped."""
+    task, dataset, folder_metric, nn = parsed
+    metric = METRIC_IMPORT_NAMES.get(folder_metric, folder_metric)
+    for path in sorted(p for p in config_dir.iterdir() if not p.name.startswith(".")):
+        epoch = _epoch_of(path)
+        if epoch is None:
+            skip(path)
+            continue
+        repeats: dict[tuple[str, str], int] = {}
+        for index, trial in enumerate(_read_trials(path)):
+            row = _trial_row(trial, f"{path}: trial {index} (uid {trial.get('uid', '?')})")
+            key = (row["transform"], row.get("prm_uid") or prm_uid(row["prm"]))
+            row["run"] = repeats[key] = repeats.get(key, -1) + 1
+            yield {"task": task, "dataset": dataset, "metric": metric, "nn": nn, "epoch": epoch, **row}
+        summary.files += 1
+
+
+def _read_codes(names: Mapping[str, Mapping[str, list[Path]]], bundle: Bundle, summary: ImportSummary) -> None:
+    """The code of every model, metric and transform named (metric files under the NN Dataset's names)."""
+    codes = {kind: {n: _read_code(dirs, METRIC_EXPORT_NAMES.get(n, n) if kind == "metric" else n)
+                    for n, dirs in sorted(found.items())} for kind, found in names.items()}
+    summary.models_without_code = sorted(n for n, c in codes["nn"].items() if c is None)
+    bundle.nn_code, bundle.transform_code = ({n: c or "" for n, c in codes[k].items()} for k in ("nn", "transform"))
+    bundle.metric_code = {n: c or _known_metric_code(n) for n, c in codes["metric"].items()}
 
 
 def _skipper(root: Path, summary: ImportSummary):  # -> callable noting one skipped path
