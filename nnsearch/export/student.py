@@ -31,6 +31,8 @@ from nnsearch.store.engine import Store, open_store
 from nnsearch.store.schema import NN, NNStat, Weights
 
 TOLERANCE = 1e-4
+#: `StoredModel.prm_uid` of weights given as a file rather than read from the store.
+GIVEN_WEIGHTS = "(given with --weights)"
 
 
 @dataclass(frozen=True)
@@ -78,7 +80,7 @@ def load_stored_model(store: Store, name: str, weights_file: str | Path | None =
         code, arch_json = row.code, row.arch
     if weights_file is not None:
         try:
-            weights = {"(file)": Path(weights_file).read_bytes()}
+            weights = {GIVEN_WEIGHTS: Path(weights_file).read_bytes()}
         except OSError as exc:
             raise ExportError(f"cannot read the weights file {weights_file}: {exc.strerror or exc}") from None
     if not weights:
@@ -88,7 +90,7 @@ def load_stored_model(store: Store, name: str, weights_file: str | Path | None =
     if not arch_json:
         raise ExportError(f"model {name} has no architecture record (it was imported and its network is not "
                           "a search-space student); only search-space students can be exported")
-    uid = "(file)" if weights_file is not None else _best_prm(store, name, list(weights))
+    uid = GIVEN_WEIGHTS if weights_file is not None else _best_prm(store, name, list(weights))
     return StoredModel(name, code, Arch.from_dict(json.loads(arch_json)), uid, weights[uid])
 
 
@@ -209,7 +211,8 @@ def model_card(model: StoredModel, facts: dict[str, Any], shape: tuple[int, ...]
         lines += [f"- parameters: {params:,}", f"- MACs: {macs / 1e9:.3f} G at {mh}x{mw}", ""]
     lines += ["## Quality", ""] + _quality_lines(stats) + ["", "## Latency", ""] + _latency_lines(facts["runs"])
     prm = stats["prm"].iloc[0] if len(stats) else {}
-    lines += ["", "## Training", "", f"- hyperparameter set `{model.prm_uid}`"]
+    lines += ["", "## Training", "", f"- hyperparameter set `{model.prm_uid}`" if model.prm_uid != GIVEN_WEIGHTS
+              else "- weights: a state_dict given with `--weights`, not trained by nnsearch"]
     lines += [f"- {key}: {value}" for key, value in sorted(prm.items())]
     if "alpha" in prm:
         lines.append(f"- distillation: loss = {prm['alpha']} * L(student, teacher) + "
