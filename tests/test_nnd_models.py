@@ -87,3 +87,25 @@ def test_models_are_rebuilt_once(tmp_path, store):
     again = import_nnd(root, db=store)
     assert again.new_stats == 0 and again.rebuilt == [] and "rebuilt" not in again.line()
     assert set(data(db=store, nn="LiteDenoiseNet").params) == {1963411}
+
+
+def test_a_model_equal_to_a_stored_student_is_linked_to_its_architecture(tmp_path, store):
+    import json
+
+    from conftest import ARCH_FIELDS, model_record
+    from nnsearch.model.arch import Arch
+    from nnsearch.model.counting import count_params
+    from nnsearch.store.record import record_trial
+
+    arch = Arch(**ARCH_FIELDS[0])
+    searched = model_record(0, params=count_params(build_student(arch)))
+    record_trial(store, "s", 0, searched)
+    root = tmp_path / "nnd"
+    config = root / "stat" / "train" / "img-denoising_sidd_psnrdb_Twin"
+    config.mkdir(parents=True)
+    (config / "1.json").write_text(json.dumps([{"accuracy": 30.5, "duration": 7, "lr": 0.01}]))
+    (root / "nn").mkdir()
+    (root / "nn" / "Twin.py").write_text(arch.model_code())  # the same network under another name
+    summary = import_nnd(root, db=store)
+    assert summary.linked == {"Twin": searched.nn}
+    assert stored_arch(store, "Twin") == arch

@@ -47,7 +47,8 @@ from nnsearch.common.progress import progress
 from nnsearch.errors import NNSearchError, StoreError
 from nnsearch.store.dataset_api import data
 from nnsearch.store.engine import Store, open_store
-from nnsearch.store.nnd_models import rebuild, reference_archs
+from nnsearch.model.arch import Arch
+from nnsearch.store.nnd_models import rebuild, reference_archs, stored_archs
 from nnsearch.store.nnd_run import is_nnd_run, read_run_tree, run_files
 from nnsearch.store.record import METRIC_CODE, NN_STAT_FIELDS, Bundle, prm_uid, record_bundle
 from nnsearch.store.schema import NN, LatencyRun, NNStat, Stat, TrainStat
@@ -156,7 +157,7 @@ def import_nnd(directory: str | Path, db: Store | str | None = None) -> ImportSu
     summary.stats = len(bundle.stats)
     with open_store(db, create=True) as store:
         counted = store.reading(lambda conn: set(conn.scalars(select(NNStat.nn))))
-        _rebuild_models(bundle, {n: p for n, p in first_prm.items() if n not in counted}, summary)
+        _rebuild_models(store, bundle, {n: p for n, p in first_prm.items() if n not in counted}, summary)
         summary.new_stats = record_bundle(store, bundle)
     return summary
 
@@ -331,14 +332,18 @@ def _read_sidecars(stat: Path, models: Iterable[str], bundle: Bundle) -> None:
             raise StoreError(f"{path}: malformed nnsearch model file: {exc!r}") from None
 
 
-def _rebuild_models(bundle: Bundle, first_prm: Mapping[str, tuple[str, Mapping[str, Any]]],
+def _rebuild_models(store: Store, bundle: Bundle, first_prm: Mapping[str, tuple[str, Mapping[str, Any]]],
                     summary: ImportSummary) -> None:
     """Count models with code (and link them to a space's architecture) unless a sidecar already did."""
     todo = [n for n, code in sorted(bundle.nn_code.items())
             if code and n in first_prm and n not in bundle.nn_arch and n not in bundle.nn_stats]
     if not todo:
         return
-    candidates = reference_archs()
+    references = reference_archs()
+
+    def candidates(params: int) -> list[Arch]:
+        return references + stored_archs(store, params)
+
     arch, stats = dict(bundle.nn_arch), dict(bundle.nn_stats)
     for nn in progress(todo, desc="rebuilding models from their code"):
         task, prm = first_prm[nn]

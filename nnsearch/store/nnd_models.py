@@ -6,7 +6,8 @@ cost are counted like nnsearch's own students (parameters, thop MACs at
 256x256, convolution count, float32 size). When the network computes what a
 reference point of a shipped search space computes (same modules, settings,
 parameter shapes and wiring; names do not matter), that architecture is stored
-as the model's `nn.arch`, so `nnsearch profile` and `nnsearch export` can
+as the model's `nn.arch` (so is the architecture of a stored nnsearch student
+it equals, found among the students with the same parameter count), so `nnsearch profile` and `nnsearch export` can
 rebuild it. Only image-to-image tasks (`img-denoising`) are rebuilt: other
 tasks' `Net` needs an output shape the statistics do not give.
 """
@@ -15,7 +16,9 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
+
+from sqlalchemy import select
 
 from nnsearch.common.paths import spaces_dir
 from nnsearch.errors import NNSearchError
@@ -23,6 +26,8 @@ from nnsearch.model.arch import Arch
 from nnsearch.model.contract import IMAGE_SHAPE, build_net, matching_arch
 from nnsearch.model.counting import conv_depth, count_module_macs, count_params
 from nnsearch.model.space import load_space
+from nnsearch.store.engine import Store
+from nnsearch.store.schema import NN, NNStat
 
 #: Tasks whose models map an image to an image of the same shape (the only ones rebuilt).
 IMAGE_TASKS = ("img-denoising",)
@@ -46,8 +51,25 @@ def reference_archs() -> list[Arch]:
     return list(archs.values())
 
 
-def rebuild(name: str, code: str, task: str, prm: Mapping[str, Any], candidates: list[Arch]) -> RebuiltModel | None:
-    """Build `name` from its code and count it; None for tasks that are not rebuilt. NNSearchError if it fails."""
+def stored_archs(store: Store, params: int) -> list[Arch]:
+    """Architectures of the stored students with `params` parameters (labelled with their model names)."""
+    query = (select(NN.name, NN.arch).join(NNStat, NNStat.nn == NN.name)
+             .where(NNStat.params == params, NN.arch.is_not(None)).order_by(NN.name))
+    archs = []
+    for name, arch in store.reading(lambda conn: conn.execute(query).all()):
+        try:
+            archs.append(Arch.from_dict(json.loads(arch), label=name))
+        except (NNSearchError, ValueError, TypeError):  # an unreadable record is not a candidate
+            continue
+    return archs
+
+
+def rebuild(name: str, code: str, task: str, prm: Mapping[str, Any],
+            candidates: Callable[[int], list[Arch]]) -> RebuiltModel | None:
+    """Build `name` from its code and count it; None for tasks that are not rebuilt. NNSearchError if it fails.
+
+    `candidates(params)`: the architectures to compare the network with, given its parameter count.
+    """
     if task not in IMAGE_TASKS:
         return None
     net = build_net(code, name, IMAGE_SHAPE, IMAGE_SHAPE, prm)
@@ -55,7 +77,7 @@ def rebuild(name: str, code: str, task: str, prm: Mapping[str, Any], candidates:
     stat = {"params": params, "macs": count_module_macs(net, IMAGE_SHAPE), "macs_height": IMAGE_SHAPE[2],
             "macs_width": IMAGE_SHAPE[3], "depth": conv_depth(net), "model_size_bytes": params * 4}
     try:
-        arch = matching_arch(net, candidates)
+        arch = matching_arch(net, candidates(params))
     except NNSearchError:  # not traceable with torch.fx: counted, but not linked
         arch = None
     if arch is None:
