@@ -109,3 +109,15 @@ def test_a_model_equal_to_a_stored_student_is_linked_to_its_architecture(tmp_pat
     summary = import_nnd(root, db=store)
     assert summary.linked == {"Twin": searched.nn}
     assert stored_arch(store, "Twin") == arch
+
+
+@needs_real
+def test_code_added_later_rebuilds_and_links_a_model_imported_without_it(tmp_path, store):
+    root = real_copy(tmp_path)
+    import_nnd(root, db=store)
+    with pytest.raises(StoreError, match="no stored architecture"):
+        stored_arch(store, "LiteDenoiseNet")
+    summary = import_nnd(with_code(root, {"LiteDenoiseNet": CODE.read_text()}), db=store)
+    assert summary.new_stats == 0 and summary.linked == {"LiteDenoiseNet": "LiteDenoiseNet"}
+    assert stored_arch(store, "LiteDenoiseNet") == REFERENCE
+    assert set(data(db=store, nn="LiteDenoiseNet").nn_code) == {CODE.read_text()}
