@@ -165,3 +165,11 @@ def test_exports_of_earlier_versions_still_import_their_model_facts(tmp_path, st
     assert data(db=copy, nn=nn).params.tolist() == data(db=store, nn=nn).params.tolist()
     pd.testing.assert_frame_equal(run_data(db=copy, nn=nn), run_data(db=store, nn=nn))
     copy.dispose()
+
+
+def test_an_unreadable_export_record_is_a_clear_error(tmp_path, store):
+    fill(store)
+    export_nnd(tmp_path / "out", db=store)
+    (tmp_path / "out" / ".nnsearch-export.json").write_text("{not json")
+    with pytest.raises(StoreError, match="unreadable record of an earlier export"):
+        export_nnd(tmp_path / "out", db=store)

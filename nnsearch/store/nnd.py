@@ -30,10 +30,7 @@ One scale per metric name: the NN Dataset's `psnr` is a normalised score (about
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -45,9 +42,10 @@ from sqlalchemy.engine import Connection
 
 from nnsearch.common.progress import progress
 from nnsearch.errors import NNSearchError, StoreError
+from nnsearch.model.arch import Arch
 from nnsearch.store.dataset_api import data
 from nnsearch.store.engine import Store, open_store
-from nnsearch.model.arch import Arch
+from nnsearch.store.nnd_files import write_files
 from nnsearch.store.nnd_models import rebuild, reference_archs, stored_archs
 from nnsearch.store.nnd_run import is_nnd_run, read_run_tree, run_files
 from nnsearch.store.record import METRIC_CODE, NN_STAT_FIELDS, Bundle, prm_uid, record_bundle
@@ -69,7 +67,6 @@ NND_PSNR_CODE = "# The NN Dataset's 'psnr': a normalised score in [0, 1] (not de
 _NOTES = {*METRIC_CODE.values(), NND_PSNR_CODE}
 DEFAULT_TRANSFORM = "default"
 SIDECAR = "nnsearch"
-MANIFEST = ".nnsearch-export.json"
 _NOT_STATS = "<task>_<dataset>_<metric>_<nn>/<epoch>.json"
 
 
@@ -368,10 +365,8 @@ def export_nnd(directory: str | Path, db: Store | str | None = None, force: bool
                **filters: Any) -> ExportSummary:
     """Write the store's records (optionally filtered as in `data()`) in the NN Dataset layout.
 
-    Empty files are never written. A file that exists and differs from what
-    would be written is overwritten only when an earlier export wrote it (and
-    it was not changed since, per `.nnsearch-export.json`) or with `force`;
-    otherwise nothing is written and StoreError lists those files.
+    Empty files are never written, nor files nnsearch did not write (see
+    `nnsearch.store.nnd_files`; `force` overwrites them).
     """
     root = Path(directory)
     summary = ExportSummary()
@@ -493,55 +488,3 @@ def _nn_stat_file(stat: Mapping[str, Any], code: str) -> dict[str, Any]:
 
 def _json(value: Any) -> str:
     return json.dumps(value, indent=4, sort_keys=True) + "\n"
-
-
-# ---- writing files safely -----------------------------------------------------------------------
-
-def write_files(root: Path, files: Mapping[str, str], force: bool = False) -> tuple[int, int]:
-    """Write `files` (path relative to `root` -> text) without clobbering files nnsearch did not write.
-
-    Returns (written, already up to date). Raises StoreError listing the files
-    that exist with other content and that no earlier export wrote (unless `force`).
-    """
-    manifest_path = root / MANIFEST
-    manifest = _read_json(manifest_path).get("files", {}) if manifest_path.is_file() else {}
-    todo, same, foreign = {}, 0, []
-    for relative, text in sorted(files.items()):
-        if not text:
-            continue
-        path = root / relative
-        if path.is_file():
-            current = _sha256(path.read_bytes())
-            if current == _sha256(text.encode()):
-                same += 1
-                manifest[relative] = current
-                continue
-            if manifest.get(relative) != current and not force:
-                foreign.append(relative)
-        todo[relative] = text
-    if foreign:
-        shown = ", ".join(foreign[:10]) + (f" and {len(foreign) - 10} more" if len(foreign) > 10 else "")
-        raise StoreError(f"cannot export into {root}: {len(foreign)} file(s) exist that nnsearch did not write "
-                         f"(or that changed since): {shown}; nothing was written. Export into another folder, "
-                         "or pass --force to overwrite them")
-    for relative, text in todo.items():
-        _write_atomic(root / relative, text)
-        manifest[relative] = _sha256(text.encode())
-    _write_atomic(manifest_path, _json({"files": dict(sorted(manifest.items()))}))
-    return len(todo), same
-
-
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(prefix=".export-", dir=path.parent)
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            out.write(text)
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, path)
-    except OSError as exc:
-        raise StoreError(f"cannot write {path}: {exc.strerror or exc}") from None
