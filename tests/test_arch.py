@@ -60,3 +60,25 @@ def test_conv_work_counts_the_convolutions_thop_counts(seed: int) -> None:
     macs = count_macs(build_student(arch), arch, 64, 96)
     # thop also counts the element-wise operators, which the proxy leaves out
     assert arch.conv_work() * 9 * 64 * 96 == pytest.approx(macs, rel=0.03)
+
+
+def test_model_file_trains_under_lemurs_hyperparameter_sampling():
+    """LEMUR samples lr in its lr range, momentum in [0, 1], every other declared name in [0, 1], and adds
+    batch, transform and epoch_max itself: the file must declare nothing else and map momentum itself."""
+    import math
+    import random
+
+    module = load_model_code(make_arch().model_code())
+    declared = module.supported_hyperparameters()
+    assert declared == {"lr", "momentum"}  # batch is LEMUR's own choice, never a [0, 1] float
+    rng = random.Random(0)
+    for _ in range(3):
+        prm = {"lr": math.exp(rng.uniform(math.log(1e-4), math.log(1e-1))), "momentum": rng.uniform(0, 1),
+               "batch": 4, "transform": "denoise", "epoch_max": 1}
+        net = module.Net((4, 3, 16, 16), (4, 3, 16, 16), prm, "cpu")
+        group = net.optimizer.param_groups[0]
+        assert group["lr"] == prm["lr"] and group["betas"] == (0.5 + 0.499 * prm["momentum"], 0.999)
+        x = torch.rand(4, 3, 16, 16)
+        assert math.isfinite(net.learn(torch.utils.data.DataLoader(list(zip(x, x)), batch_size=prm["batch"])))
+    default = module.Net((1, 3, 16, 16), (1, 3, 16, 16), {}, "cpu").optimizer.param_groups[0]
+    assert default["betas"] == (0.9, 0.999)  # nnsearch's own training (no momentum) keeps Adam's default

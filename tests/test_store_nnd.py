@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import filecmp
+import re
 import json
 from pathlib import Path
 
@@ -100,7 +101,8 @@ def _identical(cmp: filecmp.dircmp) -> bool:
 def test_export_can_be_filtered(tmp_path, store):
     fill(store)
     summary = export_nnd(tmp_path / "out", db=store, nn=model_record(1).nn, metric="psnr")
-    assert (summary.configs, summary.files, summary.stats) == (1, 3, 3)
+    assert (summary.configs, summary.stats) == (1, 3)
+    assert len(list((tmp_path / "out" / "stat" / "train").glob("*/*.json"))) == 3
     assert [p.name for p in (tmp_path / "out" / "nn").iterdir()] == [f"{model_record(1).nn}.py"]
 
 
@@ -118,19 +120,19 @@ def test_export_refuses_reserved_hyperparameter_names(tmp_path, store):
 
 BAD_INPUT = {
     "missing folder": (lambda root: root / "nowhere", "does not exist"),
-    "bad folder name": (lambda root: write_nnd(root, config="img-denoising_only-three"),
-                        "img-denoising_only-three: folder name is not <task>_<dataset>_<metric>_<nn>"),
     "malformed json": (lambda root: _broken(write_nnd(root), "1.json", "[{\"accuracy\": 0.5,"),
                        f"{CONFIG}/1.json: malformed JSON"),
     "not a list": (lambda root: write_nnd(root, trials={"accuracy": 1}), "1.json: expected a JSON list"),
-    "epoch name": (lambda root: write_nnd(root, epoch="last"), "last.json: stats file name must be <epoch>.json"),
     "no accuracy": (lambda root: write_nnd(root, trials=[{"duration": 1, "uid": "u1"}]),
-                    "1.json: trial u1: 'accuracy' must be a number"),
+                    "1.json: trial 0 (uid u1): 'accuracy' must be a number"),
     "float duration": (lambda root: write_nnd(root, trials=[{"accuracy": 1.0, "duration": 1.5}]),
                        "'duration' must be an integer"),
     "long uid": (lambda root: write_nnd(root, trials=[{"accuracy": 1.0, "duration": 1, "uid": "u" * 40}]),
                  "'uid' must be a string of at most 32"),
     "empty": (lambda root: (root / "stat" / "train").mkdir(parents=True) or root, "no NN Dataset statistics"),
+    "only non-stats": (lambda root: write_nnd(root, config="img-denoising_only-three"), "no NN Dataset statistics"),
+    "bad diagnostics": (lambda root: write_nnd(root, trials=[{"accuracy": 1.0, "train_stat": {"train_loss": "x"}}]),
+                        "'train_loss' must be a number"),
 }
 
 
@@ -144,7 +146,30 @@ def test_bad_input_names_the_file(tmp_path, case):
     make, message = BAD_INPUT[case]
     directory = make(tmp_path / "nnd")
     db = tmp_path / "x.db"
-    with pytest.raises(StoreError, match=message.replace("[", r"\[").replace("(", r"\(")):
+    with pytest.raises(StoreError, match=re.escape(message)):
         import_nnd(directory, db=str(db))
     if db.exists():  # validation happens before anything is written
         assert data(db=str(db)).empty
+
+
+def test_exports_of_earlier_versions_still_import_their_model_facts(tmp_path, store):
+    fill(store)
+    export_nnd(tmp_path / "out", db=store)
+    nn = model_record(0).nn
+    sidecar = tmp_path / "out" / "stat" / "nnsearch" / f"{nn}.json"
+    # earlier versions kept nnsearch's facts under a "nnsearch" key of stat/nn/<nn>.json
+    (tmp_path / "out" / "stat" / "nn" / f"{nn}.json").write_text(json.dumps({"nnsearch": json.loads(sidecar.read_text())}))
+    sidecar.unlink()
+    copy = Store(f"sqlite:///{tmp_path / 'copy.db'}")
+    import_nnd(tmp_path / "out", db=copy)
+    assert data(db=copy, nn=nn).params.tolist() == data(db=store, nn=nn).params.tolist()
+    pd.testing.assert_frame_equal(run_data(db=copy, nn=nn), run_data(db=store, nn=nn))
+    copy.dispose()
+
+
+def test_an_unreadable_export_record_is_a_clear_error(tmp_path, store):
+    fill(store)
+    export_nnd(tmp_path / "out", db=store)
+    (tmp_path / "out" / ".nnsearch-export.json").write_text("{not json")
+    with pytest.raises(StoreError, match="unreadable record of an earlier export"):
+        export_nnd(tmp_path / "out", db=store)

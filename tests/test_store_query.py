@@ -55,7 +55,7 @@ def test_columns_and_values(filled):
     assert first["latency_ms@host-cpu"] == 900.0 and first["latency_ms@phone-npu"] == 34.0
     ordered = frame[["task", "dataset", "metric", "nn", "epoch"]].apply(tuple, axis=1).tolist()
     assert ordered == sorted(ordered)
-    assert frame.epoch.dtype == "int64" and frame.duration.dtype == "int64"
+    assert frame.epoch.dtype == "int64" and frame.duration.dtype == "Int64"
 
 
 def test_filters_combine_and_lists_mean_any_of(filled):

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import func, inspect, select, text
+from sqlalchemy import (BigInteger, Column, Double, ForeignKey, Integer, MetaData, String, Table, UniqueConstraint,
+                        func, inspect, select, text)
 
 from conftest import model_record
 from nnsearch.errors import StoreError
@@ -32,7 +33,7 @@ def test_new_store_has_every_table_and_the_stamp(store):
 
 def test_stat_key_serves_the_query_order(store):
     unique = {u["name"]: u["column_names"] for u in inspect(store.engine).get_unique_constraints("stat")}
-    assert unique["uq_stat_key"] == ["task", "dataset", "metric", "nn", "epoch", "transform", "prm"]
+    assert unique["uq_stat_key"] == ["task", "dataset", "metric", "nn", "epoch", "transform", "prm", "run"]
 
 
 @pytest.mark.parametrize("column, value", [("nn", "NoSuchNet"), ("prm", "0" * 32), ("metric", "nope")])
@@ -158,5 +159,61 @@ def test_a_schema_1_store_gains_precision_and_keeps_its_latency_rows(store):
         after = conn.execute(text("SELECT nn, device, median_ms, precision FROM latency_run ORDER BY id")).all()
     assert [tuple(r[:3]) for r in after] == [tuple(r) for r in before]
     assert {r[3] for r in after} == {"fp32"}
+    record_trial(reopened, "s", 1, model_record(arch=1))  # new rows get new ids after the copied ones
+    reopened.dispose()
+
+
+def _schema_2_stat(metadata: MetaData) -> Table:
+    """The `stat` table as schema 2 defined it: no `run`, key without it, duration NOT NULL."""
+    return Table(
+        "stat", metadata,
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("task", String(64), nullable=False), Column("dataset", String(128), nullable=False),
+        Column("metric", ForeignKey("metric.name", ondelete="RESTRICT"), nullable=False),
+        Column("nn", ForeignKey("nn.name", ondelete="RESTRICT"), nullable=False, index=True),
+        Column("transform", ForeignKey("transform.name", ondelete="RESTRICT"), nullable=False),
+        Column("prm", ForeignKey("prm_set.uid", ondelete="RESTRICT"), nullable=False, index=True),
+        Column("epoch", Integer, nullable=False), Column("accuracy", Double, nullable=False),
+        Column("duration", BigInteger, nullable=False),
+        UniqueConstraint("task", "dataset", "metric", "nn", "epoch", "transform", "prm", name="uq_stat_key"),
+    )
+
+
+def test_a_schema_2_store_gains_stat_runs_and_keeps_stats_and_train_stats(store):
+    record_trial(store, "s", 0, model_record(epochs=3))
+    read_stats = "SELECT id, nn, metric, epoch, accuracy, duration FROM stat ORDER BY id"
+    read_train = "SELECT stat_id, train_loss, grad_norm FROM train_stat ORDER BY stat_id"
+    with store.read() as conn:
+        stats, train = conn.execute(text(read_stats)).all(), conn.execute(text(read_train)).all()
+    assert stats and train, "the fixture record holds stat and train_stat rows"
+    old = MetaData()
+    for table in Base.metadata.sorted_tables:
+        if table.name != "stat":
+            table.to_metadata(old)
+    _schema_2_stat(old)
+    with store.write_engine.begin() as conn:  # turn stat back into its schema-2 shape, keeping every row
+        stat_rows = [dict(r) for r in conn.execute(text("SELECT * FROM stat")).mappings()]
+        train_rows = [dict(r) for r in conn.execute(text("SELECT * FROM train_stat")).mappings()]
+        conn.execute(text("DROP TABLE train_stat"))
+        conn.execute(text("DROP TABLE stat"))
+        old.tables["stat"].create(conn)
+        old.tables["train_stat"].create(conn)
+        conn.execute(old.tables["stat"].insert(), [{k: v for k, v in r.items() if k != "run"} for r in stat_rows])
+        conn.execute(old.tables["train_stat"].insert(), train_rows)
+    stamp(store, "2")
+    with store.read() as conn:
+        assert "run" not in {c["name"] for c in inspect(conn).get_columns("stat")}
+    reopened = Store(store.url)
+    with reopened.read() as conn:
+        assert read_version(conn) == str(SCHEMA_VERSION)
+        assert conn.execute(text(read_stats)).all() == stats
+        assert conn.execute(text(read_train)).all() == train
+        assert {r[0] for r in conn.execute(text("SELECT DISTINCT run FROM stat"))} == {0}
+    # the new key takes a repeated training of the same hyperparameters and an unknown duration
+    first = {k: v for k, v in stat_rows[0].items() if k not in ("id", "run")}
+    with reopened.write_engine.begin() as conn:
+        conn.execute(Stat.__table__.insert().values(**{**first, "run": 1, "duration": None}))
+    with reopened.read() as conn:
+        assert conn.scalar(select(func.count()).select_from(Stat)) == len(stats) + 1
     record_trial(reopened, "s", 1, model_record(arch=1))  # new rows get new ids after the copied ones
     reopened.dispose()

@@ -65,7 +65,8 @@ def cmd_pareto(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from nnsearch.export.student import export_student
 
-    result = export_student(args.nn, args.to, db=args.db, resolution=parse_resolution(args.resolution), prm=args.prm)
+    result = export_student(args.nn, args.to, db=args.db, resolution=parse_resolution(args.resolution), prm=args.prm,
+                            weights_file=args.weights)
     for path in result.files:
         print(path)
     print(result.line())
@@ -104,6 +105,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         ".tflite input (default %(default)s)")
     export.add_argument("--prm", default=None, help="hyperparameter set (uid) whose weights to ship (default: "
                         "the set with the best final PSNR)")
+    export.add_argument("--weights", default=None,
+                        help="a state_dict (.pt, torch.save) of the model's Net to export instead of its stored "
+                             "weights, e.g. for a model imported from the NN Dataset")
     add_db_option(export)
     export.set_defaults(handler=cmd_export)
 

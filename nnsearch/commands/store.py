@@ -89,8 +89,10 @@ def cmd_export_nnd(args: argparse.Namespace) -> int:
     from nnsearch.store.nnd import export_nnd
 
     store = Store(args.db, create=False)
-    summary = export_nnd(args.directory, db=store, **_filters(args))
-    store.dispose()
+    try:
+        summary = export_nnd(args.directory, db=store, force=args.force, **_filters(args))
+    finally:
+        store.dispose()
     for warning in summary.warnings:
         print(f"nnsearch: warning: {warning}", file=sys.stderr)
     print(summary.line())
@@ -123,7 +125,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_db_option(check)
     check.set_defaults(handler=cmd_check)
 
-    imp = sub.add_parser("import-nnd", help="import NN Dataset statistics (stat/train/<task>_<dataset>_<metric>_<nn>/)")
+    imp = sub.add_parser("import-nnd", help="import NN Dataset statistics (stat/train/<task>_<dataset>_<metric>_<nn>/), "
+                                            "on-device runtimes (stat/run/) and model code")
     imp.add_argument("directory", help="the NN Dataset's ab/nn folder, a checkout holding it, or its stats folder")
     add_db_option(imp)
     imp.set_defaults(handler=cmd_import_nnd)
@@ -131,5 +134,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     exp = sub.add_parser("export-nnd", help="write the store's records in the NN Dataset layout")
     exp.add_argument("directory", help="output folder (plays the role of the NN Dataset's ab/nn)")
     _add_filters(exp, "export only the models this study's trials produced (repeatable)")
+    exp.add_argument("--force", action="store_true",
+                     help="overwrite files in the folder that an earlier export did not write (default: refuse)")
     add_db_option(exp)
     exp.set_defaults(handler=cmd_export_nnd)

@@ -31,6 +31,8 @@ from nnsearch.store.engine import Store, open_store
 from nnsearch.store.schema import NN, NNStat, Weights
 
 TOLERANCE = 1e-4
+#: `StoredModel.prm_uid` of weights given as a file rather than read from the store.
+GIVEN_WEIGHTS = "(given with --weights)"
 
 
 @dataclass(frozen=True)
@@ -61,8 +63,13 @@ class ExportResult:
                 f"tflite {self.tflite_error:.2e}, onnx {self.onnx_error:.2e}, reloaded .py+.pt {self.reload_error:.2e}")
 
 
-def load_stored_model(store: Store, name: str, prm: str | None = None) -> StoredModel:
-    """The model `name` with the weights of hyperparameter set `prm` (default: its best-PSNR set); ExportError if unusable."""
+def load_stored_model(store: Store, name: str, prm: str | None = None,
+                      weights_file: str | Path | None = None) -> StoredModel:
+    """The model `name` with the weights of hyperparameter set `prm` (default: its best-PSNR set); ExportError if unusable.
+
+    `weights_file`: a state_dict (torch.save) of the model's own `Net` to use
+    instead, e.g. for a model imported from the NN Dataset, which has no stored weights.
+    """
     with store.session() as session:
         row = session.get(NN, name)
         if row is None:
@@ -72,16 +79,25 @@ def load_stored_model(store: Store, name: str, prm: str | None = None) -> Stored
             raise ExportError(f"no model named {name!r} in the store {store.display_url}{hint}")
         weights = {w.prm: w.state for w in session.scalars(select(Weights).where(Weights.nn == name))}
         code, arch_json = row.code, row.arch
+    if weights_file is not None:
+        try:
+            weights = {GIVEN_WEIGHTS: Path(weights_file).read_bytes()}
+        except OSError as exc:
+            raise ExportError(f"cannot read the weights file {weights_file}: {exc.strerror or exc}") from None
     if not weights:
         raise ExportError(f"no weights recorded for {name}; retrain it with `nnsearch search` (a completed "
-                          f"trial stores its weights) or pick a student that has them with `nnsearch pareto`")
+                          f"trial stores its weights), pick a student that has them with `nnsearch pareto`, "
+                          f"or give a state_dict of its Net with --weights FILE.pt")
     if not arch_json:
-        raise ExportError(f"model {name} has no architecture record (it was imported, not searched); "
-                          "only nnsearch students can be exported")
-    if prm is not None and prm not in weights:
+        raise ExportError(f"model {name} has no architecture record (it was imported and its network is not "
+                          "a search-space student); only search-space students can be exported")
+    if weights_file is None and prm is not None and prm not in weights:
         raise ExportError(f"{name} has no weights for hyperparameter set {prm!r}; it has weights for "
                           f"{', '.join(sorted(weights))}")
-    uid = prm if prm is not None else _best_prm(store, name, list(weights))
+    if weights_file is not None:
+        uid = GIVEN_WEIGHTS
+    else:
+        uid = prm if prm is not None else _best_prm(store, name, list(weights))
     return StoredModel(name, code, Arch.from_dict(json.loads(arch_json)), uid, weights[uid])
 
 
@@ -118,13 +134,14 @@ def _check(what: str, error: float, tolerance: float) -> float:
 
 def export_student(name: str, target: str | Path, db: Store | str | None = None,
                    resolution: tuple[int, int] = (256, 256), tolerance: float = TOLERANCE,
-                   prm: str | None = None) -> ExportResult:
+                   prm: str | None = None, weights_file: str | Path | None = None) -> ExportResult:
     """Write `<nn>.tflite`, `<nn>.onnx`, `<nn>.py`, `<nn>.pt` and MODEL_CARD.md into `target`.
 
-    The weights are those of hyperparameter set `prm`, by default the set with the best final PSNR.
+    The weights are those of hyperparameter set `prm`, by default the set with the best final PSNR;
+    `weights_file`: a state_dict of the model's `Net` to export instead of its stored weights.
     """
     with open_store(db) as store:
-        model = load_stored_model(store, name, prm)
+        model = load_stored_model(store, name, prm, weights_file)
         card_facts = _card_facts(store, model)
     height, width = resolution
     if height % model.arch.min_divisor or width % model.arch.min_divisor:
@@ -202,7 +219,8 @@ def model_card(model: StoredModel, facts: dict[str, Any], shape: tuple[int, ...]
         lines += [f"- parameters: {params:,}", f"- MACs: {macs / 1e9:.3f} G at {mh}x{mw}", ""]
     lines += ["## Quality", ""] + _quality_lines(stats) + ["", "## Latency", ""] + _latency_lines(facts["runs"])
     prm = stats["prm"].iloc[0] if len(stats) else {}
-    lines += ["", "## Training", "", f"- hyperparameter set `{model.prm_uid}`"]
+    lines += ["", "## Training", "", f"- hyperparameter set `{model.prm_uid}`" if model.prm_uid != GIVEN_WEIGHTS
+              else "- weights: a state_dict given with `--weights`, not trained by nnsearch"]
     lines += [f"- {key}: {value}" for key, value in sorted(prm.items())]
     if "alpha" in prm:
         lines.append(f"- distillation: loss = {prm['alpha']} * L(student, teacher) + "

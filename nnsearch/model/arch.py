@@ -145,8 +145,20 @@ ARCH = {arch}
 
 
 def supported_hyperparameters():
-    """Hyperparameters `train_setup` understands."""
-    return {{"lr", "batch"}}
+    """Hyperparameters `train_setup` reads; LEMUR's loop samples them (batch and transform it picks itself).
+
+    lr: Adam's learning rate as given (LEMUR samples it log-uniformly in its lr range).
+    momentum: a value in [0, 1] mapped to Adam's beta1 = 0.5 + 0.499 * momentum (0.5 to 0.999).
+    """
+    return {{"lr", "momentum"}}
+
+
+def adam_betas(prm):
+    """Adam's (beta1, beta2): beta1 from prm['momentum'] in [0, 1], torch's 0.9 without it."""
+    if prm.get("momentum") is None:
+        return 0.9, 0.999
+    momentum = min(max(float(prm["momentum"]), 0.0), 1.0)
+    return 0.5 + 0.499 * momentum, 0.999
 
 
 class Net(Student):
@@ -167,9 +179,9 @@ class Net(Student):
         self.train_setup(prm or {{}})
 
     def train_setup(self, prm):
-        """Adam with learning rate prm['lr'] and an L1 criterion."""
+        """Adam with learning rate prm['lr'] and beta1 from prm['momentum'], and an L1 criterion."""
         self.criteria = (nn.L1Loss().to(self.device),)
-        self.optimizer = torch.optim.Adam(self.parameters(), lr=float(prm.get("lr", 1e-3)))
+        self.optimizer = torch.optim.Adam(self.parameters(), lr=float(prm.get("lr", 1e-3)), betas=adam_betas(prm))
 
     def learn(self, train_data):
         """One pass over (noisy, clean) batches; returns the mean loss."""

@@ -22,14 +22,19 @@ def count_macs(model: nn.Module, arch: Arch, height: int, width: int) -> float:
     count; thop runs at a quarter of each side when that keeps every level's size
     exact, which makes Full HD counts cheap.
     """
+    scale = 4 if (height // 4) % arch.min_divisor == 0 and (width // 4) % arch.min_divisor == 0 else 1
+    return count_module_macs(model, (1, arch.in_channels, height // scale, width // scale)) * scale * scale
+
+
+def count_module_macs(model: nn.Module, shape: tuple[int, ...]) -> float:
+    """Multiply-accumulates of one forward pass of any module on a zero input of `shape` (thop)."""
     from thop import profile
 
-    scale = 4 if (height // 4) % arch.min_divisor == 0 and (width // 4) % arch.min_divisor == 0 else 1
     probe = copy.deepcopy(model).cpu().eval()
     logging.getLogger("thop").setLevel(logging.ERROR)
     with torch.no_grad():
-        macs, _ = profile(probe, (torch.zeros(1, arch.in_channels, height // scale, width // scale),), verbose=False)
-    return float(macs) * scale * scale
+        macs, _ = profile(probe, (torch.zeros(*shape),), verbose=False)
+    return float(macs)
 
 
 def conv_depth(model: nn.Module) -> int:

@@ -2,7 +2,8 @@
 
 `data()` returns the NN Dataset's columns (`task, dataset, metric, metric_code,
 nn, nn_code, epoch, accuracy, duration, prm, transform_code`) and then ours:
-`transform` (its name), `prm_uid`, `params`, `macs` and one `latency_ms@<device>`
+`transform` (its name), `prm_uid`, `run` (repeat index of a training with the
+same hyperparameters, 0 for the first), `params`, `macs` and one `latency_ms@<device>`
 column per device profile. A latency column holds, per model, its latency on
 that device by the one rule of `nnsearch.store.latency` (measured before
 predicted, the minimum over runs; at one study's configuration when `study`
@@ -46,12 +47,12 @@ from nnsearch.store.schema import (
 NND_COLUMNS = ("task", "dataset", "metric", "metric_code", "nn", "nn_code", "epoch", "accuracy", "duration",
                "prm", "transform_code")
 #: Columns nnsearch adds (then one `latency_ms@<device>` per device).
-EXTRA_COLUMNS = ("transform", "prm_uid", "params", "macs")
+EXTRA_COLUMNS = ("transform", "prm_uid", "run", "params", "macs")
 LATENCY_PREFIX = "latency_ms@"
 RUN_COLUMNS = ("nn", "device", "runtime", "runtime_version", "precision", "threads", "height", "width", "kind",
                "median_ms", "min_ms", "max_ms", "runs", "created_at")
 _CHUNK = 2000
-_STAT_COLUMNS = ("task", "dataset", "metric", "nn", "epoch", "accuracy", "duration", "prm", "transform")
+_STAT_COLUMNS = ("task", "dataset", "metric", "nn", "epoch", "accuracy", "duration", "prm", "transform", "run")
 
 Filter = Any  # a value, or a list/tuple/set of values meaning "any of"
 
@@ -92,8 +93,8 @@ def _read_stats(conn: Connection, query: Any, device: Filter, precision: str, st
     """The rows of `query` with codes, hyperparameters, sizes and latency columns added."""
     rows = _tuples(conn, query)
     frame = pd.DataFrame.from_records(rows, columns=list(_STAT_COLUMNS))
-    frame = frame.rename(columns={"prm": "prm_uid"}).astype({"epoch": "int64", "duration": "int64",
-                                                             "accuracy": "float64"})
+    frame = frame.rename(columns={"prm": "prm_uid"}).astype({"epoch": "int64", "duration": "Int64",
+                                                             "accuracy": "float64", "run": "int64"})
     keys = {column: _Keys(frame[column]) for column in ("metric", "nn", "transform", "prm_uid")}
     for model, column in ((Metric, "metric"), (NN, "nn"), (Transform, "transform")):
         codes = dict(_fetch_by(conn, model.name, (model.name, model.code), keys[column].distinct))
@@ -159,7 +160,7 @@ def _stat_query(where: list[ColumnElement[bool]], only_best: bool, max_rows: int
     if only_best:
         best = select(*group, func.max(Stat.accuracy).label("best")).where(*where).group_by(*group).subquery()
         query = query.join(best, and_(*(best.c[c.key] == c for c in group), best.c.best == Stat.accuracy))
-    return query.order_by(*group, Stat.transform, Stat.prm).limit(max_rows)  # the order of uq_stat_key
+    return query.order_by(*group, Stat.transform, Stat.prm, Stat.run).limit(max_rows)  # the order of uq_stat_key
 
 
 def _chunks(values: Sequence[Any]) -> Iterator[list[Any]]:

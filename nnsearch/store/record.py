@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Iterable, Mapping
 
-from sqlalchemy import Table, UniqueConstraint, func, select
+from sqlalchemy import Table, UniqueConstraint, bindparam, func, select
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
@@ -47,7 +47,7 @@ METRIC_CODE = {
     "ssim": "# SSIM, 11x11 Gaussian window sigma 1.5, per channel, K1=0.01 K2=0.03; see nnsearch.train.metrics.ssim\n",
 }
 #: Columns that identify a stat row (its unique key).
-STAT_KEY = ("task", "dataset", "metric", "nn", "epoch", "transform", "prm")
+STAT_KEY = ("task", "dataset", "metric", "nn", "epoch", "transform", "prm", "run")
 #: Optional training diagnostics of a stat row (the `train_stat` table).
 TRAIN_FIELDS = ("train_loss", "val_loss", "grad_norm", "samples_per_s", "cpu_mem_mb", "gpu_mem_mb")
 NN_STAT_FIELDS = ("params", "macs", "macs_height", "macs_width", "depth", "model_size_bytes")
@@ -127,15 +127,18 @@ class ModelRecord:
 class Bundle:
     """Rows for one all-or-nothing write.
 
-    `stats`: mappings with the `STAT_KEY` columns, `accuracy` and `duration`,
-    where `prm` is the hyperparameter dict; an optional `prm_uid` overrides the
+    `stats`: mappings with the `STAT_KEY` columns (`run` may be left out: 0),
+    `accuracy` and `duration` (nanoseconds, or None when unknown), where `prm`
+    is the hyperparameter dict; an optional `prm_uid` overrides the
     computed uid (imports keep the NN Dataset's own), and an optional `train`
     mapping of `TRAIN_FIELDS` adds a `train_stat` row. `prm_sets` (uid -> dict)
     adds hyperparameter sets that no stat names.
     The code maps (name -> source) add the `nn`, `metric` and `transform` rows the
     stats refer to; `nn_arch` (name -> Arch JSON), `nn_stats` (name -> the
     `NN_STAT_FIELDS`) and `latencies` (mappings of `latency_run` columns with
-    `nn`) add model facts. Rows that already exist are kept as they are.
+    `nn`) add model facts. Rows that already exist are kept as they are, except
+    that a stored model with empty code or without an architecture gets the
+    code or architecture the bundle gives.
     """
 
     stats: list[Mapping[str, Any]] = field(default_factory=list)
@@ -216,6 +219,7 @@ def write_bundle(executor: Executor, bundle: Bundle) -> int:
     stats, sets = _resolve_prm(bundle)
     nn_rows = [{"name": n, "code": c, "id": md5(c), "arch": bundle.nn_arch.get(n)} for n, c in bundle.nn_code.items()]
     insert_ignore(executor, NN, nn_rows)
+    _fill_model_gaps(executor, nn_rows)
     for model, codes in ((Metric, bundle.metric_code), (Transform, bundle.transform_code)):
         insert_ignore(executor, model, [{"name": n, "code": c, "id": md5(c)} for n, c in codes.items()])
     insert_ignore(executor, PrmSet, [{"uid": uid} for uid in sets])
@@ -227,6 +231,20 @@ def write_bundle(executor: Executor, bundle: Bundle) -> int:
     _write_train_stats(executor, [row for row in stats if row.get("train") is not None])
     insert_ignore(executor, LatencyRun, bundle.latencies)
     return len(stats)
+
+
+def _fill_model_gaps(executor: Executor, nn_rows: list[dict[str, Any]]) -> None:
+    """Code and architecture learnt later fill a stored model's empty code / missing architecture."""
+    table = NN.__table__  # Core statements, one executemany each, rows in name order (one lock order)
+    nn_rows = sorted(nn_rows, key=lambda r: r["name"])
+    codes = [{"b_name": r["name"], "b_code": r["code"], "b_id": r["id"]} for r in nn_rows if r["code"]]
+    if codes:
+        executor.execute(table.update().where(table.c.name == bindparam("b_name"), table.c.code == "")
+                         .values(code=bindparam("b_code"), id=bindparam("b_id")), codes)
+    archs = [{"b_name": r["name"], "b_arch": r["arch"]} for r in nn_rows if r["arch"]]
+    if archs:
+        executor.execute(table.update().where(table.c.name == bindparam("b_name"), table.c.arch.is_(None))
+                         .values(arch=bindparam("b_arch")), archs)
 
 
 def _resolve_prm(bundle: Bundle) -> tuple[list[dict[str, Any]], dict[str, Mapping[str, Any]]]:
@@ -244,8 +262,10 @@ def _resolve_prm(bundle: Bundle) -> tuple[list[dict[str, Any]], dict[str, Mappin
             by_object[id(prm)] = uid
         if isinstance(prm, Mapping):
             sets.setdefault(uid, prm)
-        stats.append({**row, "prm": uid, "accuracy": float(row["accuracy"]), "duration": int(row["duration"]),
-                      "epoch": int(row["epoch"])})
+        duration = row["duration"]
+        stats.append({**row, "prm": uid, "accuracy": float(row["accuracy"]),
+                      "duration": None if duration is None else int(duration),
+                      "epoch": int(row["epoch"]), "run": int(row.get("run", 0))})
     return stats, sets
 
 

@@ -3,8 +3,10 @@
 Code tables (`nn`, `metric`, `transform`) hold source text keyed by name with
 `id` = md5 of the code; `prm` holds hyperparameters by `uid` (md5 of the
 hyperparameter dict); `stat` holds one metric value per model x
-hyperparameters x epoch. Our additions: `prm_set`, `train_stat`, `nn_stat`,
-`latency_run`, `latency_lut`, `weights` and `trial_link` (Optuna trial -> nn).
+hyperparameters x epoch x run (`run` numbers repeated trainings of the same
+hyperparameters, as the NN Dataset's files hold them; 0 for the first);
+`duration` is NULL where the source did not record it. Our additions:
+`prm_set`, `train_stat`, `nn_stat`, `latency_run`, `latency_lut`, `weights` and `trial_link` (Optuna trial -> nn).
 Unlike the NN Dataset, every natural key is unique and foreign keys are
 enforced on every engine (on SQLite by `PRAGMA foreign_keys=ON`, set by
 `nnsearch.store.engine` on each connection).
@@ -35,7 +37,7 @@ from sqlalchemy.dialects import mysql
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 #: Bumped on every schema change; `nnsearch.store.versioning.MIGRATIONS` upgrades older stores.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 def utcnow() -> datetime:
@@ -107,13 +109,14 @@ class Prm(Base):
 
 
 class Stat(Base):
-    """One metric value of one model x hyperparameters x epoch."""
+    """One metric value of one model x hyperparameters x epoch x run (repeat index, 0 for the first)."""
 
     __tablename__ = "stat"
     __table_args__ = (
         # Column order serves the query API: filters on task/dataset/metric/nn use a prefix,
         # and "best accuracy per (task, dataset, metric, nn, epoch)" groups along it.
-        UniqueConstraint("task", "dataset", "metric", "nn", "epoch", "transform", "prm", name="uq_stat_key"),
+        UniqueConstraint("task", "dataset", "metric", "nn", "epoch", "transform", "prm", "run",
+                         name="uq_stat_key"),
     )
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     task: Mapped[str] = mapped_column(String(64))
@@ -123,8 +126,9 @@ class Stat(Base):
     transform: Mapped[str] = mapped_column(ForeignKey("transform.name", ondelete="RESTRICT"))
     prm: Mapped[str] = mapped_column(_prm_fk(), index=True)
     epoch: Mapped[int] = mapped_column(Integer)
+    run: Mapped[int] = mapped_column(Integer, default=0)
     accuracy: Mapped[float] = mapped_column(Double)
-    duration: Mapped[int] = mapped_column(BigInteger)
+    duration: Mapped[int | None] = mapped_column(BigInteger, nullable=True)  # ns; NULL: not recorded
 
 
 class TrainStat(Base):

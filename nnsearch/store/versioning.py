@@ -36,27 +36,54 @@ def rebuild_table(conn: Connection, name: str, fill: dict[str, Any]) -> None:
 
     Columns the old table lacks get the constant values in `fill`. This is how
     a migration changes a unique key or adds a NOT NULL column on every engine
-    (SQLite cannot alter constraints). Only for tables no foreign key points at.
+    (SQLite cannot alter constraints). A table other tables point at must be
+    rebuilt together with them: use `rebuild_tables`.
     """
-    old_columns = {column["name"] for column in inspect(conn).get_columns(name)}
-    table = Base.metadata.tables[name]
+    rebuild_tables(conn, {name: fill})
+
+
+def rebuild_tables(conn: Connection, fills: dict[str, dict[str, Any]]) -> None:
+    """Recreate several tables with their current definitions, keeping every row.
+
+    `fills`: table name -> constant values for the columns its old version
+    lacks. Every table holding a foreign key to a rebuilt one must be in
+    `fills` too: all are copied aside first, then dropped children first (so
+    no ON DELETE CASCADE fires and no engine refuses the drop), recreated
+    parents first and refilled with their old ids.
+    """
+    tables = [t for t in Base.metadata.sorted_tables if t.name in fills]  # parents before children
+    names = {t.name for t in tables}
+    for table in Base.metadata.sorted_tables:
+        pointing = {fk.column.table.name for fk in table.foreign_keys} & names
+        if pointing and table.name not in names:
+            raise StoreError(f"cannot rebuild {sorted(pointing)} alone: {table.name} has foreign keys to it")
+    plans = [(table, _copy_plan(conn, table, fills[table.name])) for table in tables]
+    for table in tables:
+        conn.execute(text(f"CREATE TABLE {table.name}_migrating AS SELECT * FROM {table.name}"))
+    for table in reversed(tables):
+        conn.execute(text(f"DROP TABLE {table.name}"))
+    for table, (columns, values, params) in plans:
+        table.create(conn)
+        conn.execute(text(f"INSERT INTO {table.name} ({columns}) SELECT {values} FROM {table.name}_migrating"),
+                     params)
+    for table in reversed(tables):
+        conn.execute(text(f"DROP TABLE {table.name}_migrating"))
+        if conn.dialect.name == "postgresql" and "id" in table.c:  # copied ids: move the serial past them
+            conn.execute(text(f"SELECT setval(pg_get_serial_sequence('{table.name}', 'id'), "
+                              f"COALESCE((SELECT MAX(id) FROM {table.name}), 0) + 1, false)"))
+
+
+def _copy_plan(conn: Connection, table: Any, fill: dict[str, Any]) -> tuple[str, str, dict[str, Any]]:
+    """(column list, select list, bound fill values) that copy a table's old rows into its new shape."""
+    old_columns = {column["name"] for column in inspect(conn).get_columns(table.name)}
     kept = [c.name for c in table.columns if c.name in old_columns]
     added = {key: value for key, value in fill.items() if key not in old_columns}
     missing = [c.name for c in table.columns if c.name not in old_columns and c.name not in added]
     if missing:
-        raise StoreError(f"cannot migrate table {name}: no value for new column(s) {missing}")
-    backup = f"{name}_migrating"
-    conn.execute(text(f"CREATE TABLE {backup} AS SELECT * FROM {name}"))
-    conn.execute(text(f"DROP TABLE {name}"))
-    table.create(conn)
-    columns = ", ".join(kept + list(added))
-    values = ", ".join(kept + [f":fill_{i}" for i in range(len(added))])
-    conn.execute(text(f"INSERT INTO {name} ({columns}) SELECT {values} FROM {backup}"),
-                 {f"fill_{i}": value for i, value in enumerate(added.values())})
-    conn.execute(text(f"DROP TABLE {backup}"))
-    if conn.dialect.name == "postgresql" and "id" in kept:  # copied ids: move the serial past them
-        conn.execute(text(f"SELECT setval(pg_get_serial_sequence('{name}', 'id'), "
-                          f"COALESCE((SELECT MAX(id) FROM {name}), 0) + 1, false)"))
+        raise StoreError(f"cannot migrate table {table.name}: no value for new column(s) {missing}")
+    values = kept + [f":fill_{table.name}_{i}" for i in range(len(added))]
+    params = {f"fill_{table.name}_{i}": value for i, value in enumerate(added.values())}
+    return ", ".join(kept + list(added)), ", ".join(values), params
 
 
 def _add_precision(conn: Connection) -> None:
@@ -65,8 +92,16 @@ def _add_precision(conn: Connection) -> None:
         rebuild_table(conn, name, {"precision": "fp32"})
 
 
+def _stat_runs(conn: Connection) -> None:
+    """2 -> 3: stats gain a repeat index `run` in their key (0 for every row before) and a nullable duration.
+
+    `train_stat` points at `stat`, so both are rebuilt together (no diagnostics row is lost).
+    """
+    rebuild_tables(conn, {"stat": {"run": 0}, "train_stat": {}})
+
+
 #: version -> the function that upgrades a store from that version to version + 1.
-MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _add_precision}
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _add_precision, 2: _stat_runs}
 
 
 def migrate(conn: Connection, found: int, where: str = "the store") -> None:
