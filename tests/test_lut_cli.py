@@ -125,7 +125,9 @@ def test_bad_csv_exits_2_naming_file_row_and_column(db: str, tmp_path: Path,
     assert code == 2 and "bad.csv lacks column(s) ['in_w'" in err
 
 
-def test_host_predictions_measure_missing_keys_and_are_recorded(db: str) -> None:
+def test_host_predictions_measure_missing_keys_and_are_recorded(db: str, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NNSEARCH_CACHE", str(tmp_path / "fresh-cache"))  # no machine table measured before
     store = Store(db)
     try:
         with pytest.raises(LatencyError, match="nnsearch lut build --device host-cpu"):
