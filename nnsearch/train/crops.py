@@ -127,3 +127,22 @@ def _random_crop(noisy: list[np.ndarray], clean: list[np.ndarray], size: int, rn
     if rng.random() < 0.5:
         a, b = a[:, ::-1], b[:, ::-1]
     return np.ascontiguousarray(a, dtype=np.float32), np.ascontiguousarray(b, dtype=np.float32)
+
+
+def calibration_crops(pairs: Sequence[object], count: int, size: int, seed: int) -> list[np.ndarray]:
+    """`count` seeded random `size` px crops of the noisy training images (1xHxWx3 float32, NHWC).
+
+    They are what a quantizer's calibration sees: the student's real inputs.
+    DataError when there are no pairs or an image is smaller than the crop.
+    """
+    if count < 1 or not pairs:
+        raise DataError(f"calibration needs at least one sample and one training pair, got {count} samples "
+                        f"and {len(pairs)} pairs")
+    small = [(p.name, p.noisy.shape[:2]) for p in pairs if min(p.noisy.shape[:2]) < size]  # type: ignore[attr-defined]
+    if small:
+        name, (h, w) = small[0]
+        raise DataError(f"calibration crops of {size} px do not fit training image {name!r} ({h}x{w}); "
+                        f"use a smaller calibration crop or larger images")
+    noisy = [np.ascontiguousarray(p.noisy) for p in pairs]  # type: ignore[attr-defined]
+    rng = np.random.default_rng([seed, 0xCA1])
+    return [_random_crop(noisy, noisy, size, rng)[0][None] for _ in range(count)]
