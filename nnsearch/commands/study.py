@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from nnsearch.commands import add_db_option, parse_resolution
+from nnsearch.commands import add_db_option, add_precision_option, parse_precision, parse_resolution
 from nnsearch.errors import NNSearchError
 
 #: The names of `nnsearch.search.samplers.SAMPLERS` (listed here so that `--help` does not import Optuna).
@@ -30,6 +30,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     from nnsearch.train.distill import DistillConfig
 
     height, width = parse_resolution(args.resolution)
+    precision = parse_precision(args.precision)
     if args.trials < 1:
         raise NNSearchError(f"--trials must be >= 1, got {args.trials}")
     config = StudyConfig(
@@ -42,6 +43,7 @@ def cmd_search(args: argparse.Namespace) -> int:
                               measure=not args.no_measure),
         early_stop=None if args.early_stop_margin is None else EarlyStopRule(margin_db=args.early_stop_margin),
         minimize_params=args.minimize_params,
+        precision=precision, calibration_samples=args.calibration_samples,
     )
     heartbeat = HeartbeatConfig(interval_s=args.heartbeat_interval, grace_s=args.grace_period)
     store = Store(args.db)
@@ -118,5 +120,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help="latency budget: candidates predicted slower are recorded infeasible and not trained")
     search.add_argument("--no-measure", action="store_true",
                         help="use lookup-table predictions only (no whole-model timing per candidate)")
+    add_precision_option(search, "latency objective from this precision's lookup table, quality objective = PSNR "
+                                 "of the quantized student")
+    search.add_argument("--calibration-samples", type=int, default=8, metavar="N",
+                        help="seeded 64 px training crops that calibrate int8 / w8a16 (default 8)")
     add_db_option(search)
     search.set_defaults(handler=cmd_search)

@@ -17,6 +17,7 @@ from nnsearch.common.device import default_device
 from nnsearch.common.interrupts import InterruptGuard, raise_if_interrupted
 from nnsearch.common.paths import default_results_root
 from nnsearch.errors import NNSearchError
+from nnsearch.latency.quantize import CALIBRATION_SAMPLES, check_precision
 from nnsearch.latency.table import LatencyError
 from nnsearch.latency.tflite import export_tflite, time_tflite
 from nnsearch.model.arch import Arch
@@ -45,7 +46,7 @@ from nnsearch.search.samplers import (
 )
 from nnsearch.store.engine import Store
 from nnsearch.store.query import study_results
-from nnsearch.store.record import LatencyRecord, ModelRecord, record_trial
+from nnsearch.store.record import LatencyRecord, ModelRecord, PrecisionRecord, record_trial
 from nnsearch.train.datasets import DenoiseData, load_data
 from nnsearch.train.distill import (
     DistillationDiverged,
@@ -92,6 +93,15 @@ class StudyConfig:
     max_latency_ms: float | None = None  # candidates predicted slower are recorded infeasible, not trained
     early_stop: EarlyStopRule | None = field(default_factory=EarlyStopRule)  # None: train every candidate fully
     minimize_params: bool = False  # a third objective: parameter count
+    # Quantized search: the precision (fp32, fp16, w8a16, int8) whose lookup table gives the latency objective
+    # and whose quantized model's full-resolution PSNR is the quality objective (nnsearch.export.quantized).
+    precision: str = "fp32"
+    calibration_samples: int = CALIBRATION_SAMPLES
+
+    def __post_init__(self) -> None:
+        check_precision(self.precision)
+        if self.calibration_samples < 1:
+            raise NNSearchError(f"calibration_samples must be >= 1, got {self.calibration_samples}")
 
     @property
     def objectives(self) -> dict[str, str]:
@@ -104,6 +114,8 @@ class StudyConfig:
 PHASE_ATTR = "phase"
 #: Study user attribute holding the search space (`SearchSpace.to_mapping`).
 SPACE_ATTR = "space"
+#: Study user attribute holding the study's precision (`StudyConfig.precision`).
+PRECISION_ATTR = "precision"
 
 
 @dataclass(frozen=True)
@@ -180,6 +192,31 @@ class Study:
                 f"this run asks for {list(config.objectives)}; use another --study name")
         self.optuna.set_metric_names(list(config.objectives))
         self._check_space()
+        self._check_precision()
+
+    # ---- quantized search (precision) ----
+    def _check_precision(self) -> None:
+        """Store the study's precision with it; refuse resuming it at another precision."""
+        stored = self.optuna.user_attrs.get(PRECISION_ATTR)
+        if stored is None:
+            self.optuna.set_user_attr(PRECISION_ATTR, self.config.precision)
+        elif stored != self.config.precision:
+            raise NNSearchError(f"study '{self.config.name}' in {self.store.display_url} searches at precision "
+                                f"{stored}, this run asks for {self.config.precision}; use --precision {stored} "
+                                f"or another --study name")
+
+    def _quantizer(self, student: torch.nn.Module, arch: Arch):  # -> StudentQuantizer
+        """The student's quantizer, calibrated on seeded crops of the study's training images."""
+        from nnsearch.export.quantized import StudentQuantizer
+
+        return StudentQuantizer(student, arch.name, self.data.train, samples=self.config.calibration_samples,
+                                seed=self.config.seed)
+
+    def _quantized_quality(self, quantizer: Any) -> PrecisionRecord:
+        """Quality of the study's precision from its quantized interpreter's output (validation, tiled)."""
+        quality = quantizer.quality(self.config.precision, self.data.val)
+        return PrecisionRecord(quality.precision, quality.psnr, quality.ssim, int(quality.seconds * 1e9))
+    # ---- end quantized search ----
 
     def _check_space(self) -> None:
         """Store the study's search space with it (replay reads it); refuse resuming it with another space."""
@@ -220,6 +257,11 @@ class Study:
 
     def prepare(self) -> None:
         """Everything workers share, done once: lookup table, budget check, data, teacher and its outputs."""
+        if self.config.precision != "fp32":  # calibration crops that do not fit fail here, before any training
+            from nnsearch.export.quantized import CALIBRATION_CROP
+            from nnsearch.train.crops import calibration_crops
+
+            calibration_crops(self.data.train, self.config.calibration_samples, CALIBRATION_CROP, self.config.seed)
         self.fill_lookup_table()
         self.check_budget_reachable()
         self.targets()
@@ -233,9 +275,10 @@ class Study:
         lat = self.config.latency
         if self.config.sampler not in PREDICTS_LATENCY or not lat.predict or lat.device != HOST_DEVICE:
             return
-        with advisory_lock(self.store, f"lut-{lat.height}x{lat.width}-{lat.threads}"):
+        precision = self.config.precision
+        with advisory_lock(self.store, f"lut-{lat.height}x{lat.width}-{lat.threads}-{precision}"):
             measured, total = fill_space_table(self.store, self.config.space, lat.height, lat.width, lat.threads,
-                                               verbose=self.verbose)
+                                               verbose=self.verbose, precision=precision)
         if measured:
             self.log(f"lookup table: measured {measured} of the space's {total} layer latencies at "
                      f"{lat.height}x{lat.width} on {lat.device}")
@@ -256,7 +299,8 @@ class Study:
 
     def _predicted_ms(self, arch: Arch) -> float:
         lat = self.config.latency
-        return predict_latency(self.store, arch, lat.device, lat.height, lat.width, lat.threads)
+        return predict_latency(self.store, arch, lat.device, lat.height, lat.width, lat.threads,
+                               precision=self.config.precision)
 
     def _predicted_or_none(self, arch: Arch) -> float | None:
         """The prediction a sampler may use, None where the device's table cannot give one."""
@@ -384,13 +428,22 @@ class Study:
             self._record(trial.number, arch, student, epochs=epochs, latencies=_present(predicted), state="stopped")
             self.log(f"trial {trial.number}: {exc}")
             return TrialOutcome(trial.number, arch, "stopped", epochs[-1].psnr, predicted.median_ms, params, str(exc))
-        measured = self._measure_latency(student, arch) if self._can_measure() else None
+        quantized: list[PrecisionRecord] = []
+        if self.config.precision == "fp32":
+            measured = self._measure_latency(student, arch) if self._can_measure() else None
+        else:  # quantize-and-evaluate step: the objectives are the quantized model's
+            with self._quantizer(student, arch) as quantizer:
+                quantized.append(self._quantized_quality(quantizer))
+                measured = self._measure_latency(student, arch, quantizer) if self._can_measure() else None
+            student.to(self.device)
         latency = _best_ms(measured or predicted)  # min of runs, like the table's entries
         self._record(trial.number, arch, student, epochs=result.epochs, latencies=_present(predicted, measured),
-                     state="complete")
-        outcome = TrialOutcome(trial.number, arch, "complete", result.final.psnr, latency, params)
+                     state="complete", precisions=quantized)
+        quality = quantized[0].psnr if quantized else result.final.psnr
+        outcome = TrialOutcome(trial.number, arch, "complete", quality, latency, params)
         guess = f" (predicted {predicted.median_ms:.1f})" if predicted and measured else ""
-        self.log(f"trial {trial.number}: PSNR {outcome.psnr:.2f} dB, SSIM {result.final.ssim:.4f}, "
+        at = f" ({quantized[0].precision}; fp32 {result.final.psnr:.2f})" if quantized else ""
+        self.log(f"trial {trial.number}: PSNR {outcome.psnr:.2f} dB{at}, SSIM {result.final.ssim:.4f}, "
                  f"latency {outcome.latency_ms:.1f} ms{guess} @ {self.config.latency.height}x{self.config.latency.width}, "
                  f"{params:,} params ({time.perf_counter() - began:.0f} s)")
         return outcome
@@ -439,24 +492,30 @@ class Study:
             if not self._can_measure():
                 raise NNSearchError(f"device '{lat.device}' cannot be timed here; enable lookup-table predictions")
             return None
-        ms = predict_latency(self.store, arch, lat.device, lat.height, lat.width, lat.threads)
-        return prediction_record(self.store, ms, lat.device, lat.height, lat.width, lat.threads)
+        ms = self._predicted_ms(arch)
+        return prediction_record(self.store, ms, lat.device, lat.height, lat.width, lat.threads,
+                                 self.config.precision)
 
     def _budget_excess(self, predicted: LatencyRecord | None) -> float:
         if self.config.max_latency_ms is None or predicted is None:
             return 0.0
         return predicted.median_ms - self.config.max_latency_ms
 
-    def _measure_latency(self, student: torch.nn.Module, arch: Arch) -> LatencyRecord:
-        lat = self.config.latency
-        path = self.results_dir / "tflite" / f"{arch.name}.tflite"
-        export_tflite(student.cpu().eval(), path, (1, arch.in_channels, lat.height, lat.width))
-        student.to(self.device)
+    def _measure_latency(self, student: torch.nn.Module, arch: Arch, quantizer: Any = None) -> LatencyRecord:
+        lat, precision = self.config.latency, self.config.precision
+        suffix = "" if precision == "fp32" else f".{precision}"
+        path = self.results_dir / "tflite" / f"{arch.name}{suffix}.tflite"
+        if quantizer is not None:
+            quantizer.write(precision, path, lat.height, lat.width)
+        else:
+            export_tflite(student.cpu().eval(), path, (1, arch.in_channels, lat.height, lat.width))
+            student.to(self.device)
         timing = time_tflite(path, runs=lat.runs, warmup=lat.warmup, threads=lat.threads)
         return LatencyRecord(
             device=lat.device, runtime=timing.runtime, runtime_version=timing.runtime_version,
             threads=lat.threads, height=lat.height, width=lat.width, kind="measured",
             median_ms=timing.median_ms, min_ms=timing.min_ms, max_ms=timing.max_ms, runs=timing.runs,
+            precision=precision,
         )
 
     def _begin_commit(self) -> None:
@@ -466,7 +525,7 @@ class Study:
             self._interrupts.defer()
 
     def _record(self, number: int, arch: Arch, student: torch.nn.Module, *, epochs: list, latencies: list,
-                state: str) -> None:
+                state: str, precisions: list | None = None) -> None:
         self._begin_commit()
         lat = self.config.latency
         buffer = io.BytesIO()
@@ -479,12 +538,14 @@ class Study:
             params=params, macs=count_macs(student, arch, lat.height, lat.width), macs_hw=(lat.height, lat.width),
             depth=conv_depth(student), model_size_bytes=params * 4,
             epochs=epochs, latencies=latencies, weights=buffer.getvalue() if epochs else None,
+            precisions=precisions or [],
         )
         record_trial(self.store, self.config.name, number, record, state=state)
 
     def results(self):  # -> pd.DataFrame
         """Recorded trials of this study as a DataFrame."""
-        return study_results(self.store, self.config.name, device=self.config.latency.device)
+        return study_results(self.store, self.config.name, device=self.config.latency.device,
+                             precision=self.config.precision)
 
 
 def _best_ms(record: LatencyRecord) -> float:

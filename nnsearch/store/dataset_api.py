@@ -8,6 +8,12 @@ measured median at the largest input size measured for that model on that
 device (`run_data()` returns every latency record). `device` selects which
 device columns appear; it never drops rows.
 
+Precision. Quality of a quantized variant is a stat row with the metric name
+`<metric>@<precision>` (`psnr@int8`, `ssim@w8a16`, `psnr@fp16`; plain `psnr` is
+fp32), so `data(metric="psnr@int8")` selects it. Latency of a quantized model
+goes in a column `latency_ms@<device>@<precision>` (e.g.
+`latency_ms@host-cpu@int8`); `run_data()` has a `precision` column and filter.
+
 Filters combine with AND; a list, tuple or set means "any of". Reading is one
 query for the stat rows plus one batched query per side table (codes,
 hyperparameters, sizes, latency) for the names that occur, so a code text is
@@ -44,7 +50,7 @@ NND_COLUMNS = ("task", "dataset", "metric", "metric_code", "nn", "nn_code", "epo
 #: Columns nnsearch adds (then one `latency_ms@<device>` per device).
 EXTRA_COLUMNS = ("transform", "prm_uid", "params", "macs")
 LATENCY_PREFIX = "latency_ms@"
-RUN_COLUMNS = ("nn", "device", "runtime", "runtime_version", "threads", "height", "width", "kind",
+RUN_COLUMNS = ("nn", "device", "precision", "runtime", "runtime_version", "threads", "height", "width", "kind",
                "median_ms", "min_ms", "max_ms", "runs", "created_at")
 _CHUNK = 2000
 _STAT_COLUMNS = ("task", "dataset", "metric", "nn", "epoch", "accuracy", "duration", "prm", "transform")
@@ -107,10 +113,12 @@ def run_data(
     kind: Filter = None,
     runtime: Filter = None,
     max_rows: int | None = None,
+    precision: Filter = None,
 ) -> pd.DataFrame:
-    """Every latency record (`latency_run`), ordered by nn, device and time."""
+    """Every latency record (`latency_run`), ordered by nn, device and time (`precision`: fp32, int8, ...)."""
     where = [c for c in (_match(LatencyRun.nn, nn), _match(LatencyRun.device, device),
-                         _match(LatencyRun.kind, kind), _match(LatencyRun.runtime, runtime)) if c is not None]
+                         _match(LatencyRun.kind, kind), _match(LatencyRun.runtime, runtime),
+                         _match(LatencyRun.precision, precision)) if c is not None]
     query = (select(*(getattr(LatencyRun, c) for c in RUN_COLUMNS)).where(*where)
              .order_by(LatencyRun.nn, LatencyRun.device, LatencyRun.created_at, LatencyRun.id).limit(max_rows))
     with open_store(db) as store:
@@ -205,14 +213,16 @@ def _prm_dicts(conn: Connection, uids: list[str]) -> dict[str, dict[str, Any]]:
 
 
 def _latency_columns(conn: Connection, names: list[str], device: Filter) -> dict[str, dict[str, float]]:
-    """`latency_ms@<device>` -> {nn: ms}: lowest measured median at the model's largest measured size."""
+    """`latency_ms@<device>[@<precision>]` -> {nn: ms}: lowest measured median at the largest measured size."""
     where = [LatencyRun.kind == "measured"]
     if device is not None:
         where.append(_match(LatencyRun.device, device))
-    columns_ = (LatencyRun.nn, LatencyRun.device, LatencyRun.height, LatencyRun.width, LatencyRun.median_ms)
+    columns_ = (LatencyRun.nn, LatencyRun.device, LatencyRun.precision, LatencyRun.height, LatencyRun.width,
+                LatencyRun.median_ms)
     runs = _fetch_by(conn, LatencyRun.nn, columns_, names, *where)
     best: dict[tuple[str, str], tuple[int, float]] = {}
-    for nn, dev, height, width, ms in runs:
+    for nn, dev, precision, height, width, ms in runs:
+        dev = dev if precision in (None, "fp32") else f"{dev}@{precision}"
         pixels = height * width
         seen = best.get((dev, nn))
         if seen is None or pixels > seen[0] or (pixels == seen[0] and ms < seen[1]):

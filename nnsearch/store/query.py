@@ -6,14 +6,17 @@ import pandas as pd
 from sqlalchemy import and_, func, select
 
 from nnsearch.store.engine import Store
+from nnsearch.store.record import precision_metric
 from nnsearch.store.schema import LatencyRun, NNStat, Stat, TrialLink
 
 
-def study_results(store: Store, study: str, device: str = "host-cpu") -> pd.DataFrame:
+def study_results(store: Store, study: str, device: str = "host-cpu", precision: str = "fp32") -> pd.DataFrame:
     """One row per recorded trial of `study`: final-epoch PSNR/SSIM, latency on `device`, size.
 
     `latency_ms` is the measured whole-model latency where one exists, else the
     lookup-table prediction (`measured_ms` and `predicted_ms` hold both).
+    With a `precision` other than fp32, `psnr`, `ssim` and the latencies are
+    those of that precision's quantized model (stat metrics 'psnr@P', 'ssim@P').
     """
     last_epoch = (
         select(Stat.nn, Stat.prm, Stat.dataset, func.max(Stat.epoch).label("epoch"))
@@ -21,12 +24,13 @@ def study_results(store: Store, study: str, device: str = "host-cpu") -> pd.Data
     )
     psnr, ssim = (
         select(Stat.nn, Stat.prm, Stat.dataset, Stat.epoch, Stat.accuracy.label(metric))
-        .where(Stat.metric == metric).subquery()
+        .where(Stat.metric == precision_metric(metric, precision)).subquery()
         for metric in ("psnr", "ssim")
     )
     measured, predicted = (
         select(LatencyRun.nn, func.min(func.coalesce(LatencyRun.min_ms, LatencyRun.median_ms)).label("ms"))
-        .where(LatencyRun.kind == kind, LatencyRun.device == device).group_by(LatencyRun.nn).subquery()
+        .where(LatencyRun.kind == kind, LatencyRun.device == device, LatencyRun.precision == precision)
+        .group_by(LatencyRun.nn).subquery()
         for kind in ("measured", "predicted")
     )
     query = (
