@@ -52,7 +52,7 @@ def cmd_export_probes(args: argparse.Namespace) -> int:
     manifest = export_probes(load_space(args.space), (height, width), args.out, precision=precision)
     with manifest.open(newline="") as handle:
         count = sum(1 for _ in csv.DictReader(handle))
-    print(f"lut export-probes: wrote {count} {precision} probe(s) and {manifest}")
+    print(f"lut export-probes: wrote {count} probe(s) ({precision}) and {manifest}")
     return 0
 
 

@@ -13,7 +13,8 @@ Precisions (the names the store, the lookup tables and the CLI use):
 
 The static recipes need calibration: the float model (which carries the
 `serving_default` SignatureDef the writer adds) is run on sample inputs and
-the minimum and maximum of every tensor are recorded (`calibrate`). Those
+the minimum and maximum of every tensor are recorded (`calibrate`; the
+image tensors, input and output, are widened to cover [0, 1]). Those
 statistics are keyed by tensor name, and the writer names tensors after the
 torch graph, so one calibration (on small crops) quantizes the same student
 written at any resolution (`quantize_tflite`). Every quantized file is checked
@@ -124,9 +125,44 @@ def calibrate(float_path: str | Path, precision: str, samples: Sequence[Sample],
     batch = [{name: np.asarray(a, np.float32) for name, a in s.items()} for s in samples]
     try:
         with _quiet():
-            return _quantizer(path, precision).calibrate({SIGNATURE_KEY: batch}, num_threads=1)
+            statistics = _quantizer(path, precision).calibrate({SIGNATURE_KEY: batch}, num_threads=1)
     except Exception as exc:  # noqa: BLE001 - the quantizer raises anything
         raise QuantizeError(f"{what}: calibrating for {precision} failed: {type(exc).__name__}: {exc}") from None
+    return _cover_image_range(statistics, image_range_tensors(path))
+
+
+def image_range_tensors(path: str | Path) -> list[str]:
+    """Names of the tensors that hold images: the graph inputs, the output and the input of a final clamp."""
+    from nnsearch.latency.tflite.graph import schema as _schema
+
+    schema = _schema()
+    model = schema.Model.GetRootAs(Path(path).read_bytes(), 0)
+    sub = model.Subgraphs(0)
+    name = lambda i: sub.Tensors(i).Name().decode()  # noqa: E731
+    output = sub.Outputs(0)
+    names = [name(sub.Inputs(i)) for i in range(sub.InputsLength())] + [name(output)]
+    for i in range(sub.OperatorsLength()):
+        op = sub.Operators(i)
+        code = model.OperatorCodes(op.OpcodeIndex())
+        builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
+        if op.Outputs(0) == output and builtin == schema.BuiltinOperator.RELU_N1_TO_1:
+            names.append(name(op.Inputs(0)))
+    return names
+
+
+def _cover_image_range(statistics: dict[str, Any], names: list[str]) -> dict[str, Any]:
+    """Widen the min/max of image tensors to at least [0, 1].
+
+    Images are in [0, 1] whatever the calibration crops held; without this, a
+    brighter test image than any crop would be clipped at the integer input
+    (and a brighter output at the output) of the quantized file.
+    """
+    for name in names:
+        qsv = statistics.get(name)
+        if qsv and "min" in qsv and "max" in qsv:
+            qsv["min"] = np.minimum(qsv["min"], 0.0).astype(np.float32)
+            qsv["max"] = np.maximum(qsv["max"], 1.0).astype(np.float32)
+    return statistics
 
 
 def quantize_tflite(float_path: str | Path, out_path: str | Path, precision: str, calibration: Calibration,

@@ -54,7 +54,7 @@ def resolve_profile(store: Store, device_name: str, threads: int = 1, precision:
     if not found:
         known = ", ".join(f"{p.name}/{p.threads}t/{p.precision}" for p in device_profiles(store)) or "none"
         raise LatencyError(
-            f"no {precision} latency table for device '{device_name}' with {threads} thread(s) in "
+            f"no latency table for device '{device_name}' with {threads} thread(s) at {precision} in "
             f"{store.display_url} (stored: {known}); import one with `nnsearch lut import FILE.csv --device "
             f"{device_name} --threads {threads} --precision {precision}`, or use '{HOST_DEVICE}'")
     if len(found) > 1:

@@ -50,8 +50,8 @@ NND_COLUMNS = ("task", "dataset", "metric", "metric_code", "nn", "nn_code", "epo
 #: Columns nnsearch adds (then one `latency_ms@<device>` per device).
 EXTRA_COLUMNS = ("transform", "prm_uid", "params", "macs")
 LATENCY_PREFIX = "latency_ms@"
-RUN_COLUMNS = ("nn", "device", "precision", "runtime", "runtime_version", "threads", "height", "width", "kind",
-               "median_ms", "min_ms", "max_ms", "runs", "created_at")
+RUN_COLUMNS = ("nn", "device", "runtime", "runtime_version", "threads", "height", "width", "kind",
+               "median_ms", "min_ms", "max_ms", "runs", "created_at", "precision")
 _CHUNK = 2000
 _STAT_COLUMNS = ("task", "dataset", "metric", "nn", "epoch", "accuracy", "duration", "prm", "transform")
 
