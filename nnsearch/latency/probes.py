@@ -185,6 +185,10 @@ def probe_file_name(key: OpKey, precision: str = "fp32") -> str:
             f"_k{key.kernel}s{key.stride}_{key.activation.lower()}{suffix}.tflite")
 
 
+#: Probes are calibrated at most this large (the same op with the same tensor names; values do not matter).
+_CALIBRATION_SIDE = 32
+
+
 def write_probe(key: OpKey, folder: str | Path, precision: str = "fp32") -> Path:
     """Write the probe .tflite for `key` into `folder`; returns its path.
 
@@ -196,9 +200,12 @@ def write_probe(key: OpKey, folder: str | Path, precision: str = "fp32") -> Path
     data = to_flatbuffer(probe_graph(key), f"nnsearch probe {probe_file_name(key)}")
     if precision == "fp32":
         return write_atomic(data, target)
+    small = key._replace(in_h=min(key.in_h, _CALIBRATION_SIDE), in_w=min(key.in_w, _CALIBRATION_SIDE))
     with tempfile.TemporaryDirectory(prefix="nnsearch-probe-") as scratch:
         source = write_atomic(data, Path(scratch) / probe_file_name(key))
-        return quantize_with_random_calibration(source, target, precision, f"probe {probe_file_name(key)}")
+        calibration = write_atomic(to_flatbuffer(probe_graph(small)), Path(scratch) / f"small-{source.name}")
+        return quantize_with_random_calibration(source, target, precision, f"probe {probe_file_name(key)}",
+                                                calibration)
 
 
 def export_probes(space: SearchSpace, resolution: tuple[int, int], out_dir: str | Path,

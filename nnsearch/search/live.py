@@ -24,9 +24,10 @@ class StudyStatus:
     recent: list[dict] = field(default_factory=list)  # last finished trials, newest last
 
     @classmethod
-    def read(cls, study: optuna.Study, store: Store, total: int, device: str, recent: int = 3) -> "StudyStatus":
+    def read(cls, study: optuna.Study, store: Store, total: int, device: str, recent: int = 3,
+             precision: str = "fp32") -> "StudyStatus":
         counts = TrialCounts.of(study)
-        rows = study_results(store, study.study_name, device=device)
+        rows = study_results(store, study.study_name, device=device, precision=precision)
         complete = rows[rows["state"] == "complete"].dropna(subset=["psnr", "latency_ms"])
         front = pareto(complete.drop_duplicates("nn"), {"psnr": "max", "latency_ms": "min"}) if len(complete) else complete
         return cls(total, counts, rows["state"].value_counts().to_dict(), len(front),

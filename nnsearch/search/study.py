@@ -356,7 +356,8 @@ class Study:
         if self.verbose:
             from nnsearch.search.live import StudyStatus
 
-            self.log(StudyStatus.read(self.optuna, self.store, total, self.config.latency.device).line())
+            self.log(StudyStatus.read(self.optuna, self.store, total, self.config.latency.device,
+                                      precision=self.config.precision).line())
 
     def run_trial(self, trial: optuna.Trial) -> TrialOutcome | None:
         """Evaluate one claimed trial and tell Optuna how it ended.
@@ -443,7 +444,8 @@ class Study:
         outcome = TrialOutcome(trial.number, arch, "complete", quality, latency, params)
         guess = f" (predicted {predicted.median_ms:.1f})" if predicted and measured else ""
         at = f" ({quantized[0].precision}; fp32 {result.final.psnr:.2f})" if quantized else ""
-        self.log(f"trial {trial.number}: PSNR {outcome.psnr:.2f} dB{at}, SSIM {result.final.ssim:.4f}, "
+        ssim = quantized[0].ssim if quantized else result.final.ssim
+        self.log(f"trial {trial.number}: PSNR {outcome.psnr:.2f} dB{at}, SSIM {ssim:.4f}, "
                  f"latency {outcome.latency_ms:.1f} ms{guess} @ {self.config.latency.height}x{self.config.latency.width}, "
                  f"{params:,} params ({time.perf_counter() - began:.0f} s)")
         return outcome
