@@ -19,7 +19,8 @@ from nnsearch.store.record import record_trial
 from nnsearch.search.study import LatencyConfig, Study, StudyConfig
 from nnsearch.latency.tflite import check_native_ops, run_tflite
 
-FILES = ("{}.tflite", "{}.onnx", "{}.py", "{}.pt", "MODEL_CARD.md")
+FILES = ("{}.tflite", "{}.int8.tflite", "{}.w8a16.tflite", "{}.fp16.tflite", "{}.onnx", "{}.py", "{}.pt",
+         "MODEL_CARD.md")
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +43,7 @@ def tiny_study(tmp_path_factory):
 def exported(tiny_study):
     study, url, root = tiny_study
     name = study.results().sort_values("psnr")["nn"].iloc[-1]
-    result = export_student(name, root / "ship", db=url, resolution=(64, 64))
+    result = export_student(name, root / "ship", db=url, resolution=(64, 64), max_side=64)
     return name, result
 
 

@@ -23,21 +23,27 @@ from nnsearch.store.dataset_api import LATENCY_PREFIX, data, run_data
 from nnsearch.store.engine import Store
 from nnsearch.store.latency import study_configuration
 from nnsearch.store.query import study_results
+from nnsearch.store.record import precision_metric
 
 REFERENCE_SPACE, REFERENCE_LABEL = "litedenoise", "LiteDenoiseNet"
 _MODEL_KEY = ["nn", "prm_uid", "dataset", "transform", "task"]
 
 
-def candidates(db: Store | str | None = None, device: str = "host-cpu", **filters: Any) -> pd.DataFrame:
+def candidates(db: Store | str | None = None, device: str = "host-cpu", precision: str = "fp32",
+               **filters: Any) -> pd.DataFrame:
     """One row per trained model (nn x hyperparameters x dataset) from `data()`.
 
     Columns: the model key, final-epoch `psnr` and `ssim`, `epoch`, `params`,
     `macs`, `gmacs`, every `latency_ms@<device>` column and `latency_ms` (the one
     for `device`). `filters` are those of `data()` (metric is fixed to psnr/ssim).
+    With another `precision` than fp32, `psnr`, `ssim` and `latency_ms` are the
+    quantized model's (metrics `psnr@P`, `ssim@P`, column `latency_ms@<device>@P`).
     """
     if "metric" in filters:
         raise NNSearchError("candidates are built from the psnr and ssim metrics; do not filter on metric")
-    rows = data(metric=["psnr", "ssim"], device=device, db=db, **filters)
+    names = {precision_metric(m, precision): m for m in ("psnr", "ssim")}
+    rows = data(metric=list(names), device=device, db=db, **filters)
+    rows["metric"] = rows["metric"].map(names)
     latency = [c for c in rows.columns if c.startswith(LATENCY_PREFIX)]
     columns = _MODEL_KEY + ["epoch", "psnr", "ssim", "params", "macs", "gmacs"] + latency + ["latency_ms"]
     if rows.empty:
@@ -50,7 +56,8 @@ def candidates(db: Store | str | None = None, device: str = "host-cpu", **filter
         if metric not in table:
             table[metric] = np.nan
     table["gmacs"] = table["macs"] / 1e9
-    table["latency_ms"] = table.get(f"{LATENCY_PREFIX}{device}", np.nan)
+    suffix = "" if precision == "fp32" else f"@{precision}"
+    table["latency_ms"] = table.get(f"{LATENCY_PREFIX}{device}{suffix}", np.nan)
     table.columns.name = None
     return table[columns]
 
@@ -99,17 +106,20 @@ TOP_FORMATS = {"psnr": ".2f", "ssim": ".4f", "latency_ms": ".2f", "params": ",",
 
 
 def write_report(study: str, db: Store | str | None = None, results_root: Path | None = None,
-                 device: str = "host-cpu", top: int = 10) -> Report:
-    """Write `<results_root>/<study>/report.md` with its PNG plots; returns their paths."""
+                 device: str = "host-cpu", top: int = 10, precision: str = "fp32") -> Report:
+    """Write `<results_root>/<study>/report.md` with its PNG plots; returns their paths.
+
+    `precision`: whose quality and latency the report shows (fp32, or a quantized one the study recorded).
+    """
     store = db if isinstance(db, Store) else Store(db, create=False)
     try:
-        config = study_configuration(store, study, device)
+        config = study_configuration(store, study, device, precision)
         trials = study_results(store, study, latency=config)
         if trials.empty:
             raise NNSearchError(f"study {study!r} has no recorded trials in {store.display_url}")
         out = Path(results_root or default_results_root()) / study
         out.mkdir(parents=True, exist_ok=True)
-        sections = [f"# Study `{study}`", "",
+        sections = [f"# Study `{study}`" + ("" if precision == "fp32" else f" at {precision}"), "",
                     f"Store `{store.display_url}`; latency on device profile `{device}` at the study's input "
                     f"{config.height}x{config.width}, {config.threads} thread(s): measured where measured, else "
                     f"predicted, the minimum over runs. {_state_counts(trials)}.", ""]

@@ -8,7 +8,7 @@ import math
 import time
 from pathlib import Path
 
-from nnsearch.commands import add_db_option, parse_resolution
+from nnsearch.commands import add_db_option, add_precision_option, parse_precision, parse_resolution
 from nnsearch.errors import NNSearchError
 
 #: Runtime recorded for latencies imported from TFLite's benchmark_model (unless --runtime says otherwise).
@@ -26,12 +26,15 @@ def cmd_build(args: argparse.Namespace) -> int:
                             f"'{args.device}' use `nnsearch lut export-probes`, time the probes there and "
                             f"`nnsearch lut import`")
     height, width = parse_resolution(args.resolution)
+    precision = parse_precision(args.precision)
     space = load_space(args.space)
     store = Store(args.db)
     start = time.perf_counter()
     try:
-        print(f"space '{space.name}' at {height}x{width} on {HOST_DEVICE} with {args.threads} thread(s)", flush=True)
-        measured, total = fill_space_table(store, space, height, width, args.threads, runs=args.runs)
+        print(f"space '{space.name}' at {height}x{width} on {HOST_DEVICE} with {args.threads} thread(s), "
+              f"{precision}", flush=True)
+        measured, total = fill_space_table(store, space, height, width, args.threads, runs=args.runs,
+                                           precision=precision)
     finally:
         store.dispose()
     seconds = time.perf_counter() - start
@@ -45,10 +48,11 @@ def cmd_export_probes(args: argparse.Namespace) -> int:
     from nnsearch.model.space import load_space
 
     height, width = parse_resolution(args.resolution)
-    manifest = export_probes(load_space(args.space), (height, width), args.out)
+    precision = parse_precision(args.precision)
+    manifest = export_probes(load_space(args.space), (height, width), args.out, precision=precision)
     with manifest.open(newline="") as handle:
         count = sum(1 for _ in csv.DictReader(handle))
-    print(f"lut export-probes: wrote {count} probe(s) and {manifest}")
+    print(f"lut export-probes: wrote {count} probe(s) ({precision}) and {manifest}")
     return 0
 
 
@@ -119,7 +123,8 @@ def cmd_import(args: argparse.Namespace) -> int:
 
     path = Path(args.file)
     check_latency_csv(path)
-    device = DeviceProfile(args.device, args.runtime, args.runtime_version, args.threads)
+    device = DeviceProfile(args.device, args.runtime, args.runtime_version, args.threads,
+                           parse_precision(args.precision))
     entries = import_latencies(path, device)
     store = Store(args.db)
     try:
@@ -182,12 +187,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     _resolution_args(build)
     build.add_argument("--threads", type=int, default=1)
     build.add_argument("--runs", type=int, default=5, help="timed calls per probe, more if short (minimum kept)")
+    add_precision_option(build, "precision of the probes (each precision has its own table)")
     add_db_option(build)
     build.set_defaults(handler=cmd_build)
 
     probes = lut_sub.add_parser("export-probes", help="write one-op .tflite probes and manifest.csv for a device")
     _resolution_args(probes)
     probes.add_argument("--out", required=True, type=Path, help="output folder")
+    add_precision_option(probes, "precision the probes are quantized to (as students are)")
     probes.set_defaults(handler=cmd_export_probes)
 
     imp = lut_sub.add_parser("import", help="load latencies measured elsewhere (manifest columns + median_ms)")
@@ -196,6 +203,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     imp.add_argument("--threads", type=int, default=1, help="threads the latencies were measured with")
     imp.add_argument("--runtime", default=IMPORT_RUNTIME, help=f"runtime name (default {IMPORT_RUNTIME})")
     imp.add_argument("--runtime-version", default="unspecified", help="runtime version, e.g. tflite 2.16")
+    add_precision_option(imp, "precision of the timed probes")
     add_db_option(imp)
     imp.set_defaults(handler=cmd_import)
 

@@ -7,7 +7,7 @@ import json
 import sys
 from typing import Any
 
-from nnsearch.commands import add_db_option, parse_resolution
+from nnsearch.commands import add_db_option, add_precision_option, parse_precision, parse_resolution
 from nnsearch.commands.store import _filters, _plain, _print_frame
 
 DEFAULT_OBJECTIVES_TEXT = "psnr:max,latency_ms:min"
@@ -36,9 +36,10 @@ def cmd_pareto(args: argparse.Namespace) -> int:
     from nnsearch.store.engine import Store
 
     objectives = parse_objectives(args.objectives)
+    precision = parse_precision(args.precision)
     store = Store(args.db, create=False)
     try:
-        rows = candidates(db=store, device=args.device, **_filters(args))
+        rows = candidates(db=store, device=args.device, precision=precision, **_filters(args))
     finally:
         store.dispose()
     front = pareto(rows, objectives, _constraints(args))
@@ -66,7 +67,9 @@ def cmd_export(args: argparse.Namespace) -> int:
     from nnsearch.export.student import export_student
 
     result = export_student(args.nn, args.to, db=args.db, resolution=parse_resolution(args.resolution), prm=args.prm,
-                            weights_file=args.weights)
+                            weights_file=args.weights, data_spec=args.data, max_side=args.max_side,
+                            **({} if args.calibration_samples is None else
+                               {"calibration_samples": args.calibration_samples}))
     for path in result.files:
         print(path)
     print(result.line())
@@ -78,7 +81,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     from nnsearch.analysis.report import write_report
 
-    report = write_report(args.study, db=args.db, results_root=Path(args.results) if args.results else None, device=args.device)
+    report = write_report(args.study, db=args.db, results_root=Path(args.results) if args.results else None,
+                          device=args.device, precision=parse_precision(args.precision))
     print(f"wrote {report.path} with {len(report.images)} plot(s)")
     return 0
 
@@ -95,6 +99,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     front.add_argument("--max-latency-ms", type=float, default=None, help="keep students at most this slow")
     front.add_argument("--min-psnr", type=float, default=None, help="keep students with at least this PSNR (dB)")
     front.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    add_precision_option(front, "psnr, ssim and latency_ms of the students quantized to this precision")
     add_db_option(front)
     front.set_defaults(handler=cmd_pareto)
 
@@ -108,12 +113,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     export.add_argument("--weights", default=None,
                         help="a state_dict (.pt, torch.save) of the model's Net to export instead of its stored "
                              "weights, e.g. for a model imported from the NN Dataset")
+    export.add_argument("--data", default=None, help="data whose training crops calibrate the int8 / w8a16 files "
+                        "and whose validation images measure each precision (as `search --data`; default built-in)")
+    export.add_argument("--max-side", type=int, default=None, metavar="PX",
+                        help="downscale those images to at most PX on the long side")
+    export.add_argument("--calibration-samples", type=int, default=None, metavar="N",
+                        help="seeded 64 px training crops for calibration (default: the library's, "
+                             "nnsearch.latency.quantize.CALIBRATION_SAMPLES)")
     add_db_option(export)
     export.set_defaults(handler=cmd_export)
 
     report = sub.add_parser("report", help="write results/<study>/report.md with plots")
     report.add_argument("--study", required=True)
     report.add_argument("--device", default="host-cpu", help="device profile of the latency figures")
+    add_precision_option(report, "report the quality and latency of this precision")
     report.add_argument("--results", default=None, help="results directory (default: results/ of the checkout, "
                         "else of the current directory, or $NNSEARCH_RESULTS)")
     add_db_option(report)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any, Callable
 
-from nnsearch.commands import add_db_option, parse_resolution
+from nnsearch.commands import add_db_option, add_precision_option, parse_precision, parse_resolution
 from nnsearch.errors import NNSearchError
 
 #: The names of `nnsearch.search.samplers.SAMPLERS` (listed here so that `--help` does not import Optuna).
@@ -80,6 +80,7 @@ def search_config(args: argparse.Namespace):  # -> (StudyConfig, HeartbeatConfig
         teacher_steps=args.teacher_steps, max_side=args.max_side, max_latency_ms=args.max_latency_ms,
         distill=DistillConfig(**distill), latency=LatencyConfig(measure=not args.no_measure, **latency),
         minimize_params=args.minimize_params, **early_stop, **_given(args, teacher="teacher", seed="seed"),
+        precision=parse_precision(args.precision), **_given(args, calibration_samples="calibration_samples"),
     )
     return config, HeartbeatConfig(**_given(args, interval_s="heartbeat_interval", grace_s="grace_period"))
 
@@ -183,5 +184,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help="latency budget: candidates predicted slower are recorded infeasible and not trained")
     search.add_argument("--no-measure", action="store_true",
                         help="use lookup-table predictions only (no whole-model timing per candidate)")
+    add_precision_option(search, "latency objective from this precision's lookup table, quality objective = PSNR "
+                                 "of the quantized student")
+    search.add_argument("--calibration-samples", type=int, metavar="N",
+                        default=LibraryDefault("nnsearch.search.config", "StudyConfig", "calibration_samples"),
+                        help="seeded 64 px training crops that calibrate int8 / w8a16 (default %(default)s)")
     add_db_option(search)
     search.set_defaults(handler=cmd_search)

@@ -1,5 +1,13 @@
 """Shipping one stored student: verified .tflite and .onnx, its model file, weights and a model card.
 
+Besides `<nn>.tflite` (fp32) it writes `<nn>.int8.tflite`, `<nn>.w8a16.tflite`
+and `<nn>.fp16.tflite` (`nnsearch.export.quantized`: calibrated on seeded crops
+of the data's training images, each checked for its op set and run), and the
+model card has one table row per precision: PSNR / SSIM at full resolution
+(tiled) from that file's interpreter output on the validation images, the drop
+against fp32, host latency at the export resolution, file size and the input /
+output dtype with scale and zero point.
+
 Everything is written into a temporary directory inside the target and moved into
 place only after every artefact has been checked against the torch model, so a
 failed export leaves no partial files behind.
@@ -24,11 +32,14 @@ from torch import nn
 
 from nnsearch.errors import ExportError
 from nnsearch.export.onnx import export_onnx, onnx_op_types, run_onnx
-from nnsearch.latency.tflite import check_native_ops, export_tflite, run_tflite
+from nnsearch.export.quantized import CALIBRATION_CROP, StudentQuantizer
+from nnsearch.latency.quantize import CALIBRATION_SAMPLES, PRECISIONS, RECIPES, TFLiteRunner
+from nnsearch.latency.tflite import check_native_ops, export_tflite, read_op_names, run_tflite, time_tflite
 from nnsearch.model.arch import Arch, load_model_code
 from nnsearch.store.dataset_api import data, run_data
 from nnsearch.store.engine import Store, open_store
 from nnsearch.store.schema import NN, NNStat, Weights
+from nnsearch.train.datasets import DenoiseData, load_data
 
 TOLERANCE = 1e-4
 #: `StoredModel.prm_uid` of weights given as a file rather than read from the store.
@@ -47,6 +58,22 @@ class StoredModel:
 
 
 @dataclass(frozen=True)
+class PrecisionRow:
+    """One precision's line of the model card."""
+
+    precision: str
+    file: str
+    psnr: float
+    ssim: float
+    drop_db: float
+    latency_ms: float
+    size_bytes: int
+    input: str
+    output: str
+    ops: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class ExportResult:
     """Where the artefacts went and how closely each matched torch."""
 
@@ -57,10 +84,13 @@ class ExportResult:
     reload_error: float
     tflite_ops: tuple[str, ...]
     onnx_ops: tuple[str, ...]
+    precisions: tuple[PrecisionRow, ...] = ()
 
     def line(self) -> str:
+        drops = ", ".join(f"{r.precision} {r.drop_db:+.3f} dB" for r in self.precisions if r.precision != "fp32")
         return (f"exported {len(self.files)} files to {self.directory}: max abs error vs torch "
-                f"tflite {self.tflite_error:.2e}, onnx {self.onnx_error:.2e}, reloaded .py+.pt {self.reload_error:.2e}")
+                f"tflite {self.tflite_error:.2e}, onnx {self.onnx_error:.2e}, reloaded .py+.pt {self.reload_error:.2e}"
+                + (f"; PSNR drop vs fp32: {drops}" if drops else ""))
 
 
 def load_stored_model(store: Store, name: str, prm: str | None = None,
@@ -134,11 +164,16 @@ def _check(what: str, error: float, tolerance: float) -> float:
 
 def export_student(name: str, target: str | Path, db: Store | str | None = None,
                    resolution: tuple[int, int] = (256, 256), tolerance: float = TOLERANCE,
-                   prm: str | None = None, weights_file: str | Path | None = None) -> ExportResult:
-    """Write `<nn>.tflite`, `<nn>.onnx`, `<nn>.py`, `<nn>.pt` and MODEL_CARD.md into `target`.
+                   prm: str | None = None, weights_file: str | Path | None = None,
+                   data_spec: str | None = None, max_side: int | None = None,
+                   calibration_samples: int = CALIBRATION_SAMPLES, seed: int = 0) -> ExportResult:
+    """Write `<nn>.tflite` (+ .int8/.w8a16/.fp16), `<nn>.onnx`, `<nn>.py`, `<nn>.pt` and MODEL_CARD.md.
 
     The weights are those of hyperparameter set `prm`, by default the set with the best final PSNR;
     `weights_file`: a state_dict of the model's `Net` to export instead of its stored weights.
+    `data_spec` / `max_side` / `seed`: the data (as `nnsearch.train.datasets.load_data`
+    takes them) whose training crops calibrate the quantized files and whose
+    validation pairs measure each precision's quality.
     """
     with open_store(db) as store:
         model = load_stored_model(store, name, prm, weights_file)
@@ -148,10 +183,17 @@ def export_student(name: str, target: str | Path, db: Store | str | None = None,
         raise ExportError(f"resolution {height}x{width} must be a multiple of {model.arch.min_divisor} "
                           f"for {name} ({model.arch.levels} levels)")
     shape = (1, model.arch.in_channels, height, width)
+    images = load_data(data_spec, max_side=max_side, seed=seed)
     target = Path(target)
     staging = _staging_dir(target)
     try:
         staged = _write_verified(model, staging, shape, tolerance, card_facts)
+        precisions = _write_quantized(model, staging, shape, images, calibration_samples, seed)
+        staged = replace(staged, files=tuple(p for p in staged.files if p.name != "MODEL_CARD.md")
+                         + tuple(staging / r.file for r in precisions if r.precision != "fp32")
+                         + (staging / "MODEL_CARD.md",), precisions=precisions)
+        card_facts["data"] = images.source
+        (staging / "MODEL_CARD.md").write_text(model_card(model, card_facts, shape, staged))
         files = tuple(_move_into_place(path, target) for path in staged.files)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -198,6 +240,28 @@ def _write_verified(model: StoredModel, out: Path, shape: tuple[int, int, int, i
     return result
 
 
+def _write_quantized(model: StoredModel, out: Path, shape: tuple[int, int, int, int], images: DenoiseData,
+                     samples: int, seed: int) -> tuple[PrecisionRow, ...]:
+    """Write `<nn>.<precision>.tflite` for each quantized precision and measure every precision's row."""
+    net = build_model(model.code, model.state, shape)
+    _, _, height, width = shape
+    rows = []
+    with StudentQuantizer(net, model.nn, images.train, samples=samples, seed=seed) as quantizer:
+        for precision in PRECISIONS:
+            path = out / (f"{model.nn}.tflite" if precision == "fp32" else f"{model.nn}.{precision}.tflite")
+            if precision != "fp32":
+                quantizer.write(precision, path, height, width)
+            quality = quantizer.quality(precision, images.val)
+            runner = TFLiteRunner(path)
+            timing = time_tflite(path, runs=3, warmup=1)
+            rows.append(PrecisionRow(
+                precision, path.name, quality.psnr, quality.ssim, 0.0, timing.min_ms, path.stat().st_size,
+                runner.inputs[0].describe(), runner.outputs[0].describe(), tuple(sorted(set(read_op_names(path)))),
+            ))
+    reference = rows[0].psnr
+    return tuple(replace(r, drop_db=reference - r.psnr) for r in rows)
+
+
 def _card_facts(store: Store, model: StoredModel) -> dict[str, Any]:
     """What the model card reports, read from the store."""
     stats = data(nn=model.nn, prm=model.prm_uid, db=store)
@@ -218,6 +282,7 @@ def model_card(model: StoredModel, facts: dict[str, Any], shape: tuple[int, ...]
         params, macs, mh, mw = facts["size"]
         lines += [f"- parameters: {params:,}", f"- MACs: {macs / 1e9:.3f} G at {mh}x{mw}", ""]
     lines += ["## Quality", ""] + _quality_lines(stats) + ["", "## Latency", ""] + _latency_lines(facts["runs"])
+    lines += _precision_lines(checks.precisions, facts.get("data", ""), shape)
     prm = stats["prm"].iloc[0] if len(stats) else {}
     lines += ["", "## Training", "", f"- hyperparameter set `{model.prm_uid}`" if model.prm_uid != GIVEN_WEIGHTS
               else "- weights: a state_dict given with `--weights`, not trained by nnsearch"]
@@ -233,6 +298,24 @@ def model_card(model: StoredModel, facts: dict[str, Any], shape: tuple[int, ...]
               f"- `{model.nn}.py` + `{model.nn}.pt`: the NN Dataset model file and its state_dict; "
               f"`Net(in_shape, out_shape, prm, device)` then `load_state_dict(torch.load('{model.nn}.pt'))`", ""]
     return "\n".join(lines)
+
+
+def _precision_lines(rows: tuple[PrecisionRow, ...], data_source: str, shape: tuple[int, ...]) -> list[str]:
+    """The model card's per-precision table (quantized variants)."""
+    if not rows:
+        return []
+    lines = ["", "## Precisions", "",
+             "| precision | file | PSNR dB | SSIM | drop vs fp32 dB | latency ms | size KiB | input | output | ops |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r.precision} | `{r.file}` | {r.psnr:.3f} | {r.ssim:.4f} | {r.drop_db:.3f} | "
+                     f"{r.latency_ms:.2f} | {r.size_bytes / 1024:.1f} | {r.input} | {r.output} | {', '.join(r.ops)} |")
+    lines += ["", f"Recipes: " + "; ".join(f"{p} = {RECIPES[p]}" for p in PRECISIONS) + ". PSNR / SSIM: mean over "
+              f"the validation images of {data_source or 'the data'} at full resolution, tiled, from each file's "
+              f"ai-edge-litert output (integer inputs quantized and outputs dequantized with the scale and zero point "
+              f"shown); calibration on seeded {CALIBRATION_CROP} px crops of the training images. Latency: minimum "
+              f"of 3 invoke() calls on this host, 1 thread, at {shape[2]}x{shape[3]}."]
+    return lines
 
 
 def _quality_lines(stats: Any) -> list[str]:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import csv
 import itertools
+import tempfile
 from collections import Counter
 from functools import lru_cache
 from pathlib import Path
@@ -33,6 +34,7 @@ from typing import Iterable, Iterator, NamedTuple
 import torch
 
 from nnsearch.errors import LatencyError
+from nnsearch.latency.quantize import check_precision, quantize_with_random_calibration
 from nnsearch.latency.tflite import Graph, Layer, lower, to_flatbuffer, write_atomic
 from nnsearch.model.arch import Arch
 from nnsearch.model.space import SearchSpace
@@ -53,7 +55,7 @@ class OpKey(NamedTuple):
 
 
 KEY_COLUMNS: tuple[str, ...] = OpKey._fields
-MANIFEST_COLUMNS: tuple[str, ...] = KEY_COLUMNS + ("file",)
+MANIFEST_COLUMNS: tuple[str, ...] = KEY_COLUMNS + ("precision", "file")
 ArchKeys = tuple[tuple[OpKey, int], ...]  # (key, how many instances)
 
 
@@ -172,25 +174,44 @@ def probe_graph(key: OpKey) -> Graph:
     return Graph(layers, shapes, inputs, "y")
 
 
-def probe_file_name(key: OpKey) -> str:
-    """A readable, unique file name for a key's probe."""
+def probe_file_name(key: OpKey, precision: str = "fp32") -> str:
+    """A readable, unique file name for a key's probe (precisions other than fp32 add a suffix)."""
+    suffix = "" if precision == "fp32" else f".{precision}"
     return (f"{key.op.lower()}_{key.in_h}x{key.in_w}x{key.in_c}-{key.out_c}"
-            f"_k{key.kernel}s{key.stride}_{key.activation.lower()}.tflite")
+            f"_k{key.kernel}s{key.stride}_{key.activation.lower()}{suffix}.tflite")
 
 
-def write_probe(key: OpKey, folder: str | Path) -> Path:
-    """Write the probe .tflite for `key` into `folder`; returns its path."""
-    return write_atomic(to_flatbuffer(probe_graph(key), f"nnsearch probe {probe_file_name(key)}"),
-                        Path(folder) / probe_file_name(key))
+#: Probes are calibrated at most this large (the same op with the same tensor names; values do not matter).
+_CALIBRATION_SIDE = 32
+
+
+def write_probe(key: OpKey, folder: str | Path, precision: str = "fp32") -> Path:
+    """Write the probe .tflite for `key` into `folder`; returns its path.
+
+    A probe in another precision than fp32 is the float probe quantized the way
+    students are (`nnsearch.latency.quantize`, calibrated on seeded [0, 1) inputs).
+    """
+    check_precision(precision)
+    target = Path(folder) / probe_file_name(key, precision)
+    data = to_flatbuffer(probe_graph(key), f"nnsearch probe {probe_file_name(key)}")
+    if precision == "fp32":
+        return write_atomic(data, target)
+    small = key._replace(in_h=min(key.in_h, _CALIBRATION_SIDE), in_w=min(key.in_w, _CALIBRATION_SIDE))
+    with tempfile.TemporaryDirectory(prefix="nnsearch-probe-") as scratch:
+        source = write_atomic(data, Path(scratch) / probe_file_name(key))
+        calibration = write_atomic(to_flatbuffer(probe_graph(small)), Path(scratch) / f"small-{source.name}")
+        return quantize_with_random_calibration(source, target, precision, f"probe {probe_file_name(key)}",
+                                                calibration)
 
 
 def export_probes(space: SearchSpace, resolution: tuple[int, int], out_dir: str | Path,
-                  keys: Iterable[OpKey] | None = None) -> Path:
-    """Write the probes a space needs at (height, width) and `manifest.csv`; returns the manifest path."""
+                  keys: Iterable[OpKey] | None = None, precision: str = "fp32") -> Path:
+    """Write the probes a space needs at (height, width) in `precision` and `manifest.csv`; returns its path."""
     out = Path(out_dir)
     height, width = resolution
     chosen = sorted(set(keys)) if keys is not None else space_keys(space, height, width)
-    rows = [{**key._asdict(), "file": write_probe(key, out).name} for key in chosen]
+    rows = [{**key._asdict(), "precision": precision, "file": write_probe(key, out, precision).name}
+            for key in chosen]
     manifest = out / "manifest.csv"
     with manifest.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=MANIFEST_COLUMNS)

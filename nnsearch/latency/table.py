@@ -69,6 +69,7 @@ from nnsearch.latency.probes import (
     write_probe,
 )
 from nnsearch.latency.stat import LatencyStat
+from nnsearch.latency.quantize import check_precision
 from nnsearch.latency.tflite import RUNTIME, runtime_version, time_tflite
 from nnsearch.model.arch import Arch
 
@@ -80,20 +81,26 @@ __all__ = [
 
 @dataclass(frozen=True)
 class DeviceProfile:
-    """Where latencies hold: a device name, the runtime and its version, the thread count."""
+    """Where latencies hold: a device name, the runtime and its version, the thread count, the precision.
+
+    `precision` (one of `nnsearch.latency.quantize.PRECISIONS`) is the precision
+    of the probes and models timed: each precision has its own table.
+    """
 
     name: str
     runtime: str
     runtime_version: str
     threads: int
+    precision: str = "fp32"
 
     def __str__(self) -> str:
-        return f"{self.name} ({self.runtime}, {self.runtime_version}, {self.threads} thread(s))"
+        extra = "" if self.precision == "fp32" else f", {self.precision}"
+        return f"{self.name} ({self.runtime}, {self.runtime_version}, {self.threads} thread(s){extra})"
 
 
-def host_profile(threads: int = 1, name: str = "host-cpu") -> DeviceProfile:
-    """The profile of this machine's ai-edge-litert CPU interpreter."""
-    return DeviceProfile(name, RUNTIME, runtime_version(), int(threads))
+def host_profile(threads: int = 1, name: str = "host-cpu", precision: str = "fp32") -> DeviceProfile:
+    """The profile of this machine's ai-edge-litert CPU interpreter (at one precision)."""
+    return DeviceProfile(name, RUNTIME, runtime_version(), int(threads), check_precision(precision))
 
 
 def can_measure(device: DeviceProfile) -> bool:
@@ -163,7 +170,7 @@ def measure_keys(keys: Sequence[OpKey], device: DeviceProfile, *, runs: int = 5,
     require_host(device)
     entries: list[LutEntry] = []
     with tempfile.TemporaryDirectory(prefix="nnsearch-probes-") as folder:
-        paths = {key: write_probe(key, folder) for key in keys}
+        paths = {key: write_probe(key, folder, device.precision) for key in keys}
         for _ in range(passes):
             for key, path in paths.items():
                 entries.append(time_probe(path, key, device, runs=runs, warmup=warmup))

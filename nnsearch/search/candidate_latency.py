@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -22,16 +23,18 @@ class CandidateLatency:
     """
 
     def __init__(self, store: Store, config: LatencyConfig, tflite_dir: Path, *,
-                 max_latency_ms: float | None = None) -> None:
+                 max_latency_ms: float | None = None, precision: str = "fp32") -> None:
         self.store = store
         self.config = config
         self.tflite_dir = tflite_dir
         self.max_latency_ms = max_latency_ms
+        self.precision = precision  # of the lookup table predicting, and of the model measured
 
     def predicted_ms(self, arch: Arch) -> float:
         """The lookup table's prediction (raises LatencyError where the device's table lacks an entry)."""
         lat = self.config
-        return predict_latency(self.store, arch, lat.device, lat.height, lat.width, lat.threads)
+        return predict_latency(self.store, arch, lat.device, lat.height, lat.width, lat.threads,
+                               precision=self.precision)
 
     def predicted_or_none(self, arch: Arch) -> float | None:
         """The prediction a sampler may use, None where the device's table cannot give one."""
@@ -49,7 +52,8 @@ class CandidateLatency:
             if not self.can_measure:
                 raise NNSearchError(f"device '{lat.device}' cannot be timed here; enable lookup-table predictions")
             return None
-        return prediction_record(self.store, self.predicted_ms(arch), lat.device, lat.height, lat.width, lat.threads)
+        return prediction_record(self.store, self.predicted_ms(arch), lat.device, lat.height, lat.width, lat.threads,
+                                 self.precision)
 
     def budget_excess(self, predicted: LatencyRecord | None) -> float:
         """Predicted ms over the budget (<= 0: feasible; 0 without a budget or a prediction)."""
@@ -62,12 +66,19 @@ class CandidateLatency:
         """Whole-model timing is on and the device profile is this host."""
         return self.config.measure and self.config.device == HOST_DEVICE
 
-    def measure(self, student: torch.nn.Module, arch: Arch) -> LatencyRecord:
-        """Export `student` to TFLite and time it in the interpreter (the student is moved back afterwards)."""
+    def measure(self, student: torch.nn.Module, arch: Arch, quantizer: Any = None) -> LatencyRecord:
+        """Export `student` to TFLite (through `quantizer` at a precision other than fp32) and time it.
+
+        The student is moved back to its device afterwards.
+        """
         lat = self.config
-        device = next(student.parameters()).device
-        path = self.tflite_dir / f"{arch.name}.tflite"
-        export_tflite(student.cpu().eval(), path, (1, arch.in_channels, lat.height, lat.width))
-        student.to(device)
+        suffix = "" if self.precision == "fp32" else f".{self.precision}"
+        path = self.tflite_dir / f"{arch.name}{suffix}.tflite"
+        if quantizer is not None:
+            quantizer.write(self.precision, path, lat.height, lat.width)
+        else:
+            device = next(student.parameters()).device
+            export_tflite(student.cpu().eval(), path, (1, arch.in_channels, lat.height, lat.width))
+            student.to(device)
         timing = time_tflite(path, runs=lat.runs, warmup=lat.warmup, threads=lat.threads)
-        return measured_record(timing, lat.device, lat.height, lat.width)
+        return measured_record(timing, lat.device, lat.height, lat.width, self.precision)

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from nnsearch.errors import NNSearchError
+from nnsearch.latency.quantize import CALIBRATION_SAMPLES, check_precision
 from nnsearch.model.space import SearchSpace
 from nnsearch.search.early_stopping import EarlyStopRule
 from nnsearch.train.distill import DistillConfig
@@ -22,6 +23,8 @@ PHASE_ATTR = "phase"
 SPACE_ATTR = "space"
 #: Study user attribute holding the rest of the configuration (`StudyConfig.settings`).
 CONFIG_ATTR = "config"
+#: Study user attribute holding the study's precision (`StudyConfig.precision`).
+PRECISION_ATTR = "precision"
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,15 @@ class StudyConfig:
     max_latency_ms: float | None = None  # candidates predicted slower are recorded infeasible, not trained
     early_stop: EarlyStopRule | None = field(default_factory=EarlyStopRule)  # None: train every candidate fully
     minimize_params: bool = False  # a third objective: parameter count
+    # Quantized search: the precision (fp32, fp16, w8a16, int8) whose lookup table gives the latency objective
+    # and whose quantized model's full-resolution PSNR is the quality objective (nnsearch.search.quantized).
+    precision: str = "fp32"
+    calibration_samples: int = CALIBRATION_SAMPLES
+
+    def __post_init__(self) -> None:
+        check_precision(self.precision)
+        if self.calibration_samples < 1:
+            raise NNSearchError(f"calibration_samples must be >= 1, got {self.calibration_samples}")
 
     @property
     def objectives(self) -> dict[str, str]:

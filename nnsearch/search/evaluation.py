@@ -26,9 +26,10 @@ from nnsearch.search.candidate_latency import CandidateLatency
 from nnsearch.search.config import OBJECTIVES, PHASE_ATTR
 from nnsearch.search.early_stopping import EarlyStopRule, EpochHistory, StoppedEarly, check_epoch
 from nnsearch.search.inputs import TrainingInputs, silent
+from nnsearch.search.quantized import QuantizedQuality
 from nnsearch.search.recorder import TrialRecorder
 from nnsearch.search.samplers import CONSTRAINT_ATTR, set_latency_constraint
-from nnsearch.store.record import LatencyRecord
+from nnsearch.store.record import LatencyRecord, PrecisionRecord
 from nnsearch.train.distill import DistillationDiverged, DistillConfig, distill
 
 
@@ -68,7 +69,7 @@ class CandidateEvaluator:
                  latency: CandidateLatency, recorder: TrialRecorder, *, seed: int = 0,
                  early_stop: EarlyStopRule | None = None, history: Callable[[], EpochHistory] | None = None,
                  device: torch.device | None = None, verbose: bool = False,
-                 log: Callable[[str], None] = silent) -> None:
+                 log: Callable[[str], None] = silent, quantized: QuantizedQuality | None = None) -> None:
         self.space = space
         self.distill_config = distill_config
         self.inputs = inputs
@@ -80,6 +81,7 @@ class CandidateEvaluator:
         self.device = device or torch.device("cpu")
         self.verbose = verbose
         self.log = log
+        self.quantized = quantized  # the quantize-and-evaluate step of a search at another precision than fp32
 
     def evaluate(self, trial: optuna.Trial) -> TrialOutcome:
         """Sample, predict, distill, time and record one candidate."""
@@ -119,22 +121,33 @@ class CandidateEvaluator:
             self._record(trial.number, arch, student, epochs=epochs, latencies=_present(predicted), state="stopped")
             self.log(f"trial {trial.number}: {exc}")
             return TrialOutcome(trial.number, arch, "stopped", epochs[-1].psnr, predicted.ms, params, str(exc))
-        measured = self.latency.measure(student, arch) if self.latency.can_measure else None
+        quantized: list[PrecisionRecord] = []
+        if self.quantized is None:
+            measured = self.latency.measure(student, arch) if self.latency.can_measure else None
+        else:  # quantize-and-evaluate: the objectives are the quantized model's
+            data = self.inputs.data
+            with self.quantized.quantizer(student, arch, data) as quantizer:
+                quantized.append(self.quantized.quality(quantizer, data))
+                measured = self.latency.measure(student, arch, quantizer) if self.latency.can_measure else None
+            student.to(self.device)
         latency = (measured or predicted).ms  # min of runs, like the table's entries
         self._record(trial.number, arch, student, epochs=result.epochs, latencies=_present(predicted, measured),
-                     state="complete")
-        outcome = TrialOutcome(trial.number, arch, "complete", result.final.psnr, latency, params)
+                     state="complete", precisions=quantized)
+        quality = quantized[0].psnr if quantized else result.final.psnr
+        outcome = TrialOutcome(trial.number, arch, "complete", quality, latency, params)
         lat = self.latency.config
         guess = f" (predicted {predicted.ms:.1f})" if predicted and measured else ""
-        self.log(f"trial {trial.number}: PSNR {outcome.psnr:.2f} dB, SSIM {result.final.ssim:.4f}, "
+        at = f" ({quantized[0].precision}; fp32 {result.final.psnr:.2f})" if quantized else ""
+        ssim = quantized[0].ssim if quantized else result.final.ssim
+        self.log(f"trial {trial.number}: PSNR {outcome.psnr:.2f} dB{at}, SSIM {ssim:.4f}, "
                  f"latency {outcome.latency_ms:.1f} ms{guess} @ {lat.height}x{lat.width}, "
                  f"{params:,} params ({time.perf_counter() - began:.0f} s)")
         return outcome
 
     def _record(self, number: int, arch: Arch, student: torch.nn.Module, *, epochs: list,
-                latencies: list[LatencyRecord], state: str) -> None:
+                latencies: list[LatencyRecord], state: str, precisions: list[PrecisionRecord] | None = None) -> None:
         self.recorder.record(number, arch, student, dataset=self.inputs.data.name, epochs=epochs,
-                             latencies=latencies, state=state)
+                             latencies=latencies, state=state, precisions=precisions)
 
     def _epoch_callback(self, epochs: list, predicted: LatencyRecord | None) -> Callable[[Any], None]:
         """Collects epoch records and applies the early-stopping rule after each epoch."""

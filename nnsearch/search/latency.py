@@ -38,23 +38,26 @@ from nnsearch.store.schema import NN, utcnow
 HOST_DEVICE = "host-cpu"
 
 _TABLES: dict[tuple[str, DeviceProfile], LatencyTable] = {}
-_PROFILES: dict[tuple[str, str, int], DeviceProfile] = {}
+_PROFILES: dict[tuple[str, str, int, str], DeviceProfile] = {}
 
 
-def resolve_profile(store: Store, device_name: str, threads: int = 1) -> DeviceProfile:
-    """The device profile a name means: this host for 'host-cpu', else the one stored for that name."""
+def resolve_profile(store: Store, device_name: str, threads: int = 1, precision: str = "fp32") -> DeviceProfile:
+    """The device profile a name means: this host for 'host-cpu', else the one stored for that name.
+
+    Each precision has its own table (`DeviceProfile.precision`).
+    """
     if device_name == HOST_DEVICE:
-        return host_profile(threads, HOST_DEVICE)
-    cache_key = (store.url, device_name, int(threads))
+        return host_profile(threads, HOST_DEVICE, precision)
+    cache_key = (store.url, device_name, int(threads), precision)
     if cache_key in _PROFILES:
         return _PROFILES[cache_key]
-    found = device_profiles(store, device_name, int(threads))
+    found = device_profiles(store, device_name, int(threads), precision)
     if not found:
-        known = ", ".join(f"{p.name}/{p.threads}t" for p in device_profiles(store)) or "none"
+        known = ", ".join(f"{p.name}/{p.threads}t/{p.precision}" for p in device_profiles(store)) or "none"
         raise LatencyError(
-            f"no latency table for device '{device_name}' with {threads} thread(s) in {store.display_url} "
-            f"(stored: {known}); import one with `nnsearch lut import FILE.csv --device {device_name} "
-            f"--threads {threads}`, or use '{HOST_DEVICE}'")
+            f"no latency table for device '{device_name}' with {threads} thread(s) at {precision} in "
+            f"{store.display_url} (stored: {known}); import one with `nnsearch lut import FILE.csv --device "
+            f"{device_name} --threads {threads} --precision {precision}`, or use '{HOST_DEVICE}'")
     if len(found) > 1:
         raise LatencyError(f"device '{device_name}' with {threads} thread(s) has several stored profiles "
                            f"({'; '.join(map(str, found))}); keep one runtime version per device name")
@@ -84,13 +87,13 @@ def clear_caches() -> None:
 
 
 def predict_latency(store: Store, arch: Arch, device_name: str, height: int, width: int, threads: int = 1,
-                    measure_missing: bool = True) -> float:
+                    measure_missing: bool = True, precision: str = "fp32") -> float:
     """Predicted latency in ms of `arch` at height x width on a device profile, from the stored LUT.
 
     For 'host-cpu' with `measure_missing`, missing entries are measured here and
     stored; otherwise a missing entry is a `LatencyError` that says how to fill it.
     """
-    profile = resolve_profile(store, device_name, threads)
+    profile = resolve_profile(store, device_name, threads, precision)
     table = latency_table(store, profile)
     measure = measure_missing and device_name == HOST_DEVICE and can_measure(profile)
     try:
@@ -102,11 +105,11 @@ def predict_latency(store: Store, arch: Arch, device_name: str, height: int, wid
             raise
     raise LatencyError(
         f"the lookup table for {profile} lacks {len(gaps)} of the {len(wanted)} op keys of {arch.describe()} "
-        f"at {height}x{width} (e.g. {gaps[0]}); {fill_hint(device_name, height, width, threads)}")
+        f"at {height}x{width} (e.g. {gaps[0]}); {fill_hint(device_name, height, width, threads, precision)}")
 
 
 def fill_space_table(store: Store, space: SearchSpace, height: int, width: int, threads: int = 1, *,
-                     runs: int = 5, verbose: bool = True) -> tuple[int, int]:
+                     runs: int = 5, verbose: bool = True, precision: str = "fp32") -> tuple[int, int]:
     """Measure on this host every lookup-table key of `space` at height x width that the store lacks.
 
     Keys this machine measured before, for any store, are copied from its table
@@ -117,46 +120,49 @@ def fill_space_table(store: Store, space: SearchSpace, height: int, width: int, 
 
     keys = space_keys(space, height, width)
     backend = lut_backend(store)
-    table = LatencyTable(host_profile(threads, HOST_DEVICE), backend, runs=runs)
+    table = LatencyTable(host_profile(threads, HOST_DEVICE, precision), backend, runs=runs)
     todo = table.missing(keys)
     if backend.copied and verbose:
         print(f"lookup table: copied {backend.copied} entries at {height}x{width} measured earlier on this machine "
               f"({backend.machine.path})", flush=True)
-    for key in progress(todo, total=len(todo), desc=f"lookup table {height}x{width}", enabled=verbose and bool(todo)):
+    desc = f"lookup table {height}x{width}" + ("" if precision == "fp32" else f" {precision}")
+    for key in progress(todo, total=len(todo), desc=desc, enabled=verbose and bool(todo)):
         table.build([key])
     if todo:
         clear_caches()  # cached tables re-read the new entries
     return len(todo), len(keys)
 
 
-def fill_hint(device_name: str, height: int, width: int, threads: int) -> str:
+def fill_hint(device_name: str, height: int, width: int, threads: int, precision: str = "fp32") -> str:
     """How to fill a device's table, for error messages."""
+    flag = "" if precision == "fp32" else f" --precision {precision}"
     if device_name == HOST_DEVICE:
         return (f"run `nnsearch lut build --device {HOST_DEVICE} --space SPACE --resolution {height}x{width} "
-                f"--threads {threads}`")
-    return (f"run `nnsearch lut export-probes --space SPACE --resolution {height}x{width} --out probes`, time the "
-            f"probes on the device with benchmark_model --num_threads={threads}, then "
-            f"`nnsearch lut import latencies.csv --device {device_name} --threads {threads}`")
+                f"--threads {threads}{flag}`")
+    return (f"run `nnsearch lut export-probes --space SPACE --resolution {height}x{width} --out probes{flag}`, time "
+            f"the probes on the device with benchmark_model --num_threads={threads}, then "
+            f"`nnsearch lut import latencies.csv --device {device_name} --threads {threads}{flag}`")
 
 
 def prediction_record(store: Store, latency_ms: float, device_name: str, height: int, width: int,
-                      threads: int = 1) -> LatencyRecord:
+                      threads: int = 1, precision: str = "fp32") -> LatencyRecord:
     """A `LatencyRecord` of kind 'predicted' for a `predict_latency` result (e.g. for a ModelRecord).
 
     The prediction estimates the whole model's minimum over runs (the statistic
     the table sums), so it goes into `min_ms` as well as `median_ms`.
     """
-    profile = resolve_profile(store, device_name, threads)
+    profile = resolve_profile(store, device_name, threads, precision)
     return LatencyRecord(device=profile.name, runtime=profile.runtime, runtime_version=profile.runtime_version,
                          threads=profile.threads, height=height, width=width, kind="predicted",
-                         median_ms=float(latency_ms), min_ms=float(latency_ms), runs=0)
+                         median_ms=float(latency_ms), min_ms=float(latency_ms), runs=0, precision=precision)
 
 
-def measured_record(timing: Timing, device_name: str, height: int, width: int) -> LatencyRecord:
+def measured_record(timing: Timing, device_name: str, height: int, width: int,
+                    precision: str = "fp32") -> LatencyRecord:
     """A `LatencyRecord` of kind 'measured' for a whole-model `Timing` at height x width."""
     return LatencyRecord(device=device_name, runtime=timing.runtime, runtime_version=timing.runtime_version,
                          threads=timing.threads, height=height, width=width, kind="measured",
-                         **timing.stat_values())
+                         precision=precision, **timing.stat_values())
 
 
 def record_latency(store: Store, nn: str, record: LatencyRecord) -> None:

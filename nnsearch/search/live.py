@@ -26,11 +26,12 @@ class StudyStatus:
 
     @classmethod
     def read(cls, study: optuna.Study, store: Store, total: int, device: str = "host-cpu", recent: int = 3, *,
-             reader: StudyReader | None = None) -> "StudyStatus":
+             reader: StudyReader | None = None, precision: str = "fp32") -> "StudyStatus":
         """The status now; `reader` (the study's incremental reader) reads only new trials, else all are read."""
         counts = TrialCounts.of(study)
         if reader is None:
-            reader = StudyReader(store, study.study_name, study_configuration(store, study.study_name, device))
+            reader = StudyReader(store, study.study_name,
+                                 study_configuration(store, study.study_name, device, precision))
         rows = reader.results()
         complete = rows[rows["state"] == "complete"].dropna(subset=["psnr", "latency_ms"])
         front = pareto(complete.drop_duplicates("nn"), {"psnr": "max", "latency_ms": "min"}) if len(complete) else complete

@@ -8,7 +8,7 @@ import optuna
 
 from nnsearch.errors import NNSearchError
 from nnsearch.search.claims import advisory_lock
-from nnsearch.search.config import CONFIG_ATTR, SPACE_ATTR, HeartbeatConfig, StudyConfig
+from nnsearch.search.config import CONFIG_ATTR, PRECISION_ATTR, SPACE_ATTR, HeartbeatConfig, StudyConfig
 from nnsearch.search.quiet import quiet_optuna
 from nnsearch.store.engine import Store
 
@@ -41,9 +41,20 @@ def open_optuna_study(config: StudyConfig, store: Store, sampler: optuna.sampler
                 f"this run asks for {list(config.objectives)}; use another --study name")
         study.set_metric_names(list(config.objectives))
         _check_space(study, config, store)
+        _check_precision(study, config, store)
         if CONFIG_ATTR not in study.user_attrs:
             study.set_user_attr(CONFIG_ATTR, config.settings())
     return study
+
+
+def _check_precision(study: optuna.Study, config: StudyConfig, store: Store) -> None:
+    """Store the study's precision with it; refuse resuming it at another precision."""
+    stored = study.user_attrs.get(PRECISION_ATTR)
+    if stored is None:
+        study.set_user_attr(PRECISION_ATTR, config.precision)
+    elif stored != config.precision:
+        raise NNSearchError(f"study '{config.name}' in {store.display_url} searches at precision {stored}, "
+                            f"this run asks for {config.precision}; use --precision {stored} or another --study name")
 
 
 def _check_space(study: optuna.Study, config: StudyConfig, store: Store) -> None:

@@ -23,8 +23,10 @@ def fill_lookup_table(config: StudyConfig, store: Store, *, verbose: bool = True
     lat = config.latency
     if config.sampler not in PREDICTS_LATENCY or not lat.predict or lat.device != HOST_DEVICE:
         return
-    with advisory_lock(store, f"lut-{lat.height}x{lat.width}-{lat.threads}"):
-        measured, total = fill_space_table(store, config.space, lat.height, lat.width, lat.threads, verbose=verbose)
+    precision = config.precision
+    with advisory_lock(store, f"lut-{lat.height}x{lat.width}-{lat.threads}-{precision}"):
+        measured, total = fill_space_table(store, config.space, lat.height, lat.width, lat.threads, verbose=verbose,
+                                           precision=precision)
     if measured:
         log(f"lookup table: measured {measured} of the space's {total} layer latencies at "
             f"{lat.height}x{lat.width} on {lat.device}")

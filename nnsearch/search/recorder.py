@@ -14,7 +14,7 @@ from nnsearch.model.counting import conv_depth, count_macs, count_params
 from nnsearch.store.engine import Store
 from nnsearch.store.latency import LatencyQuery
 from nnsearch.store.query import StudyReader, study_results
-from nnsearch.store.record import TASK, LatencyRecord, ModelRecord, prm_uid, record_trial
+from nnsearch.store.record import TASK, LatencyRecord, ModelRecord, PrecisionRecord, prm_uid, record_trial
 from nnsearch.store.schema import TrialLink
 from nnsearch.train.crops import transform_code, transform_name
 from nnsearch.train.distill import DistillConfig
@@ -55,7 +55,7 @@ class TrialRecorder:
             state="complete")))
 
     def record(self, number: int, arch: Arch, student: torch.nn.Module, *, dataset: str, epochs: list,
-               latencies: list[LatencyRecord], state: str) -> None:
+               latencies: list[LatencyRecord], state: str, precisions: list[PrecisionRecord] | None = None) -> None:
         """One trial's rows in one transaction: model, code, epochs, latencies, weights (when trained)."""
         defer_interrupts()
         height, width = self.macs_hw
@@ -69,5 +69,6 @@ class TrialRecorder:
             params=params, macs=count_macs(student, arch, height, width), macs_hw=(height, width),
             depth=conv_depth(student), model_size_bytes=params * 4,
             epochs=epochs, latencies=latencies, weights=buffer.getvalue() if epochs else None,
+            precisions=precisions or [],
         )
         record_trial(self.store, self.study, number, record, state=state)

@@ -38,6 +38,7 @@ from nnsearch.search.optuna_setup import open_optuna_study, optuna_storage  # no
 from nnsearch.search.preparation import check_budget_reachable, fill_lookup_table
 from nnsearch.search.recorder import TrialRecorder
 from nnsearch.search.samplers import SAMPLERS, SamplerContext
+from nnsearch.search.quantized import QuantizedQuality
 from nnsearch.search.trial_loop import TrialLoop
 from nnsearch.store.engine import Store
 from nnsearch.store.latency import LatencyQuery
@@ -66,14 +67,17 @@ class Study:
         self.log = print_log if verbose else silent
         self.inputs = TrainingInputs(config, self.device, data=data, verbose=verbose, log=self.log)
         lat = config.latency
-        self.latency = CandidateLatency(store, lat, Path(), max_latency_ms=config.max_latency_ms)
+        self.latency = CandidateLatency(store, lat, Path(), max_latency_ms=config.max_latency_ms,
+                                        precision=config.precision)
+        self.quantized = (None if config.precision == "fp32" else
+                          QuantizedQuality(config.precision, config.calibration_samples, config.seed))
         self.results_dir = (results_root or default_results_root()) / config.name
         self.recorder = TrialRecorder(store, config.name, config.distill, latency=self.latency_query(),
                                       macs_hw=(lat.height, lat.width))
         self.evaluator = CandidateEvaluator(
             config.space, config.distill, self.inputs, self.latency, self.recorder, seed=config.seed,
             early_stop=config.early_stop, history=lambda: EpochHistory.of(self.recorder.reader),
-            device=self.device, verbose=verbose, log=self.log)
+            device=self.device, verbose=verbose, log=self.log, quantized=self.quantized)
         self.optuna = open_optuna_study(config, store, self._sampler(config.seed), heartbeat)
         self.loop = TrialLoop(self.optuna, self.evaluator.evaluate, list(config.objectives), claim=self._claim,
                               log=self.log, after_trial=self._after_trial)
@@ -99,6 +103,8 @@ class Study:
 
     def prepare(self) -> None:
         """Everything workers share, done once: lookup table, budget check, data, teacher and its outputs."""
+        if self.quantized is not None:  # calibration crops that do not fit fail here, before any training
+            self.quantized.check_calibration(self.data)
         self.fill_lookup_table()
         self.check_budget_reachable()
         self.targets()
@@ -157,7 +163,7 @@ class Study:
     def latency_query(self) -> LatencyQuery:
         """The study's latency configuration, for `nnsearch.store.latency` (device, size, threads)."""
         lat = self.config.latency
-        return LatencyQuery(lat.device, lat.height, lat.width, lat.threads)
+        return LatencyQuery(lat.device, lat.height, lat.width, lat.threads, self.config.precision)
 
     def reader(self) -> StudyReader:
         """This process's incremental reader of the study's results (each call reads only new trials)."""

@@ -9,8 +9,14 @@ that device by the one rule of `nnsearch.store.latency` (measured before
 predicted, the minimum over runs; at one study's configuration when `study`
 names one study, else at the model's largest recorded input and fewest
 threads); `run_data()` returns every latency record. `device` selects which
-device columns appear; it never drops rows; `precision` picks the records'
-precision ('fp32' by default).
+device columns appear; it never drops rows; `precision` picks which precisions
+get columns (default: every recorded one; fp32 columns carry no suffix).
+
+Precision. Quality of a quantized variant is a stat row with the metric name
+`<metric>@<precision>` (`psnr@int8`, `ssim@w8a16`, `psnr@fp16`; plain `psnr` is
+fp32), so `data(metric="psnr@int8")` selects it. Latency of a quantized model
+goes in a column `latency_ms@<device>@<precision>` (e.g.
+`latency_ms@host-cpu@int8`); `run_data()` has a `precision` column and filter.
 
 Filters combine with AND; a list, tuple or set means "any of". Reading is one
 query for the stat rows plus one batched query per side table (codes,
@@ -69,7 +75,7 @@ def data(
     prm: Mapping[str, Any] | Filter = None,
     study: Filter = None,
     device: Filter = None,
-    precision: str = DEFAULT_PRECISION,
+    precision: Filter = None,
 ) -> pd.DataFrame:
     """Stat rows with their model, metric and transform code, hyperparameters, size and latency.
 
@@ -89,7 +95,7 @@ def data(
                                                       precision, single))
 
 
-def _read_stats(conn: Connection, query: Any, device: Filter, precision: str, study: str | None) -> pd.DataFrame:
+def _read_stats(conn: Connection, query: Any, device: Filter, precision: Filter, study: str | None) -> pd.DataFrame:
     """The rows of `query` with codes, hyperparameters, sizes and latency columns added."""
     rows = _tuples(conn, query)
     frame = pd.DataFrame.from_records(rows, columns=list(_STAT_COLUMNS))
@@ -116,10 +122,12 @@ def run_data(
     kind: Filter = None,
     runtime: Filter = None,
     max_rows: int | None = None,
+    precision: Filter = None,
 ) -> pd.DataFrame:
-    """Every latency record (`latency_run`), ordered by nn, device and time."""
+    """Every latency record (`latency_run`), ordered by nn, device and time (`precision`: fp32, int8, ...)."""
     where = [c for c in (_match(LatencyRun.nn, nn), _match(LatencyRun.device, device),
-                         _match(LatencyRun.kind, kind), _match(LatencyRun.runtime, runtime)) if c is not None]
+                         _match(LatencyRun.kind, kind), _match(LatencyRun.runtime, runtime),
+                         _match(LatencyRun.precision, precision)) if c is not None]
     query = (select(*(getattr(LatencyRun, c) for c in RUN_COLUMNS)).where(*where)
              .order_by(LatencyRun.nn, LatencyRun.device, LatencyRun.created_at, LatencyRun.id).limit(max_rows))
     with open_store(db) as store:
@@ -213,18 +221,23 @@ def _prm_dicts(conn: Connection, uids: list[str]) -> dict[str, dict[str, Any]]:
     return by_uid
 
 
-def _latency_columns(conn: Connection, names: list[str], device: Filter, precision: str,
+def _latency_columns(conn: Connection, names: list[str], device: Filter, precision: Filter,
                      study: str | None) -> dict[str, dict[str, float]]:
-    """`latency_ms@<device>` -> {nn: ms} by `nnsearch.store.latency` (at `study`'s configuration if given)."""
-    where = [LatencyRun.precision == precision]
-    if device is not None:
-        where.append(_match(LatencyRun.device, device))
-    recorded = {dev for (dev,) in _fetch_by(conn, LatencyRun.nn, (LatencyRun.device,), names, *where)}
+    """`latency_ms@<device>[@<precision>]` -> {nn: ms} by `nnsearch.store.latency` (at `study`'s configuration if given).
+
+    fp32 columns are named `latency_ms@<device>`, others `latency_ms@<device>@<precision>`;
+    `precision` (None: every recorded one) selects which precisions get columns.
+    """
+    where = [c for c in (_match(LatencyRun.device, device), _match(LatencyRun.precision, precision)) if c is not None]
+    recorded = set(_fetch_by(conn, LatencyRun.nn, (LatencyRun.device, LatencyRun.precision), names, *where))
+    wanted = _as_set(precision) or {DEFAULT_PRECISION}
+    recorded |= {(dev, prec) for dev in _as_set(device) for prec in wanted}
     columns: dict[str, dict[str, float]] = {}
-    for dev in sorted(recorded | _as_set(device)):
-        query = (study_configuration(conn, study, dev, precision) if study is not None
-                 else LatencyQuery(dev, precision=precision))
-        columns[f"{LATENCY_PREFIX}{dev}"] = {nn: found.ms for nn, found in student_latencies(conn, names, query).items()}
+    for dev, prec in sorted(recorded):
+        query = (study_configuration(conn, study, dev, prec) if study is not None
+                 else LatencyQuery(dev, precision=prec))
+        name = f"{LATENCY_PREFIX}{dev}" + ("" if prec == DEFAULT_PRECISION else f"@{prec}")
+        columns[name] = {nn: found.ms for nn, found in student_latencies(conn, names, query).items()}
     return columns
 
 

@@ -13,6 +13,9 @@ from nnsearch.store.engine import Store
 from nnsearch.store.schema import LatencyLUT
 
 _TABLE = LatencyLUT.__table__
+#: The `latency_lut` columns that make a `DeviceProfile`, in its field order.
+_PROFILE_COLUMNS = (LatencyLUT.device, LatencyLUT.runtime, LatencyLUT.runtime_version, LatencyLUT.threads,
+                    LatencyLUT.precision)
 
 
 class SqlLutBackend:
@@ -38,9 +41,12 @@ class SqlLutBackend:
             self.store.write(lambda session, d=device, g=group: _upsert(session, d, g))
 
 
-def device_profiles(store: Store, name: str | None = None, threads: int | None = None) -> list[DeviceProfile]:
-    """The device profiles with stored entries (optionally one device name and thread count), sorted."""
-    query = select(LatencyLUT.device, LatencyLUT.runtime, LatencyLUT.runtime_version, LatencyLUT.threads).distinct()
+def device_profiles(store: Store, name: str | None = None, threads: int | None = None,
+                    precision: str | None = None) -> list[DeviceProfile]:
+    """The device profiles with stored entries (optionally one name, thread count, precision), sorted."""
+    query = select(*_PROFILE_COLUMNS).distinct()
+    if precision is not None:
+        query = query.where(LatencyLUT.precision == precision)
     if name is not None:
         query = query.where(LatencyLUT.device == name)
     if threads is not None:
@@ -51,7 +57,7 @@ def device_profiles(store: Store, name: str | None = None, threads: int | None =
 
 def lut_summary(store: Store, name: str | None = None) -> list[dict[str, Any]]:
     """Per device profile: entry count, counts by source and by op, the total of the entries' `LutEntry.ms`."""
-    columns = (LatencyLUT.device, LatencyLUT.runtime, LatencyLUT.runtime_version, LatencyLUT.threads)
+    columns = _PROFILE_COLUMNS
     query = (select(*columns, LatencyLUT.source, LatencyLUT.op, func.count(),
                     func.sum(func.coalesce(LatencyLUT.min_ms, LatencyLUT.median_ms)))
              .group_by(*columns, LatencyLUT.source, LatencyLUT.op))
@@ -67,8 +73,8 @@ def lut_summary(store: Store, name: str | None = None) -> list[dict[str, Any]]:
     return [{"device": device, **summary[device]} for device in sorted(summary, key=_order)]
 
 
-def _order(device: DeviceProfile) -> tuple[str, int, str, str]:
-    return device.name, device.threads, device.runtime, device.runtime_version
+def _order(device: DeviceProfile) -> tuple[str, int, str, str, str]:
+    return device.name, device.threads, device.precision, device.runtime, device.runtime_version
 
 
 def _device_filter(device: DeviceProfile, ops: set[str]) -> tuple[Any, ...]:
@@ -78,6 +84,7 @@ def _device_filter(device: DeviceProfile, ops: set[str]) -> tuple[Any, ...]:
         LatencyLUT.runtime == device.runtime,
         LatencyLUT.runtime_version == device.runtime_version,
         LatencyLUT.threads == device.threads,
+        LatencyLUT.precision == device.precision,
         LatencyLUT.op.in_(sorted(ops)),
     )
 
@@ -106,7 +113,7 @@ def _upsert(session: Session, device: DeviceProfile, entries: list[LutEntry]) ->
         row = existing.get(entry.key)
         if row is None:
             row = LatencyLUT(device=device.name, runtime=device.runtime, runtime_version=device.runtime_version,
-                             threads=device.threads, **entry.key._asdict())
+                             threads=device.threads, precision=device.precision, **entry.key._asdict())
             session.add(row)
             existing[entry.key] = row
         for column, value in _values(entry).items():

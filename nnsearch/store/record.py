@@ -46,6 +46,19 @@ METRIC_CODE = {
     "psnr": "# PSNR on float images in [0, 1], no rounding: 10*log10(1/MSE); see nnsearch.train.metrics.psnr\n",
     "ssim": "# SSIM, 11x11 Gaussian window sigma 1.5, per channel, K1=0.01 K2=0.03; see nnsearch.train.metrics.ssim\n",
 }
+
+
+def precision_metric(metric: str, precision: str = "fp32") -> str:
+    """The stat metric name of a quality figure at a precision: 'psnr' for fp32, else e.g. 'psnr@int8'."""
+    return metric if precision == "fp32" else f"{metric}@{precision}"
+
+
+def precision_metric_code(metric: str, precision: str) -> str:
+    """The `metric` table code of `precision_metric(metric, precision)`."""
+    return (METRIC_CODE[metric].rstrip("\n") + f"; computed on the output of the {precision} .tflite file in "
+            "ai-edge-litert (full resolution, tiled); see nnsearch.export.quantized\n")
+
+
 #: Columns that identify a stat row (its unique key).
 STAT_KEY = ("task", "dataset", "metric", "nn", "epoch", "transform", "prm", "run")
 #: Optional training diagnostics of a stat row (the `train_stat` table).
@@ -97,8 +110,18 @@ class LatencyRecord(LatencyStat):
     height: int
     width: int
     kind: str  # "measured" or "predicted"
-    precision: str = "fp32"
+    precision: str = "fp32"  # of the timed model: fp32, fp16, w8a16 or int8
     created_at: datetime | None = None  # when measured; None: when recorded
+
+
+@dataclass
+class PrecisionRecord:
+    """Full-resolution quality of a quantized variant after the last epoch (stat rows 'psnr@P', 'ssim@P')."""
+
+    precision: str
+    psnr: float
+    ssim: float
+    duration_ns: int = 0
 
 
 @dataclass
@@ -121,6 +144,7 @@ class ModelRecord:
     latencies: list[LatencyRecord] = field(default_factory=list)
     weights: bytes | None = None
     task: str = TASK
+    precisions: list[PrecisionRecord] = field(default_factory=list)
 
 
 @dataclass
@@ -293,10 +317,18 @@ def model_bundle(rec: ModelRecord) -> Bundle:
         train = {f: getattr(ep, f) for f in TRAIN_FIELDS}
         stats.append({**key, "metric": "psnr", "accuracy": ep.psnr, "duration": ep.duration_ns, "train": train})
         stats.append({**key, "metric": "ssim", "accuracy": ep.ssim, "duration": ep.duration_ns})
+    last = rec.epochs[-1].epoch if rec.epochs else 0
+    metric_code = dict(METRIC_CODE)
+    for q in rec.precisions:
+        key = dict(task=rec.task, dataset=rec.dataset, nn=rec.nn, transform=rec.transform, epoch=last, prm=prm)
+        for metric, value in (("psnr", q.psnr), ("ssim", q.ssim)):
+            name = precision_metric(metric, q.precision)
+            metric_code[name] = precision_metric_code(metric, q.precision)
+            stats.append({**key, "metric": name, "accuracy": value, "duration": q.duration_ns})
     now = utcnow()
     return Bundle(
         stats=stats, nn_code={rec.nn: rec.code}, nn_arch={rec.nn: rec.arch_json},
-        metric_code=METRIC_CODE, transform_code={rec.transform: rec.transform_code},
+        metric_code=metric_code, transform_code={rec.transform: rec.transform_code},
         nn_stats={rec.nn: {
             "params": rec.params, "macs": rec.macs, "macs_height": rec.macs_hw[0], "macs_width": rec.macs_hw[1],
             "depth": rec.depth, "model_size_bytes": rec.model_size_bytes,

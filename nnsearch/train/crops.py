@@ -138,3 +138,22 @@ def transform_code(crops: Sequence[int]) -> str:
     """The `transform` row code of :func:`transform_name`."""
     return (f"# random crops {' -> '.join(map(str, crops))} px (progressive over the step budget), "
             "random horizontal flip; see nnsearch.train.crops\n")
+
+
+def calibration_crops(pairs: Sequence[Pair], count: int, size: int, seed: int) -> list[np.ndarray]:
+    """`count` seeded random `size` px crops of the noisy training images (1xHxWx3 float32, NHWC).
+
+    They are what a quantizer's calibration sees: the student's real inputs
+    (only the crops are read from a streamed pair). DataError when there are no
+    pairs or an image is smaller than the crop.
+    """
+    if count < 1 or not pairs:
+        raise DataError(f"calibration needs at least one sample and one training pair, got {count} samples "
+                        f"and {len(pairs)} pairs")
+    small = [(p.name, p.shape[:2]) for p in pairs if min(p.shape[:2]) < size]
+    if small:
+        name, (h, w) = small[0]
+        raise DataError(f"calibration crops of {size} px do not fit training image {name!r} ({h}x{w}); "
+                        f"use a smaller calibration crop or larger images")
+    rng = np.random.default_rng([seed, 0xCA1])
+    return [_random_crop(pairs, size, rng)[0][None] for _ in range(count)]

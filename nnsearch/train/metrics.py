@@ -10,7 +10,7 @@ over channels.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -112,6 +112,9 @@ def _run(model: torch.nn.Module, patch: np.ndarray, device: torch.device) -> np.
     return output[0].float().cpu().numpy().transpose(1, 2, 0)
 
 
+PatchRunner = Callable[[np.ndarray], np.ndarray]  # HxWx3 float32 patch -> HxWx3 float32 output
+
+
 def denoise_image(
     model: torch.nn.Module,
     noisy: np.ndarray,
@@ -127,20 +130,51 @@ def denoise_image(
     multiple of 32) or as overlapping tiles stitched at the middle of each overlap,
     and cropped back. The model's train/eval mode is left as it is; gradients are off.
     """
+    device = torch.device(device)
+    with torch.no_grad():
+        return denoise_tiled(lambda patch: _run(model, patch, device), noisy, tile=tile, overlap=overlap)
+
+
+def denoise_tiled(run: PatchRunner, noisy: np.ndarray, *, tile: int = 512, overlap: int = 32,
+                  fixed_tile: bool = False) -> np.ndarray:
+    """`denoise_image` with any patch runner (e.g. a TFLite interpreter of any precision).
+
+    With ``fixed_tile`` every patch is exactly ``tile`` x ``tile`` (a .tflite file's
+    fixed input): images smaller than a tile are padded up to it first.
+    """
     if noisy.ndim != 3 or noisy.shape[2] != 3:
         raise ValueError(f"denoise_image expects an HxWx3 image, got shape {noisy.shape}")
-    device = torch.device(device)
     tile = max(_SIZE_MULTIPLE, tile // _SIZE_MULTIPLE * _SIZE_MULTIPLE)
     overlap = min(max(overlap, 0), tile - _SIZE_MULTIPLE)
     height, width = noisy.shape[:2]
     padded = _pad_to_multiple(np.asarray(noisy, dtype=np.float32), _SIZE_MULTIPLE)
+    if fixed_tile:
+        padded = _pad_to_at_least(padded, tile)
     out = np.empty_like(padded)
-    with torch.no_grad():
-        for y0, y1, ky0, ky1 in _spans(padded.shape[0], tile, overlap):
-            for x0, x1, kx0, kx1 in _spans(padded.shape[1], tile, overlap):
-                result = _run(model, padded[y0:y1, x0:x1], device)
-                out[ky0:ky1, kx0:kx1] = result[ky0 - y0 : ky1 - y0, kx0 - x0 : kx1 - x0]
+    for y0, y1, ky0, ky1 in _spans(padded.shape[0], tile, overlap):
+        for x0, x1, kx0, kx1 in _spans(padded.shape[1], tile, overlap):
+            result = run(padded[y0:y1, x0:x1])
+            out[ky0:ky1, kx0:kx1] = result[ky0 - y0 : ky1 - y0, kx0 - x0 : kx1 - x0]
     return np.clip(out[:height, :width], 0.0, 1.0)
+
+
+def _pad_to_at_least(image: np.ndarray, size: int) -> np.ndarray:
+    """Pad bottom/right (replicating the edge) so both sides are at least ``size``."""
+    pad_h, pad_w = max(0, size - image.shape[0]), max(0, size - image.shape[1])
+    return np.pad(image, ((0, pad_h), (0, pad_w), (0, 0)), mode="edge") if pad_h or pad_w else image
+
+
+def evaluate_tiled(run: PatchRunner, pairs: Sequence[ImagePair], *, tile: int = 512,
+                   fixed_tile: bool = False) -> dict[str, float]:
+    """Mean PSNR and SSIM over ``pairs`` of a patch runner's full-resolution (tiled) outputs."""
+    if not pairs:
+        raise ValueError("evaluate needs at least one image pair")
+    scores = []
+    for pair in pairs:
+        out = denoise_tiled(run, pair.noisy, tile=tile, fixed_tile=fixed_tile)
+        scores.append((psnr(out, pair.clean), ssim(out, pair.clean)))
+    psnrs, ssims = zip(*scores)
+    return {"psnr": float(np.mean(psnrs)), "ssim": float(np.mean(ssims))}
 
 
 def evaluate(
@@ -158,12 +192,9 @@ def evaluate(
         raise ValueError("evaluate needs at least one image pair")
     was_training = model.training
     model.eval()
-    scores = []
+    device = torch.device(device)
     try:
-        for pair in pairs:
-            out = denoise_image(model, pair.noisy, tile=tile, device=device)
-            scores.append((psnr(out, pair.clean), ssim(out, pair.clean)))
+        with torch.no_grad():
+            return evaluate_tiled(lambda patch: _run(model, patch, device), pairs, tile=tile)
     finally:
         model.train(was_training)
-    psnrs, ssims = zip(*scores)
-    return {"psnr": float(np.mean(psnrs)), "ssim": float(np.mean(ssims))}

@@ -16,6 +16,10 @@ from nnsearch.latency.tflite.graph import schema as _schema
 from nnsearch.latency.tflite.interpreter import check_native_ops
 from nnsearch.latency.tflite.lowering import lower
 
+#: The SignatureDef every written file has (the quantizer's calibration needs one) and its output's name.
+SIGNATURE_KEY = "serving_default"
+SIGNATURE_OUTPUT = "output"
+
 
 def _conv_arrays(layer: Layer, in_c: int, out_c: int) -> tuple[np.ndarray, np.ndarray]:
     """OHWI weights and bias of a CONV_2D layer (seeded random when it has no module)."""
@@ -78,9 +82,23 @@ class _FlatModel:
         model.version, model.description = 3, description
         model.subgraphs, model.buffers = [sub], self.buffers
         model.operatorCodes = [self._code(op) for op in self.codes]  # dicts keep insertion order
+        model.signatureDefs = [self._signature(inputs, output)]
         builder = flatbuffers.Builder(1024)
         builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
         return bytes(builder.Output())
+
+    def _signature(self, inputs: list[str], output: str) -> Any:
+        """The `serving_default` SignatureDef: each graph input and the output under its tensor name."""
+        signature = self.schema.SignatureDefT()
+        signature.signatureKey, signature.subgraphIndex = SIGNATURE_KEY, 0
+        signature.inputs = [self._tensor_map(name, self.index[name]) for name in inputs]
+        signature.outputs = [self._tensor_map(SIGNATURE_OUTPUT, self.index[output])]
+        return signature
+
+    def _tensor_map(self, name: str, index: int) -> Any:
+        entry = self.schema.TensorMapT()
+        entry.name, entry.tensorIndex = name, index
+        return entry
 
     def _code(self, op: str) -> Any:
         code = self.schema.OperatorCodeT()

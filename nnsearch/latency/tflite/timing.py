@@ -61,6 +61,14 @@ def _timer(clock: str) -> Callable[[], int]:
     return time.thread_time_ns if clock == "thread-cpu" else time.perf_counter_ns
 
 
+def _random_input(rng: np.random.Generator, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """Random values of a tensor's dtype: uniform [0, 1) floats, or integers over the type's range."""
+    if dtype.kind == "f":
+        return rng.random(shape, dtype=np.float32).astype(dtype)
+    info = np.iinfo(dtype)
+    return rng.integers(info.min, info.max, shape, dtype=dtype, endpoint=True)
+
+
 def time_tflite(path: str | Path, *, runs: int = 5, warmup: int = 1, threads: int = 1, clock: str = "auto",
                 min_total_ms: float = 0.0, max_runs: int = 200) -> Timing:
     """Time a .tflite file on random inputs of the shapes it declares.
@@ -77,7 +85,7 @@ def time_tflite(path: str | Path, *, runs: int = 5, warmup: int = 1, threads: in
     rng = np.random.default_rng(0)
     details = interpreter.get_input_details()
     for d in details:
-        interpreter.set_tensor(d["index"], rng.random(tuple(d["shape"]), dtype=np.float32))
+        interpreter.set_tensor(d["index"], _random_input(rng, tuple(d["shape"]), np.dtype(d["dtype"])))
     for _ in range(warmup):
         interpreter.invoke()
     now, samples = _timer(clock), []
