@@ -26,6 +26,13 @@ def add_db_option(parser: argparse.ArgumentParser) -> None:
                         help="database URL or SQLite file (default: $NNSEARCH_DB, else db/nnsearch.db)")
 
 
+def add_teacher_option(parser: argparse.ArgumentParser) -> None:
+    """The shared `--teacher` option: a preset name or a teacher file."""
+    parser.add_argument("--teacher", default="cpu", metavar="PRESET|PATH",
+                        help="teacher: a preset (cpu, the default, or paper) or a file: TorchScript, a torch.export "
+                             "program (.pt2) or a Python file with build_teacher() and STATE_DICT")
+
+
 def parse_resolution(text: str) -> tuple[int, int]:
     """'1088x1920' -> (1088, 1920), with a clear error otherwise."""
     try:

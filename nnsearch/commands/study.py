@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from nnsearch.commands import add_db_option, parse_resolution
+from nnsearch.commands import add_db_option, add_teacher_option, parse_resolution
 from nnsearch.errors import NNSearchError
 
 #: The names of `nnsearch.search.samplers.SAMPLERS` (listed here so that `--help` does not import Optuna).
@@ -14,7 +14,7 @@ SAMPLER_NAMES = ["guided", "tpe", "nsga2", "random"]
 def cmd_demo(args: argparse.Namespace) -> int:
     from nnsearch.search.demo import run_demo
 
-    summary = run_demo(db=args.db, trials=args.trials, name=args.study)
+    summary = run_demo(db=args.db, trials=args.trials, name=args.study, teacher=args.teacher)
     print(summary.line("demo"))
     return 0
 
@@ -28,6 +28,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     from nnsearch.store.engine import Store
     from nnsearch.train.datasets import load_data
     from nnsearch.train.distill import DistillConfig
+    from nnsearch.train.teacher_check import MIN_GAIN_DB
 
     height, width = parse_resolution(args.resolution)
     if args.trials < 1:
@@ -35,6 +36,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     config = StudyConfig(
         name=args.study, space=load_space(args.space), data_spec=args.data, seed=args.seed,
         sampler=args.sampler, teacher=args.teacher, teacher_steps=args.teacher_steps, max_side=args.max_side,
+        teacher_margin_db=MIN_GAIN_DB if args.teacher_margin is None else args.teacher_margin,
         max_latency_ms=args.max_latency_ms,
         distill=DistillConfig(steps=args.steps, epochs=args.epochs, alpha=args.alpha, seed=args.seed,
                               batch=args.batch, crops=parse_crops(args.crops)),
@@ -74,6 +76,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     demo = sub.add_parser("demo", help="run (or resume) a small real study on the tiny space and built-in data")
     demo.add_argument("--trials", type=int, default=6, help="trials to add (default 6)")
     demo.add_argument("--study", default="demo", help="study name (default demo)")
+    add_teacher_option(demo)
     add_db_option(demo)
     demo.set_defaults(handler=cmd_demo)
 
@@ -107,8 +110,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     search.add_argument("--alpha", type=float, default=0.9, help="weight of the teacher term in the loss")
     search.add_argument("--batch", type=int, default=8, help="distillation batch size (default 8)")
     search.add_argument("--crops", default="48,64", help="progressive crop sizes, e.g. 64,128,256 (default 48,64)")
-    search.add_argument("--teacher", default="cpu", help="teacher preset (cpu or paper)")
+    add_teacher_option(search)
     search.add_argument("--teacher-steps", type=int, default=None, help="teacher training steps (default: preset's)")
+    search.add_argument("--teacher-margin", type=float, default=None, metavar="DB",
+                        help="refuse a teacher less than DB better than the noisy input on validation (default 1.0)")
     search.add_argument("--max-side", type=int, default=None, metavar="PX",
                         help="downscale training/validation images to at most PX on the long side")
     search.add_argument("--device", default="host-cpu", help="device profile name for latency")

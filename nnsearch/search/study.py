@@ -53,7 +53,7 @@ from nnsearch.train.distill import (
     TeacherTargets,
     distill,
 )
-from nnsearch.train.teacher import load_or_train_teacher, teacher_config
+from nnsearch.train.teacher_check import MIN_GAIN_DB, prepare_teacher
 
 OBJECTIVES = ("psnr", "latency_ms")
 DIRECTIONS = ("maximize", "minimize")
@@ -84,8 +84,9 @@ class StudyConfig:
     data_spec: str | None = None
     distill: DistillConfig = field(default_factory=DistillConfig)
     latency: LatencyConfig = field(default_factory=LatencyConfig)
-    teacher: str = "cpu"
+    teacher: str = "cpu"  # a preset name or a teacher file (nnsearch.train.teacher_files)
     teacher_steps: int | None = None
+    teacher_margin_db: float = MIN_GAIN_DB  # refuse a teacher less than this much better than the noisy input
     sampler: str = "guided"  # a name of nnsearch.search.samplers.SAMPLERS
     seed: int = 0
     max_side: int | None = None
@@ -102,6 +103,8 @@ class StudyConfig:
 
 #: Trial user attribute saying what a running trial is doing ("distill" once training starts).
 PHASE_ATTR = "phase"
+#: Study user attribute holding the teacher's validation PSNR (dB), set when the teacher is checked.
+TEACHER_PSNR_ATTR = "teacher_psnr"
 #: Study user attribute holding the search space (`SearchSpace.to_mapping`).
 SPACE_ATTR = "space"
 
@@ -211,11 +214,14 @@ class Study:
         if self._targets is None:
             teacher = None
             if self.config.distill.alpha > 0:
-                config = teacher_config(self.config.teacher, self.config.teacher_steps)
-                teacher = load_or_train_teacher(config, self.data, device=self.device, verbose=self.verbose)
+                teacher = prepare_teacher(self.config.teacher, self.data, steps=self.config.teacher_steps,
+                                          device=self.device, margin_db=self.config.teacher_margin_db,
+                                          verbose=self.verbose)
+                self.optuna.set_user_attr(TEACHER_PSNR_ATTR, teacher.quality.psnr)
             multiple = 2 ** (self.config.space.max_levels - 1)
-            self._targets = TeacherTargets.build(teacher, self.data, self.config.distill, multiple=multiple,
-                                                 device=self.device, verbose=self.verbose)
+            self._targets = TeacherTargets.build(teacher and teacher.module, self.data, self.config.distill,
+                                                 multiple=multiple, device=self.device, verbose=self.verbose,
+                                                 identity=teacher and teacher.identity)
         return self._targets
 
     def prepare(self) -> None:

@@ -92,18 +92,20 @@ class TeacherTargets:
     @classmethod
     def build(cls, teacher: nn.Module | None, data: DenoiseData, config: DistillConfig,
               multiple: int = 32, device: torch.device | str = "cpu", verbose: bool = False, *,
-              cache: bool = True) -> "TeacherTargets":
+              cache: bool = True, identity: str | None = None) -> "TeacherTargets":
         """Crops for `config`'s budget and, when a teacher is given, its predictions.
 
         With `cache` the predictions come from (or go to) the on-disk teacher-output
         cache shared by all candidates and processes (see nnsearch.train.teacher_outputs);
-        without it the teacher is run here. Both give identical float16 outputs.
+        without it the teacher is run here. Both give identical float16 outputs. `identity`
+        keys the cache instead of the teacher's weights (a teacher file's content hash).
         """
         plan = make_batch_plan(data.train, config.schedule, config.steps, config.batch, config.seed, multiple)
         if teacher is None or config.alpha == 0.0:
             return cls(plan, [None] * len(plan))
         if cache:
-            outputs = cached_teacher_outputs(teacher, plan, data.fingerprint, device=device, verbose=verbose)
+            outputs = cached_teacher_outputs(teacher, plan, data.fingerprint, device=device, verbose=verbose,
+                                             identity=identity)
         else:
             outputs = compute_teacher_outputs(teacher, plan, device=device, verbose=verbose)
         return cls(plan, list(outputs))

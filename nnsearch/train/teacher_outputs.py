@@ -7,7 +7,7 @@ other worker processes on the same machine load them. Only the teacher outputs
 are stored (float16: 2 bytes per value, steps x batch x 3 x crop^2 values); the
 noisy/clean crops are rebuilt from the seeded plan, which is cheap.
 
-The key is a SHA-256 over the teacher's weights, the data fingerprint, the crop
+The key is a SHA-256 over the teacher's weights (or a teacher file's content hash), the data fingerprint, the crop
 schedule, steps, batch, seed and crop multiple. A file holds a JSON header (key
 fields, tensor shapes, SHA-256 of the payload) and the raw payload; a file whose
 header, length or checksum does not match is reported and rebuilt, never used.
@@ -81,8 +81,10 @@ def teacher_fingerprint(teacher: nn.Module) -> str:
     return digest.hexdigest()
 
 
-def outputs_key(teacher: nn.Module, data_fingerprint: str, plan: BatchPlan) -> OutputsKey:
-    return OutputsKey(teacher=teacher_fingerprint(teacher), data=data_fingerprint, crops=plan.schedule.sizes,
+def outputs_key(teacher: nn.Module, data_fingerprint: str, plan: BatchPlan, identity: str | None = None
+                ) -> OutputsKey:
+    """The cache key; `identity` (e.g. a teacher file's content hash) stands for the teacher when given."""
+    return OutputsKey(teacher=identity or teacher_fingerprint(teacher), data=data_fingerprint, crops=plan.schedule.sizes,
                       steps=plan.steps, batch=plan.batch, seed=plan.seed, multiple=plan.multiple)
 
 
@@ -100,9 +102,10 @@ def expected_shapes(plan: BatchPlan) -> list[tuple[int, int, int, int]]:
 
 
 def cached_teacher_outputs(teacher: nn.Module, plan: BatchPlan, data_fingerprint: str, *,
-                           device: torch.device | str = "cpu", verbose: bool = False) -> list[torch.Tensor]:
+                           device: torch.device | str = "cpu", verbose: bool = False,
+                           identity: str | None = None) -> list[torch.Tensor]:
     """The teacher's float16 outputs for every batch of `plan`, from the cache or computed and cached."""
-    key = outputs_key(teacher, data_fingerprint, plan)
+    key = outputs_key(teacher, data_fingerprint, plan, identity)
     path = outputs_path(key)
     outputs = _try_load(path, key, plan, verbose)
     if outputs is not None:
