@@ -138,3 +138,18 @@ def test_a_bad_teacher_file_gives_a_one_line_error_naming_it(make, expected: str
                                                              capsys: pytest.CaptureFixture) -> None:
     code, _, err = search(capsys, tmp_path / "s.db", data_spec, make(tmp_path))
     assert code == 2 and expected in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_a_torch_export_program_loads_and_a_static_one_is_refused(tmp_path: Path) -> None:
+    from nnsearch.train.teacher_files import TeacherFileError, load_teacher_file
+
+    x = torch.rand(2, 3, 64, 64)
+    dims = {0: torch.export.Dim("b"), 2: torch.export.Dim("h", min=8, max=4096),
+            3: torch.export.Dim("w", min=8, max=4096)}
+    torch.export.save(torch.export.export(box_blur(), (x,), dynamic_shapes={"x": dims}), tmp_path / "blur.pt2")
+    loaded = load_teacher_file(tmp_path / "blur.pt2")
+    noisy = torch.rand(1, 3, 96, 128)
+    assert loaded.form == "export" and torch.allclose(loaded.module(noisy), box_blur()(noisy), atol=1e-6)
+    torch.export.save(torch.export.export(box_blur(), (x,)), tmp_path / "static.pt2")
+    with pytest.raises(TeacherFileError, match=r"static.pt2 fails on a \(1, 3, 64, 96\) input .*any batch size"):
+        load_teacher_file(tmp_path / "static.pt2")

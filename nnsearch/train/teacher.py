@@ -215,7 +215,7 @@ def train_teacher(
         raise
     _save(path, {"model": model.state_dict(), "config": config.describe(),
                  "data": {"name": data.name, "fingerprint": data.fingerprint, "source": data.source},
-                 "seconds": time.perf_counter() - began})
+                 "versions": training_versions(), "seconds": time.perf_counter() - began})
     partial.unlink(missing_ok=True)
     if verbose:
         print(f"teacher: trained in {time.perf_counter() - began:.0f} s, cached at {path}")
