@@ -95,7 +95,7 @@ def test_a_teacher_no_better_than_the_input_is_refused(data_spec: str, tmp_path:
     identity = script(Identity(), tmp_path / "identity.pt")
     with pytest.raises(TeacherTooWeak, match=r"not clearly better than the noisy input .*--teacher-steps"):
         prepare_teacher(identity, load_data(data_spec), verbose=False)
-    code, out, err = search(capsys, tmp_path / "s.db", data_spec, identity)
+    code, _, err = search(capsys, tmp_path / "s.db", data_spec, identity)
     assert code == 2 and "Traceback" not in err
     assert err.startswith("nnsearch: error: teacher file identity.pt: validation PSNR") and "+0.00 dB" in err
     assert "not clearly better than the noisy input (needs at least +1.0 dB)" in err and len(err.splitlines()) == 1
