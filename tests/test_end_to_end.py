@@ -1,6 +1,7 @@
 """A real 2-trial study on the tiny space with tiny images into a temporary SQLite store."""
 
 import json
+import math
 
 import optuna
 import numpy as np
@@ -24,6 +25,7 @@ def finished_study(tmp_path_factory):
     store = Store(f"sqlite:///{root / 'store.db'}")
     config = StudyConfig(
         name="e2e", space=load_space("tiny"), data_spec=None, max_side=64, teacher_steps=20,
+        teacher_margin_db=-math.inf,  # a 20-step teacher only exercises the pipeline; quality: test_teacher_check
         distill=DistillConfig(steps=6, epochs=2, batch=2, crops=(32,)),
         latency=LatencyConfig(height=64, width=96, runs=2, warmup=1),
     )
@@ -86,6 +88,7 @@ def _budget_study(tmp_path, budget_ms, sampler="random"):
     store = Store(f"sqlite:///{tmp_path / 'budget.db'}")
     config = StudyConfig(
         name=f"budget-{sampler}", space=load_space("tiny"), data_spec=None, max_side=64, teacher_steps=20,
+        teacher_margin_db=-math.inf,  # a 20-step teacher only exercises the pipeline; quality: test_teacher_check
         sampler=sampler,
         distill=DistillConfig(steps=4, epochs=1, batch=2, crops=(32,)),
         latency=LatencyConfig(height=32, width=32, runs=1, warmup=0), max_latency_ms=budget_ms,

@@ -50,3 +50,8 @@ def test_an_installed_nnsearch_finds_its_spaces_and_a_store_outside_any_checkout
     assert lines[0].startswith(str(installed))
     assert lines[1] == "tiny"
     assert lines[2] == str(home / ".local" / "share" / "nnsearch" / "nnsearch.db")
+
+
+def test_the_wheel_ships_the_default_teacher_weights(installed):
+    shipped = sorted(p.name for p in (installed / "nnsearch" / "train" / "weights").iterdir())
+    assert shipped == ["teacher-cpu-builtin.json", "teacher-cpu-builtin.pt"]

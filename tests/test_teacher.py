@@ -100,3 +100,20 @@ def test_bad_input_is_a_one_line_error(argv: list[str], message: str, capsys: py
     code, out, err = run(capsys, "train", *argv)
     assert code == 2 and message in err and err.startswith("nnsearch: error:") and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "cache" / "teachers").exists()
+
+
+def test_training_is_reproducible_and_the_key_covers_versions(
+    images: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from nnsearch.train.datasets import load_data
+    from nnsearch.train.teacher import load_or_train_teacher, teacher_config, teacher_path
+
+    config, data = teacher_config("cpu", 6), load_data(images)
+    weights = []
+    for run in ("a", "b"):  # two fresh caches: two trainings from scratch
+        monkeypatch.setenv("NNSEARCH_CACHE", str(tmp_path / run))
+        weights.append(load_or_train_teacher(config, data, verbose=False).state_dict())
+    assert all(torch.equal(weights[0][name], weights[1][name]) for name in weights[0])
+    before = teacher_path(config, data)
+    monkeypatch.setattr(torch, "__version__", "9.9.9")
+    assert teacher_path(config, data) != before  # a teacher trained under another torch is not reused

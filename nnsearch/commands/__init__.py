@@ -12,7 +12,7 @@ import importlib
 from nnsearch.errors import NNSearchError
 
 #: Modules (in nnsearch.commands) whose sub-commands the CLI offers, in help order.
-COMMAND_MODULES = ("study", "store", "lut", "select", "teacher", "train", "replay")
+COMMAND_MODULES = ("study", "store", "lut", "select", "evaluate", "teacher", "train", "replay")
 
 
 def register_all(subparsers: argparse._SubParsersAction) -> None:
@@ -24,6 +24,13 @@ def add_db_option(parser: argparse.ArgumentParser) -> None:
     """The shared `--db` option."""
     parser.add_argument("--db", default=None,
                         help="database URL or SQLite file (default: $NNSEARCH_DB, else db/nnsearch.db)")
+
+
+def add_teacher_option(parser: argparse.ArgumentParser, default: object = "cpu") -> None:
+    """The shared `--teacher` option: a preset name or a teacher file."""
+    parser.add_argument("--teacher", default=default, metavar="PRESET|PATH",
+                        help="teacher: a preset (cpu or paper; default %(default)s) or a file: TorchScript, a "
+                             "torch.export program (.pt2) or a Python file with build_teacher() and STATE_DICT")
 
 
 def parse_resolution(text: str) -> tuple[int, int]:

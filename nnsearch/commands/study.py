@@ -5,7 +5,13 @@ from __future__ import annotations
 import argparse
 from typing import Any, Callable
 
-from nnsearch.commands import add_db_option, add_precision_option, parse_precision, parse_resolution
+from nnsearch.commands import (
+    add_db_option,
+    add_precision_option,
+    add_teacher_option,
+    parse_precision,
+    parse_resolution,
+)
 from nnsearch.errors import NNSearchError
 
 #: The names of `nnsearch.search.samplers.SAMPLERS` (listed here so that `--help` does not import Optuna).
@@ -50,7 +56,7 @@ def _given(args: argparse.Namespace, **options: str) -> dict:
 def cmd_demo(args: argparse.Namespace) -> int:
     from nnsearch.search.demo import run_demo
 
-    summary = run_demo(db=args.db, trials=args.trials, name=args.study)
+    summary = run_demo(db=args.db, trials=args.trials, name=args.study, teacher=args.teacher)
     print(summary.line("demo"))
     return 0
 
@@ -79,7 +85,7 @@ def search_config(args: argparse.Namespace):  # -> (StudyConfig, HeartbeatConfig
         name=args.study, space=load_space(args.space), data_spec=args.data, sampler=args.sampler,
         teacher_steps=args.teacher_steps, max_side=args.max_side, max_latency_ms=args.max_latency_ms,
         distill=DistillConfig(**distill), latency=LatencyConfig(measure=not args.no_measure, **latency),
-        minimize_params=args.minimize_params, **early_stop, **_given(args, teacher="teacher", seed="seed"),
+        minimize_params=args.minimize_params, **early_stop, **_given(args, teacher="teacher", seed="seed", teacher_margin_db="teacher_margin"),
         precision=parse_precision(args.precision), **_given(args, calibration_samples="calibration_samples"),
     )
     return config, HeartbeatConfig(**_given(args, interval_s="heartbeat_interval", grace_s="grace_period"))
@@ -126,6 +132,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     demo.add_argument("--trials", type=int, default=6,
                       help="finished trials the study should have, as for search (default 6; re-running resumes)")
     demo.add_argument("--study", default="demo", help="study name (default demo)")
+    add_teacher_option(demo)
     add_db_option(demo)
     demo.set_defaults(handler=cmd_demo)
 
@@ -165,12 +172,15 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help="distillation batch size (default %(default)s)")
     search.add_argument("--crops", default=_distill_default("crops", lambda crops: ",".join(map(str, crops))),
                         help="progressive crop sizes, e.g. 64,128,256 (default %(default)s)")
-    search.add_argument("--teacher", default=LibraryDefault("nnsearch.search.config", "StudyConfig", "teacher"),
-                        help="teacher preset (cpu or paper; default %(default)s)")
+    add_teacher_option(search, default=LibraryDefault("nnsearch.search.config", "StudyConfig", "teacher"))
     search.add_argument("--loader-workers", type=int, default=None,
                         help="background processes cutting batches (default: one per 4 cores, 1 to 4; 0: inline)")
     search.add_argument("--no-amp", action="store_true", help="train in float32 on CUDA (default: bf16/fp16 AMP)")
     search.add_argument("--teacher-steps", type=int, default=None, help="teacher training steps (default: preset's)")
+    search.add_argument("--teacher-margin", type=float, metavar="DB",
+                        default=LibraryDefault("nnsearch.search.config", "StudyConfig", "teacher_margin_db"),
+                        help="refuse a teacher less than DB better than the noisy input on validation "
+                             "(default %(default)s)")
     search.add_argument("--max-side", type=int, default=None, metavar="PX",
                         help="downscale training/validation images to at most PX on the long side")
     search.add_argument("--device", default=LibraryDefault("nnsearch.search.config", "LatencyConfig", "device"),

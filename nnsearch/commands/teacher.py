@@ -1,10 +1,12 @@
-"""`nnsearch teacher train|show`: train (or reuse, or resume) a cached teacher; list cached teachers."""
+"""`nnsearch teacher train|check|show`: train (or reuse, or resume) a cached teacher, check a teacher
+(a preset or a file) against the noisy input, list cached teachers."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
+from nnsearch.commands import add_teacher_option
 from nnsearch.errors import NNSearchError
 
 
@@ -18,13 +20,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     import time
 
     from nnsearch.common.device import default_device
-    from nnsearch.train.metrics import evaluate, psnr
     from nnsearch.train.teacher import (
         load_or_train_teacher,
         partial_path,
         teacher_config,
         teacher_path,
     )
+    from nnsearch.train.teacher_check import MIN_GAIN_DB, PreparedTeacher, measure_teacher
+    from nnsearch.train.teacher_outputs import teacher_fingerprint
 
     config = teacher_config(args.preset, args.steps)
     data = _load(args)
@@ -40,12 +43,27 @@ def cmd_train(args: argparse.Namespace) -> int:
     device = default_device()
     teacher = load_or_train_teacher(config, data, device=device, verbose=True)
     seconds = time.perf_counter() - began
-    quality = evaluate(teacher, data.val, device=device)
-    noisy = sum(psnr(p.noisy, p.clean) for p in data.val) / len(data.val)
+    quality = measure_teacher(PreparedTeacher(teacher, f"preset '{config.preset}'", teacher_fingerprint(teacher)),
+                              data, device=device)
     params = sum(p.numel() for p in teacher.parameters())
     print(f"teacher train: preset '{config.preset}', {config.steps} steps, {params:,} parameters, {state} "
-          f"in {seconds:.0f} s; validation PSNR {quality['psnr']:.2f} dB (noisy input {noisy:.2f} dB); "
+          f"in {seconds:.0f} s; validation PSNR {quality.psnr:.2f} dB (noisy input {quality.noisy_psnr:.2f} dB); "
           f"checkpoint {path}")
+    if quality.gain_db < MIN_GAIN_DB:
+        print(f"teacher train: warning: less than {MIN_GAIN_DB} dB better than the noisy input; a study would "
+              f"refuse this teacher (train longer with --steps)")
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """Evaluate a teacher (preset or file) on the validation pairs; exit 2 when it is too weak."""
+    from nnsearch.common.device import default_device
+    from nnsearch.train.teacher_check import prepare_teacher
+
+    data = _load(args)
+    print(f"data: {data.source}: {len(data.train)} train / {len(data.val)} validation images")
+    prepare_teacher(args.teacher, data, steps=args.steps, device=default_device(), margin_db=args.margin)
+    print(f"teacher check: passed (at least +{args.margin:.1f} dB over the noisy input)")
     return 0
 
 
@@ -104,6 +122,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     train.add_argument("--steps", type=int, default=None, help="training steps (default: the preset's budget)")
     train.add_argument("--preset", default="cpu", help="teacher preset: cpu (default) or paper")
     train.set_defaults(handler=cmd_train)
+
+    check = teacher_sub.add_parser("check", help="validation PSNR of a teacher (preset or file) next to the noisy "
+                                                 "input's; exit 2 when it is not clearly better")
+    _data_args(check, required_help="dataset path, 'clean:PATH', or omitted for the built-in data")
+    add_teacher_option(check)
+    check.add_argument("--steps", type=int, default=None, help="training steps of a preset (default: the preset's)")
+    check.add_argument("--margin", type=float, default=1.0, metavar="DB",
+                       help="the teacher must beat the noisy input by DB (default 1.0)")
+    check.set_defaults(handler=cmd_check)
 
     show = teacher_sub.add_parser("show", help="list cached teachers (only those of --data when given)")
     _data_args(show, required_help="only teachers trained on this dataset spec")

@@ -11,6 +11,7 @@ from nnsearch.latency.quantize import CALIBRATION_SAMPLES, check_precision
 from nnsearch.model.space import SearchSpace
 from nnsearch.search.early_stopping import EarlyStopRule
 from nnsearch.train.distill import DistillConfig
+from nnsearch.train.teacher_check import MIN_GAIN_DB
 
 OBJECTIVES = ("psnr", "latency_ms")
 DIRECTIONS = ("maximize", "minimize")
@@ -23,6 +24,8 @@ PHASE_ATTR = "phase"
 SPACE_ATTR = "space"
 #: Study user attribute holding the rest of the configuration (`StudyConfig.settings`).
 CONFIG_ATTR = "config"
+#: Study user attribute holding the teacher's validation PSNR (dB), set when the teacher is checked.
+TEACHER_PSNR_ATTR = "teacher_psnr"
 #: Study user attribute holding the study's precision (`StudyConfig.precision`).
 PRECISION_ATTR = "precision"
 
@@ -50,8 +53,9 @@ class StudyConfig:
     data_spec: str | None = None
     distill: DistillConfig = field(default_factory=DistillConfig)
     latency: LatencyConfig = field(default_factory=LatencyConfig)
-    teacher: str = "cpu"
+    teacher: str = "cpu"  # a preset name or a teacher file (nnsearch.train.teacher_files)
     teacher_steps: int | None = None
+    teacher_margin_db: float = MIN_GAIN_DB  # refuse a teacher less than this much better than the noisy input
     sampler: str = "guided"  # a name of nnsearch.search.samplers.SAMPLERS
     seed: int = 0
     max_side: int | None = None

@@ -11,9 +11,10 @@ from nnsearch.analysis.pareto import pareto
 from nnsearch.analysis.plots import plot_pareto
 from nnsearch.common.paths import default_results_root
 from nnsearch.model.space import load_space
-from nnsearch.search.study import LatencyConfig, Study, StudyConfig
+from nnsearch.search.study import TEACHER_PSNR_ATTR, LatencyConfig, Study, StudyConfig
 from nnsearch.store.engine import Store
 from nnsearch.train.distill import DistillConfig
+from nnsearch.train.teacher_check import noisy_psnr
 
 TABLE_COLUMNS = ["trial", "nn", "psnr", "ssim", "latency_ms", "params", "gmacs"]
 
@@ -27,19 +28,27 @@ class StudySummary:
     csv_path: Path
     png_path: Path
     store_url: str
+    noisy_psnr: float | None = None  # mean validation PSNR of the noisy input
+    teacher_psnr: float | None = None  # the teacher's validation PSNR (None without a teacher)
 
     def line(self, prefix: str = "demo") -> str:
+        """One line: trials, front size, best PSNR with its gain over the noisy input and the teacher's, fastest."""
         if self.front.empty:
             return f"{prefix}: {self.complete} trials complete, no Pareto-optimal student yet, store {self.store_url}"
+        best = self.front["psnr"].max()
+        context = []
+        if self.noisy_psnr is not None:
+            context.append(f"{best - self.noisy_psnr:+.1f} dB over the noisy input")
+        context.append("no teacher" if self.teacher_psnr is None else f"teacher {self.teacher_psnr:.1f} dB")
         return (f"{prefix}: {self.complete} trials complete, {len(self.front)} Pareto-optimal, "
-                f"best PSNR {self.front['psnr'].max():.2f} dB, fastest {self.front['latency_ms'].min():.1f} ms, "
-                f"store {self.store_url}")
+                f"best PSNR {best:.2f} dB ({'; '.join(context)}), "
+                f"fastest {self.front['latency_ms'].min():.1f} ms, store {self.store_url}")
 
 
-def demo_config(name: str = "demo", seed: int = 0) -> StudyConfig:
+def demo_config(name: str = "demo", seed: int = 0, teacher: str = "cpu") -> StudyConfig:
     """Tiny space, built-in data, a short distillation, Full HD latency on one thread."""
     return StudyConfig(
-        name=name, space=load_space("tiny"), data_spec=None, seed=seed,
+        name=name, space=load_space("tiny"), data_spec=None, seed=seed, teacher=teacher,
         distill=DistillConfig(steps=400, epochs=2, batch=8, crops=(48, 64)),
         latency=LatencyConfig(device="host-cpu", height=1088, width=1920, threads=1, runs=3),
     )
@@ -59,7 +68,9 @@ def summarize(study: Study, results_root: Path | None = None) -> StudySummary:
     front[TABLE_COLUMNS].to_csv(csv_path, index=False)
     png_path = plot_pareto(rows, front, out / "pareto.png",
                            title=f"study {study.config.name}: PSNR vs latency ({len(rows)} candidates)")
-    return StudySummary(len(complete), front, csv_path, png_path, study.store.display_url)
+    teacher = study.optuna.user_attrs.get(TEACHER_PSNR_ATTR) if study.config.distill.alpha > 0 else None
+    return StudySummary(len(complete), front, csv_path, png_path, study.store.display_url,
+                        noisy_psnr=noisy_psnr(study.data.val), teacher_psnr=teacher)
 
 
 def format_table(front: pd.DataFrame) -> str:
@@ -73,11 +84,11 @@ def format_table(front: pd.DataFrame) -> str:
     })
 
 
-def run_demo(db: str | None = None, trials: int = 6, name: str = "demo") -> StudySummary:
-    """Run (or resume) the demo study and write its Pareto table and plot."""
+def run_demo(db: str | None = None, trials: int = 6, name: str = "demo", teacher: str = "cpu") -> StudySummary:
+    """Run (or resume) the demo study and write its Pareto table and plot (`teacher`: a preset or a file)."""
     store = Store(db)
     print(f"store: {store.display_url}")
-    study = Study(demo_config(name), store)
+    study = Study(demo_config(name, teacher=teacher), store)
     study.run(trials)
     summary = summarize(study)
     print("\nPareto-optimal students (PSNR vs latency):")

@@ -9,7 +9,7 @@ import torch
 from nnsearch.search.config import StudyConfig
 from nnsearch.train.datasets import DenoiseData, load_data
 from nnsearch.train.distill import TeacherTargets
-from nnsearch.train.teacher import load_or_train_teacher, teacher_config
+from nnsearch.train.teacher_check import prepare_teacher
 
 
 def silent(message: str) -> None:
@@ -20,8 +20,10 @@ class TrainingInputs:
     """The study's data (loaded on first use unless given) and its teacher targets (built on first use)."""
 
     def __init__(self, config: StudyConfig, device: torch.device, *, data: DenoiseData | None = None,
-                 verbose: bool = True, log: Callable[[str], None] = silent) -> None:
+                 verbose: bool = True, log: Callable[[str], None] = silent,
+                 on_teacher: Callable[[float], None] | None = None) -> None:
         self.config = config
+        self.on_teacher = on_teacher  # told the checked teacher's validation PSNR
         self.device = device
         self.verbose = verbose
         self.log = log
@@ -41,14 +43,21 @@ class TrainingInputs:
         return self._data
 
     def targets(self) -> TeacherTargets:
-        """The shared batch plan with teacher outputs (teacher trained or loaded once)."""
+        """The shared batch plan with teacher outputs (teacher trained or loaded once, and checked).
+
+        The teacher (a preset or a file) must beat the noisy input on the validation
+        pairs by `teacher_margin_db` (`nnsearch.train.teacher_check`).
+        """
         if self._targets is None:
             config = self.config
             teacher = None
             if config.distill.alpha > 0:
-                teacher = load_or_train_teacher(teacher_config(config.teacher, config.teacher_steps), self.data,
-                                                device=self.device, verbose=self.verbose)
+                teacher = prepare_teacher(config.teacher, self.data, steps=config.teacher_steps, device=self.device,
+                                          margin_db=config.teacher_margin_db, verbose=self.verbose)
+                if self.on_teacher is not None:
+                    self.on_teacher(teacher.quality.psnr)
             multiple = 2 ** (config.space.max_levels - 1)
-            self._targets = TeacherTargets.build(teacher, self.data, config.distill, multiple=multiple,
-                                                 device=self.device, verbose=self.verbose)
+            self._targets = TeacherTargets.build(teacher and teacher.module, self.data, config.distill,
+                                                 multiple=multiple, device=self.device, verbose=self.verbose,
+                                                 identity=teacher and teacher.identity)
         return self._targets

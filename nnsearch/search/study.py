@@ -22,6 +22,7 @@ from nnsearch.search.candidate_latency import CandidateLatency
 from nnsearch.search.claims import TrialCounts, claim_trial
 from nnsearch.search.config import (  # noqa: F401 - the study's vocabulary, importable from here
     CONFIG_ATTR,
+    TEACHER_PSNR_ATTR,
     DIRECTIONS,
     OBJECTIVES,
     PARAMS_OBJECTIVE,
@@ -65,7 +66,8 @@ class Study:
         self.verbose = verbose
         self.device = device or default_device()
         self.log = print_log if verbose else silent
-        self.inputs = TrainingInputs(config, self.device, data=data, verbose=verbose, log=self.log)
+        self.inputs = TrainingInputs(config, self.device, data=data, verbose=verbose, log=self.log,
+                                     on_teacher=lambda psnr: self.optuna.set_user_attr(TEACHER_PSNR_ATTR, psnr))
         lat = config.latency
         self.latency = CandidateLatency(store, lat, Path(), max_latency_ms=config.max_latency_ms,
                                         precision=config.precision)

@@ -103,13 +103,14 @@ class TeacherTargets:
     @classmethod
     def build(cls, teacher: nn.Module | None, data: DenoiseData, config: DistillConfig,
               multiple: int = 32, device: torch.device | str = "cpu", verbose: bool = False, *,
-              cache: bool = True, limit_bytes: int | None = None) -> "TeacherTargets":
+              cache: bool = True, limit_bytes: int | None = None, identity: str | None = None) -> "TeacherTargets":
         """Crops for `config`'s budget and, when a teacher is given, its predictions.
 
         With `cache` the predictions come from (or go to) the on-disk teacher-output
         cache shared by all candidates and processes (see nnsearch.train.teacher_outputs),
         unless they exceed its size limit (`limit_bytes`); without it the teacher is run
-        here. All give identical float16 outputs.
+        here. All give identical float16 outputs. `identity` keys the cache instead of
+        the teacher's weights (a teacher file's content hash).
         """
         plan = make_batch_plan(data.train, config.schedule, config.steps, config.batch, config.seed, multiple)
         if teacher is None or config.alpha == 0.0:
@@ -117,7 +118,7 @@ class TeacherTargets:
         amp = amp_dtype(device, config.amp)
         if cache:
             outputs = cached_teacher_outputs(teacher, plan, data.fingerprint, device=device, verbose=verbose,
-                                             amp=amp, limit_bytes=limit_bytes)
+                                             amp=amp, limit_bytes=limit_bytes, identity=identity)
             if outputs is None:
                 return cls(plan, None, channels_last(teacher, device).eval(), amp)
         else:

@@ -7,7 +7,7 @@ other worker processes on the same machine load them. Only the teacher outputs
 are stored (float16: 2 bytes per value, steps x batch x 3 x crop^2 values); the
 noisy/clean crops are rebuilt from the seeded plan, which is cheap.
 
-The key is a SHA-256 over the teacher's weights, the data fingerprint, the crop
+The key is a SHA-256 over the teacher's weights (or a teacher file's content hash), the data fingerprint, the crop
 schedule, steps, batch, seed and crop multiple. A file holds a JSON header (key
 fields, tensor shapes, SHA-256 of the payload) and the raw payload; a file whose
 header, length or checksum does not match is reported and rebuilt, never used.
@@ -90,8 +90,10 @@ def teacher_fingerprint(teacher: nn.Module) -> str:
     return digest.hexdigest()
 
 
-def outputs_key(teacher: nn.Module, data_fingerprint: str, plan: BatchPlan) -> OutputsKey:
-    return OutputsKey(teacher=teacher_fingerprint(teacher), data=data_fingerprint, crops=plan.schedule.sizes,
+def outputs_key(teacher: nn.Module, data_fingerprint: str, plan: BatchPlan, identity: str | None = None
+                ) -> OutputsKey:
+    """The cache key; `identity` (e.g. a teacher file's content hash) stands for the teacher when given."""
+    return OutputsKey(teacher=identity or teacher_fingerprint(teacher), data=data_fingerprint, crops=plan.schedule.sizes,
                       steps=plan.steps, batch=plan.batch, seed=plan.seed, multiple=plan.multiple)
 
 
@@ -125,11 +127,13 @@ def plan_output_bytes(plan: BatchPlan) -> int:
 
 def cached_teacher_outputs(teacher: nn.Module, plan: BatchPlan, data_fingerprint: str, *,
                            device: torch.device | str = "cpu", verbose: bool = False,
-                           amp: torch.dtype | None = None, limit_bytes: int | None = None) -> Sequence[torch.Tensor] | None:
+                           amp: torch.dtype | None = None, limit_bytes: int | None = None,
+                           identity: str | None = None) -> Sequence[torch.Tensor] | None:
     """The teacher's float16 outputs for every batch of `plan`, from the cache or computed and cached.
 
     Large outputs are memory-mapped from the cache file, not held in memory. None when they would
     exceed `limit_bytes` (default :func:`teacher_cache_limit`): the caller computes them on the fly.
+    `identity` keys the cache instead of the teacher's weights (a teacher file's content hash).
     """
     limit = teacher_cache_limit() if limit_bytes is None else limit_bytes
     needed = plan_output_bytes(plan)
@@ -138,7 +142,7 @@ def cached_teacher_outputs(teacher: nn.Module, plan: BatchPlan, data_fingerprint
               f"{limit / 2**30:.2f} GiB (NNSEARCH_TEACHER_CACHE_GB); computing them on the fly during training",
               flush=True)
         return None
-    key = outputs_key(teacher, data_fingerprint, plan)
+    key = outputs_key(teacher, data_fingerprint, plan, identity)
     path = outputs_path(key)
     outputs = _try_load(path, key, plan, verbose)
     if outputs is not None:

@@ -1,7 +1,7 @@
 """Denoising datasets: real noisy/clean pairs, clean folders with synthetic camera noise, built-in photos.
 
 Public API: :func:`load_data` returns a :class:`DenoiseData` of :class:`ImagePair` items;
-:func:`add_camera_noise` / :func:`sample_noise_params` synthesise realistic camera noise.
+:func:`add_camera_noise` / :func:`add_varied_camera_noise` / :func:`sample_noise_params` synthesise realistic camera noise.
 """
 
 from nnsearch.train.datasets.formats import LAYOUTS
@@ -10,6 +10,7 @@ from nnsearch.train.datasets.loader import load_data
 from nnsearch.train.datasets.noise import (
     NoiseParams,
     add_camera_noise,
+    add_varied_camera_noise,
     sample_noise_params,
 )
 from nnsearch.train.datasets.types import DenoiseData, ImagePair
@@ -20,6 +21,7 @@ __all__ = [
     "ImagePair",
     "NoiseParams",
     "add_camera_noise",
+    "add_varied_camera_noise",
     "load_data",
     "read_image",
     "sample_noise_params",

@@ -18,7 +18,7 @@ from nnsearch.train.datasets.formats import (
     detect_layout,
     load_clean_images,
 )
-from nnsearch.train.datasets.noise import add_camera_noise
+from nnsearch.train.datasets.noise import add_varied_camera_noise
 from nnsearch.train.datasets.streaming import StreamedPair
 from nnsearch.train.datasets.types import DenoiseData, ImagePair, Pair
 
@@ -39,11 +39,11 @@ def _check_options(format: str | None, val_fraction: float, seed: int, max_side:
 
 
 def _with_noise(images: list[tuple[str, np.ndarray]], seed: int) -> list[GroupedPair]:
-    """Pair every clean image with synthetic camera noise seeded by (seed, image name)."""
+    """Pair every clean image with synthetic camera noise (a level per block) seeded by (seed, image name)."""
     pairs = []
     for name, clean in images:
         rng = np.random.default_rng([seed, zlib.crc32(name.encode())])
-        noisy, _ = add_camera_noise(clean, rng)
+        noisy, _ = add_varied_camera_noise(clean, rng)
         pairs.append(GroupedPair(name, ImagePair(name, noisy, clean)))
     return pairs
 
