@@ -53,7 +53,6 @@ def test_space_file_errors_name_the_file_key_and_allowed_values(tmp_path, capsys
 
 
 def test_bad_data_path_leaves_no_study_behind(tmp_path, capsys):
-    import optuna
 
     from nnsearch.store.engine import Store
     from nnsearch.search.study import optuna_storage

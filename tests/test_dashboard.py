@@ -7,7 +7,6 @@ import json
 import warnings
 from wsgiref.util import setup_testing_defaults
 
-import optuna
 
 from nnsearch.model.space import load_space
 from nnsearch.store.engine import Store

@@ -20,7 +20,8 @@ from nnsearch.store.integrity import check_integrity
 from nnsearch.store.schema import NN, Stat, Weights
 
 TINY_SEARCH = ["--space", "tiny", "--steps", "6", "--epochs", "2", "--batch", "2", "--crops", "32",
-               "--teacher-steps", "20", "--max-side", "64", "--resolution", "64x96", "--no-early-stop"]
+               "--teacher-steps", "20", "--teacher-margin=-inf", "--max-side", "64", "--resolution", "64x96",
+               "--no-early-stop"]
 TRAIN = ["--teacher-steps", "20", "--max-side", "64", "--batch", "2", "--loader-workers", "0"]
 
 

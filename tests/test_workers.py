@@ -11,7 +11,7 @@ import time
 import optuna
 import pytest
 from optuna.trial import TrialState
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from nnsearch.train.datasets import load_data
 from nnsearch.store.engine import Store

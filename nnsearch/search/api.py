@@ -17,7 +17,7 @@ from nnsearch.train.distill import DistillConfig
 
 _DISTILL = {f.name for f in dataclasses.fields(DistillConfig)} - {"seed"}
 _LATENCY = {f.name for f in dataclasses.fields(LatencyConfig)}
-_STUDY = {"teacher", "teacher_steps", "seed", "max_side", "max_latency_ms", "early_stop", "minimize_params"}
+_STUDY = {"teacher", "teacher_steps", "teacher_margin_db", "precision", "calibration_samples", "seed", "max_side", "max_latency_ms", "early_stop", "minimize_params"}
 #: The keyword arguments `create_study` takes as its budget (besides results_root and verbose).
 BUDGET_KEYS = sorted(_DISTILL | _LATENCY | _STUDY)
 
