@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="builtin-transfer-") as scratch:
         store = Store(args.db or f"sqlite:///{Path(scratch) / 'store.db'}")
         study = Study(demo_config(args.study), store)
-        study.run_until(args.trials)
+        study.run(args.trials)  # until the study has that many finished trials
         rows = study.results()
         best = rows[rows["state"] == "complete"].sort_values("psnr", ascending=False).iloc[0]
         stored = load_stored_model(store, best["nn"])
