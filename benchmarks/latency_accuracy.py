@@ -38,7 +38,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from nnsearch import latency, lut_probes, tflite  # noqa: E402
+from nnsearch.latency import probes as lut_probes  # noqa: E402
+from nnsearch.latency import table as latency  # noqa: E402
+from nnsearch.latency import tflite  # noqa: E402
 from nnsearch.model.arch import Arch  # noqa: E402
 from nnsearch.common.progress import progress  # noqa: E402
 from nnsearch.model.space import load_space  # noqa: E402
