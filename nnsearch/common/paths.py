@@ -49,3 +49,18 @@ def cache_dir() -> Path:
     path = Path(os.environ.get("NNSEARCH_CACHE") or Path.home() / ".cache" / "nnsearch")
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def size_limit_bytes(variable: str, default_gb: float) -> int:
+    """A cache size limit in bytes from environment variable `variable` (gigabytes), else `default_gb`.
+
+    A value that is not a number raises NNSearchError naming the variable.
+    """
+    from nnsearch.errors import NNSearchError
+
+    text = os.environ.get(variable, "")
+    try:
+        gigabytes = float(text) if text else default_gb
+    except ValueError:
+        raise NNSearchError(f"{variable} must be a number of gigabytes, got {text!r}") from None
+    return max(0, int(gigabytes * 2**30))

@@ -37,7 +37,7 @@ import torch
 from torch import nn
 
 from nnsearch.common.device import autocast, channels_last
-from nnsearch.common.paths import cache_dir
+from nnsearch.common.paths import cache_dir, size_limit_bytes
 from nnsearch.common.progress import progress
 from nnsearch.errors import NNSearchError
 from nnsearch.train.crops import BatchPlan
@@ -112,12 +112,7 @@ def expected_shapes(plan: BatchPlan) -> list[tuple[int, int, int, int]]:
 
 def teacher_cache_limit() -> int:
     """Largest teacher-output file the cache writes, in bytes (``NNSEARCH_TEACHER_CACHE_GB``, default 8)."""
-    text = os.environ.get("NNSEARCH_TEACHER_CACHE_GB", "")
-    try:
-        gigabytes = float(text) if text else DEFAULT_LIMIT_GB
-    except ValueError:
-        raise NNSearchError(f"NNSEARCH_TEACHER_CACHE_GB must be a number of gigabytes, got {text!r}") from None
-    return max(0, int(gigabytes * 2**30))
+    return size_limit_bytes("NNSEARCH_TEACHER_CACHE_GB", DEFAULT_LIMIT_GB)
 
 
 def plan_output_bytes(plan: BatchPlan) -> int:

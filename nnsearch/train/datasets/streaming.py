@@ -21,9 +21,14 @@ from pathlib import Path
 
 import numpy as np
 
-from nnsearch.common.paths import cache_dir
+from nnsearch.common.paths import cache_dir, size_limit_bytes
 from nnsearch.errors import DataError
-from nnsearch.train.datasets.images import centre_offset, image_size, raw_to_float, read_raw
+from nnsearch.train.datasets.images import (
+    centre_offset,
+    image_size,
+    raw_to_float,
+    read_raw,
+)
 
 #: Default size limit of the decoded-pair cache (``NNSEARCH_DATA_CACHE_GB`` overrides it; 0 turns it off).
 DEFAULT_DATA_CACHE_GB = 20.0
@@ -71,12 +76,7 @@ def file_digest(path: Path) -> str:
 
 def data_cache_limit() -> int:
     """Size limit of the decoded-pair cache in bytes (``NNSEARCH_DATA_CACHE_GB``, default 20 GB)."""
-    text = os.environ.get("NNSEARCH_DATA_CACHE_GB", "")
-    try:
-        gigabytes = float(text) if text else DEFAULT_DATA_CACHE_GB
-    except ValueError:
-        raise DataError(f"NNSEARCH_DATA_CACHE_GB must be a number of gigabytes, got {text!r}") from None
-    return max(0, int(gigabytes * 2**30))
+    return size_limit_bytes("NNSEARCH_DATA_CACHE_GB", DEFAULT_DATA_CACHE_GB)
 
 
 @dataclass(frozen=True)
