@@ -98,3 +98,24 @@ def test_crops_are_aligned_cuts_of_the_training_pairs() -> None:
         assert len(found) == 1
         y, x, flip = found[0]
         assert np.array_equal((image.noisy[:, ::-1] if flip else image.noisy)[y:y + 32, x:x + 32], noisy)
+
+
+def test_synthetic_pairs_get_fresh_noise_per_crop_and_the_plan_stays_reproducible() -> None:
+    from nnsearch.train.datasets import load_data
+
+    data = load_data(max_side=128)
+    plan = make_batch_plan(data.train, CropSchedule((64,)), steps=2, batch=2, seed=5)
+    again = make_batch_plan(data.train, CropSchedule((64,)), steps=2, batch=2, seed=5)
+    torch.testing.assert_close(plan[1].noisy, again[1].noisy)
+    fixed = {pair.name: pair.noisy for pair in data.train}
+    residual = plan[0].noisy - plan[0].clean
+    assert residual.abs().mean() > 1 / 255
+    for crop in plan[0].noisy:  # no crop is cut from the stored (validation-style) realisation
+        image = crop.permute(1, 2, 0).numpy()
+        assert not any(_contains(stored, image) for stored in fixed.values())
+
+
+def _contains(image: np.ndarray, crop: np.ndarray) -> bool:
+    size = crop.shape[0]
+    return any(np.array_equal(np.sort(image[y:y + size, x:x + size], axis=2), np.sort(crop, axis=2))
+               for y in range(image.shape[0] - size + 1) for x in range(image.shape[1] - size + 1))

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from nnsearch.errors import DataError
+from nnsearch.train.datasets.synthetic import SyntheticPair
 from nnsearch.train.datasets.types import Pair
 
 #: Largest crop side a schedule may name (the paper's progressive training ends at 1024 px).
@@ -119,11 +120,16 @@ def make_batch_plan(
 
 
 def _random_crop(pairs: Sequence[Pair], size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """A seeded random crop (and horizontal flip) of a random pair; only the crop is read from a streamed pair."""
+    """A seeded random crop (and horizontal flip) of a random pair; only the crop is read from a streamed pair.
+
+    A synthetic pair gets new noise (and a channel permutation) for the crop, see
+    :class:`~nnsearch.train.datasets.synthetic.SyntheticPair`.
+    """
     i = int(rng.integers(len(pairs)))
     h, w = pairs[i].shape[:2]
     y, x = int(rng.integers(h - size + 1)), int(rng.integers(w - size + 1))
-    a, b = pairs[i].crop(y, x, size)
+    pair = pairs[i]
+    a, b = pair.fresh_crop(y, x, size, rng) if isinstance(pair, SyntheticPair) else pair.crop(y, x, size)
     if rng.random() < 0.5:
         a, b = a[:, ::-1], b[:, ::-1]
     return np.ascontiguousarray(a, dtype=np.float32), np.ascontiguousarray(b, dtype=np.float32)

@@ -10,7 +10,7 @@ for GPUs.
 Training is reproducible: the initial weights and every batch are seeded, and the
 cache key covers the config, the data fingerprint, the nnsearch and torch versions
 and a digest of the code that decides the result (the student builder, the crop
-plan and the training loop), so a teacher trained by older code is never reused.
+plan, the noise synthesis and the training loop), so a teacher trained by older code is never reused.
 """
 
 from __future__ import annotations
@@ -64,10 +64,11 @@ def training_versions() -> dict[str, str]:
     from nnsearch import __version__
     from nnsearch.model import student
     from nnsearch.train import crops
+    from nnsearch.train.datasets import noise, synthetic
 
     code = hashlib.sha256()
-    for source in (inspect.getsource(student), inspect.getsource(crops), inspect.getsource(train_teacher)):
-        code.update(source.encode())
+    for source in (student, crops, noise, synthetic, train_teacher):
+        code.update(inspect.getsource(source).encode())
     return {"nnsearch": __version__, "torch": torch.__version__.split("+")[0], "code": code.hexdigest()[:16]}
 
 

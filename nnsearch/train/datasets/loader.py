@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -18,9 +17,9 @@ from nnsearch.train.datasets.formats import (
     detect_layout,
     load_clean_images,
 )
-from nnsearch.train.datasets.noise import add_varied_camera_noise
 from nnsearch.train.datasets.streaming import StreamedPair
-from nnsearch.train.datasets.types import DenoiseData, ImagePair, Pair
+from nnsearch.train.datasets.synthetic import SYNTHESIS_VERSION, SyntheticPair, with_synthetic_noise
+from nnsearch.train.datasets.types import DenoiseData, Pair
 
 BUILTIN = "builtin"
 CLEAN_PREFIX = "clean:"
@@ -36,16 +35,6 @@ def _check_options(format: str | None, val_fraction: float, seed: int, max_side:
         raise DataError(f"seed must be a non-negative integer, got {seed!r}")
     if max_side is not None and (not isinstance(max_side, (int, np.integer)) or max_side < 1):
         raise DataError(f"max_side must be a positive integer, got {max_side!r}")
-
-
-def _with_noise(images: list[tuple[str, np.ndarray]], seed: int) -> list[GroupedPair]:
-    """Pair every clean image with synthetic camera noise (a level per block) seeded by (seed, image name)."""
-    pairs = []
-    for name, clean in images:
-        rng = np.random.default_rng([seed, zlib.crc32(name.encode())])
-        noisy, _ = add_varied_camera_noise(clean, rng)
-        pairs.append(GroupedPair(name, ImagePair(name, noisy, clean)))
-    return pairs
 
 
 def split_pairs(
@@ -80,6 +69,8 @@ def fingerprint(train: tuple[Pair, ...], val: tuple[Pair, ...]) -> str:
             if isinstance(pair, StreamedPair):
                 digest.update(f"{label}\0file\0{pair.identity()}\0".encode())
                 continue
+            if isinstance(pair, SyntheticPair):
+                digest.update(f"synthetic v{SYNTHESIS_VERSION}\0".encode())
             digest.update(f"{label}\0{pair.name}\0{pair.noisy.shape}\0".encode())
             digest.update(np.ascontiguousarray(pair.noisy).data)
             digest.update(np.ascontiguousarray(pair.clean).data)
@@ -112,11 +103,11 @@ def _load_items(layout: str, path: Path | None, seed: int, max_side: int | None)
     """(dataset name, source description, pairs) for a resolved spec."""
     noise = f"synthetic camera noise (seed {seed})"
     if path is None:
-        return BUILTIN, f"{builtin_description()} + {noise}", _with_noise(builtin_images(max_side), seed)
+        return BUILTIN, f"{builtin_description()} + {noise}", with_synthetic_noise(builtin_images(max_side), seed)
     folder = path.resolve().name
     if layout == "clean":
         source = f"clean images in {path} + {noise}"
-        return f"clean-{folder}", source, _with_noise(load_clean_images(path, max_side), seed)
+        return f"clean-{folder}", source, with_synthetic_noise(load_clean_images(path, max_side), seed)
     source = f"real noisy/clean pairs in {path} ({layout} layout)"
     return folder, source, PAIR_LOADERS[layout](path, max_side)
 
