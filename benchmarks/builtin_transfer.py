@@ -4,13 +4,14 @@ Runs (or resumes) the demo study (`nnsearch demo`: tiny space, built-in
 scikit-image photos with synthetic camera noise, the shipped `cpu` teacher), takes
 its best student (highest validation PSNR) and evaluates it at full resolution on
 every real pair in ../shared/data/real (nam: 25 pairs, polyu: 50 pairs), next to the
-noisy input and non-local means.
+noisy input, the shipped teacher and non-local means.
 
     python benchmarks/builtin_transfer.py --quick          # the 6-trial demo study
     python benchmarks/builtin_transfer.py --db db/nnsearch.db   # the store `make demo` wrote
 
 Writes results/benchmarks/builtin_transfer/<set>/{scores.csv,summary.txt,crops.png}.
-The last line reads `builtin_transfer: gain_db=... nam_gain_db=... polyu_gain_db=... worst_pair_gain_db=...`
+The last line reads `builtin_transfer: gain_db=... nam_gain_db=... polyu_gain_db=... worst_pair_gain_db=...
+teacher_nam_gain_db=... teacher_polyu_gain_db=...`
 (the student's mean PSNR gain over the noisy input; worst_pair: the lowest per-pair gain).
 """
 
@@ -32,6 +33,7 @@ from nnsearch.search.demo import demo_config  # noqa: E402
 from nnsearch.search.study import Study  # noqa: E402
 from nnsearch.store.engine import Store  # noqa: E402
 from nnsearch.train.datasets import load_data  # noqa: E402
+from nnsearch.train.teacher_check import load_teacher  # noqa: E402
 
 REAL = ROOT.parent / "shared" / "data" / "real"
 OUT = ROOT / "results" / "benchmarks" / "builtin_transfer"
@@ -56,18 +58,21 @@ def main(argv: list[str] | None = None) -> None:
     print(f"best demo student {best['nn']}: {stored.arch.describe()}, validation PSNR {best['psnr']:.2f} dB "
           f"on the built-in data")
     name = f"student {best['nn']}"
-    gains, per_pair = {}, []
+    teacher = ("teacher (shipped cpu)", load_teacher("cpu", load_data(), verbose=False).module)
+    gains, per_pair, teacher_gains = {}, [], {}
     for folder in sorted(p for p in REAL.iterdir() if p.is_dir()):
         data = load_data(folder)
-        evaluation = evaluate_methods(standard_methods((name, student)), list(data.train + data.val))
+        evaluation = evaluate_methods(standard_methods((name, student), teacher), list(data.train + data.val))
         write_evaluation(evaluation, OUT / folder.name)
         print(f"{folder.name} ({len(data.train) + len(data.val)} pairs):\n{format_summary(evaluation)}")
         gains[folder.name] = evaluation.gain(name)
+        teacher_gains[folder.name] = evaluation.gain(teacher[0])
         table = evaluation.scores.pivot(index="pair", columns="method", values="psnr")
         per_pair += list(table[name] - table[NOISY])
     print(f"builtin_transfer: gain_db={np.mean(per_pair):.2f} "
           + " ".join(f"{k}_gain_db={v:.2f}" for k, v in gains.items())
-          + f" worst_pair_gain_db={min(per_pair):.2f}")
+          + f" worst_pair_gain_db={min(per_pair):.2f} "
+          + " ".join(f"teacher_{k}_gain_db={v:.2f}" for k, v in teacher_gains.items()))
 
 
 if __name__ == "__main__":
