@@ -5,7 +5,9 @@
    trained on them (cached), checked against the noisy input like any study's.
 2. Budget: LiteDenoiseNet's (the reference point of search_spaces/litedenoise.yaml)
    predicted latency at 1088x1920 on this host (1 thread), from the lookup table.
-3. A search study on litedenoise.yaml within that budget (alpha 0.9, the guided sampler).
+3. A search study on litedenoise.yaml within that budget (alpha 0.9, the guided sampler),
+   started from the space's reference (LiteDenoiseNet is its first trial), as a user
+   improving on a hand design would run it.
 4. LiteDenoiseNet itself, distilled from the same teacher on the same batch plan and budget.
 5. The best student (highest validation PSNR within the budget) retrained with alpha 0
    (no teacher), same budget: `kd_gain_db`.
@@ -105,7 +107,7 @@ def main(argv: list[str] | None = None) -> None:
         distill_config = DistillConfig(steps=args.steps, epochs=2, batch=8, crops=(48, 64), alpha=0.9)
         config = StudyConfig(name="real-quality", space=space, data_spec=args.train, max_side=args.max_side,
                              teacher_steps=1200 if args.quick else None,  # quick: the teacher distill.py --quick uses
-                             distill=distill_config, max_latency_ms=budget,
+                             distill=distill_config, max_latency_ms=budget, start_from_references=True,
                              latency=LatencyConfig(height=1088, width=1920, threads=1, measure=False))
         study = Study(config, store, data=data)
         study.run(args.trials)

@@ -114,3 +114,17 @@ def test_cli_export_prints_the_files(tiny_study, exported, tmp_path, capsys):
     assert main(["export", name, "--to", str(tmp_path / "cli"), "--db", url, "--resolution", "32x48"]) == 0
     out = capsys.readouterr().out
     assert "max abs error vs torch" in out and Path(tmp_path / "cli" / f"{name}.onnx").exists()
+
+
+def test_model_card_latency_table_accepts_rows_without_a_spread() -> None:
+    """Predicted latencies (and some imported runs) have no min/max; the card must still be written."""
+    import pandas as pd
+
+    from nnsearch.export.student import _latency_lines
+
+    row = dict(device="host-cpu", kind="predicted", runtime="lut", runtime_version="-", threads=1, height=1088,
+               width=1920, median_ms=12.5, runs=0)
+    runs = pd.DataFrame([{**row, "min_ms": 11.0, "max_ms": None}, {**row, "min_ms": None, "max_ms": None},
+                         {**row, "min_ms": 11.0, "max_ms": 14.0}])
+    lines = _latency_lines(runs)
+    assert [line.split("|")[7].strip() for line in lines[2:5]] == ["-", "-", "11.00-14.00"]

@@ -62,3 +62,19 @@ def test_ctrl_c_during_evaluation_fails_the_trial_on_both_paths(tmp_path, path):
     with pytest.raises(KeyboardInterrupt):
         loop.run(1) if path == "run" else study.optimize(loop.objective, n_trials=1)
     assert [t.state for t in study.trials] == [optuna.trial.TrialState.FAIL]
+
+
+def test_a_new_study_can_start_from_the_spaces_reference_students(tmp_path):
+    store = Store(f"sqlite:///{tmp_path / 'loop.db'}")
+    config = StudyConfig(name="refs", space=TINY, start_from_references=True)
+    sampler = optuna.samplers.RandomSampler(seed=0)
+    study = open_optuna_study(config, store, sampler, HeartbeatConfig(1, 5))
+    backend = Observing()
+    TrialLoop(study, backend, ["psnr", "latency_ms"]).run(3)
+    reopened = open_optuna_study(config, store, sampler, HeartbeatConfig(1, 5))  # a resume queues nothing again
+    trials = reopened.trials
+    assert [t.state for t in trials] == [optuna.trial.TrialState.COMPLETE] * 3
+    labels = [a.label for a in TINY.references]
+    assert [t.user_attrs.get("reference") for t in trials[:len(labels)]] == labels
+    assert [TINY.params_of(a) for a in TINY.references] == [
+        {k: v for k, v in t.params.items()} for t in trials[:len(labels)]]

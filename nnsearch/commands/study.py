@@ -85,7 +85,7 @@ def search_config(args: argparse.Namespace):  # -> (StudyConfig, HeartbeatConfig
         name=args.study, space=load_space(args.space), data_spec=args.data, sampler=args.sampler,
         teacher_steps=args.teacher_steps, max_side=args.max_side, max_latency_ms=args.max_latency_ms,
         distill=DistillConfig(**distill), latency=LatencyConfig(measure=not args.no_measure, **latency),
-        minimize_params=args.minimize_params, **early_stop, **_given(args, teacher="teacher", seed="seed", teacher_margin_db="teacher_margin"),
+        minimize_params=args.minimize_params, start_from_references=args.start_from_references, **early_stop, **_given(args, teacher="teacher", seed="seed", teacher_margin_db="teacher_margin"),
         precision=parse_precision(args.precision), **_given(args, calibration_samples="calibration_samples"),
     )
     return config, HeartbeatConfig(**_given(args, interval_s="heartbeat_interval", grace_s="grace_period"))
@@ -144,6 +144,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                              "workers that join the study share this count)")
     search.add_argument("--minimize-params", action="store_true",
                         help="parameter count as a third objective (besides PSNR and latency)")
+    search.add_argument("--start-from-references", action="store_true",
+                        help="a new study trains the space's reference students (e.g. LiteDenoiseNet) first, "
+                             "so the search starts from the hand design")
     search.add_argument("--workers", type=int, default=1, help="worker processes on this machine (default 1)")
     search.add_argument("--timeout", type=float, default=None, metavar="S",
                         help="start no new trial after S seconds (the running ones finish)")

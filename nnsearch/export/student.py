@@ -330,13 +330,18 @@ def _quality_lines(stats: Any) -> list[str]:
     return lines
 
 
+def _known(value: Any) -> bool:
+    """A recorded number (not None / NaN): predicted latencies may have no min/max."""
+    return value is not None and not (isinstance(value, float) and np.isnan(value))
+
+
 def _latency_lines(runs: Any) -> list[str]:
     if runs.empty:
         return ["- no latency recorded"]
     lines = ["| device profile | kind | runtime | threads | input HxW | median ms | min-max ms | runs |",
              "|---|---|---|---|---|---|---|---|"]
     for _, r in runs.iterrows():
-        spread = "-" if r["min_ms"] is None or np.isnan(r["min_ms"]) else f"{r['min_ms']:.2f}-{r['max_ms']:.2f}"
+        spread = f"{r['min_ms']:.2f}-{r['max_ms']:.2f}" if _known(r["min_ms"]) and _known(r["max_ms"]) else "-"
         lines.append(f"| {r['device']} | {r['kind']} | {r['runtime']} {r['runtime_version']} | {r['threads']} | "
                      f"{r['height']}x{r['width']} | {r['median_ms']:.2f} | {spread} | {r['runs']} |")
     lines += ["", "measured: median wall-clock time of `runs` invoke() calls of the .tflite file in the runtime "

@@ -62,6 +62,7 @@ class StudyConfig:
     max_latency_ms: float | None = None  # candidates predicted slower are recorded infeasible, not trained
     early_stop: EarlyStopRule | None = field(default_factory=EarlyStopRule)  # None: train every candidate fully
     minimize_params: bool = False  # a third objective: parameter count
+    start_from_references: bool = False  # a new study trains the space's reference students first
     # Quantized search: the precision (fp32, fp16, w8a16, int8) whose lookup table gives the latency objective
     # and whose quantized model's full-resolution PSNR is the quality objective (nnsearch.search.quantized).
     precision: str = "fp32"

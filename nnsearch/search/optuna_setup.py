@@ -44,7 +44,20 @@ def open_optuna_study(config: StudyConfig, store: Store, sampler: optuna.sampler
         _check_precision(study, config, store)
         if CONFIG_ATTR not in study.user_attrs:
             study.set_user_attr(CONFIG_ATTR, config.settings())
+            if config.start_from_references:
+                enqueue_references(study, config)
     return study
+
+
+def enqueue_references(study: optuna.Study, config: StudyConfig) -> list[str]:
+    """Queue the space's reference students as the first trials of a new study.
+
+    Called once, when the study is created; returns the labels queued. A reference the
+    budget rules out is still queued: the budget check records it infeasible, as any candidate.
+    """
+    for reference in config.space.references:
+        study.enqueue_trial(config.space.params_of(reference), user_attrs={"reference": reference.label})
+    return [reference.label for reference in config.space.references]
 
 
 def _check_precision(study: optuna.Study, config: StudyConfig, store: Store) -> None:
