@@ -117,3 +117,12 @@ def test_training_is_reproducible_and_the_key_covers_versions(
     before = teacher_path(config, data)
     monkeypatch.setattr(torch, "__version__", "9.9.9")
     assert teacher_path(config, data) != before  # a teacher trained under another torch is not reused
+
+
+def test_the_shipped_teacher_matches_the_built_in_data_of_this_code() -> None:
+    """Changing the noise synthesis or the built-in photos without re-running
+    `python -m nnsearch.train.ship_teacher` would make the demo train a teacher on first use."""
+    from nnsearch.train.datasets import load_data
+    from nnsearch.train.teacher import shipped_teacher, teacher_config
+
+    assert shipped_teacher(teacher_config("cpu"), load_data()) is not None
