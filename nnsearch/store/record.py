@@ -22,7 +22,6 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from nnsearch.errors import StoreError
-from nnsearch.latency.stat import LatencyStat
 from nnsearch.store.engine import Store
 from nnsearch.store.schema import (
     NN,
@@ -38,6 +37,7 @@ from nnsearch.store.schema import (
     Weights,
     utcnow,
 )
+from nnsearch.store.stat import LatencyStat
 
 TASK = "img-denoising"
 

@@ -30,9 +30,9 @@ from typing import Iterable
 from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
 
-from nnsearch.latency.stat import LatencyStat
 from nnsearch.store.engine import Store
 from nnsearch.store.schema import LatencyRun, TrialLink
+from nnsearch.store.stat import LatencyStat
 
 DEFAULT_PRECISION = "fp32"
 _CHUNK = 2000
