@@ -13,10 +13,10 @@ from sqlalchemy import select
 
 from nnsearch.cli import main
 from nnsearch.errors import LatencyError
+from nnsearch.latency import service as latency_service
 from nnsearch.latency.probes import KEY_COLUMNS, arch_keys, space_keys
 from nnsearch.model.arch import Arch
 from nnsearch.model.space import load_space
-from nnsearch.search import latency as latency_service
 from nnsearch.store.engine import Store
 from nnsearch.store.record import Bundle, record_bundle
 from nnsearch.store.schema import LatencyRun
