@@ -1,11 +1,15 @@
-"""Latency for the search: LUT predictions per device name, prediction and profiling records.
+"""The latency stage's service: LUT predictions per device name, filling a table, prediction and profiling records.
 
 `predict_latency` is what a search calls before training a candidate. The
 device name picks a device profile: 'host-cpu' is this machine's interpreter
-(`latency.host_profile`), whose missing entries can be measured on the fly;
-any other name must have entries imported with `nnsearch lut import`. Tables
-are cached per (store URL, profile), so after the first call for an arch a
-prediction is a dictionary walk.
+(`nnsearch.latency.table.host_profile`), whose missing entries can be measured
+on the fly; any other name must have entries imported with `nnsearch lut import`.
+
+Two process-wide caches, private to this module, keep predictions cheap: the
+`LatencyTable` of each (store URL, profile) (`_TABLES`, so after the first call
+for an arch a prediction is a dictionary walk) and the stored profile a device
+name means (`_PROFILES`). `fill_space_table` clears them after adding entries;
+`clear_caches` does so for edits made outside this process.
 """
 
 from __future__ import annotations

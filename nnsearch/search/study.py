@@ -3,7 +3,7 @@
 `Study` only assembles the pieces, each of which is a module of its own:
 `config` (what defines a study), `optuna_setup` (storage, create or resume),
 `inputs` (data and teacher targets), `preparation` (lookup table, budget
-check), `candidate_latency`, `recorder`, `evaluation` (one candidate) and
+check), ``nnsearch.latency.candidate`, `recorder`, `evaluation` (one candidate) and
 `trial_loop` (claims, interrupt guard, heartbeats, telling Optuna).
 """
 
