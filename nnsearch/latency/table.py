@@ -59,6 +59,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Protocol, Sequence
 
+from nnsearch.common.precision import Precision
 from nnsearch.errors import LatencyError
 from nnsearch.latency.probes import (
     KEY_COLUMNS,
@@ -69,7 +70,6 @@ from nnsearch.latency.probes import (
     write_probe,
 )
 from nnsearch.latency.stat import LatencyStat
-from nnsearch.latency.quantize import check_precision
 from nnsearch.latency.tflite import RUNTIME, runtime_version, time_tflite
 from nnsearch.model.arch import Arch
 
@@ -83,7 +83,7 @@ __all__ = [
 class DeviceProfile:
     """Where latencies hold: a device name, the runtime and its version, the thread count, the precision.
 
-    `precision` (one of `nnsearch.latency.quantize.PRECISIONS`) is the precision
+    `precision` (a `nnsearch.common.precision.Precision`) is the precision
     of the probes and models timed: each precision has its own table.
     """
 
@@ -91,16 +91,16 @@ class DeviceProfile:
     runtime: str
     runtime_version: str
     threads: int
-    precision: str = "fp32"
+    precision: str = Precision.FP32
 
     def __str__(self) -> str:
-        extra = "" if self.precision == "fp32" else f", {self.precision}"
+        extra = Precision.parse(self.precision).label(", ")
         return f"{self.name} ({self.runtime}, {self.runtime_version}, {self.threads} thread(s){extra})"
 
 
-def host_profile(threads: int = 1, name: str = "host-cpu", precision: str = "fp32") -> DeviceProfile:
+def host_profile(threads: int = 1, name: str = "host-cpu", precision: str = Precision.FP32) -> DeviceProfile:
     """The profile of this machine's ai-edge-litert CPU interpreter (at one precision)."""
-    return DeviceProfile(name, RUNTIME, runtime_version(), int(threads), check_precision(precision))
+    return DeviceProfile(name, RUNTIME, runtime_version(), int(threads), Precision.parse(precision))
 
 
 def can_measure(device: DeviceProfile) -> bool:

@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 
+from nnsearch.common.precision import Precision
 from nnsearch.errors import LatencyError, NNSearchError
 from nnsearch.latency.tflite import export_tflite, time_tflite
 from nnsearch.model.arch import Arch
@@ -23,7 +24,7 @@ class CandidateLatency:
     """
 
     def __init__(self, store: Store, config: LatencyConfig, tflite_dir: Path, *,
-                 max_latency_ms: float | None = None, precision: str = "fp32") -> None:
+                 max_latency_ms: float | None = None, precision: str = Precision.FP32) -> None:
         self.store = store
         self.config = config
         self.tflite_dir = tflite_dir
@@ -72,8 +73,7 @@ class CandidateLatency:
         The student is moved back to its device afterwards.
         """
         lat = self.config
-        suffix = "" if self.precision == "fp32" else f".{self.precision}"
-        path = self.tflite_dir / f"{arch.name}{suffix}.tflite"
+        path = self.tflite_dir / Precision.parse(self.precision).tflite_name(arch.name)
         if quantizer is not None:
             quantizer.write(self.precision, path, lat.height, lat.width)
         else:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from sqlalchemy import select
 
+from nnsearch.common.precision import Precision
 from nnsearch.errors import LatencyError, StoreError
 from nnsearch.latency.probes import check_resolution, space_keys
 from nnsearch.latency.table import (
@@ -41,7 +42,7 @@ _TABLES: dict[tuple[str, DeviceProfile], LatencyTable] = {}
 _PROFILES: dict[tuple[str, str, int, str], DeviceProfile] = {}
 
 
-def resolve_profile(store: Store, device_name: str, threads: int = 1, precision: str = "fp32") -> DeviceProfile:
+def resolve_profile(store: Store, device_name: str, threads: int = 1, precision: str = Precision.FP32) -> DeviceProfile:
     """The device profile a name means: this host for 'host-cpu', else the one stored for that name.
 
     Each precision has its own table (`DeviceProfile.precision`).
@@ -87,7 +88,7 @@ def clear_caches() -> None:
 
 
 def predict_latency(store: Store, arch: Arch, device_name: str, height: int, width: int, threads: int = 1,
-                    measure_missing: bool = True, precision: str = "fp32") -> float:
+                    measure_missing: bool = True, precision: str = Precision.FP32) -> float:
     """Predicted latency in ms of `arch` at height x width on a device profile, from the stored LUT.
 
     For 'host-cpu' with `measure_missing`, missing entries are measured here and
@@ -109,7 +110,7 @@ def predict_latency(store: Store, arch: Arch, device_name: str, height: int, wid
 
 
 def fill_space_table(store: Store, space: SearchSpace, height: int, width: int, threads: int = 1, *,
-                     runs: int = 5, verbose: bool = True, precision: str = "fp32") -> tuple[int, int]:
+                     runs: int = 5, verbose: bool = True, precision: str = Precision.FP32) -> tuple[int, int]:
     """Measure on this host every lookup-table key of `space` at height x width that the store lacks.
 
     Keys this machine measured before, for any store, are copied from its table
@@ -125,7 +126,7 @@ def fill_space_table(store: Store, space: SearchSpace, height: int, width: int, 
     if backend.copied and verbose:
         print(f"lookup table: copied {backend.copied} entries at {height}x{width} measured earlier on this machine "
               f"({backend.machine.path})", flush=True)
-    desc = f"lookup table {height}x{width}" + ("" if precision == "fp32" else f" {precision}")
+    desc = f"lookup table {height}x{width}{Precision.parse(precision).label()}"
     for key in progress(todo, total=len(todo), desc=desc, enabled=verbose and bool(todo)):
         table.build([key])
     if todo:
@@ -133,9 +134,9 @@ def fill_space_table(store: Store, space: SearchSpace, height: int, width: int, 
     return len(todo), len(keys)
 
 
-def fill_hint(device_name: str, height: int, width: int, threads: int, precision: str = "fp32") -> str:
+def fill_hint(device_name: str, height: int, width: int, threads: int, precision: str = Precision.FP32) -> str:
     """How to fill a device's table, for error messages."""
-    flag = "" if precision == "fp32" else f" --precision {precision}"
+    flag = Precision.parse(precision).label(" --precision ")
     if device_name == HOST_DEVICE:
         return (f"run `nnsearch lut build --device {HOST_DEVICE} --space SPACE --resolution {height}x{width} "
                 f"--threads {threads}{flag}`")
@@ -145,7 +146,7 @@ def fill_hint(device_name: str, height: int, width: int, threads: int, precision
 
 
 def prediction_record(store: Store, latency_ms: float, device_name: str, height: int, width: int,
-                      threads: int = 1, precision: str = "fp32") -> LatencyRecord:
+                      threads: int = 1, precision: str = Precision.FP32) -> LatencyRecord:
     """A `LatencyRecord` of kind 'predicted' for a `predict_latency` result (e.g. for a ModelRecord).
 
     The prediction estimates the whole model's minimum over runs (the statistic
@@ -158,7 +159,7 @@ def prediction_record(store: Store, latency_ms: float, device_name: str, height:
 
 
 def measured_record(timing: Timing, device_name: str, height: int, width: int,
-                    precision: str = "fp32") -> LatencyRecord:
+                    precision: str = Precision.FP32) -> LatencyRecord:
     """A `LatencyRecord` of kind 'measured' for a whole-model `Timing` at height x width."""
     return LatencyRecord(device=device_name, runtime=timing.runtime, runtime_version=timing.runtime_version,
                          threads=timing.threads, height=height, width=width, kind="measured",

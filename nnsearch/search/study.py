@@ -15,6 +15,7 @@ from pathlib import Path
 import optuna
 import torch
 
+from nnsearch.common.precision import Precision
 from nnsearch.common.device import default_device
 from nnsearch.common.paths import default_results_root
 from nnsearch.model.arch import Arch
@@ -71,7 +72,7 @@ class Study:
         lat = config.latency
         self.latency = CandidateLatency(store, lat, Path(), max_latency_ms=config.max_latency_ms,
                                         precision=config.precision)
-        self.quantized = (None if config.precision == "fp32" else
+        self.quantized = (None if not config.precision.quantized else
                           QuantizedQuality(config.precision, config.calibration_samples, config.seed))
         self.results_dir = (results_root or default_results_root()) / config.name
         self.recorder = TrialRecorder(store, config.name, config.distill, latency=self.latency_query(),

@@ -35,8 +35,9 @@ import pandas as pd
 from sqlalchemy import ColumnElement, and_, exists, func, select
 from sqlalchemy.engine import Connection
 
+from nnsearch.common.precision import Precision
 from nnsearch.store.engine import Store, open_store
-from nnsearch.store.latency import DEFAULT_PRECISION, LatencyQuery, student_latencies, study_configuration
+from nnsearch.store.latency import LatencyQuery, student_latencies, study_configuration
 from nnsearch.store.record import encode_value
 from nnsearch.store.schema import (
     NN,
@@ -230,13 +231,13 @@ def _latency_columns(conn: Connection, names: list[str], device: Filter, precisi
     """
     where = [c for c in (_match(LatencyRun.device, device), _match(LatencyRun.precision, precision)) if c is not None]
     recorded = set(_fetch_by(conn, LatencyRun.nn, (LatencyRun.device, LatencyRun.precision), names, *where))
-    wanted = _as_set(precision) or {DEFAULT_PRECISION}
+    wanted = _as_set(precision) or {Precision.FP32}
     recorded |= {(dev, prec) for dev in _as_set(device) for prec in wanted}
     columns: dict[str, dict[str, float]] = {}
     for dev, prec in sorted(recorded):
         query = (study_configuration(conn, study, dev, prec) if study is not None
                  else LatencyQuery(dev, precision=prec))
-        name = f"{LATENCY_PREFIX}{dev}" + ("" if prec == DEFAULT_PRECISION else f"@{prec}")
+        name = f"{LATENCY_PREFIX}{dev}{Precision.parse(prec).tag}"
         columns[name] = {nn: found.ms for nn, found in student_latencies(conn, names, query).items()}
     return columns
 

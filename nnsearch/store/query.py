@@ -22,9 +22,9 @@ import pandas as pd
 from sqlalchemy import or_, select
 from sqlalchemy.engine import Connection
 
+from nnsearch.common.precision import Precision
 from nnsearch.store.engine import Store
 from nnsearch.store.latency import LatencyQuery, StudentLatency, student_latencies, study_configuration
-from nnsearch.store.record import precision_metric
 from nnsearch.store.schema import NNStat, Stat, TrialLink
 
 #: Columns of `study_results`, in order.
@@ -97,7 +97,7 @@ class StudyReader:
             rows = stats.get((nn, prm, dataset), [])
             last = max((epoch for _, epoch, _ in rows), default=None)
             final = {metric: value for metric, epoch, value in rows if epoch == last}
-            psnr, ssim = (final.get(precision_metric(m, self.query.precision), NAN) for m in ("psnr", "ssim"))
+            psnr, ssim = (final.get(Precision.parse(self.query.precision).metric(m), NAN) for m in ("psnr", "ssim"))
             measured, predicted = _ms(found.get(nn), "measured"), _ms(found.get(nn), "predicted")
             params, macs = sizes.get(nn, (None, None))
             results.append({"trial": int(trial), "nn": nn, "state": state, "dataset": dataset,
@@ -120,7 +120,7 @@ def study_results(store: Store, study: str, device: str = "host-cpu", *,
     `latency.precision`), `psnr`, `ssim` and the latencies are those of that
     precision's quantized model (stat metrics 'psnr@P', 'ssim@P').
     """
-    query = latency or study_configuration(store, study, device, precision or "fp32")
+    query = latency or study_configuration(store, study, device, precision or Precision.FP32)
     if precision is not None and query.precision != precision:
         query = dataclasses.replace(query, precision=precision)
     return StudyReader(store, study, query).results()
