@@ -14,7 +14,7 @@ from conftest import model_record
 from nnsearch.errors import StoreError
 from nnsearch.store.dataset_api import data, run_data
 from nnsearch.store.engine import Store
-from nnsearch.store.nnd import export_nnd, import_nnd
+from nnsearch.nnd.transfer import export_nnd, import_nnd
 from nnsearch.store.record import record_trial
 
 CONFIG = "img-classification_celeba-gender_acc_AlexNet"

@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from nnsearch.errors import StoreError
 from nnsearch.store.dataset_api import data, run_data
 from nnsearch.store.engine import Store
-from nnsearch.store.nnd import export_nnd, import_nnd
+from nnsearch.nnd.transfer import export_nnd, import_nnd
 from nnsearch.store.schema import TrainStat
 
 REAL = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "nnd"

@@ -78,15 +78,15 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_import_nnd(args: argparse.Namespace) -> int:
-    from nnsearch.store.nnd import import_nnd
+    from nnsearch.nnd.transfer import import_nnd
 
     print(import_nnd(args.directory, db=args.db).line())
     return 0
 
 
 def cmd_export_nnd(args: argparse.Namespace) -> int:
+    from nnsearch.nnd.transfer import export_nnd
     from nnsearch.store.engine import Store
-    from nnsearch.store.nnd import export_nnd
 
     store = Store(args.db, create=False)
     try:

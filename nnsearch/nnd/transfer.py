@@ -2,7 +2,7 @@
 
 The layout (as in ABrain-One/nn-dataset, whose `ab/nn` folder is the root here):
     stat/train/<task>_<dataset>_<metric>_<nn>/<epoch>.json   JSON list of trials
-    stat/run/<runtime>/<precision>/<config>/<os>_<device>.json   on-device runtimes (`nnd_run`)
+    stat/run/<runtime>/<precision>/<config>/<os>_<device>.json   on-device runtimes (`nnsearch.nnd.runs`)
     stat/nn/<nn>.json   per-model statistics (params, flops, ...)
     nn/<nn>.py   metric/<metric>.py   transform/<transform>.py   source code
 A trial is {"accuracy", "duration", "transform", "uid", <hyperparameters>..., <training diagnostics>...}.
@@ -45,9 +45,9 @@ from nnsearch.errors import NNSearchError, StoreError
 from nnsearch.model.arch import Arch
 from nnsearch.store.dataset_api import data
 from nnsearch.store.engine import Store, open_store
-from nnsearch.store.nnd_files import write_files
-from nnsearch.store.nnd_models import rebuild, reference_archs, stored_archs
-from nnsearch.store.nnd_run import is_nnd_run, read_run_tree, run_files
+from nnsearch.nnd.files import write_files
+from nnsearch.nnd.models import rebuild, reference_archs, stored_archs
+from nnsearch.nnd.runs import is_nnd_run, read_run_tree, run_files
 from nnsearch.store.record import METRIC_CODE, NN_STAT_FIELDS, Bundle, prm_uid, record_bundle
 from nnsearch.store.schema import NN, LatencyRun, NNStat, Stat, TrainStat
 
@@ -366,7 +366,7 @@ def export_nnd(directory: str | Path, db: Store | str | None = None, force: bool
     """Write the store's records (optionally filtered as in `data()`) in the NN Dataset layout.
 
     Empty files are never written, nor files nnsearch did not write (see
-    `nnsearch.store.nnd_files`; `force` overwrites them).
+    `nnsearch.nnd.files`; `force` overwrites them).
     """
     root = Path(directory)
     summary = ExportSummary()

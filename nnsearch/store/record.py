@@ -52,7 +52,7 @@ METRIC_CODE = {
 def precision_metric_code(metric: str, precision: str) -> str:
     """The `metric` table code of `Precision.parse(precision).metric(metric)`."""
     return (METRIC_CODE[metric].rstrip("\n") + f"; computed on the output of the {precision} .tflite file in "
-            "ai-edge-litert (full resolution, tiled); see nnsearch.export.quantized\n")
+            "ai-edge-litert (full resolution, tiled); see nnsearch.export.precisions\n")
 
 
 #: Columns that identify a stat row (its unique key).
