@@ -96,7 +96,7 @@ def test_a_model_equal_to_a_stored_student_is_linked_to_its_architecture(tmp_pat
 
     from nnsearch.model.arch import Arch
     from nnsearch.model.counting import count_params
-    from nnsearch.store.record import record_trial
+    from nnsearch.store.recording import record_trial
 
     arch = Arch(**ARCH_FIELDS[0])
     searched = model_record(0, params=count_params(build_student(arch)))

@@ -32,7 +32,8 @@ from nnsearch.model.arch import Arch
 from nnsearch.model.space import SearchSpace
 from nnsearch.model.student import build_student
 from nnsearch.store.engine import Store
-from nnsearch.store.record import Bundle, LatencyRecord, record_bundle
+from nnsearch.store.record import Bundle, LatencyRecord
+from nnsearch.store.recording import record_bundle
 from nnsearch.store.schema import NN, utcnow
 from nnsearch.store.stored_model import stored_arch
 

@@ -43,12 +43,14 @@ from sqlalchemy.engine import Connection
 from nnsearch.common.progress import progress
 from nnsearch.errors import NNSearchError, StoreError
 from nnsearch.model.arch import Arch
-from nnsearch.store.dataset_api import data
-from nnsearch.store.engine import Store, open_store
 from nnsearch.nnd.files import write_files
 from nnsearch.nnd.models import rebuild, reference_archs, stored_archs
 from nnsearch.nnd.runs import is_nnd_run, read_run_tree, run_files
-from nnsearch.store.record import METRIC_CODE, NN_STAT_FIELDS, Bundle, prm_uid, record_bundle
+from nnsearch.store.dataset_api import data
+from nnsearch.store.engine import Store, open_store
+from nnsearch.store.hashing import prm_uid
+from nnsearch.store.record import METRIC_CODE, NN_STAT_FIELDS, Bundle
+from nnsearch.store.recording import record_bundle
 from nnsearch.store.schema import NN, LatencyRun, NNStat, Stat, TrainStat
 
 #: Trial keys that are not hyperparameters.

@@ -30,7 +30,9 @@ from nnsearch.errors import NNSearchError
 from nnsearch.model.counting import conv_depth, count_macs, count_params
 from nnsearch.model.student import build_student
 from nnsearch.store.engine import Store
-from nnsearch.store.record import EpochRecord, ModelRecord, prm_uid, write_model
+from nnsearch.store.hashing import prm_uid
+from nnsearch.store.record import EpochRecord, ModelRecord
+from nnsearch.store.recording import write_model
 from nnsearch.store.schema import NNStat, Prm, Stat
 from nnsearch.store.stored_model import StoredModel, load_stored_model
 from nnsearch.train.crops import transform_code, transform_name
