@@ -16,7 +16,7 @@ from nnsearch.latency.service import profile_nn
 from nnsearch.model.contract import ModelCodeError, build_net, matching_arch, network_signature
 from nnsearch.model.space import load_space
 from nnsearch.model.student import build_student
-from nnsearch.nnd.transfer import import_nnd
+from nnsearch.nnd.importing import import_nnd
 from nnsearch.store.dataset_api import data, run_data
 from nnsearch.store.stored_model import stored_arch
 

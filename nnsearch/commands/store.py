@@ -78,14 +78,14 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_import_nnd(args: argparse.Namespace) -> int:
-    from nnsearch.nnd.transfer import import_nnd
+    from nnsearch.nnd.importing import import_nnd
 
     print(import_nnd(args.directory, db=args.db).line())
     return 0
 
 
 def cmd_export_nnd(args: argparse.Namespace) -> int:
-    from nnsearch.nnd.transfer import export_nnd
+    from nnsearch.nnd.importing import export_nnd
     from nnsearch.store.engine import Store
 
     store = Store(args.db, create=False)
