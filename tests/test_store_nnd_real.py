@@ -11,7 +11,8 @@ import pytest
 from sqlalchemy import func, select
 
 from nnsearch.errors import StoreError
-from nnsearch.nnd.importing import export_nnd, import_nnd
+from nnsearch.nnd.exporting import export_nnd
+from nnsearch.nnd.importing import import_nnd
 from nnsearch.store.dataset_api import data, run_data
 from nnsearch.store.engine import Store
 from nnsearch.store.schema import TrainStat

@@ -85,7 +85,7 @@ def cmd_import_nnd(args: argparse.Namespace) -> int:
 
 
 def cmd_export_nnd(args: argparse.Namespace) -> int:
-    from nnsearch.nnd.importing import export_nnd
+    from nnsearch.nnd.exporting import export_nnd
     from nnsearch.store.engine import Store
 
     store = Store(args.db, create=False)

@@ -1,6 +1,7 @@
 """The NN Dataset exchange: importing its file layout into the store and exporting the store to it.
 
-`transfer` (`import_nnd`, `export_nnd`) reads and writes the layout; `files`
-the code files, `models` rebuilding and counting imported networks, and `runs`
-the on-device runtime records (`stat/run/...`).
+`layout` describes the layout and its names; `importing` (`import_nnd`) and
+`exporting` (`export_nnd`) read and write it; `files` writes code files,
+`models` rebuilds and counts imported networks, and `runs` reads and writes the
+on-device runtime records (`stat/run/...`).
 """
