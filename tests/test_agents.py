@@ -25,14 +25,15 @@ from nnsearch.cli import main
 from nnsearch.latency.agents.adb import AdbRunner, parse_benchmark_output
 from nnsearch.latency.agents.agent import Agent
 from nnsearch.latency.agents.jobs import enqueue_model, enqueue_probes, job_counts
-from nnsearch.latency.agents.runners import LocalRunner, RunnerError, make_runner
+from nnsearch.latency.agents.interface import RunnerError
+from nnsearch.latency.agents.runners import LocalRunner, make_runner
 from nnsearch.latency.probes import space_keys
 from nnsearch.latency.tflite import export_tflite
 from nnsearch.model.arch import Arch
 from nnsearch.model.space import load_space
 from nnsearch.model.student import build_student
 from nnsearch.store.engine import Store
-from nnsearch.store.lut_backend import stored_keys
+from nnsearch.latency.stored_table import stored_keys
 from nnsearch.store.record import Bundle, record_bundle
 from nnsearch.store.schema import LatencyLUT, LatencyRun, MeasureJob
 

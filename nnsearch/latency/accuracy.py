@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import pandas as pd
 from sqlalchemy import select
 
-from nnsearch.latency.stat import LatencyStat
+from nnsearch.store.stat import LatencyStat
 from nnsearch.store.engine import Store
 from nnsearch.store.schema import LatencyRun
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 from typing import Iterable
 
 from nnsearch.latency.probes import OpKey
-from nnsearch.latency.stat import LatencyStat
+from nnsearch.store.stat import LatencyStat
 from nnsearch.latency.table import LatencyTable, LutEntry, measure_keys
 
 #: A whole model predicted this share slower than measured, or an entry this much slower than its repeat,

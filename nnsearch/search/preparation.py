@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Callable
 
 from nnsearch.errors import NNSearchError
-from nnsearch.search.candidate_latency import CandidateLatency
-from nnsearch.search.claims import advisory_lock
-from nnsearch.search.config import StudyConfig
+from nnsearch.latency.candidate import CandidateLatency
 from nnsearch.latency.agents.service import fill_device_table, served_by_agents
 from nnsearch.latency.probes import space_keys
-from nnsearch.search.latency import HOST_DEVICE, clear_caches, fill_space_table
+from nnsearch.latency.service import HOST_DEVICE, clear_caches, fill_space_table
+from nnsearch.search.claims import advisory_lock
+from nnsearch.search.config import StudyConfig
 from nnsearch.search.samplers import PREDICTS_LATENCY
 from nnsearch.store.engine import Store
 

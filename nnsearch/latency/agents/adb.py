@@ -22,9 +22,8 @@ import shlex
 import subprocess
 from pathlib import Path
 
-from nnsearch.latency.agents.jobs import RunnerIdentity
-from nnsearch.latency.agents.runners import RunnerError
-from nnsearch.latency.stat import LatencyStat
+from nnsearch.latency.agents.interface import RunnerError, RunnerIdentity
+from nnsearch.store.stat import LatencyStat
 
 RUNTIME = "tflite-benchmark_model"
 PUSH_COMMAND = "{adb} {serial} push {local} {remote}"

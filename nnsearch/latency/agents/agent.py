@@ -26,8 +26,8 @@ from sqlalchemy import update
 
 from nnsearch.errors import NNSearchError
 from nnsearch.latency.agents.jobs import Claim, claim, complete, fail, release, renew, store_clock
+from nnsearch.latency.agents.interface import Runner, RunnerError
 from nnsearch.latency.agents.landing import land
-from nnsearch.latency.agents.runners import Runner, RunnerError
 from nnsearch.latency.probes import write_probe
 from nnsearch.store.engine import Store
 from nnsearch.store.record import upsert

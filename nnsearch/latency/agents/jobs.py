@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 
 from nnsearch.errors import LatencyError
 from nnsearch.latency.probes import OpKey
-from nnsearch.latency.stat import LatencyStat
+from nnsearch.store.stat import LatencyStat
 from nnsearch.store.engine import Store
 from nnsearch.store.record import insert_ignore
 from nnsearch.store.schema import MeasureAgent, MeasureJob, utcnow

@@ -21,10 +21,10 @@ from sqlalchemy.orm import Session
 from nnsearch.latency.agents.jobs import RunnerIdentity, enqueue_probes
 from nnsearch.latency.freshness import refreshed, repeat_disagrees, suspect_inflated
 from nnsearch.latency.probes import OpKey, arch_keys
-from nnsearch.latency.stat import LatencyStat
+from nnsearch.store.stat import LatencyStat
 from nnsearch.latency.table import DeviceProfile, LutEntry
 from nnsearch.model.arch import Arch
-from nnsearch.store.lut_backend import stored_entry, upsert_entries
+from nnsearch.latency.stored_table import stored_entry, upsert_entries
 from nnsearch.store.record import insert_ignore
 from nnsearch.store.schema import NN, LatencyRun, MeasureJob, utcnow
 

@@ -1,50 +1,24 @@
-"""Runners: how an agent times a .tflite file on its device. `local`, `adb`, or a plugin.
+"""Runners: how an agent times a .tflite file. The built-in `local` and `adb` ones, and plugins.
 
-The plugin interface is the `Runner` protocol: an object with
-
-- `name` (str): the runner's name, shown by `nnsearch agent --status`;
-- `identity()` -> `RunnerIdentity`: runtime name and version, delegate and
-  options, recorded with every result (and naming the lookup-table profile);
-- `time(path, threads, runs, warmup)` -> `LatencyStat` (milliseconds per
-  call: median, min, max over `runs` timed calls after `warmup` untimed ones);
-  on a model the device rejects it raises `RunnerError` with the runtime's
-  message, which the job records as `failed`.
-
-`nnsearch agent --runner package.module:factory --runner-option k=v ...`
-imports `factory` and calls it with the options as a dict of strings; it must
-return a `Runner`. That is the place for e.g. a cloud device-profiling service.
+`local` is `LocalRunner` here, `adb` is `nnsearch.latency.agents.adb.AdbRunner`;
+`make_runner` builds either, or a plugin named 'package.module:factory' (the
+interface a plugin implements: `nnsearch.latency.agents.interface`).
 """
 
 from __future__ import annotations
 
 import importlib
 from pathlib import Path
-from typing import Any, Callable, Mapping, Protocol, runtime_checkable
+from typing import Any, Callable, Mapping
 
 from nnsearch.errors import ExportError, NNSearchError
-from nnsearch.latency.agents.jobs import RunnerIdentity
-from nnsearch.latency.stat import LatencyStat
+from nnsearch.latency.agents.adb import AdbRunner
+from nnsearch.latency.agents.interface import Runner, RunnerError, RunnerIdentity
 from nnsearch.latency.tflite import RUNTIME, load_delegate, runtime_version, time_tflite
+from nnsearch.store.stat import LatencyStat
 
 #: A short model is timed until its runs add up to this many ms (as lookup-table probes are).
 MIN_TOTAL_MS = 40.0
-
-
-class RunnerError(NNSearchError):
-    """The device could not run a model; the message is the runtime's."""
-
-
-@runtime_checkable
-class Runner(Protocol):
-    """Times .tflite files on one device (see the module docstring)."""
-
-    name: str
-
-    def identity(self) -> RunnerIdentity:
-        """Runtime, version, delegate and options, recorded with every result."""
-
-    def time(self, path: Path, threads: int, runs: int, warmup: int) -> LatencyStat:
-        """The model's latency in ms per call; RunnerError with the runtime's message when it cannot run."""
 
 
 class LocalRunner:
@@ -87,16 +61,10 @@ def parse_options(pairs: list[str] | None, flag: str) -> dict[str, str]:
     return options
 
 
-def _adb(options: Mapping[str, str]) -> Runner:
-    from nnsearch.latency.agents.adb import AdbRunner
-
-    return AdbRunner(**options)
-
-
 #: Built-in runners by name: factory of the runner options.
 BUILTIN: dict[str, Callable[[Mapping[str, str]], Runner]] = {
     "local": lambda options: LocalRunner(**options),
-    "adb": _adb,
+    "adb": lambda options: AdbRunner(**options),
 }
 
 

@@ -11,9 +11,9 @@ from nnsearch.common.progress import progress_bar
 from nnsearch.errors import LatencyError
 from nnsearch.latency.agents.jobs import JobState, enqueue_model, enqueue_probes, probe_target, serving_agents, wait_for
 from nnsearch.latency.probes import OpKey
-from nnsearch.search.latency import HOST_DEVICE
+from nnsearch.latency.service import HOST_DEVICE
 from nnsearch.store.engine import Store
-from nnsearch.store.lut_backend import stored_keys
+from nnsearch.latency.stored_table import stored_keys
 from nnsearch.store.record import LatencyRecord
 from nnsearch.store.schema import MeasureJob
 

@@ -3,24 +3,22 @@
 The measured timing is taken on this host for 'host-cpu', or by the device's
 measurement agents (`nnsearch.latency.agents`) for a device they serve: the
 exported model is queued once the trial is recorded, and the trial waits for
-it (`LatencyConfig.wait`) or goes on with the prediction.
+it (`LatencyTarget.wait`) or goes on with the prediction.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
 import torch
 
+from nnsearch.common.precision import Precision
 from nnsearch.errors import LatencyError, NNSearchError
 from nnsearch.latency.accuracy import prediction_accuracy
 from nnsearch.latency.agents.service import AgentTiming, served_by_agents
 from nnsearch.latency.freshness import remeasure, suspect_inflated
-from nnsearch.latency.tflite import export_tflite, time_tflite
-from nnsearch.model.arch import Arch
-from nnsearch.search.config import LatencyConfig
-from nnsearch.search.latency import (
+from nnsearch.latency.service import (
     HOST_DEVICE,
     latency_table,
     measured_record,
@@ -28,10 +26,27 @@ from nnsearch.search.latency import (
     prediction_record,
     resolve_profile,
 )
+from nnsearch.latency.tflite import export_tflite, time_tflite
+from nnsearch.model.arch import Arch
 from nnsearch.store.engine import Store
 from nnsearch.store.record import LatencyRecord
 
 Log = Callable[[str], None]
+
+
+class LatencyTarget(Protocol):
+    """What a candidate is timed at: a study's latency configuration (`nnsearch.search.config.LatencyConfig`)."""
+
+    device: str
+    height: int
+    width: int
+    threads: int
+    runs: int
+    warmup: int
+    predict: bool
+    measure: bool
+    wait: bool  # for a device served by agents: wait for the measurement (else go on with the prediction)
+    wait_timeout_s: float
 
 
 class CandidateLatency:
@@ -40,8 +55,8 @@ class CandidateLatency:
     Exported models for timing go to `tflite_dir`.
     """
 
-    def __init__(self, store: Store, config: LatencyConfig, tflite_dir: Path, *,
-                 max_latency_ms: float | None = None, precision: str = "fp32", study: str | None = None,
+    def __init__(self, store: Store, config: LatencyTarget, tflite_dir: Path, *,
+                 max_latency_ms: float | None = None, precision: str = Precision.FP32, study: str | None = None,
                  log: Log = lambda message: None) -> None:
         self.store = store
         self.config = config
@@ -122,7 +137,7 @@ class CandidateLatency:
     def land(self, arch: Arch, predicted: LatencyRecord | None, log: Log | None = None) -> LatencyRecord | None:
         """Queue a recorded candidate's whole-model timing with the device's agents; its record once timed.
 
-        With `LatencyConfig.wait` the agent's measurement is awaited (up to
+        With `LatencyTarget.wait` the agent's measurement is awaited (up to
         `wait_timeout_s`); otherwise None is returned at once and the measurement
         lands in the store later (the one-latency rule then prefers it).
         """
@@ -161,8 +176,7 @@ class CandidateLatency:
 
     def _export(self, student: torch.nn.Module, arch: Arch, quantizer: Any) -> Path:
         lat = self.config
-        suffix = "" if self.precision == "fp32" else f".{self.precision}"
-        path = self.tflite_dir / f"{arch.name}{suffix}.tflite"
+        path = self.tflite_dir / Precision.parse(self.precision).tflite_name(arch.name)
         if quantizer is not None:
             quantizer.write(self.precision, path, lat.height, lat.width)
         else:
