@@ -33,7 +33,8 @@ from nnsearch.common.torch_files import load_tensors
 from nnsearch.errors import ExportError
 from nnsearch.export.onnx import export_onnx, onnx_op_types, run_onnx
 from nnsearch.export.quantized import CALIBRATION_CROP, StudentQuantizer
-from nnsearch.latency.quantize import CALIBRATION_SAMPLES, PRECISIONS, RECIPES, TFLiteRunner
+from nnsearch.common.precision import PRECISIONS, Precision
+from nnsearch.latency.quantize import CALIBRATION_SAMPLES, TFLiteRunner
 from nnsearch.latency.tflite import check_native_ops, export_tflite, read_op_names, run_tflite, time_tflite
 from nnsearch.model.arch import Arch, load_model_code
 from nnsearch.store.dataset_api import data, run_data
@@ -61,7 +62,7 @@ class StoredModel:
 class PrecisionRow:
     """One precision's line of the model card."""
 
-    precision: str
+    precision: Precision
     file: str
     psnr: float
     ssim: float
@@ -87,7 +88,7 @@ class ExportResult:
     precisions: tuple[PrecisionRow, ...] = ()
 
     def line(self) -> str:
-        drops = ", ".join(f"{r.precision} {r.drop_db:+.3f} dB" for r in self.precisions if r.precision != "fp32")
+        drops = ", ".join(f"{r.precision} {r.drop_db:+.3f} dB" for r in self.precisions if r.precision.quantized)
         return (f"exported {len(self.files)} files to {self.directory}: max abs error vs torch "
                 f"tflite {self.tflite_error:.2e}, onnx {self.onnx_error:.2e}, reloaded .py+.pt {self.reload_error:.2e}"
                 + (f"; PSNR drop vs fp32: {drops}" if drops else ""))
@@ -203,7 +204,7 @@ def export_student(name: str, target: str | Path, db: Store | str | None = None,
         staged = _write_verified(model, staging, shape, tolerance, card_facts)
         precisions = _write_quantized(model, staging, shape, images, calibration_samples, seed)
         staged = replace(staged, files=tuple(p for p in staged.files if p.name != "MODEL_CARD.md")
-                         + tuple(staging / r.file for r in precisions if r.precision != "fp32")
+                         + tuple(staging / r.file for r in precisions if r.precision.quantized)
                          + (staging / "MODEL_CARD.md",), precisions=precisions)
         card_facts["data"] = images.source
         (staging / "MODEL_CARD.md").write_text(model_card(model, card_facts, shape, staged))
@@ -261,8 +262,8 @@ def _write_quantized(model: StoredModel, out: Path, shape: tuple[int, int, int, 
     rows = []
     with StudentQuantizer(net, model.nn, images.train, samples=samples, seed=seed) as quantizer:
         for precision in PRECISIONS:
-            path = out / (f"{model.nn}.tflite" if precision == "fp32" else f"{model.nn}.{precision}.tflite")
-            if precision != "fp32":
+            path = out / precision.tflite_name(model.nn)
+            if precision.quantized:
                 quantizer.write(precision, path, height, width)
             quality = quantizer.quality(precision, images.val)
             runner = TFLiteRunner(path)
@@ -323,7 +324,7 @@ def _precision_lines(rows: tuple[PrecisionRow, ...], data_source: str, shape: tu
     for r in rows:
         lines.append(f"| {r.precision} | `{r.file}` | {r.psnr:.3f} | {r.ssim:.4f} | {r.drop_db:.3f} | "
                      f"{r.latency_ms:.2f} | {r.size_bytes / 1024:.1f} | {r.input} | {r.output} | {', '.join(r.ops)} |")
-    lines += ["", f"Recipes: " + "; ".join(f"{p} = {RECIPES[p]}" for p in PRECISIONS) + ". PSNR / SSIM: mean over "
+    lines += ["", f"Recipes: " + "; ".join(f"{p} = {p.recipe}" for p in PRECISIONS) + ". PSNR / SSIM: mean over "
               f"the validation images of {data_source or 'the data'} at full resolution, tiled, from each file's "
               f"ai-edge-litert output (integer inputs quantized and outputs dequantized with the scale and zero point "
               f"shown); calibration on seeded {CALIBRATION_CROP} px crops of the training images. Latency: minimum "
