@@ -100,8 +100,11 @@ def test_probe_jobs_fill_the_device_table_and_a_rejected_model_fails_with_its_me
     bad = enqueue_model(store, DEVICE, "not-a-model", b"this is no flatbuffer", 64, 64, 1, "fp32")
     agent = Agent(store, DEVICE, LocalRunner(), lease_s=10, poll_s=0.1, log=lambda line: None)
     stats = agent.run(idle_exit_s=0.3)
-    # 6 first timings, 6 interleaved repeats queued behind them, 1 failure
-    assert (stats.done, stats.failed, stats.lost) == (12, 1, 0)
+    probes = [j for j in jobs(store) if j.kind == "probe"]
+    # 6 first timings, each with an interleaved repeat queued behind the rest (and another round where the
+    # repeat found the entry inflated, which a loaded machine can cause), and the one failure
+    assert (stats.done, stats.failed, stats.lost) == (len(probes), 1, 0) and {j.state for j in probes} == {"done"}
+    assert sorted(j.round for j in probes if j.round < 2) == [0] * 6 + [1] * 6
     assert stored_keys(store, DEVICE, 1, "fp32") == set(keys)
     with store.session() as session:
         rows = list(session.scalars(select(LatencyLUT).where(LatencyLUT.device == DEVICE)))
@@ -110,7 +113,7 @@ def test_probe_jobs_fill_the_device_table_and_a_rejected_model_fails_with_its_me
     failed = next(j for j in jobs(store) if j.id == bad)
     assert failed.state == "failed" and "not a valid Flatbuffer" in failed.message
     assert failed.runtime == "tflite-cpu" and failed.runtime_version.startswith("ai-edge-litert")
-    assert job_counts(store) == {DEVICE: {"queued": 0, "running": 0, "done": 12, "failed": 1}}
+    assert job_counts(store) == {DEVICE: {"queued": 0, "running": 0, "done": len(probes), "failed": 1}}
 
 
 def test_a_sigkilled_agent_job_is_finished_by_the_restarted_agent_once(tmp_path):
