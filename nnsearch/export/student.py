@@ -311,7 +311,7 @@ def _precision_lines(rows: tuple[PrecisionRow, ...], data_source: str, shape: tu
     for r in rows:
         lines.append(f"| {r.precision} | `{r.file}` | {r.psnr:.3f} | {r.ssim:.4f} | {r.drop_db:.3f} | "
                      f"{r.latency_ms:.2f} | {r.size_bytes / 1024:.1f} | {r.input} | {r.output} | {', '.join(r.ops)} |")
-    lines += ["", f"Recipes: " + "; ".join(f"{p} = {p.recipe}" for p in PRECISIONS) + ". PSNR / SSIM: mean over "
+    lines += ["", "Recipes: " + "; ".join(f"{p} = {p.recipe}" for p in PRECISIONS) + ". PSNR / SSIM: mean over "
               f"the validation images of {data_source or 'the data'} at full resolution, tiled, from each file's "
               f"ai-edge-litert output (integer inputs quantized and outputs dequantized with the scale and zero point "
               f"shown); calibration on seeded {CALIBRATION_CROP} px crops of the training images. Latency: minimum "

@@ -31,6 +31,7 @@ def ship(preset: str = "cpu") -> dict[str, object]:
     trained = teacher_path(config, data)
     state = torch.load(trained, map_location="cpu")
     single = ensemble.model if config.ensemble else ensemble
+    assert isinstance(single, torch.nn.Module)
     target = SHIPPED_DIR / f"teacher-{preset}-{data.name}.pt"
     shutil.copyfile(trained, target)
     record = {
