@@ -31,9 +31,9 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
 
 from nnsearch.common.precision import Precision
-from nnsearch.latency.stat import LatencyStat
 from nnsearch.store.engine import Store
 from nnsearch.store.schema import LatencyRun, TrialLink
+from nnsearch.store.stat import LatencyStat
 
 _CHUNK = 2000
 _COLUMNS = (LatencyRun.nn, LatencyRun.height, LatencyRun.width, LatencyRun.threads, LatencyRun.kind,

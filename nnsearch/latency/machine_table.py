@@ -32,8 +32,8 @@ import time
 from pathlib import Path
 from typing import Iterable
 
-from nnsearch.common.precision import Precision
 from nnsearch.common.paths import cache_dir
+from nnsearch.common.precision import Precision
 from nnsearch.latency.probes import KEY_COLUMNS, OpKey
 from nnsearch.latency.table import DeviceProfile, LutBackend, LutEntry, can_measure
 
