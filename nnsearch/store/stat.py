@@ -24,6 +24,12 @@ class StatValues(TypedDict):
     runs: int
 
 
+#: What `LatencyStat.ms` measures, in the words the model card, the CLI and the docs all use.
+STATISTIC = "minimum over timed runs of the invoking thread's CPU time"
+#: The two cases the short name leaves out.
+STATISTIC_DETAIL = "the wall-clock time with more than one thread; the median where a record has no minimum"
+
+
 @dataclass(frozen=True, kw_only=True)
 class LatencyStat:
     """Milliseconds per call over `runs` timed runs: median, and minimum/maximum where recorded."""
