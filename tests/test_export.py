@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import RunsCode
 from nnsearch.model.arch import load_model_code
 from nnsearch.cli import main
 from nnsearch.train.distill import DistillConfig
@@ -148,3 +149,25 @@ def test_cli_export_writes_the_tflite_at_the_study_resolution(tiny_study, export
     assert STATISTIC in card and "wall-clock time of" not in card
     docs = (Path(__file__).resolve().parents[1] / "docs" / "latency.md").read_text()
     assert STATISTIC in " ".join(docs.split())
+
+
+@pytest.mark.parametrize("kind", ["random bytes", "code-running pickle", "not a state_dict", "other network"])
+def test_a_weights_file_that_is_not_this_models_state_dict_exits_2_naming_it(tiny_study, exported, tmp_path,
+                                                                            capsys, kind):
+    _, url, _ = tiny_study
+    name, _ = exported
+    weights, marker = tmp_path / "given.pt", tmp_path / "ran"
+    if kind == "random bytes":
+        weights.write_bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes())
+    elif kind == "code-running pickle":
+        torch.save({"conv.weight": RunsCode(marker)}, weights)
+    elif kind == "not a state_dict":
+        torch.save([1, 2, 3], weights)
+    else:
+        torch.save({"conv.weight": torch.zeros(3, 3)}, weights)
+    code = main(["export", name, "--to", str(tmp_path / "out"), "--db", url, "--weights", str(weights)])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    assert (str(weights) in err) if kind != "other network" else ("do not fit" in err)
+    assert not marker.exists()
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
