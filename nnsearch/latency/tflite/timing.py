@@ -88,7 +88,7 @@ def time_tflite(path: str | Path, *, runs: int = 5, warmup: int = 1, threads: in
     details = interpreter.get_input_details()
     for d in details:
         interpreter.set_tensor(d["index"], _random_input(rng, tuple(d["shape"]), np.dtype(d["dtype"])))
-    now, samples = _timer(clock), []
+    now, samples = _timer(clock), list[float]()
     try:
         for _ in range(warmup):
             interpreter.invoke()
