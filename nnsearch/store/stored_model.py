@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 import difflib
-import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +16,7 @@ import torch
 from sqlalchemy import select
 from torch import nn
 
+from nnsearch.common.torch_files import load_tensors
 from nnsearch.errors import ExportError, StoreError
 from nnsearch.model.arch import Arch, load_model_code
 from nnsearch.store.dataset_api import data
@@ -55,10 +55,7 @@ def load_stored_model(store: Store, name: str, prm: str | None = None,
         weights = {w.prm: w.state for w in session.scalars(select(Weights).where(Weights.nn == name))}
         code, arch_json = row.code, row.arch
     if weights_file is not None:
-        try:
-            weights = {GIVEN_WEIGHTS: Path(weights_file).read_bytes()}
-        except OSError as exc:
-            raise ExportError(f"cannot read the weights file {weights_file}: {exc.strerror or exc}") from None
+        weights = {GIVEN_WEIGHTS: _read_state_dict(Path(weights_file))}
     if not weights:
         raise ExportError(f"no weights recorded for {name}; retrain it with `nnsearch search` (a completed "
                           f"trial stores its weights), pick a student that has them with `nnsearch pareto`, "
@@ -76,6 +73,19 @@ def load_stored_model(store: Store, name: str, prm: str | None = None,
     return StoredModel(name, code, Arch.from_dict(json.loads(arch_json)), uid, weights[uid])
 
 
+def _read_state_dict(path: Path) -> bytes:
+    """The bytes of a state_dict file given with --weights; ExportError naming it if it is not one."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ExportError(f"cannot read the weights file {path}: {exc.strerror or exc}") from None
+    state = load_tensors(raw, f"weights file {path}")
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ExportError(f"weights file {path} is not a state_dict (a dict of parameter name -> tensor, as "
+                          f"torch.save(net.state_dict(), path) writes); it holds a {type(state).__name__}")
+    return raw
+
+
 def _best_prm(store: Store, name: str, uids: list[str]) -> str:
     """Among hyperparameter sets with weights, the one with the highest final-epoch PSNR."""
     if len(uids) == 1:
@@ -91,7 +101,10 @@ def build_model(code: str, state: bytes, shape: tuple[int, int, int, int]) -> nn
     """The contract's `Net` from a model file's text, with a state_dict (torch.save bytes) loaded."""
     module = load_model_code(code)
     net = module.Net(shape, shape, {}, "cpu")
-    net.load_state_dict(torch.load(io.BytesIO(state), map_location="cpu", weights_only=True))
+    try:
+        net.load_state_dict(load_tensors(state, "the model's weights"))
+    except RuntimeError as exc:  # missing / unexpected keys, other shapes
+        raise ExportError(f"the weights do not fit the model's Net: {str(exc).strip().splitlines()[0]}") from None
     return net.eval()
 
 
