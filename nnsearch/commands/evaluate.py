@@ -12,7 +12,7 @@ from nnsearch.commands import add_db_option
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from nnsearch.analysis.evaluate import evaluate_methods, format_summary, standard_methods, write_evaluation
     from nnsearch.common.device import default_device
-    from nnsearch.common.paths import default_results_root
+    from nnsearch.common.paths import default_results_root, safe_component
     from nnsearch.export.student import build_model, load_stored_model
     from nnsearch.store.engine import open_store
     from nnsearch.train.datasets import load_data
@@ -32,7 +32,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     methods = standard_methods((f"student {args.nn}", student), teacher, classical=not args.no_classical,
                                device=device)
     evaluation = evaluate_methods(methods, pairs)
-    out = Path(args.out) if args.out else default_results_root() / "evaluate" / args.nn / data.name
+    out = Path(args.out) if args.out else (default_results_root() / "evaluate" / safe_component(args.nn, "model name")
+                                                    / safe_component(data.name, "dataset name"))
     csv_path, table_path, png_path = write_evaluation(evaluation, out)
     print(format_summary(evaluation))
     print(f"wrote {table_path}, {csv_path} and {png_path}")

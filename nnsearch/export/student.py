@@ -29,6 +29,7 @@ import torch
 from sqlalchemy import select
 from torch import nn
 
+from nnsearch.common.paths import contained_path, safe_component
 from nnsearch.common.torch_files import load_tensors
 from nnsearch.errors import ExportError
 from nnsearch.export.onnx import export_onnx, onnx_op_types, run_onnx
@@ -189,6 +190,7 @@ def export_student(name: str, target: str | Path, db: Store | str | None = None,
     takes them) whose training crops calibrate the quantized files and whose
     validation pairs measure each precision's quality.
     """
+    safe_component(name, "model name")  # <target>/<nn>.tflite, ...
     with open_store(db) as store:
         model = load_stored_model(store, name, prm, weights_file)
         card_facts = _card_facts(store, model)
@@ -208,7 +210,7 @@ def export_student(name: str, target: str | Path, db: Store | str | None = None,
                          + (staging / "MODEL_CARD.md",), precisions=precisions)
         card_facts["data"] = images.source
         (staging / "MODEL_CARD.md").write_text(model_card(model, card_facts, shape, staged))
-        files = tuple(_move_into_place(path, target) for path in staged.files)
+        files = _move_into_place(staged.files, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return replace(staged, directory=target, files=files)
@@ -222,11 +224,13 @@ def _staging_dir(target: Path) -> Path:
         raise ExportError(f"cannot write to {target}: {exc.strerror or exc}") from None
 
 
-def _move_into_place(path: Path, target: Path) -> Path:
-    destination = target / path.name
-    os.chmod(path, 0o644)  # temp files are created private
-    os.replace(path, destination)
-    return destination
+def _move_into_place(paths: tuple[Path, ...], target: Path) -> tuple[Path, ...]:
+    """Move the checked files from the staging folder into `target` (every destination checked first)."""
+    destinations = tuple(contained_path(target, path.name, "export") for path in paths)
+    for path, destination in zip(paths, destinations):
+        os.chmod(path, 0o644)  # temp files are created private
+        os.replace(path, destination)
+    return destinations
 
 
 def _write_verified(model: StoredModel, out: Path, shape: tuple[int, int, int, int], tolerance: float,

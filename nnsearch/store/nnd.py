@@ -10,8 +10,11 @@ nnsearch adds `stat/nnsearch/<nn>.json` (Arch JSON, size and cost, its own
 latency runs), a file the NN Dataset's reader never looks at.
 
 `import_nnd` accepts that root, a checkout containing `ab/nn/`, or the stats
-folder itself (code files are then looked up in `../../nn/`, next to the stats
-and in the config folder). Task, dataset and metric names must not contain
+folder itself (code files are then looked up in `../../nn/`). Code is read as
+text from `nn/`, `metric/` and `transform/` only; files in the stats folders
+are never read as code. Every name that comes from the folder and becomes part
+of a path on export (task, dataset, metric, model, transform, runtime,
+precision, device) must be a plain file name (`common.paths.safe_component`). Task, dataset and metric names must not contain
 "_"; the model name is the rest of the folder name. Folders and files that are
 not statistics (`RESULTS_RLFN/`, `conversion_report.json`) are skipped and
 counted. A trial without `duration` is stored with an unknown (NULL) one.
@@ -40,6 +43,7 @@ import pandas as pd
 from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
+from nnsearch.common.paths import safe_component
 from nnsearch.common.progress import progress
 from nnsearch.errors import NNSearchError, StoreError
 from nnsearch.model.arch import Arch
@@ -139,7 +143,7 @@ def import_nnd(directory: str | Path, db: Store | str | None = None) -> ImportSu
             skip(config_dir)
             continue
         summary.configs += 1
-        names["nn"].setdefault(parsed[3], [root / "nn", config_dir.parent]).append(config_dir)
+        names["nn"].setdefault(parsed[3], [root / "nn"])  # code only from nn/, never from the stats folders
         names["metric"].setdefault(METRIC_IMPORT_NAMES.get(parsed[2], parsed[2]), [root / "metric"])
         for row in _read_config(config_dir, parsed, skip, summary):
             names["transform"].setdefault(row["transform"], [root / "transform"])
@@ -211,10 +215,15 @@ def _layout(directory: Path) -> tuple[Path, Path | None]:
 
 
 def parse_config(config_dir: Path) -> tuple[str, str, str, str] | None:
-    """`<task>_<dataset>_<metric>_<nn>` -> its four names (the nn may contain "_"); None for other names."""
+    """`<task>_<dataset>_<metric>_<nn>` -> its four names (the nn may contain "_"); None for other names.
+
+    A name that cannot be a file name of its own ('..') raises NNSearchError naming the folder.
+    """
     parts = config_dir.name.split("_", 3)
     if len(parts) != 4 or not all(parts):
         return None
+    for kind, name in zip(("task", "dataset", "metric", "model"), parts):
+        safe_component(name, f"{config_dir}: {kind} name")
     return parts[0], parts[1], parts[2], parts[3]
 
 
@@ -253,6 +262,7 @@ def _trial_row(trial: Mapping[str, Any], where: str) -> dict[str, Any]:
         raise StoreError(f"{where}: 'uid' must be a string of at most 32 characters")
     if not isinstance(transform, str):
         raise StoreError(f"{where}: 'transform' must be a name, got {transform!r}")
+    safe_component(transform, f"{where}: 'transform'")  # transform/<name>.py is read and written
     nested = trial.get("train_stat")
     if nested is not None and not isinstance(nested, dict):
         raise StoreError(f"{where}: 'train_stat' must be an object, got {nested!r}")
@@ -297,7 +307,7 @@ def _read_runs(root: Path, names: dict[str, dict[str, list[Path]]], skip: Any) -
         parsed = parse_config(config_dir)
         if parsed is None:
             return None
-        names["nn"].setdefault(parsed[3], [root / "nn"]).append(config_dir)
+        names["nn"].setdefault(parsed[3], [root / "nn"])
         return parsed[3]
 
     rows = read_run_tree(run_dir, _read_json, skip, model_of)
@@ -323,8 +333,12 @@ def _read_sidecars(stat: Path, models: Iterable[str], bundle: Bundle) -> None:
                 bundle.nn_arch = {**bundle.nn_arch, nn: extra["arch"]}
             if extra.get("nn_stat") is not None:
                 bundle.nn_stats = {**bundle.nn_stats, nn: {f: extra["nn_stat"][f] for f in NN_STAT_FIELDS}}
-            bundle.latencies.extend({**run, "nn": nn, "created_at": datetime.fromisoformat(run["created_at"])}
-                                    for run in extra.get("latency", []))
+            runs = [{**run, "nn": nn, "created_at": datetime.fromisoformat(run["created_at"])}
+                    for run in extra.get("latency", [])]
+            for run in runs:  # export writes stat/run/<runtime>/<precision>/.../<device>.json
+                for key in ("runtime", "precision", "device"):
+                    safe_component(run[key], f"{path}: latency run '{key}'")
+            bundle.latencies.extend(runs)
         except (AttributeError, KeyError, TypeError, ValueError) as exc:
             raise StoreError(f"{path}: malformed nnsearch model file: {exc!r}") from None
 
@@ -413,6 +427,9 @@ def export_nnd(directory: str | Path, db: Store | str | None = None, force: bool
 
 
 def _check_names(frame: Any, models: list[str], summary: ExportSummary) -> None:
+    for column in ("task", "dataset", "metric", "nn", "transform"):  # each becomes (part of) a file name
+        for name in frame[column].unique().tolist():
+            safe_component(name, f"cannot export: the stored {column} name")
     for column in ("task", "dataset", "metric"):
         bad = sorted({v for v in frame[column].unique().tolist() if "_" in v or not v})
         if bad:
