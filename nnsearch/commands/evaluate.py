@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from nnsearch.commands import add_db_option
+from nnsearch.commands import add_db_option, add_trust_option
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -19,12 +19,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from nnsearch.train.teacher_check import load_teacher
 
     device = default_device()
+    with open_store(args.db) as store:
+        stored = load_stored_model(store, args.nn)
+    student = build_model(stored, (1, 3, 64, 64), trust_code=args.trust_code).to(device)
     data = load_data(args.data, max_side=args.max_side)
     pairs = list(data.train + data.val)  # every pair, both sides of the split
     print(f"data: {data.source}: {len(pairs)} pairs")
-    with open_store(args.db) as store:
-        stored = load_stored_model(store, args.nn)
-    student = build_model(stored.code, stored.state, (1, 3, 64, 64)).to(device)
     teacher = None
     if args.teacher:
         prepared = load_teacher(args.teacher, load_data(args.teacher_data), device=device)
@@ -61,5 +61,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--out", default=None, metavar="DIR",
                           help="where to write summary.txt, scores.csv, crops.png "
                                "(default results/evaluate/NN/DATA)")
+    add_trust_option(evaluate, "build a student whose stored code is not nnsearch's own (an imported model)")
     add_db_option(evaluate)
     evaluate.set_defaults(handler=cmd_evaluate)

@@ -45,12 +45,13 @@ from sqlalchemy.engine import Connection
 
 from nnsearch.common.paths import safe_component
 from nnsearch.common.progress import progress
+from nnsearch.common.trust import HOW_TO_TRUST, code_trusted
 from nnsearch.errors import NNSearchError, StoreError
 from nnsearch.model.arch import Arch
 from nnsearch.store.dataset_api import data
 from nnsearch.store.engine import Store, open_store
 from nnsearch.store.nnd_files import write_files
-from nnsearch.store.nnd_models import rebuild, reference_archs, stored_archs
+from nnsearch.store.nnd_models import IMAGE_TASKS, rebuild, reference_archs, stored_archs
 from nnsearch.store.nnd_run import is_nnd_run, read_run_tree, run_files
 from nnsearch.store.record import METRIC_CODE, NN_STAT_FIELDS, Bundle, prm_uid, record_bundle
 from nnsearch.store.schema import NN, LatencyRun, NNStat, Stat, TrainStat
@@ -88,6 +89,17 @@ class ImportSummary:
     rebuilt: list[str] = field(default_factory=list)
     linked: dict[str, str] = field(default_factory=dict)
     not_rebuilt: dict[str, str] = field(default_factory=dict)
+    not_run: list[str] = field(default_factory=list)  # models whose code was not run (no opt-in)
+
+    @property
+    def warnings(self) -> list[str]:
+        """What the user should know and may act on: models not rebuilt because their code was not run."""
+        if not self.not_run:
+            return []
+        shown = ", ".join(self.not_run[:3]) + (f" and {len(self.not_run) - 3} more" if len(self.not_run) > 3 else "")
+        return [f"{len(self.not_run)} model(s) with code were not rebuilt ({shown}): rebuilding runs the folder's "
+                f"Python code, which nnsearch does not do without the opt-in; their statistics, runtimes and code "
+                f"(as text) were imported. To count and link them, import again and {HOW_TO_TRUST}"]
 
     def line(self) -> str:
         parts = [f"imported {self.stats} stat rows ({self.new_stats} new"
@@ -99,6 +111,8 @@ class ImportSummary:
             linked = "".join(f", {n} = {a}" for n, a in sorted(self.linked.items()))
             parts.append(f"{len(self.rebuilt)} model(s) rebuilt from their code ({len(self.linked)} linked to a "
                          f"search-space architecture{linked})")
+        if self.not_run:
+            parts.append(f"{len(self.not_run)} model(s) not rebuilt: their code was not run (see --trust-code)")
         if self.not_rebuilt:
             parts.append(f"{len(self.not_rebuilt)} model(s) whose code did not build: "
                          + "; ".join(f"{n}: {m}" for n, m in sorted(self.not_rebuilt.items())[:3]))
@@ -128,8 +142,12 @@ class ExportSummary:
 
 # ---- import -------------------------------------------------------------------------------------
 
-def import_nnd(directory: str | Path, db: Store | str | None = None) -> ImportSummary:
-    """Read an NN Dataset tree (statistics, runtimes, code) into the store (existing rows are kept)."""
+def import_nnd(directory: str | Path, db: Store | str | None = None, trust_code: bool = False) -> ImportSummary:
+    """Read an NN Dataset tree (statistics, runtimes, code) into the store (existing rows are kept).
+
+    Model code is recorded as text; it is run (to rebuild, count and link the
+    models) only when `trust_code` or the NNSEARCH_TRUST_CODE setting allows it.
+    """
     root, stat_dir = _layout(Path(directory))
     bundle, summary = Bundle(), ImportSummary()
     skip = _skipper(root, summary)
@@ -158,7 +176,8 @@ def import_nnd(directory: str | Path, db: Store | str | None = None) -> ImportSu
     summary.stats = len(bundle.stats)
     with open_store(db, create=True) as store:
         counted = store.reading(lambda conn: set(conn.scalars(select(NNStat.nn))))
-        _rebuild_models(store, bundle, {n: p for n, p in first_prm.items() if n not in counted}, summary)
+        _rebuild_models(store, bundle, {n: p for n, p in first_prm.items() if n not in counted}, summary,
+                        code_trusted(trust_code))
         summary.new_stats = record_bundle(store, bundle)
     return summary
 
@@ -344,11 +363,17 @@ def _read_sidecars(stat: Path, models: Iterable[str], bundle: Bundle) -> None:
 
 
 def _rebuild_models(store: Store, bundle: Bundle, first_prm: Mapping[str, tuple[str, Mapping[str, Any]]],
-                    summary: ImportSummary) -> None:
-    """Count models with code (and link them to a space's architecture) unless a sidecar already did."""
-    todo = [n for n, code in sorted(bundle.nn_code.items())
-            if code and n in first_prm and n not in bundle.nn_arch and n not in bundle.nn_stats]
+                    summary: ImportSummary, trusted: bool) -> None:
+    """Count models with code (and link them to a space's architecture) unless a sidecar already did.
+
+    Without `trusted` no code runs: the models are listed in `summary.not_run`.
+    """
+    todo = [n for n, code in sorted(bundle.nn_code.items()) if code and n in first_prm and n not in bundle.nn_arch
+            and n not in bundle.nn_stats and first_prm[n][0] in IMAGE_TASKS]
     if not todo:
+        return
+    if not trusted:
+        summary.not_run = todo
         return
     references = reference_archs()
 
