@@ -61,11 +61,12 @@ def test_report_and_replay_refuse_a_study_name_that_leads_outside(tmp_path, caps
     assert tree(tmp_path) == before
 
 
-def test_export_refuses_a_model_name_that_leads_outside(tmp_path, capsys) -> None:
-    code = main(["export", "../../X", "--to", str(tmp_path / "a" / "b" / "ship"), "--db",
-                 f"sqlite:///{tmp_path / 'store.db'}"])
+def test_export_refuses_a_model_name_that_leads_outside(tmp_path, store, store_url, capsys) -> None:
+    work = tmp_path / "work"
+    work.mkdir()
+    code = main(["export", "../../X", "--to", str(work / "a" / "b" / "ship"), "--db", store_url])
     assert code == 2 and "model name '../../X'" in capsys.readouterr().err
-    assert tree(tmp_path) == set()
+    assert tree(work) == set()
 
 
 def write_folder(root: Path, trials: list[dict], sidecar: dict | None = None) -> Path:
@@ -128,3 +129,18 @@ def test_export_nnd_does_not_follow_a_link_in_the_target_out_of_it(tmp_path, sto
     with pytest.raises(NNSearchError, match=r"leads outside .* \(through a link\)"):
         export_nnd(target, db=store, force=force)
     assert list(elsewhere.iterdir()) == []
+
+
+def test_a_measurement_job_cannot_write_its_model_outside_the_agents_folder(tmp_path) -> None:
+    from nnsearch.latency.agents.agent import Agent
+    from nnsearch.latency.agents.interface import RunnerError
+    from nnsearch.latency.agents.jobs import Claim
+
+    folder = tmp_path / "a" / "b"
+    folder.mkdir(parents=True)
+    job = Claim(id=7, token="t", device="phone", kind="model", target="x", round=0, nn="../../escaped", key=None,
+                precision="fp32", threads=1, height=64, width=64, payload=b"tflite bytes", attempts=0)
+    with pytest.raises(RunnerError, match="job 7: model name '../../escaped' cannot be used"):
+        Agent._file(job, folder)
+    assert tree(tmp_path) == {tmp_path / "a", folder}
+    assert Agent._file(Claim(**{**job.__dict__, "nn": "Student-1"}), folder).read_bytes() == b"tflite bytes"

@@ -353,7 +353,7 @@ def model_card(model: StoredModel, facts: dict[str, Any], shape: tuple[int, ...]
               f"- `{model.nn}.onnx`: NCHW, dynamic height/width, ops {', '.join(checks.onnx_ops)}; max abs error vs torch "
               f"{checks.onnx_error:.2e} (onnxruntime), passes onnx.checker",
               f"- `{model.nn}.py` + `{model.nn}.pt`: the NN Dataset model file and its state_dict; "
-              f"`Net(in_shape, out_shape, prm, device)` then `load_state_dict(torch.load('{model.nn}.pt'))`", ""]
+              f"`Net(in_shape, out_shape, prm, device)` then `load_state_dict(torch.load('{model.nn}.pt', weights_only=True))`", ""]
     return "\n".join(lines)
 
 
