@@ -270,3 +270,101 @@ def test_a_postgresql_study_served_by_one_agent_records_its_measurements(pg_url,
     shown = capsys.readouterr().out
     assert f"{DEVICE}: jobs 0 queued" in shown and "within +-10%" in shown and "Spearman" in shown
     store.dispose()
+
+
+def inflate_entries(store: Store, factor: float) -> dict[tuple, float]:
+    """Multiply the stand-in device's stored entries by `factor`, as a busy moment would have (entry -> old ms)."""
+    with store.session() as session:
+        rows = list(session.scalars(select(LatencyLUT).where(LatencyLUT.device == DEVICE)))
+        before = {(r.op, r.in_h, r.in_w, r.in_c, r.out_c, r.kernel, r.stride, r.activation): r.min_ms for r in rows}
+        for row in rows:
+            row.min_ms, row.median_ms, row.max_ms = row.min_ms * factor, row.median_ms * factor, row.max_ms * factor
+    return before
+
+
+def test_a_model_the_table_over_predicts_gets_its_inflated_entries_re_measured(store, tmp_path, capsys):
+    from nnsearch.latency.probes import arch_keys
+
+    [arch] = arches(1)
+    files = record_models(store, [arch], tmp_path)
+    keys = [key for key, _ in arch_keys(arch, 64, 64)]
+    store.write(lambda session: enqueue_probes(session, DEVICE, keys, 1, "fp32"))
+    agent = Agent(store, DEVICE, LocalRunner(), lease_s=10, poll_s=0.1, repeat_probes=False, log=lambda line: None)
+    agent.run(idle_exit_s=0.3)
+    quiet = inflate_entries(store, 5.0)  # the whole table measured while something else ran
+    inflated_sum = sum(5.0 * quiet[tuple(k)] * n for k, n in arch_keys(arch, 64, 64))
+    model = enqueue_model(store, DEVICE, arch.name, files[arch.name], 64, 64, 1, "fp32", predicted_ms=inflated_sum)
+    agent.run(idle_exit_s=0.3)
+    by_id = {j.id: j for j in jobs(store)}
+    assert by_id[model].state == "done" and "over-predicts it" in by_id[model].message
+    rechecks = [j for j in by_id.values() if j.kind == "probe" and j.round == 1]
+    assert len(rechecks) == len(keys) and {j.state for j in rechecks} == {"done"}
+    with store.session() as session:
+        now = {(r.op, r.in_h, r.in_w, r.in_c, r.out_c, r.kernel, r.stride, r.activation): r.min_ms
+               for r in session.scalars(select(LatencyLUT).where(LatencyLUT.device == DEVICE))}
+    assert all(now[key] < 5.0 * quiet[key] for key in quiet)  # the repeat's quieter minimum replaced each one
+    assert main(["agent", "--status", "--db", store.url]) == 0
+    status = capsys.readouterr().out
+    assert f"{DEVICE}: jobs 0 queued, 0 running, {len(by_id)} done, 0 failed" in status
+    assert "1 whole-model measurement(s) paired" not in status  # no prediction row was recorded for it
+
+
+def test_host_remeasure_replaces_inflated_entries_with_the_quieter_timing():
+    from nnsearch.latency.freshness import remeasure
+    from nnsearch.latency.probes import arch_keys
+    from nnsearch.latency.table import LatencyTable, LutEntry, MemoryBackend, host_profile, measure_keys
+
+    [arch] = arches(1)
+    keys = [key for key, _ in arch_keys(arch, 32, 32)][:4]
+    device = host_profile()
+    measured = measure_keys(keys, device, runs=3)
+    busy = [LutEntry(device, e.key, "measured", median_ms=e.median_ms * 4, min_ms=e.min_ms * 4,
+                     max_ms=e.max_ms * 4, runs=e.runs) for e in measured]
+    table = LatencyTable(device, MemoryBackend(busy), runs=3)
+    inflated = remeasure(table, keys)
+    assert {key for key, _, _ in inflated} == set(keys)
+    after = table.backend.get(device, keys)
+    assert all(after[e.key].ms < e.ms for e in busy)
+
+
+def test_each_device_s_prediction_error_pairs_measurements_with_predictions(store, tmp_path):
+    from nnsearch.latency.accuracy import prediction_accuracy
+    from nnsearch.latency.candidate import CandidateLatency
+    from nnsearch.search.config import LatencyConfig
+
+    models = arches(5)
+    record_models(store, models, tmp_path)
+    rows = []
+    for i, arch in enumerate(models):  # predictions 2x the measurement: a table that fits this device badly
+        for kind, ms in (("measured", 1.0 + i), ("predicted", 2.0 * (1.0 + i))):
+            rows.append(dict(nn=arch.name, device=DEVICE, precision="fp32", runtime="tflite-cpu", runtime_version="x",
+                             threads=1, height=64, width=64, kind=kind, median_ms=ms, min_ms=ms, max_ms=ms, runs=1))
+    record_bundle(store, Bundle(latencies=rows))
+    accuracy = prediction_accuracy(store, DEVICE)
+    assert (accuracy.pairs, accuracy.within10, accuracy.median_ratio) == (5, 0.0, 2.0)
+    assert accuracy.spearman == pytest.approx(1.0)  # the right order, every figure 2x off
+    warned: list[str] = []
+    latency = CandidateLatency(store, LatencyConfig(device=DEVICE, height=64, width=64), tmp_path, log=warned.append)
+    latency.warn_if_table_predicts_badly()
+    latency.warn_if_table_predicts_badly()
+    assert len(warned) == 1 and f"table of device '{DEVICE}' predicts it badly" in warned[0]
+
+
+def test_lut_build_fills_an_agent_served_device_through_its_agent(tmp_path, capsys):
+    import threading
+
+    db = f"sqlite:///{tmp_path / 'store.db'}"
+    store = Store(db)
+    agent = Agent(store, DEVICE, LocalRunner(), lease_s=10, poll_s=0.1, repeat_probes=False, log=lambda line: None)
+    agent.register()
+    serving = threading.Thread(target=agent.run, kwargs={"idle_exit_s": 5})
+    serving.start()
+    try:
+        code = main(["lut", "build", "--device", DEVICE, "--space", "tiny", "--resolution", "32x32", "--db", db])
+    finally:
+        serving.join()
+    out = capsys.readouterr().out
+    total = len(space_keys(load_space("tiny"), 32, 32))
+    assert code == 0 and "(by its agents)" in out and f"measured {total}, reused 0 of {total} keys" in out
+    assert stored_keys(store, DEVICE, 1, "fp32") == set(space_keys(load_space("tiny"), 32, 32))
+    store.dispose()

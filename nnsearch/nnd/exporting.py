@@ -11,6 +11,7 @@ import pandas as pd
 from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
+from nnsearch.common.paths import safe_component
 from nnsearch.errors import StoreError
 from nnsearch.nnd.files import write_files
 from nnsearch.nnd.layout import DIAGNOSTICS, METRIC_EXPORT_NAMES, NND_PSNR_CODE, RESERVED, RESULTS, SIDECAR
@@ -91,6 +92,9 @@ def export_nnd(directory: str | Path, db: Store | str | None = None, force: bool
 
 
 def _check_names(frame: Any, models: list[str], summary: ExportSummary) -> None:
+    for column in ("task", "dataset", "metric", "nn", "transform"):  # each becomes (part of) a file name
+        for name in frame[column].unique().tolist():
+            safe_component(name, f"cannot export: the stored {column} name")
     for column in ("task", "dataset", "metric"):
         bad = sorted({v for v in frame[column].unique().tolist() if "_" in v or not v})
         if bad:

@@ -17,8 +17,11 @@ from sqlalchemy import select
 from torch import nn
 
 from nnsearch.common.torch_files import load_tensors
+from nnsearch.common.trust import HOW_TO_TRUST, UntrustedCodeError, code_trusted
 from nnsearch.errors import ExportError, StoreError
-from nnsearch.model.arch import Arch, load_model_code
+from nnsearch.model.arch import Arch
+from nnsearch.model.contract import build_net
+from nnsearch.model.student import build_student
 from nnsearch.store.dataset_api import data
 from nnsearch.store.engine import Store
 from nnsearch.store.schema import NN, Weights
@@ -97,10 +100,35 @@ def _best_prm(store: Store, name: str, uids: list[str]) -> str:
     return str(last.sort_values("accuracy").iloc[-1]["prm_uid"])
 
 
-def build_model(code: str, state: bytes, shape: tuple[int, int, int, int]) -> nn.Module:
-    """The contract's `Net` from a model file's text, with a state_dict (torch.save bytes) loaded."""
-    module = load_model_code(code)
-    net = module.Net(shape, shape, {}, "cpu")
+def own_code(model: StoredModel) -> bool:
+    """Whether the stored code is the model file nnsearch generates for the model's architecture."""
+    return model.code == model.arch.model_code()
+
+
+def check_code_allowed(model: StoredModel, trust_code: bool = False) -> None:
+    """UntrustedCodeError unless the model is nnsearch's own student or the user allows running its code."""
+    if not own_code(model) and not code_trusted(trust_code):
+        raise UntrustedCodeError(
+            f"model {model.nn}: its stored code is not the model file nnsearch generates for its architecture "
+            f"(it was imported, or recorded by another nnsearch version), and using it runs that code; "
+            f"{HOW_TO_TRUST}")
+
+
+def build_model(model: StoredModel, shape: tuple[int, int, int, int], *, trust_code: bool = False) -> nn.Module:
+    """The model's network with its weights loaded, in eval mode.
+
+    nnsearch's own students are built from their architecture, without running
+    stored code; any other model runs its stored code (the contract's `Net`),
+    with the opt-in only (`nnsearch.common.trust`).
+    """
+    check_code_allowed(model, trust_code)
+    net = build_student(model.arch) if own_code(model) else build_net(model.code, model.nn, shape, shape, {},
+                                                                      trusted=True)
+    return with_weights(net, model.state)
+
+
+def with_weights(net: nn.Module, state: bytes) -> nn.Module:
+    """`net` with a state_dict (torch.save bytes) loaded, in eval mode; ExportError if the weights do not fit."""
     try:
         net.load_state_dict(load_tensors(state, "the model's weights"))
     except RuntimeError as exc:  # missing / unexpected keys, other shapes
