@@ -7,7 +7,8 @@ most `lease_s`: then another agent, or this one restarted, claims it again.
 A result whose lease was lost meanwhile is dropped, not written (the job is
 someone else's now), so no job is ever recorded twice. A model the device
 cannot run ends `failed` with the runtime's message. Ctrl-C or SIGTERM hands
-the held job back to the queue at once.
+the held job back to the queue at once. A store that cannot be reached for a
+while is waited for (its job, if any, goes back to the queue after the lease).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Callable
 
 from sqlalchemy import update
 
-from nnsearch.errors import NNSearchError
+from nnsearch.errors import NNSearchError, StoreError
 from nnsearch.latency.agents.jobs import Claim, claim, complete, fail, release, renew, store_clock
 from nnsearch.latency.agents.interface import Runner, RunnerError
 from nnsearch.latency.agents.landing import land
@@ -116,12 +117,15 @@ class Agent:
         idle_since = time.monotonic()
         try:
             while max_jobs is None or self.stats.jobs < max_jobs:
-                if self.run_one():
-                    idle_since = time.monotonic()
-                    continue
+                try:
+                    if self.run_one():
+                        idle_since = time.monotonic()
+                        continue
+                    self.seen()
+                except StoreError as exc:  # the store is unreachable for a while: a long-running agent waits
+                    self.log(f"agent {self.name}: {exc}; trying again in {self.poll_s:g} s")
                 if idle_exit_s is not None and time.monotonic() - idle_since >= idle_exit_s:
                     break
-                self.seen()
                 time.sleep(self.poll_s)
         finally:
             self.seen("stopped")
