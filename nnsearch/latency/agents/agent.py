@@ -18,17 +18,17 @@ import socket
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Callable
 
 from sqlalchemy import update
 
 from nnsearch.common.paths import safe_component
 from nnsearch.errors import NNSearchError, StoreError
-from nnsearch.latency.agents.jobs import Claim, claim, complete, fail, release, renew, store_clock
 from nnsearch.latency.agents.interface import Runner, RunnerError
+from nnsearch.latency.agents.jobs import Claim, claim, complete, fail, release, renew, store_clock
 from nnsearch.latency.agents.landing import land
 from nnsearch.latency.probes import write_probe
 from nnsearch.store.engine import Store
@@ -59,7 +59,7 @@ class LeaseKeeper:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._beat, name=f"lease-{job.id}", daemon=True)
 
-    def __enter__(self) -> "LeaseKeeper":
+    def __enter__(self) -> LeaseKeeper:
         self._thread.start()
         return self
 
