@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 from nnsearch.errors import LatencyError
 from nnsearch.latency.probes import OpKey
 from nnsearch.store.engine import Store
-from nnsearch.store.record import insert_ignore
+from nnsearch.store.dialect import insert_ignore
 from nnsearch.store.schema import MeasureAgent, MeasureJob, utcnow
 from nnsearch.store.stat import LatencyStat
 

@@ -24,7 +24,7 @@ from nnsearch.latency.probes import OpKey, arch_keys
 from nnsearch.latency.stored_table import stored_entry, upsert_entries
 from nnsearch.latency.table import DeviceProfile, LutEntry
 from nnsearch.model.arch import Arch
-from nnsearch.store.record import insert_ignore
+from nnsearch.store.dialect import insert_ignore
 from nnsearch.store.schema import NN, LatencyRun, MeasureJob, utcnow
 from nnsearch.store.stat import LatencyStat
 
