@@ -74,4 +74,4 @@ def train_further(store: Store, nn: str, distill: DistillConfig, *, data: Denois
 
 def as_module(stored: StoredModel) -> torch.nn.Module:
     """The stored student as a torch module in eval mode (its own recorded code and weights)."""
-    return build_model(stored.code, stored.state, (1, stored.arch.in_channels, 64, 64))
+    return build_model(stored, (1, stored.arch.in_channels, 64, 64))
