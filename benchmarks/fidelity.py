@@ -8,7 +8,7 @@
    (DistillConfig: 240 steps, crops 48->64, batch 8), on the real pairs of
    ../shared/data/real/polyu.
 3. Long: every student continued from its own weights as `nnsearch train` does
-   (nnsearch.search.final_training, new cosine schedule, larger crops) to `--multiple` times
+   (nnsearch.train.final_training, new cosine schedule, larger crops) to `--multiple` times
    the brief budget in all.
 4. Both are evaluated at full resolution on ../shared/data/real/nam (never trained on).
 5. Noise floor: LiteDenoiseNet and one small student are also trained with 2 more seeds
@@ -46,11 +46,11 @@ from nnsearch.analysis.fidelity import exceeds, noise_floor, rank_agreement, reg
 from nnsearch.model.arch import Arch
 from nnsearch.model.space import load_space
 from nnsearch.search.config import LatencyConfig, StudyConfig
-from nnsearch.search.final_training import with_defaults
 from nnsearch.search.given_students import as_module, train_as_candidates, train_further
 from nnsearch.store.engine import Store
 from nnsearch.train.datasets import load_data
 from nnsearch.train.distill import DistillConfig
+from nnsearch.train.final_training import with_defaults
 
 SHARED = ROOT.parent / "shared" / "data" / "real"
 OUT = ROOT / "results" / "benchmarks" / "fidelity"
@@ -213,7 +213,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _stored(store: Store, nn: str):
-    from nnsearch.export.student import load_stored_model
+    from nnsearch.store.stored_model import load_stored_model
 
     return load_stored_model(store, nn)
 

@@ -54,13 +54,14 @@ from nnsearch.analysis.evaluate import (  # noqa: E402
     write_evaluation,
 )
 from nnsearch.analysis.fidelity import exceeds, noise_floor  # noqa: E402
-from nnsearch.export.student import export_student, load_stored_model  # noqa: E402
+from nnsearch.export.student import export_student  # noqa: E402
 from nnsearch.latency.service import predict_latency  # noqa: E402
 from nnsearch.model.arch import Arch  # noqa: E402
 from nnsearch.model.space import load_space  # noqa: E402
 from nnsearch.search.given_students import as_module, train_as_candidates  # noqa: E402
 from nnsearch.search.study import LatencyConfig, Study, StudyConfig  # noqa: E402
 from nnsearch.store.engine import Store  # noqa: E402
+from nnsearch.store.stored_model import load_stored_model  # noqa: E402
 from nnsearch.train.datasets import load_data  # noqa: E402
 from nnsearch.train.distill import DistillConfig  # noqa: E402
 

@@ -34,7 +34,8 @@ from nnsearch.model.space import load_space
 from nnsearch.model.student import build_student
 from nnsearch.store.engine import Store
 from nnsearch.latency.stored_table import stored_keys
-from nnsearch.store.record import Bundle, record_bundle
+from nnsearch.store.record import Bundle
+from nnsearch.store.recording import record_bundle
 from nnsearch.store.schema import LatencyLUT, LatencyRun, MeasureJob
 
 DEVICE = "standin"

@@ -9,13 +9,13 @@ import pytest
 import torch
 from sqlalchemy import select
 
-from nnsearch.export.student import load_stored_model
 from nnsearch.model.arch import Arch
 from nnsearch.model.space import load_space
 from nnsearch.search.config import LatencyConfig, StudyConfig
 from nnsearch.search.given_students import as_module, train_as_candidates, train_further
 from nnsearch.store.engine import Store
 from nnsearch.store.schema import Prm
+from nnsearch.store.stored_model import load_stored_model
 from nnsearch.train.datasets import load_data
 from nnsearch.train.distill import DistillConfig
 

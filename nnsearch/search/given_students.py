@@ -3,7 +3,7 @@
 `train_as_candidates` runs a study whose trials are the given students (queued, nothing
 sampled), so each is distilled, timed and recorded exactly as a search's candidate.
 `train_further` continues a recorded student from its own weights as `nnsearch train` does
-(`nnsearch.search.final_training`). Benchmarks that compare students train both sides this
+(`nnsearch.train.final_training`). Benchmarks that compare students train both sides this
 way, so a difference between two students is never a difference between two training codes.
 """
 
@@ -16,17 +16,17 @@ import pandas as pd
 import torch
 
 from nnsearch.errors import NNSearchError
-from nnsearch.export.student import StoredModel, build_model, load_stored_model
 from nnsearch.model.arch import Arch
 from nnsearch.search.config import StudyConfig
-from nnsearch.search.final_training import (
+from nnsearch.store.engine import Store
+from nnsearch.store.stored_model import StoredModel, build_model, load_stored_model
+from nnsearch.train.datasets import DenoiseData
+from nnsearch.train.distill import DistillConfig
+from nnsearch.train.final_training import (
     FinalTraining,
     request_checkpoint,
     train_student,
 )
-from nnsearch.store.engine import Store
-from nnsearch.train.datasets import DenoiseData
-from nnsearch.train.distill import DistillConfig
 
 #: Trial user attribute naming the student a trial was queued for.
 GIVEN_ATTR = "given"

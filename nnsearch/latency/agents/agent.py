@@ -31,7 +31,7 @@ from nnsearch.latency.agents.interface import Runner, RunnerError
 from nnsearch.latency.agents.landing import land
 from nnsearch.latency.probes import write_probe
 from nnsearch.store.engine import Store
-from nnsearch.store.record import upsert
+from nnsearch.store.dialect import upsert
 from nnsearch.store.schema import MeasureAgent, utcnow
 
 
