@@ -41,16 +41,16 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from nnsearch.analysis.evaluate import evaluate_methods, model_method
-from nnsearch.analysis.fidelity import exceeds, noise_floor, rank_agreement, regret_db
-from nnsearch.model.arch import Arch
-from nnsearch.model.space import load_space
-from nnsearch.search.config import LatencyConfig, StudyConfig
-from nnsearch.search.given_students import as_module, train_as_candidates, train_further
-from nnsearch.store.engine import Store
-from nnsearch.train.datasets import load_data
-from nnsearch.train.distill import DistillConfig
-from nnsearch.train.final_training import with_defaults
+from nnsearch.analysis.evaluate import evaluate_methods, model_method  # noqa: E402
+from nnsearch.analysis.fidelity import exceeds, noise_floor, rank_agreement, regret_db  # noqa: E402
+from nnsearch.model.arch import Arch  # noqa: E402
+from nnsearch.model.space import load_space  # noqa: E402
+from nnsearch.search.config import LatencyConfig, StudyConfig  # noqa: E402
+from nnsearch.search.given_students import as_module, train_as_candidates, train_further  # noqa: E402
+from nnsearch.store.engine import Store  # noqa: E402
+from nnsearch.train.datasets import load_data  # noqa: E402
+from nnsearch.train.distill import DistillConfig  # noqa: E402
+from nnsearch.train.final_training import with_defaults  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data" / "real"
 OUT = ROOT / "results" / "benchmarks" / "fidelity"
@@ -282,7 +282,7 @@ def plot(table: pd.DataFrame, path: Path, brief_steps: int, long_steps: int) -> 
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 6))
-    for name, group in table.groupby("student", sort=False):
+    for _, group in table.groupby("student", sort=False):
         x, y = group["brief_nam_psnr"], group["long_nam_psnr"]
         xerr = [[x.mean() - x.min()], [x.max() - x.mean()]]
         yerr = [[y.mean() - y.min()], [y.max() - y.mean()]]
