@@ -26,7 +26,7 @@ from nnsearch.errors import LatencyError
 from nnsearch.latency.probes import OpKey
 from nnsearch.store.stat import LatencyStat
 from nnsearch.store.engine import Store
-from nnsearch.store.record import insert_ignore
+from nnsearch.store.dialect import insert_ignore
 from nnsearch.store.schema import MeasureAgent, MeasureJob, utcnow
 
 STATES = ("queued", "running", "done", "failed")

@@ -25,7 +25,7 @@ from nnsearch.store.stat import LatencyStat
 from nnsearch.latency.table import DeviceProfile, LutEntry
 from nnsearch.model.arch import Arch
 from nnsearch.latency.stored_table import stored_entry, upsert_entries
-from nnsearch.store.record import insert_ignore
+from nnsearch.store.dialect import insert_ignore
 from nnsearch.store.schema import NN, LatencyRun, MeasureJob, utcnow
 
 #: The last round a probe is re-measured in (0: first timing, 1: its interleaved repeat).
