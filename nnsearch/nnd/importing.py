@@ -3,12 +3,13 @@
 `import_nnd` accepts the layout's root, a checkout containing `ab/nn/`, or the stats
 folder itself (code files are then looked up in `../../nn/`). Code is read as
 text from `nn/`, `metric/` and `transform/` only; files in the stats folders
-are never read as code. Every name that comes from the folder and becomes part
-of a path on export (task, dataset, metric, model, transform, runtime,
-precision, device) must be a plain file name (`common.paths.safe_component`). Task, dataset and metric names must not contain
-"_"; the model name is the rest of the folder name. Folders and files that are
-not statistics (`RESULTS_RLFN/`, `conversion_report.json`) are skipped and
-counted. A trial without `duration` is stored with an unknown (NULL) one.
+are never read as code, and model code runs only with the user's opt-in
+(`nnsearch.common.trust`). Every name that comes from the folder and becomes
+part of a path on export (task, dataset, metric, model, transform, runtime,
+precision, device) must be a plain file name (`common.paths.safe_component`).
+Task, dataset and metric names must not contain "_"; the model name is the
+rest of the folder name. Folders and files that are not statistics
+(`RESULTS_RLFN/`, `conversion_report.json`) are skipped and counted. A trial without `duration` is stored with an unknown (NULL) one.
 Trials that repeat a hyperparameter set (`uid`) in one file are all kept, as
 runs 0, 1, 2, ... in file order. Training diagnostics (`train_loss`,
 `test_loss`, `gradient_norm`, `samples_per_second`, `gpu_memory_kb`, flat or in
