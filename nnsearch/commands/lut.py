@@ -8,7 +8,7 @@ import math
 import time
 from pathlib import Path
 
-from nnsearch.commands import add_db_option, add_precision_option, parse_precision, parse_resolution
+from nnsearch.commands import add_db_option, add_out_option, add_precision_option, parse_precision, parse_resolution
 from nnsearch.errors import NNSearchError
 
 #: Runtime recorded for latencies imported from TFLite's benchmark_model (unless --runtime says otherwise).
@@ -193,7 +193,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     probes = lut_sub.add_parser("export-probes", help="write one-op .tflite probes and manifest.csv for a device")
     _resolution_args(probes)
-    probes.add_argument("--out", required=True, type=Path, help="output folder")
+    add_out_option(probes, "folder the probes and manifest.csv are written to", required=True)
     add_precision_option(probes, "precision the probes are quantized to (as students are)")
     probes.set_defaults(handler=cmd_export_probes)
 

@@ -7,7 +7,15 @@ import json
 import sys
 from typing import Any
 
-from nnsearch.commands import add_db_option, add_precision_option, parse_precision, parse_resolution
+from nnsearch.commands import (
+    add_data_options,
+    add_db_option,
+    add_out_option,
+    add_precision_option,
+    parse_precision,
+    parse_resolution,
+)
+from nnsearch.common.precision import CALIBRATION_SAMPLES
 from nnsearch.commands.store import _filters, _plain, _print_frame
 
 DEFAULT_OBJECTIVES_TEXT = "psnr:max,latency_ms:min"
@@ -66,7 +74,7 @@ def cmd_pareto(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from nnsearch.export.student import export_student
 
-    result = export_student(args.nn, args.to, db=args.db, resolution=parse_resolution(args.resolution), prm=args.prm,
+    result = export_student(args.nn, args.out, db=args.db, resolution=parse_resolution(args.resolution), prm=args.prm,
                             weights_file=args.weights, data_spec=args.data, max_side=args.max_side,
                             **({} if args.calibration_samples is None else
                                {"calibration_samples": args.calibration_samples}))
@@ -81,7 +89,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     from nnsearch.analysis.report import write_report
 
-    report = write_report(args.study, db=args.db, results_root=Path(args.results) if args.results else None,
+    report = write_report(args.study, db=args.db, results_root=Path(args.out) if args.out else None,
                           device=args.device, precision=parse_precision(args.precision))
     print(f"wrote {report.path} with {len(report.images)} plot(s)")
     return 0
@@ -105,7 +113,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     export = sub.add_parser("export", help="write a student as verified .tflite and .onnx, .py + .pt, MODEL_CARD.md")
     export.add_argument("nn", help="model name, e.g. DenoiseUNet-3f2a9c1b7e")
-    export.add_argument("--to", required=True, help="target directory (created if missing)")
+    add_out_option(export, "target folder (created if missing)", required=True, old=("--to",))
     export.add_argument("--resolution", default="256x256", help="HEIGHTxWIDTH of the verification input and of the "
                         ".tflite input (default %(default)s)")
     export.add_argument("--prm", default=None, help="hyperparameter set (uid) whose weights to ship (default: "
@@ -113,13 +121,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     export.add_argument("--weights", default=None,
                         help="a state_dict (.pt, torch.save) of the model's Net to export instead of its stored "
                              "weights, e.g. for a model imported from the NN Dataset")
-    export.add_argument("--data", default=None, help="data whose training crops calibrate the int8 / w8a16 files "
-                        "and whose validation images measure each precision (as `search --data`; default built-in)")
-    export.add_argument("--max-side", type=int, default=None, metavar="PX",
-                        help="downscale those images to at most PX on the long side")
+    add_data_options(export, data_help="data whose training crops calibrate the int8 / w8a16 files and whose "
+                                       "validation images measure each precision (as `search --data`; default "
+                                       "built-in)")
     export.add_argument("--calibration-samples", type=int, default=None, metavar="N",
-                        help="seeded 64 px training crops for calibration (default: the library's, "
-                             "nnsearch.latency.quantize.CALIBRATION_SAMPLES)")
+                        help=f"seeded 64 px training crops for calibration (default {CALIBRATION_SAMPLES})")
     add_db_option(export)
     export.set_defaults(handler=cmd_export)
 
@@ -127,7 +133,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     report.add_argument("--study", required=True)
     report.add_argument("--device", default="host-cpu", help="device profile of the latency figures")
     add_precision_option(report, "report the quality and latency of this precision")
-    report.add_argument("--results", default=None, help="results directory (default: results/ of the checkout, "
-                        "else of the current directory, or $NNSEARCH_RESULTS)")
+    add_out_option(report, "results folder; the report goes to DIR/<study>/ (default: results/ of the checkout, "
+                           "else of the current directory, or $NNSEARCH_RESULTS)", old=("--results",))
     add_db_option(report)
     report.set_defaults(handler=cmd_report)

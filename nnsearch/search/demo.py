@@ -11,9 +11,8 @@ from nnsearch.analysis.pareto import pareto
 from nnsearch.analysis.plots import plot_pareto
 from nnsearch.common.paths import default_results_root
 from nnsearch.model.space import load_space
-from nnsearch.search.study import TEACHER_PSNR_ATTR, LatencyConfig, Study, StudyConfig
+from nnsearch.search.study import TEACHER_PSNR_ATTR, Study, StudyConfig
 from nnsearch.store.engine import Store
-from nnsearch.train.distill import DistillConfig
 from nnsearch.train.teacher_check import noisy_psnr
 
 TABLE_COLUMNS = ["trial", "nn", "psnr", "ssim", "latency_ms", "params", "gmacs"]
@@ -45,13 +44,13 @@ class StudySummary:
                 f"fastest {self.front['latency_ms'].min():.1f} ms, store {self.store_url}")
 
 
+#: The demo's settings that differ from the library defaults (`nnsearch.search.config`): a short distillation.
+DEMO_SETTINGS = {"steps": 400}
+
+
 def demo_config(name: str = "demo", seed: int = 0, teacher: str = "cpu") -> StudyConfig:
     """Tiny space, built-in data, a short distillation, Full HD latency on one thread."""
-    return StudyConfig(
-        name=name, space=load_space("tiny"), data_spec=None, seed=seed, teacher=teacher,
-        distill=DistillConfig(steps=400, epochs=2, batch=8, crops=(48, 64)),
-        latency=LatencyConfig(device="host-cpu", height=1088, width=1920, threads=1, runs=3),
-    )
+    return StudyConfig.build(name, load_space("tiny"), seed=seed, teacher=teacher, **DEMO_SETTINGS)
 
 
 def summarize(study: Study, results_root: Path | None = None) -> StudySummary:

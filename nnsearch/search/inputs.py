@@ -35,7 +35,7 @@ class TrainingInputs:
     def data(self) -> DenoiseData:
         """Training and validation images (announced in the log once)."""
         if self._data is None:
-            self._data = load_data(self.config.data_spec, max_side=self.config.max_side, seed=self.config.seed)
+            self._data = load_data(self.config.data.spec, max_side=self.config.data.max_side, seed=self.config.seed)
         if not self._announced:
             self._announced = True
             self.log(f"data: {self._data.source}: {len(self._data.train)} train / {len(self._data.val)} "
@@ -52,8 +52,8 @@ class TrainingInputs:
             config = self.config
             teacher = None
             if config.distill.alpha > 0:
-                teacher = prepare_teacher(config.teacher, self.data, steps=config.teacher_steps, device=self.device,
-                                          margin_db=config.teacher_margin_db, verbose=self.verbose)
+                teacher = prepare_teacher(config.teacher.source, self.data, steps=config.teacher.steps, device=self.device,
+                                          margin_db=config.teacher.margin_db, verbose=self.verbose)
                 if self.on_teacher is not None:
                     self.on_teacher(teacher.quality.psnr)
             multiple = 2 ** (config.space.max_levels - 1)

@@ -21,9 +21,9 @@ def fill_lookup_table(config: StudyConfig, store: Store, *, verbose: bool = True
     here, the measuring shows progress once instead of slowing early trials.
     """
     lat = config.latency
-    if config.sampler not in PREDICTS_LATENCY or not lat.predict or lat.device != HOST_DEVICE:
+    if config.sampler.name not in PREDICTS_LATENCY or not lat.predict or lat.device != HOST_DEVICE:
         return
-    precision = config.precision
+    precision = config.latency.precision
     with advisory_lock(store, f"lut-{lat.height}x{lat.width}-{lat.threads}-{precision}"):
         measured, total = fill_space_table(store, config.space, lat.height, lat.width, lat.threads, verbose=verbose,
                                            precision=precision)
@@ -34,7 +34,7 @@ def fill_lookup_table(config: StudyConfig, store: Store, *, verbose: bool = True
 
 def check_budget_reachable(config: StudyConfig, latency: CandidateLatency) -> None:
     """Refuse, before any training, a latency budget below the space's fastest student."""
-    budget = config.max_latency_ms
+    budget = config.budget.max_latency_ms
     if budget is None or not config.latency.predict:
         return
     fastest = min(config.space.fastest_candidates(), key=latency.predicted_ms)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gc
 from pathlib import Path
+from typing import Iterable
 
 import optuna
 import torch
@@ -54,6 +55,9 @@ __all__ = ["HeartbeatConfig", "LatencyConfig", "Study", "StudyConfig", "TrialOut
 class Study:
     """A named study in a store: prepares data and teacher once, then runs trials.
 
+    A study that exists is resumed with `config` only where it equals the stored
+    configuration, or differs in the settings named in `allow_changes`
+    (`nnsearch.search.optuna_setup.open_optuna_study`).
     Results (exported .tflite files, worker logs) go to `results_root/<name>`
     (default `nnsearch.common.paths.default_results_root()`). Construction
     changes no global logging or warning filter.
@@ -61,7 +65,8 @@ class Study:
 
     def __init__(self, config: StudyConfig, store: Store, *, verbose: bool = True,
                  device: torch.device | None = None, heartbeat: HeartbeatConfig = HeartbeatConfig(),
-                 data: DenoiseData | None = None, results_root: Path | None = None) -> None:
+                 data: DenoiseData | None = None, results_root: Path | None = None,
+                 allow_changes: Iterable[str] = (), load_if_exists: bool = True) -> None:
         self.config = config
         self.store = store
         self.verbose = verbose
@@ -70,18 +75,19 @@ class Study:
         self.inputs = TrainingInputs(config, self.device, data=data, verbose=verbose, log=self.log,
                                      on_teacher=lambda psnr: self.optuna.set_user_attr(TEACHER_PSNR_ATTR, psnr))
         lat = config.latency
-        self.latency = CandidateLatency(store, lat, Path(), max_latency_ms=config.max_latency_ms,
-                                        precision=config.precision)
-        self.quantized = (None if not config.precision.quantized else
-                          QuantizedQuality(config.precision, config.calibration_samples, config.seed))
+        self.latency = CandidateLatency(store, lat, Path(), max_latency_ms=config.budget.max_latency_ms,
+                                        precision=config.latency.precision)
+        self.quantized = (None if not config.latency.precision.quantized else
+                          QuantizedQuality(config.latency.precision, config.latency.calibration_samples, config.seed))
         self.results_dir = (results_root or default_results_root()) / config.name
         self.recorder = TrialRecorder(store, config.name, config.distill, latency=self.latency_query(),
                                       macs_hw=(lat.height, lat.width))
         self.evaluator = CandidateEvaluator(
             config.space, config.distill, self.inputs, self.latency, self.recorder, seed=config.seed,
-            early_stop=config.early_stop, history=lambda: EpochHistory.of(self.recorder.reader),
+            early_stop=config.budget.early_stop, history=lambda: EpochHistory.of(self.recorder.reader),
             device=self.device, verbose=verbose, log=self.log, quantized=self.quantized)
-        self.optuna = open_optuna_study(config, store, self._sampler(config.seed), heartbeat)
+        self.optuna = open_optuna_study(config, store, self._sampler(config.seed), heartbeat,
+                                        allow_changes=allow_changes, load_if_exists=load_if_exists)
         self.loop = TrialLoop(self.optuna, self.evaluator.evaluate, list(config.objectives), claim=self._claim,
                               log=self.log, after_trial=self._after_trial)
         self._total = 0
@@ -166,7 +172,7 @@ class Study:
     def latency_query(self) -> LatencyQuery:
         """The study's latency configuration, for `nnsearch.store.latency` (device, size, threads)."""
         lat = self.config.latency
-        return LatencyQuery(lat.device, lat.height, lat.width, lat.threads, self.config.precision)
+        return LatencyQuery(lat.device, lat.height, lat.width, lat.threads, self.config.latency.precision)
 
     def reader(self) -> StudyReader:
         """This process's incremental reader of the study's results (each call reads only new trials)."""
@@ -192,8 +198,8 @@ class Study:
     def _sampler(self, seed: int) -> optuna.samplers.BaseSampler:
         """The configured sampler, told the space, the lookup-table latency and the budget."""
         latency = self.latency.predicted_or_none if self.config.latency.predict else None
-        context = SamplerContext(self.config.space, latency, self.config.max_latency_ms)
-        return SAMPLERS[self.config.sampler](seed, context)
+        context = SamplerContext(self.config.space, latency, self.config.budget.max_latency_ms)
+        return SAMPLERS[self.config.sampler.name](seed, context)
 
 
 def print_log(message: str) -> None:
