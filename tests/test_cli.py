@@ -123,14 +123,3 @@ def test_shared_options_have_one_spelling_and_old_spellings_still_work():
         "tpe", "random"]
     assert "--to" not in commands["export"].format_help() and "--results" not in commands["report"].format_help()
 
-
-def test_the_cli_reference_in_docs_is_generated_from_the_parser():
-    from pathlib import Path
-
-    from nnsearch.cli import build_parser
-    from nnsearch.commands.reference import cli_reference
-
-    page = Path(__file__).resolve().parents[1] / "docs" / "cli.md"
-    text = cli_reference(build_parser())
-    assert "## `nnsearch search`" in text and "| `--steps STEPS` | distillation steps per candidate (default 240" in text
-    assert page.read_text() == text + "\n", "docs/cli.md is stale: run `nnsearch cli-reference --out docs/cli.md`"

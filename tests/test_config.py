@@ -12,7 +12,7 @@ from nnsearch.commands import given_settings
 from nnsearch.errors import NNSearchError
 from nnsearch.model.space import load_space
 from nnsearch.search.config import CHANGES_ATTR, SAMPLER_NAMES, SETTINGS, EarlyStopRule, StudyConfig
-from nnsearch.store.latency import study_configuration
+from nnsearch.store.timings import study_configuration
 from nnsearch.train.config import LOSS_NAMES, DistillConfig
 
 TINY = load_space("tiny")

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import math
-
 import csv
+import math
 from pathlib import Path
 
 import numpy as np
@@ -18,15 +17,15 @@ from nnsearch.errors import NNSearchError
 from nnsearch.export.quantized import StudentQuantizer
 from nnsearch.latency.probes import OpKey, write_probe
 from nnsearch.latency.quantize import QUANTIZED_OPS, QuantizeError, TFLiteRunner, calibrate
+from nnsearch.latency.service import predict_latency
+from nnsearch.latency.stored_table import SqlLutBackend
 from nnsearch.latency.table import LatencyTable, host_profile
 from nnsearch.latency.tflite import export_tflite, make_interpreter, read_op_names, run_tflite
 from nnsearch.model.space import load_space
 from nnsearch.model.student import build_student
-from nnsearch.search.latency import predict_latency
 from nnsearch.search.study import LatencyConfig, Study, StudyConfig
 from nnsearch.store.dataset_api import run_data
 from nnsearch.store.engine import Store
-from nnsearch.store.lut_backend import SqlLutBackend
 from nnsearch.train.datasets import load_data
 from nnsearch.train.distill import DistillConfig
 

@@ -9,21 +9,15 @@ from typing import Any, Mapping
 import numpy as np
 import pandas as pd
 
-from nnsearch.common.precision import Precision
-from nnsearch.analysis.pareto import (
-    DEFAULT_OBJECTIVES,
-    default_reference,
-    hypervolume,
-    knee_point,
-    pareto,
-)
+from nnsearch.analysis.pareto import DEFAULT_OBJECTIVES, default_reference, hypervolume, knee_point, pareto
 from nnsearch.analysis.plots import plot_agreement, plot_hypervolume, plot_pareto
 from nnsearch.common.paths import default_results_root
+from nnsearch.common.precision import Precision
 from nnsearch.errors import NNSearchError
 from nnsearch.store.dataset_api import LATENCY_PREFIX, data, run_data
 from nnsearch.store.engine import Store
-from nnsearch.store.latency import study_configuration
 from nnsearch.store.query import study_results
+from nnsearch.store.timings import study_configuration
 
 REFERENCE_SPACE, REFERENCE_LABEL = "litedenoise", "LiteDenoiseNet"
 _MODEL_KEY = ["nn", "prm_uid", "dataset", "transform", "task"]
@@ -195,7 +189,7 @@ def latency_pairs(runs: pd.DataFrame) -> pd.DataFrame:
     """Predicted and measured latency per nn/device/precision/resolution/threads where both exist.
 
     Both by the one statistic (`LatencyStat.ms` pooled: the minimum over runs,
-    else the median), the one the lookup table sums and `nnsearch.store.latency` ranks by.
+    else the median), the one the lookup table sums and `nnsearch.store.timings` ranks by.
     """
     key = ["nn", "device", "precision", "height", "width", "threads"]
     if runs.empty:

@@ -12,7 +12,7 @@ runs (`median_ms`, `min_ms`, `max_ms`; pooled over passes as median of
 medians, overall min and max). Predictions sum `LutEntry.ms`, the minimum
 (the median when an imported row has no minimum), and whole models are
 compared by their minimum too (`LatencyStat.ms`, the one statistic of
-`nnsearch.latency.stat` that entries, timings and stored figures share). On this host, with one
+`nnsearch.store.stat` that entries, timings and stored figures share). On this host, with one
 thread, runs are timed on the invoking thread's CPU clock
 (`nnsearch.latency.tflite.resolve_clock`), so time spent descheduled while other
 processes run is not counted. What remains of contention (cache and memory
@@ -44,7 +44,7 @@ is no reliable gain. So the search uses the plain sum (scale 1), and
 whose probes and whole graphs run differently.
 
 Entries live behind a `LutBackend` (get / put); `MemoryBackend` keeps them in a
-dict, `nnsearch.store.lut_backend.SqlLutBackend` in the store's `latency_lut`
+dict, `nnsearch.latency.stored_table.SqlLutBackend` in the store's `latency_lut`
 table. The key decomposition is cached per (Arch, height, width) and entries
 are cached in the table object, so a prediction with every entry present is a
 dictionary walk (tens of microseconds).
@@ -61,17 +61,10 @@ from typing import Callable, Iterable, Protocol, Sequence
 
 from nnsearch.common.precision import Precision
 from nnsearch.errors import LatencyError
-from nnsearch.latency.probes import (
-    KEY_COLUMNS,
-    ArchKeys,
-    OpKey,
-    arch_keys,
-    key_from_row,
-    write_probe,
-)
-from nnsearch.latency.stat import LatencyStat
+from nnsearch.latency.probes import KEY_COLUMNS, ArchKeys, OpKey, arch_keys, key_from_row, write_probe
 from nnsearch.latency.tflite import RUNTIME, runtime_version, time_tflite
 from nnsearch.model.arch import Arch
+from nnsearch.store.stat import LatencyStat
 
 __all__ = [
     "DeviceProfile", "LatencyTable", "LutBackend", "LutEntry", "MemoryBackend", "OpKey",
@@ -283,7 +276,7 @@ def import_latencies(csv_path: str | Path, device: DeviceProfile) -> list[LutEnt
         raise LatencyError(f"cannot read latency CSV {path}: {exc}") from None
 
 
-def _optional(value: str | None, kind: type) -> float | int | None:
+def _optional(value: str | None, kind: type[float] | type[int]) -> float | int | None:
     return kind(value) if value not in (None, "") else None
 
 
@@ -291,7 +284,7 @@ def _entry_from_row(row: dict[str, str], device: DeviceProfile, where: str) -> L
     try:
         entry = LutEntry(device, key_from_row(row), "imported", median_ms=float(row["median_ms"]),
                          min_ms=_optional(row.get("min_ms"), float), max_ms=_optional(row.get("max_ms"), float),
-                         runs=_optional(row.get("runs"), int) or 1)
+                         runs=int(row.get("runs") or 0) or 1)
     except (KeyError, TypeError, ValueError) as exc:
         raise LatencyError(f"{where}: bad latency row {dict(row)}: {exc}") from None
     if not entry.median_ms >= 0:

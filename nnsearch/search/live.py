@@ -11,8 +11,8 @@ from nnsearch.common.precision import Precision
 from nnsearch.analysis.pareto import pareto
 from nnsearch.search.claims import TrialCounts
 from nnsearch.store.engine import Store
-from nnsearch.store.latency import study_configuration
 from nnsearch.store.query import StudyReader
+from nnsearch.store.timings import study_configuration
 
 
 @dataclass(frozen=True)

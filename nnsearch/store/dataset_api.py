@@ -5,7 +5,7 @@ nn, nn_code, epoch, accuracy, duration, prm, transform_code`) and then ours:
 `transform` (its name), `prm_uid`, `run` (repeat index of a training with the
 same hyperparameters, 0 for the first), `params`, `macs` and one `latency_ms@<device>`
 column per device profile. A latency column holds, per model, its latency on
-that device by the one rule of `nnsearch.store.latency` (measured before
+that device by the one rule of `nnsearch.store.timings` (measured before
 predicted, the minimum over runs; at one study's configuration when `study`
 names one study, else at the model's largest recorded input and fewest
 threads); `run_data()` returns every latency record. `device` selects which
@@ -37,18 +37,9 @@ from sqlalchemy.engine import Connection
 
 from nnsearch.common.precision import Precision
 from nnsearch.store.engine import Store, open_store
-from nnsearch.store.latency import LatencyQuery, student_latencies, study_configuration
 from nnsearch.store.record import encode_value
-from nnsearch.store.schema import (
-    NN,
-    LatencyRun,
-    Metric,
-    NNStat,
-    Prm,
-    Stat,
-    Transform,
-    TrialLink,
-)
+from nnsearch.store.schema import NN, LatencyRun, Metric, NNStat, Prm, Stat, Transform, TrialLink
+from nnsearch.store.timings import LatencyQuery, student_latencies, study_configuration
 
 #: The NN Dataset's `data()` columns, in its order.
 NND_COLUMNS = ("task", "dataset", "metric", "metric_code", "nn", "nn_code", "epoch", "accuracy", "duration",
@@ -224,7 +215,7 @@ def _prm_dicts(conn: Connection, uids: list[str]) -> dict[str, dict[str, Any]]:
 
 def _latency_columns(conn: Connection, names: list[str], device: Filter, precision: Filter,
                      study: str | None) -> dict[str, dict[str, float]]:
-    """`latency_ms@<device>[@<precision>]` -> {nn: ms} by `nnsearch.store.latency` (at `study`'s configuration if given).
+    """`latency_ms@<device>[@<precision>]` -> {nn: ms} by `nnsearch.store.timings` (at `study`'s configuration if given).
 
     fp32 columns are named `latency_ms@<device>`, others `latency_ms@<device>@<precision>`;
     `precision` (None: every recorded one) selects which precisions get columns.

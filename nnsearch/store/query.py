@@ -13,7 +13,6 @@ trial was read (`nnsearch profile`) shows in a new reader, e.g. `study_results`.
 from __future__ import annotations
 
 import dataclasses
-
 import math
 from collections import defaultdict
 from typing import Any
@@ -24,8 +23,8 @@ from sqlalchemy.engine import Connection
 
 from nnsearch.common.precision import Precision
 from nnsearch.store.engine import Store
-from nnsearch.store.latency import LatencyQuery, StudentLatency, student_latencies, study_configuration
 from nnsearch.store.schema import NNStat, Stat, TrialLink
+from nnsearch.store.timings import LatencyQuery, StudentLatency, student_latencies, study_configuration
 
 #: Columns of `study_results`, in order.
 RESULT_COLUMNS = ["trial", "nn", "state", "dataset", "psnr", "ssim", "latency_ms", "measured_ms", "predicted_ms",
@@ -113,7 +112,7 @@ def study_results(store: Store, study: str, device: str = "host-cpu", *,
                   latency: LatencyQuery | None = None, precision: str | None = None) -> pd.DataFrame:
     """One row per recorded trial of `study`: final-epoch PSNR/SSIM, latency, size (`RESULT_COLUMNS`).
 
-    Latency follows `nnsearch.store.latency`: at `latency`'s configuration, by
+    Latency follows `nnsearch.store.timings`: at `latency`'s configuration, by
     default the study's own (`study_configuration` on `device`); `latency_ms` is
     the measured figure where one exists, else the prediction (`measured_ms` and
     `predicted_ms` hold both). With a precision other than fp32 (`precision`, else

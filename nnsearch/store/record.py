@@ -23,7 +23,6 @@ from sqlalchemy.orm import Session
 
 from nnsearch.common.precision import Precision
 from nnsearch.errors import StoreError
-from nnsearch.latency.stat import LatencyStat
 from nnsearch.store.engine import Store
 from nnsearch.store.schema import (
     NN,
@@ -39,6 +38,7 @@ from nnsearch.store.schema import (
     Weights,
     utcnow,
 )
+from nnsearch.store.stat import LatencyStat
 
 TASK = "img-denoising"
 

@@ -10,8 +10,8 @@ from typing import Callable
 import numpy as np
 
 from nnsearch.errors import ExportError
-from nnsearch.latency.stat import LatencyStat
 from nnsearch.latency.tflite.interpreter import make_interpreter, runtime_version
+from nnsearch.store.stat import LatencyStat
 
 RUNTIME = "tflite-cpu"
 """ai-edge-litert Interpreter, default op resolver (XNNPACK delegate)."""
@@ -88,7 +88,7 @@ def time_tflite(path: str | Path, *, runs: int = 5, warmup: int = 1, threads: in
         interpreter.set_tensor(d["index"], _random_input(rng, tuple(d["shape"]), np.dtype(d["dtype"])))
     for _ in range(warmup):
         interpreter.invoke()
-    now, samples = _timer(clock), []
+    now, samples = _timer(clock), list[float]()
     while len(samples) < runs or (sum(samples) < min_total_ms and len(samples) < max(runs, max_runs)):
         start = now()
         interpreter.invoke()

@@ -23,8 +23,8 @@ D at HxW, T threads, precision P" from the store's `latency_run` records;
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 import json
+from dataclasses import dataclass
 from typing import Any, Iterable
 
 from sqlalchemy import inspect, select, text
@@ -32,9 +32,9 @@ from sqlalchemy.engine import Connection
 
 from nnsearch.common.precision import Precision
 from nnsearch.common.study_attrs import CONFIG_ATTR
-from nnsearch.latency.stat import LatencyStat
 from nnsearch.store.engine import Store
 from nnsearch.store.schema import LatencyRun
+from nnsearch.store.stat import LatencyStat
 
 _CHUNK = 2000
 _COLUMNS = (LatencyRun.nn, LatencyRun.height, LatencyRun.width, LatencyRun.threads, LatencyRun.kind,

@@ -3,18 +3,30 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 
 from nnsearch.common.precision import Precision
 from nnsearch.errors import LatencyError, NNSearchError
+from nnsearch.latency.service import HOST_DEVICE, measured_record, predict_latency, prediction_record
 from nnsearch.latency.tflite import export_tflite, time_tflite
 from nnsearch.model.arch import Arch
-from nnsearch.search.config import LatencyConfig
-from nnsearch.search.latency import HOST_DEVICE, measured_record, predict_latency, prediction_record
 from nnsearch.store.engine import Store
 from nnsearch.store.record import LatencyRecord
+
+
+class LatencyTarget(Protocol):
+    """What a candidate is timed at: a study's latency configuration (`nnsearch.search.config.LatencyConfig`)."""
+
+    device: str
+    height: int
+    width: int
+    threads: int
+    runs: int
+    warmup: int
+    predict: bool
+    measure: bool
 
 
 class CandidateLatency:
@@ -23,7 +35,7 @@ class CandidateLatency:
     Exported models for timing go to `tflite_dir`.
     """
 
-    def __init__(self, store: Store, config: LatencyConfig, tflite_dir: Path, *,
+    def __init__(self, store: Store, config: LatencyTarget, tflite_dir: Path, *,
                  max_latency_ms: float | None = None, precision: str = Precision.FP32) -> None:
         self.store = store
         self.config = config
