@@ -19,8 +19,18 @@ TINY = load_space("tiny")
 
 
 def test_every_setting_has_one_path_one_shortcut_and_a_stored_form():
-    config = StudyConfig.build("c", TINY, steps=7, epochs=1, teacher_steps=5, max_side=64, early_stop=0.5,
-                               precision="int8", **{"latency.height": 32}, sampler="random")
+    config = StudyConfig.build(
+        "c",
+        TINY,
+        steps=7,
+        epochs=1,
+        teacher_steps=5,
+        max_side=64,
+        early_stop=0.5,
+        precision="int8",
+        **{"latency.height": 32},
+        sampler="random",
+    )
     assert (config.distill.steps, config.teacher.steps, config.data.max_side, config.latency.height) == (7, 5, 64, 32)
     assert config.budget.early_stop == EarlyStopRule(margin_db=0.5) and config.sampler.name == "random"
     assert config.get("distill.steps") == config.get("steps") == 7
@@ -40,13 +50,27 @@ def test_the_seed_is_the_study_s_and_the_distillation_follows_it():
 
 
 def test_the_flat_format_of_earlier_versions_is_read():
-    old = {"data_spec": None, "distill": {"steps": 11, "epochs": 1, "crops": [32], "seed": 2},
-           "latency": {"device": "host-cpu", "height": 64, "width": 96, "threads": 1}, "teacher": "paper",
-           "teacher_steps": 20, "teacher_margin_db": -math.inf, "sampler": "tpe", "seed": 2, "max_side": 64,
-           "early_stop": None, "precision": "w8a16", "calibration_samples": 3}
+    old = {
+        "data_spec": None,
+        "distill": {"steps": 11, "epochs": 1, "crops": [32], "seed": 2},
+        "latency": {"device": "host-cpu", "height": 64, "width": 96, "threads": 1},
+        "teacher": "paper",
+        "teacher_steps": 20,
+        "teacher_margin_db": -math.inf,
+        "sampler": "tpe",
+        "seed": 2,
+        "max_side": 64,
+        "early_stop": None,
+        "precision": "w8a16",
+        "calibration_samples": 3,
+    }
     config = StudyConfig.from_dict("old", TINY, old)
     assert (config.distill.steps, config.distill.crops, config.latency.width, config.teacher.source) == (
-        11, (32,), 96, "paper")
+        11,
+        (32,),
+        96,
+        "paper",
+    )
     assert config.budget.early_stop is None and config.latency.precision == "w8a16" and config.seed == 2
     assert config.teacher.margin_db == -math.inf and config.sampler.name == "tpe"
 
@@ -59,8 +83,9 @@ def test_names_that_the_light_config_repeats_match_the_code():
 
 
 def test_resuming_with_another_steps_is_an_error_naming_it_unless_the_change_is_asked_for(store, tmp_path):
-    created = nnsearch.create_study("resume", space="tiny", db=store, steps=7, epochs=1, verbose=False,
-                                    results_root=tmp_path)
+    created = nnsearch.create_study(
+        "resume", space="tiny", db=store, steps=7, epochs=1, verbose=False, results_root=tmp_path
+    )
     with pytest.raises(NNSearchError, match=r"steps \(distill.steps\): stored 7, given 9.*allow_changes=\['steps'\]"):
         nnsearch.create_study("resume", db=store, steps=9, verbose=False)
     with pytest.raises(NNSearchError, match=r"steps \(distill.steps\)"):
@@ -88,11 +113,11 @@ def test_create_study_accepts_start_from_references(store):
 
 
 def test_readers_take_the_latency_target_from_the_stored_configuration(store):
-    nnsearch.create_study("target", space="tiny", db=store, height=32, width=48, threads=2, precision="int8",
-                          verbose=False)
+    nnsearch.create_study(
+        "target", space="tiny", db=store, height=32, width=48, threads=2, precision="int8", verbose=False
+    )
     query = study_configuration(store, "target")
-    assert (query.device, query.height, query.width, query.threads, query.precision) == (
-        "host-cpu", 32, 48, 2, "int8")
+    assert (query.device, query.height, query.width, query.threads, query.precision) == ("host-cpu", 32, 48, 2, "int8")
     assert study_configuration(store, "target", "pixel", "fp32").precision == "fp32"
     assert study_configuration(store, "none").height is None
 
@@ -105,10 +130,35 @@ def test_the_cli_resume_keeps_stored_values_and_names_a_differing_option(store_u
 
 
 def test_search_options_map_to_settings():
-    args = build_parser().parse_args(["search", "--steps", "5", "--teacher-steps", "3", "--no-measure",
-                                      "--max-side", "64", "--no-early-stop", "--sampler", "tpe", "--lr", "0.01"])
-    assert given_settings(args) == {"steps": 5, "teacher_steps": 3, "measure": False, "max_side": 64,
-                                    "early_stop": None, "sampler": "tpe", "lr": 0.01}
-    keys = {a.dest.removeprefix("setting__") for a in build_parser()._subparsers._group_actions[0]
-            .choices["search"]._actions if a.dest.startswith("setting__")}
+    args = build_parser().parse_args(
+        [
+            "search",
+            "--steps",
+            "5",
+            "--teacher-steps",
+            "3",
+            "--no-measure",
+            "--max-side",
+            "64",
+            "--no-early-stop",
+            "--sampler",
+            "tpe",
+            "--lr",
+            "0.01",
+        ]
+    )
+    assert given_settings(args) == {
+        "steps": 5,
+        "teacher_steps": 3,
+        "measure": False,
+        "max_side": 64,
+        "early_stop": None,
+        "sampler": "tpe",
+        "lr": 0.01,
+    }
+    keys = {
+        a.dest.removeprefix("setting__")
+        for a in build_parser()._subparsers._group_actions[0].choices["search"]._actions
+        if a.dest.startswith("setting__")
+    }
     assert keys - set(SETTINGS) == {"resolution"}

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import argparse
 import importlib
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from nnsearch.common.precision import NAMES, Precision
 from nnsearch.errors import NNSearchError

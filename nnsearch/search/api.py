@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from nnsearch.errors import NNSearchError
 from nnsearch.model.space import SearchSpace, load_space, parse_space
@@ -39,11 +40,13 @@ def create_study(name: str, config: StudyConfig | None = None, *, space: SearchS
         from nnsearch.search.optuna_setup import refuse_existing
 
         refuse_existing(name, store)
-    if config is None:
-        if stored is None and space is None:
+    if config is None and stored is not None:
+        config = stored
+    elif config is None:
+        if space is None:
             raise NNSearchError(f"study '{name}' is new: give its search space (space='litedenoise', a YAML path "
                                 "or a SearchSpace) or a whole config=StudyConfig(...)")
-        config = stored or StudyConfig(name=name, space=_space(space))
+        config = StudyConfig(name=name, space=_space(space))
     if space is not None:
         config = dataclasses.replace(config, space=_space(space))
     config = dataclasses.replace(config, name=name).replace(**settings)

@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from nnsearch.common.precision import CALIBRATION_SAMPLES, Precision
 from nnsearch.common.study_attrs import CONFIG_ATTR, SPACE_ATTR  # noqa: F401 - the study's vocabulary
@@ -79,9 +80,11 @@ class LatencyConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "precision", Precision.parse(self.precision))
         if self.height < 1 or self.width < 1 or self.threads < 1 or self.runs < 1 or self.warmup < 0:
-            raise NNSearchError(f"latency needs positive height, width, threads and runs and warmup >= 0, got "
-                                f"{self.height}x{self.width}, threads={self.threads}, runs={self.runs}, "
-                                f"warmup={self.warmup}")
+            raise NNSearchError(
+                f"latency needs positive height, width, threads and runs and warmup >= 0, got "
+                f"{self.height}x{self.width}, threads={self.threads}, runs={self.runs}, "
+                f"warmup={self.warmup}"
+            )
         if self.calibration_samples < 1:
             raise NNSearchError(f"calibration_samples must be >= 1, got {self.calibration_samples}")
 
@@ -112,8 +115,14 @@ class SamplerConfig:
 
 
 #: Section name -> its dataclass, in the order of `StudyConfig`.
-SECTIONS: dict[str, type] = {"data": DataConfig, "teacher": TeacherConfig, "distill": DistillConfig,
-                             "latency": LatencyConfig, "budget": BudgetConfig, "sampler": SamplerConfig}
+SECTIONS: dict[str, type] = {
+    "data": DataConfig,
+    "teacher": TeacherConfig,
+    "distill": DistillConfig,
+    "latency": LatencyConfig,
+    "budget": BudgetConfig,
+    "sampler": SamplerConfig,
+}
 
 
 @dataclass(frozen=True)
@@ -134,8 +143,9 @@ def _settings() -> dict[str, Setting]:
             if section == "distill" and f.name == "seed":
                 continue  # the study's seed
             meta = f.metadata or setting()
-            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
-            key = meta["key"] or f.name
+            factory: Any = f.default_factory
+            default = f.default if f.default is not dataclasses.MISSING else factory()
+            key = str(meta["key"] or f.name)
             found[key] = Setting(f"{section}.{f.name}", key, default, bool(meta["runtime"]), bool(meta["fixed"]))
     return found
 
@@ -149,8 +159,10 @@ def find_setting(name: str) -> Setting:
     """The setting a keyword shortcut (`steps`) or dotted path (`distill.steps`) names; NNSearchError otherwise."""
     found = SETTINGS.get(name) or _BY_PATH.get(name)
     if found is None:
-        raise NNSearchError(f"unknown study setting {name!r}; known: {', '.join(sorted(SETTINGS))} "
-                            f"(or their dotted paths, e.g. distill.steps)")
+        raise NNSearchError(
+            f"unknown study setting {name!r}; known: {', '.join(sorted(SETTINGS))} "
+            f"(or their dotted paths, e.g. distill.steps)"
+        )
     return found
 
 
@@ -163,7 +175,9 @@ class Difference:
     given: Any
 
     def describe(self) -> str:
-        name = self.setting.key if self.setting.key == self.setting.path else f"{self.setting.key} ({self.setting.path})"
+        name = (
+            self.setting.key if self.setting.key == self.setting.path else f"{self.setting.key} ({self.setting.path})"
+        )
         return f"{name}: stored {self.stored!r}, given {self.given!r}"
 
 
@@ -184,8 +198,9 @@ class StudyConfig:
     def __post_init__(self) -> None:
         for section, cls in SECTIONS.items():
             if not isinstance(getattr(self, section), cls):
-                raise NNSearchError(f"StudyConfig.{section} must be a {cls.__name__}, "
-                                    f"got {type(getattr(self, section)).__name__}")
+                raise NNSearchError(
+                    f"StudyConfig.{section} must be a {cls.__name__}, got {type(getattr(self, section)).__name__}"
+                )
         if self.distill.seed != self.seed:  # one seed: the study's
             object.__setattr__(self, "distill", dataclasses.replace(self.distill, seed=self.seed))
 
@@ -197,11 +212,16 @@ class StudyConfig:
     def replace(self, **values: Any) -> StudyConfig:
         """This configuration with `values` set: keyword shortcuts (`steps`), dotted paths (`distill.steps`)
         or whole sections (`distill=DistillConfig(...)`); the result is validated."""
-        unknown = sorted(name for name, value in values.items()
-                         if name not in SETTINGS and name not in _BY_PATH and not _is_section(name, value))
+        unknown = sorted(
+            name
+            for name, value in values.items()
+            if name not in SETTINGS and name not in _BY_PATH and not _is_section(name, value)
+        )
         if unknown:
-            raise NNSearchError(f"unknown setting(s) {unknown}; known: {sorted(SETTINGS)} (or their dotted paths, "
-                                f"e.g. distill.steps, or a whole section: {', '.join(SECTIONS)})")
+            raise NNSearchError(
+                f"unknown setting(s) {unknown}; known: {sorted(SETTINGS)} (or their dotted paths, "
+                f"e.g. distill.steps, or a whole section: {', '.join(SECTIONS)})"
+            )
         sections: dict[str, dict[str, Any]] = {}
         top: dict[str, Any] = {}
         for name, value in values.items():
@@ -216,8 +236,9 @@ class StudyConfig:
             sections.setdefault(section, {})[leaf] = _coerce(found, value)
         try:
             base = dataclasses.replace(self, **top)  # whole sections first, then single settings on top
-            changed = {section: dataclasses.replace(getattr(base, section), **leaves)
-                       for section, leaves in sections.items()}
+            changed = {
+                section: dataclasses.replace(getattr(base, section), **leaves) for section, leaves in sections.items()
+            }
             return dataclasses.replace(base, **changed)
         except TypeError as exc:
             raise NNSearchError(f"study '{self.name}': {exc}") from None
@@ -239,8 +260,11 @@ class StudyConfig:
         """Everything but the name and the space, as JSON-ready nested values (stored with the study)."""
         values: dict[str, Any] = {"format": CONFIG_FORMAT, "seed": self.seed}
         for section in SECTIONS:
-            leaves = {s.path.split(".")[1]: _plain(self.get(s.path)) for s in SETTINGS.values()
-                      if s.path.startswith(f"{section}.")}
+            leaves = {
+                s.path.split(".")[1]: _plain(self.get(s.path))
+                for s in SETTINGS.values()
+                if s.path.startswith(f"{section}.")
+            }
             values[section] = leaves
         return values
 
@@ -277,8 +301,10 @@ class HeartbeatConfig:
 
     def __post_init__(self) -> None:
         if self.interval_s < 1 or self.grace_s <= self.interval_s:
-            raise NNSearchError(f"need heartbeat interval >= 1 s and grace period > interval, got "
-                                f"interval={self.interval_s} grace={self.grace_s}")
+            raise NNSearchError(
+                f"need heartbeat interval >= 1 s and grace period > interval, got "
+                f"interval={self.interval_s} grace={self.grace_s}"
+            )
 
 
 def check_changes(stored: StudyConfig, given: StudyConfig, allowed: Iterable[str] = ()) -> list[Difference]:
@@ -297,14 +323,18 @@ def check_changes(stored: StudyConfig, given: StudyConfig, allowed: Iterable[str
         changeable = [d.setting.key for d in refused if not d.setting.fixed]
         how = []
         if changeable:
-            how.append(f"to change {', '.join(changeable)} on purpose, pass "
-                       + " ".join(f"--change {k}" for k in changeable)
-                       + f" (Python: allow_changes={changeable!r}); the change is recorded with the study")
+            how.append(
+                f"to change {', '.join(changeable)} on purpose, pass "
+                + " ".join(f"--change {k}" for k in changeable)
+                + f" (Python: allow_changes={changeable!r}); the change is recorded with the study"
+            )
         if fixed:
             how.append(f"{', '.join(fixed)} cannot change in a study (it changes what the objectives mean)")
-        raise NNSearchError(f"study '{stored.name}' was created with another configuration: {listed}. Leave "
-                            f"these out (or give the stored values) to resume it as it is, or use another study "
-                            f"name; " + "; ".join(how))
+        raise NNSearchError(
+            f"study '{stored.name}' was created with another configuration: {listed}. Leave "
+            f"these out (or give the stored values) to resume it as it is, or use another study "
+            f"name; " + "; ".join(how)
+        )
     return found
 
 

@@ -24,8 +24,9 @@ D at HxW, T threads, precision P" from the store's `latency_run` records;
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 from sqlalchemy import inspect, select, text
 from sqlalchemy.engine import Connection

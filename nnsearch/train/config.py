@@ -118,8 +118,16 @@ class DistillConfig:
 
     def hyperparameters(self) -> dict[str, object]:
         """The values recorded as the trial's `prm` set."""
-        return {"lr": self.lr, "batch": self.batch, "steps": self.steps, "epochs": self.epochs,
-                "alpha": self.alpha, "loss": self.loss, "crops": list(self.crops), "seed": self.seed}
+        return {
+            "lr": self.lr,
+            "batch": self.batch,
+            "steps": self.steps,
+            "epochs": self.epochs,
+            "alpha": self.alpha,
+            "loss": self.loss,
+            "crops": list(self.crops),
+            "seed": self.seed,
+        }
 
     @property
     def schedule(self) -> CropSchedule:
