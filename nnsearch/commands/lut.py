@@ -139,19 +139,24 @@ def cmd_show(args: argparse.Namespace) -> int:
     from nnsearch.latency.stored_table import lut_summary
     from nnsearch.store.engine import Store
 
+    from nnsearch.commands.agent import status_lines
+
     store = Store(args.db, create=False)
     try:
         rows = lut_summary(store, args.device)
+        # a device's measurement jobs and its table's prediction error (every device has the latter)
+        status = status_lines(store, args.device) if args.device else []
     finally:
         store.dispose()
     if not rows:
         print(f"no lookup-table entries{f' for device {args.device!r}' if args.device else ''} in {store.display_url}")
-        return 0
     for row in rows:
         sources = ", ".join(f"{n} {s}" for s, n in sorted(row["sources"].items()))
         ops = ", ".join(f"{op} {n}" for op, n in sorted(row["ops"].items()))
         print(f"{row['device']}: {row['entries']} entries ({sources}); sum of entries (min) {row['total_ms']:.1f} ms\n"
               f"    ops: {ops}")
+    for line in status:
+        print(line)
     return 0
 
 
@@ -207,7 +212,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_db_option(imp)
     imp.set_defaults(handler=cmd_import)
 
-    show = lut_sub.add_parser("show", help="summary of stored entries per device profile")
+    show = lut_sub.add_parser("show", help="summary of stored entries per device profile (with --device: its "
+                                           "measurement jobs and prediction error too)")
     show.add_argument("--device", default=None, help="only this device name")
     add_db_option(show)
     show.set_defaults(handler=cmd_show)

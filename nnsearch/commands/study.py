@@ -159,6 +159,10 @@ def add_study_settings(parser: argparse.ArgumentParser) -> None:
     add_setting(latency, "--runs", "runs", "timed runs of each whole-model measurement", type=int)
     add_switch(latency, "--no-measure", "measure", False,
                "use lookup-table predictions only (no whole-model timing per candidate)")
+    add_setting(latency, "--latency-wait", "latency_wait", "a device served by measurement agents: wait for the "
+                "agent's whole-model timing before a trial completes (--no-latency-wait: go on with the lookup-table "
+                "prediction; the measured figure replaces it when it lands)", action=argparse.BooleanOptionalAction,
+                metavar=None)
     add_setting(latency, "--precision", "precision", "latency objective from this precision's lookup table, "
                 f"quality objective = PSNR of the quantized student: {PRECISION_HELP}", metavar="P")
     add_setting(latency, "--calibration-samples", "calibration_samples",

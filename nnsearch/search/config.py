@@ -71,7 +71,12 @@ class LatencyConfig:
     runs: int = 3
     warmup: int = 1
     predict: bool = True  # predict from the per-layer lookup table before training
-    measure: bool = True  # also time the whole exported model (only possible on 'host-cpu')
+    measure: bool = True  # also time the whole exported model (on 'host-cpu', or by a device's agents)
+    # A device served by measurement agents (nnsearch.latency.agents): wait for the agent's whole-model timing
+    # before the trial completes (True), or go on with the prediction and let the measurement land later.
+    wait: bool = field(default=True, metadata=setting("latency_wait", runtime=True))
+    # waiting longer goes on with the prediction
+    wait_timeout_s: float = field(default=3600.0, metadata=setting("latency_wait_timeout_s", runtime=True))
     # The precision whose lookup table gives the latency objective and whose quantized model's
     # full-resolution PSNR is the quality objective (nnsearch.search.quantized).
     precision: Precision = field(default=Precision.FP32, metadata=setting(fixed=True))

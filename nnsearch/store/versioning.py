@@ -101,8 +101,14 @@ def _stat_runs(conn: Connection) -> None:
     rebuild_tables(conn, {"stat": {"run": 0}, "train_stat": {}})
 
 
+def _measure_queue(conn: Connection) -> None:
+    """3 -> 4: the measurement queue of device agents (`measure_job`, `measure_agent`), empty."""
+    for name in ("measure_job", "measure_agent"):
+        Base.metadata.tables[name].create(conn, checkfirst=True)
+
+
 #: version -> the function that upgrades a store from that version to version + 1.
-MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _add_precision, 2: _stat_runs}
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _add_precision, 2: _stat_runs, 3: _measure_queue}
 
 
 def migrate(conn: Connection, found: int, where: str = "the store") -> None:
