@@ -347,3 +347,23 @@ def test_each_device_s_prediction_error_pairs_measurements_with_predictions(stor
     latency.warn_if_table_predicts_badly()
     latency.warn_if_table_predicts_badly()
     assert len(warned) == 1 and f"table of device '{DEVICE}' predicts it badly" in warned[0]
+
+
+def test_lut_build_fills_an_agent_served_device_through_its_agent(tmp_path, capsys):
+    import threading
+
+    db = f"sqlite:///{tmp_path / 'store.db'}"
+    store = Store(db)
+    agent = Agent(store, DEVICE, LocalRunner(), lease_s=10, poll_s=0.1, repeat_probes=False, log=lambda line: None)
+    agent.register()
+    serving = threading.Thread(target=agent.run, kwargs={"idle_exit_s": 5})
+    serving.start()
+    try:
+        code = main(["lut", "build", "--device", DEVICE, "--space", "tiny", "--resolution", "32x32", "--db", db])
+    finally:
+        serving.join()
+    out = capsys.readouterr().out
+    total = len(space_keys(load_space("tiny"), 32, 32))
+    assert code == 0 and "(by its agents)" in out and f"measured {total}, reused 0 of {total} keys" in out
+    assert stored_keys(store, DEVICE, 1, "fp32") == set(space_keys(load_space("tiny"), 32, 32))
+    store.dispose()

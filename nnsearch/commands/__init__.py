@@ -76,6 +76,13 @@ def add_db_option(parser: argparse.ArgumentParser) -> None:
                         help="database URL or SQLite file (default: $NNSEARCH_DB, else db/nnsearch.db)")
 
 
+def add_trust_option(parser: argparse.ArgumentParser, what: str) -> None:
+    """The shared `--trust-code` opt-in: run model code that came from elsewhere (`nnsearch.common.trust`)."""
+    parser.add_argument("--trust-code", action="store_true",
+                        help=f"run model code from elsewhere (an NN Dataset folder, an imported model) to {what}; "
+                             "without it such code is never run (also: NNSEARCH_TRUST_CODE=1)")
+
+
 TEACHER_HELP = ("teacher: a preset (cpu or paper) or a file: TorchScript, a torch.export program (.pt2) or a "
                 "Python file with build_teacher() and STATE_DICT")
 DATA_HELP = "dataset path, 'clean:PATH', or omitted for the built-in data"

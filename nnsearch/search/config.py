@@ -23,6 +23,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from nnsearch.common.paths import safe_component
 from nnsearch.common.precision import CALIBRATION_SAMPLES, Precision
 from nnsearch.common.study_attrs import CONFIG_ATTR, SPACE_ATTR  # noqa: F401 - the study's vocabulary
 from nnsearch.errors import NNSearchError
@@ -201,6 +202,7 @@ class StudyConfig:
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
 
     def __post_init__(self) -> None:
+        safe_component(self.name, "study name")  # <results>/<study>/ holds the study's files
         for section, cls in SECTIONS.items():
             if not isinstance(getattr(self, section), cls):
                 raise NNSearchError(
