@@ -55,6 +55,7 @@ def search_config(args: argparse.Namespace, stored=None):  # -> (StudyConfig, He
 
 
 def cmd_search(args: argparse.Namespace) -> int:
+    from nnsearch.common.paths import safe_component
     from nnsearch.search.api import stored_config
     from nnsearch.search.demo import format_table, summarize
     from nnsearch.search.study import Study
@@ -64,6 +65,7 @@ def cmd_search(args: argparse.Namespace) -> int:
 
     if args.trials < 1:
         raise NNSearchError(f"--trials must be >= 1, got {args.trials}")
+    safe_component(args.study, "study name")  # before the store is opened to look the study up
     store = Store(args.db)
     config, heartbeat = search_config(args, stored_config(args.study, store))
     print(f"store: {store.display_url}")
