@@ -23,7 +23,7 @@ from nnsearch.errors import NNSearchError
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from nnsearch.search.demo import run_demo
+    from nnsearch.commands.demo import run_demo
 
     summary = run_demo(db=args.db, trials=args.trials, name=args.study, teacher=args.teacher)
     print(summary.line("demo"))
@@ -55,9 +55,9 @@ def search_config(args: argparse.Namespace, stored=None):  # -> (StudyConfig, He
 
 
 def cmd_search(args: argparse.Namespace) -> int:
+    from nnsearch.commands.summary import format_table, summarize
     from nnsearch.common.paths import safe_component
     from nnsearch.search.api import stored_config
-    from nnsearch.search.demo import format_table, summarize
     from nnsearch.search.study import Study
     from nnsearch.search.workers import run_workers
     from nnsearch.store.engine import Store

@@ -10,9 +10,9 @@ from nnsearch.commands import add_data_options, add_db_option, add_teacher_optio
 def cmd_train(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from nnsearch.search.final_training import FinalTraining, train_student, with_defaults
     from nnsearch.store.engine import Store
     from nnsearch.train.config import FINAL_DISTILL, DataConfig, TeacherConfig
+    from nnsearch.train.final_training import FinalTraining, train_student, with_defaults
 
     base = replace(FINAL_DISTILL, batch=args.batch, lr=args.lr, alpha=args.alpha, loss=args.loss, seed=args.seed,
                    amp=not args.no_amp, loader_workers=args.loader_workers)

@@ -79,7 +79,7 @@ class LatencyConfig:
     # waiting longer goes on with the prediction
     wait_timeout_s: float = field(default=3600.0, metadata=setting("latency_wait_timeout_s", runtime=True))
     # The precision whose lookup table gives the latency objective and whose quantized model's
-    # full-resolution PSNR is the quality objective (nnsearch.search.quantized).
+    # full-resolution PSNR is the quality objective (nnsearch.export.candidate_quality).
     precision: Precision = field(default=Precision.FP32, metadata=setting(fixed=True))
     calibration_samples: int = CALIBRATION_SAMPLES  # seeded training crops calibrating int8 / w8a16
 
