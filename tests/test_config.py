@@ -46,7 +46,9 @@ def test_every_setting_has_one_path_one_shortcut_and_a_stored_form():
 
 def test_the_seed_is_the_study_s_and_the_distillation_follows_it():
     config = StudyConfig.build("s", TINY, seed=3)
-    assert config.distill.seed == 3 and config.replace(distill=DistillConfig(steps=9)).distill.seed == 3
+    assert config.distill.seed == 3 and config.replace(seed=4).distill.seed == 4
+    assert config.replace(distill=DistillConfig(steps=9, seed=1), seed=5).distill.seed == 1  # a plan seed of its own
+    assert StudyConfig.from_dict("s", TINY, config.replace(distill_seed=2).to_dict()).distill.seed == 2
 
 
 def test_the_flat_format_of_earlier_versions_is_read():

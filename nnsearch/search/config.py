@@ -146,8 +146,6 @@ def _settings() -> dict[str, Setting]:
     found = {"seed": Setting("seed", "seed", 0, False, False)}
     for section, cls in SECTIONS.items():
         for f in dataclasses.fields(cls):
-            if section == "distill" and f.name == "seed":
-                continue  # the study's seed
             meta = f.metadata or setting()
             factory: Any = f.default_factory
             default = f.default if f.default is not dataclasses.MISSING else factory()
@@ -208,8 +206,6 @@ class StudyConfig:
                 raise NNSearchError(
                     f"StudyConfig.{section} must be a {cls.__name__}, got {type(getattr(self, section)).__name__}"
                 )
-        if self.distill.seed != self.seed:  # one seed: the study's
-            object.__setattr__(self, "distill", dataclasses.replace(self.distill, seed=self.seed))
 
     @classmethod
     def build(cls, name: str, space: SearchSpace, **values: Any) -> StudyConfig:
@@ -229,6 +225,8 @@ class StudyConfig:
                 f"unknown setting(s) {unknown}; known: {sorted(SETTINGS)} (or their dotted paths, "
                 f"e.g. distill.steps, or a whole section: {', '.join(SECTIONS)})"
             )
+        if "seed" in values and not {"distill", "distill_seed", "distill.seed"} & set(values):
+            values = {**values, "distill.seed": values["seed"]}  # the study's seed seeds its batch plan too
         sections: dict[str, dict[str, Any]] = {}
         top: dict[str, Any] = {}
         for name, value in values.items():
@@ -403,7 +401,7 @@ def _flatten(stored: Mapping[str, Any]) -> dict[str, Any]:
     flat = {}
     for key, value in stored.items():  # format 1: distill and latency dicts, the rest flat
         if key in ("distill", "latency") and isinstance(value, Mapping):
-            flat.update({f"{key}.{leaf}": v for leaf, v in value.items() if leaf != "seed"})
+            flat.update({f"{key}.{leaf}": v for leaf, v in value.items()})
         else:
             flat[_FORMAT1_KEYS.get(key, key)] = value
     return flat

@@ -97,7 +97,7 @@ class DistillConfig:
     lr: float = 2e-3
     alpha: float = 0.9
     loss: str = "l1"
-    seed: int = 0
+    seed: int = field(default=0, metadata=setting("distill_seed"))  # of the batch plan; a study's follows its seed
     # mixed precision on CUDA (bf16, else fp16); no effect on the CPU; not a hyperparameter
     amp: bool = field(default=True, metadata=setting(runtime=True))
     # background batch processes; None: default_loader_workers()
