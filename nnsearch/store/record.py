@@ -60,7 +60,7 @@ def precision_metric_code(metric: str, precision: str) -> str:
 
 
 #: Columns that identify a stat row (its unique key).
-STAT_KEY = ("task", "dataset", "metric", "nn", "epoch", "transform", "prm", "run")
+STAT_KEY = ("task", "dataset", "metric", "nn", "epoch", "transform", "prm", "run", "rung")
 #: Optional training diagnostics of a stat row (the `train_stat` table).
 TRAIN_FIELDS = ("train_loss", "val_loss", "grad_norm", "samples_per_s", "cpu_mem_mb", "gpu_mem_mb")
 NN_STAT_FIELDS = ("params", "macs", "macs_height", "macs_width", "depth", "model_size_bytes")
@@ -145,13 +145,14 @@ class ModelRecord:
     weights: bytes | None = None
     task: str = TASK
     precisions: list[PrecisionRecord] = field(default_factory=list)
+    rung: int = 0  # the multi-fidelity rung these epochs belong to (0: the first, or single-fidelity)
 
 
 @dataclass
 class Bundle:
     """Rows for one all-or-nothing write.
 
-    `stats`: mappings with the `STAT_KEY` columns (`run` may be left out: 0),
+    `stats`: mappings with the `STAT_KEY` columns (`run` and `rung` may be left out: 0),
     `accuracy` and `duration` (nanoseconds, or None when unknown), where `prm`
     is the hyperparameter dict; an optional `prm_uid` overrides the
     computed uid (imports keep the NN Dataset's own), and an optional `train`
@@ -289,7 +290,8 @@ def _resolve_prm(bundle: Bundle) -> tuple[list[dict[str, Any]], dict[str, Mappin
         duration = row["duration"]
         stats.append({**row, "prm": uid, "accuracy": float(row["accuracy"]),
                       "duration": None if duration is None else int(duration),
-                      "epoch": int(row["epoch"]), "run": int(row.get("run", 0))})
+                      "epoch": int(row["epoch"]), "run": int(row.get("run", 0)),
+                      "rung": int(row.get("rung", 0))})
     return stats, sets
 
 
@@ -313,14 +315,16 @@ def model_bundle(rec: ModelRecord) -> Bundle:
     prm = dict(rec.prm)
     stats = []
     for ep in rec.epochs:
-        key = dict(task=rec.task, dataset=rec.dataset, nn=rec.nn, transform=rec.transform, epoch=ep.epoch, prm=prm)
+        key = dict(task=rec.task, dataset=rec.dataset, nn=rec.nn, transform=rec.transform, epoch=ep.epoch, prm=prm,
+                   rung=rec.rung)
         train = {f: getattr(ep, f) for f in TRAIN_FIELDS}
         stats.append({**key, "metric": "psnr", "accuracy": ep.psnr, "duration": ep.duration_ns, "train": train})
         stats.append({**key, "metric": "ssim", "accuracy": ep.ssim, "duration": ep.duration_ns})
     last = rec.epochs[-1].epoch if rec.epochs else 0
     metric_code = dict(METRIC_CODE)
     for q in rec.precisions:
-        key = dict(task=rec.task, dataset=rec.dataset, nn=rec.nn, transform=rec.transform, epoch=last, prm=prm)
+        key = dict(task=rec.task, dataset=rec.dataset, nn=rec.nn, transform=rec.transform, epoch=last, prm=prm,
+                   rung=rec.rung)
         for metric, value in (("psnr", q.psnr), ("ssim", q.ssim)):
             name = precision_metric(metric, q.precision)
             metric_code[name] = precision_metric_code(metric, q.precision)
@@ -349,12 +353,12 @@ def write_model(session: Executor, rec: ModelRecord) -> str:
 
 
 def record_trial(store: Store, study: str, trial_number: int, rec: ModelRecord, state: str = "complete") -> str:
-    """Record one trial's model and link it to its Optuna trial, all or nothing."""
+    """Record one trial's model (at its rung, `rec.rung`) and link it to its Optuna trial, all or nothing."""
 
     def work(session: Session) -> str:
         uid = write_model(session, rec)
         upsert(session, TrialLink, [{
-            "study": study, "trial_number": trial_number, "nn": rec.nn, "prm": uid,
+            "study": study, "trial_number": trial_number, "rung": rec.rung, "nn": rec.nn, "prm": uid,
             "task": rec.task, "dataset": rec.dataset, "state": state, "created_at": utcnow(),
         }])
         return uid
