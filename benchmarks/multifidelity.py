@@ -47,7 +47,7 @@ from nnsearch.analysis.evaluate import NOISY, Method, evaluate_methods, model_me
 from nnsearch.analysis.pareto import hypervolume, pareto  # noqa: E402
 from nnsearch.model.space import load_space  # noqa: E402
 from nnsearch.model.student import build_student  # noqa: E402
-from nnsearch.search.latency import predict_latency  # noqa: E402
+from nnsearch.latency.service import predict_latency  # noqa: E402
 from nnsearch.search.multifidelity import RungSchedule  # noqa: E402
 from nnsearch.search.study import LatencyConfig, Study, StudyConfig  # noqa: E402
 from nnsearch.store.engine import Store  # noqa: E402

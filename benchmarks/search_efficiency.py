@@ -31,8 +31,8 @@ random's mean final hypervolume (inf if it never does).
 from __future__ import annotations
 
 import argparse
-import math
 import dataclasses
+import math
 import sys
 import time
 from dataclasses import dataclass
@@ -41,15 +41,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from nnsearch.train.distill import DistillConfig  # noqa: E402
-from nnsearch.search.latency import fill_space_table  # noqa: E402
 from nnsearch.common.progress import progress  # noqa: E402
+from nnsearch.latency.service import fill_space_table  # noqa: E402
+from nnsearch.model.space import load_space  # noqa: E402
 from nnsearch.replay.compare import ReplayResult, replay, write_outputs  # noqa: E402
 from nnsearch.replay.table import ReplayTable  # noqa: E402
-from nnsearch.model.space import load_space  # noqa: E402
+from nnsearch.search.study import LatencyConfig, Study, StudyConfig  # noqa: E402
 from nnsearch.store.engine import Store  # noqa: E402
 from nnsearch.store.query import study_results  # noqa: E402
-from nnsearch.search.study import LatencyConfig, Study, StudyConfig  # noqa: E402
+from nnsearch.train.distill import DistillConfig  # noqa: E402
 
 START = time.perf_counter()
 SAMPLERS = ("guided", "tpe", "nsga2", "random")

@@ -113,9 +113,9 @@ def per_trial_overhead(url: str, recorded: int, more: int = 10) -> tuple[float, 
 
     from nnsearch.search.early_stopping import EpochHistory
     from nnsearch.search.live import StudyStatus
-    from nnsearch.store.latency import LatencyQuery
     from nnsearch.store.query import StudyReader
     from nnsearch.store.record import record_trial
+    from nnsearch.store.timings import LatencyQuery
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     store = Store(url)

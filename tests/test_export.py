@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import RunsCode
 from nnsearch.model.arch import load_model_code
 from nnsearch.cli import main
 from nnsearch.train.distill import DistillConfig
@@ -128,3 +129,26 @@ def test_model_card_latency_table_accepts_rows_without_a_spread() -> None:
                          {**row, "min_ms": 11.0, "max_ms": 14.0}])
     lines = _latency_lines(runs)
     assert [line.split("|")[7].strip() for line in lines[2:5]] == ["-", "-", "11.00-14.00"]
+
+
+
+@pytest.mark.parametrize("kind", ["random bytes", "code-running pickle", "not a state_dict", "other network"])
+def test_a_weights_file_that_is_not_this_models_state_dict_exits_2_naming_it(tiny_study, exported, tmp_path,
+                                                                            capsys, kind):
+    _, url, _ = tiny_study
+    name, _ = exported
+    weights, marker = tmp_path / "given.pt", tmp_path / "ran"
+    if kind == "random bytes":
+        weights.write_bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes())
+    elif kind == "code-running pickle":
+        torch.save({"conv.weight": RunsCode(marker)}, weights)
+    elif kind == "not a state_dict":
+        torch.save([1, 2, 3], weights)
+    else:
+        torch.save({"conv.weight": torch.zeros(3, 3)}, weights)
+    code = main(["export", name, "--to", str(tmp_path / "out"), "--db", url, "--weights", str(weights)])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    assert (str(weights) in err) if kind != "other network" else ("do not fit" in err)
+    assert not marker.exists()
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())

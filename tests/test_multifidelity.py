@@ -70,6 +70,18 @@ def test_rung_schedule_is_checked_and_each_rung_names_the_set_it_continues():
         StudyConfig(name="x", space=load_space("tiny"), distill=DistillConfig(steps=8), rungs=RungSchedule((6, 12)))
 
 
+def test_the_command_line_takes_rungs_and_refuses_a_reduction_factor_without_them():
+    from nnsearch.commands.study import LibraryDefault, parse_rungs
+
+    default = LibraryDefault("nnsearch.search.multifidelity", "RungSchedule", "reduction_factor")
+    assert parse_rungs("300,1200,4800", default) == RungSchedule((300, 1200, 4800), 3)
+    assert parse_rungs("100,400", 4).reduction_factor == 4 and parse_rungs(None, default) is None
+    with pytest.raises(NNSearchError, match="--reduction-factor needs --rungs"):
+        parse_rungs(None, 3)
+    with pytest.raises(NNSearchError, match="comma-separated step counts"):
+        parse_rungs("300,lots", default)
+
+
 def tiny_config(name: str, trials_rungs=(6, 12)) -> StudyConfig:
     return StudyConfig(
         name=name, space=load_space("tiny"), max_side=64, teacher_steps=20, teacher_margin_db=-math.inf,

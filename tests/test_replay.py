@@ -10,16 +10,16 @@ import optuna
 import pandas as pd
 import pytest
 
-from nnsearch.model.arch import Arch
 from nnsearch.cli import main
 from nnsearch.errors import NNSearchError
-from nnsearch.search.latency import fill_space_table, predict_latency
+from nnsearch.latency.service import fill_space_table, predict_latency
+from nnsearch.model.arch import Arch
+from nnsearch.model.space import load_space
+from nnsearch.model.student import build_student
 from nnsearch.replay.compare import FrontTracker, parse_reference, replay
 from nnsearch.replay.table import ParameterEncoding, ReplayRun, ReplayTable, recorded_space
-from nnsearch.model.space import load_space
-from nnsearch.store.record import EpochRecord, LatencyRecord, ModelRecord, record_trial
-from nnsearch.model.student import build_student
 from nnsearch.search.study import DIRECTIONS, optuna_storage
+from nnsearch.store.record import EpochRecord, LatencyRecord, ModelRecord, record_trial
 
 STUDY = "recorded"
 TINY = load_space("tiny")

@@ -17,8 +17,8 @@ _ACTIVATIONS = ("NONE", "RELU")
 
 
 def cmd_build(args: argparse.Namespace) -> int:
+    from nnsearch.latency.service import HOST_DEVICE, fill_space_table
     from nnsearch.model.space import load_space
-    from nnsearch.search.latency import HOST_DEVICE, fill_space_table
     from nnsearch.store.engine import Store
 
     if args.device != HOST_DEVICE:
@@ -61,8 +61,8 @@ def check_latency_csv(path: Path) -> None:
 
     Unreadable files and missing columns are left to `import_latencies`, which reports them.
     """
-    from nnsearch.latency.probes import KEY_COLUMNS
     from nnsearch.errors import LatencyError
+    from nnsearch.latency.probes import KEY_COLUMNS
     from nnsearch.latency.tflite import NATIVE_OPS
 
     try:
@@ -117,9 +117,9 @@ def _optional(check):  # -> check function that accepts an empty cell
 
 
 def cmd_import(args: argparse.Namespace) -> int:
+    from nnsearch.latency.stored_table import SqlLutBackend
     from nnsearch.latency.table import DeviceProfile, import_latencies
     from nnsearch.store.engine import Store
-    from nnsearch.store.lut_backend import SqlLutBackend
 
     path = Path(args.file)
     check_latency_csv(path)
@@ -136,8 +136,8 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
+    from nnsearch.latency.stored_table import lut_summary
     from nnsearch.store.engine import Store
-    from nnsearch.store.lut_backend import lut_summary
 
     store = Store(args.db, create=False)
     try:
@@ -156,8 +156,8 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_profile(args: argparse.Namespace) -> int:
+    from nnsearch.latency.service import profile_nn
     from nnsearch.latency.tflite import resolve_clock
-    from nnsearch.search.latency import profile_nn
     from nnsearch.store.engine import Store
 
     height, width = parse_resolution(args.resolution)

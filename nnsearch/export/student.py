@@ -16,7 +16,6 @@ failed export leaves no partial files behind.
 from __future__ import annotations
 
 import difflib
-import io
 import json
 import os
 import shutil
@@ -30,10 +29,12 @@ import torch
 from sqlalchemy import select
 from torch import nn
 
+from nnsearch.common.torch_files import load_tensors
 from nnsearch.errors import ExportError
 from nnsearch.export.onnx import export_onnx, onnx_op_types, run_onnx
 from nnsearch.export.quantized import CALIBRATION_CROP, StudentQuantizer
-from nnsearch.latency.quantize import CALIBRATION_SAMPLES, PRECISIONS, RECIPES, TFLiteRunner
+from nnsearch.common.precision import PRECISIONS, Precision
+from nnsearch.latency.quantize import CALIBRATION_SAMPLES, TFLiteRunner
 from nnsearch.latency.tflite import check_native_ops, export_tflite, read_op_names, run_tflite, time_tflite
 from nnsearch.model.arch import Arch, load_model_code
 from nnsearch.store.dataset_api import data, run_data
@@ -61,7 +62,7 @@ class StoredModel:
 class PrecisionRow:
     """One precision's line of the model card."""
 
-    precision: str
+    precision: Precision
     file: str
     psnr: float
     ssim: float
@@ -87,7 +88,7 @@ class ExportResult:
     precisions: tuple[PrecisionRow, ...] = ()
 
     def line(self) -> str:
-        drops = ", ".join(f"{r.precision} {r.drop_db:+.3f} dB" for r in self.precisions if r.precision != "fp32")
+        drops = ", ".join(f"{r.precision} {r.drop_db:+.3f} dB" for r in self.precisions if r.precision.quantized)
         return (f"exported {len(self.files)} files to {self.directory}: max abs error vs torch "
                 f"tflite {self.tflite_error:.2e}, onnx {self.onnx_error:.2e}, reloaded .py+.pt {self.reload_error:.2e}"
                 + (f"; PSNR drop vs fp32: {drops}" if drops else ""))
@@ -110,10 +111,7 @@ def load_stored_model(store: Store, name: str, prm: str | None = None,
         weights = {w.prm: w.state for w in session.scalars(select(Weights).where(Weights.nn == name))}
         code, arch_json = row.code, row.arch
     if weights_file is not None:
-        try:
-            weights = {GIVEN_WEIGHTS: Path(weights_file).read_bytes()}
-        except OSError as exc:
-            raise ExportError(f"cannot read the weights file {weights_file}: {exc.strerror or exc}") from None
+        weights = {GIVEN_WEIGHTS: _read_state_dict(Path(weights_file))}
     if not weights:
         raise ExportError(f"no weights recorded for {name}; retrain it with `nnsearch search` (a completed "
                           f"trial stores its weights), pick a student that has them with `nnsearch pareto`, "
@@ -131,6 +129,19 @@ def load_stored_model(store: Store, name: str, prm: str | None = None,
     return StoredModel(name, code, Arch.from_dict(json.loads(arch_json)), uid, weights[uid])
 
 
+def _read_state_dict(path: Path) -> bytes:
+    """The bytes of a state_dict file given with --weights; ExportError naming it if it is not one."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ExportError(f"cannot read the weights file {path}: {exc.strerror or exc}") from None
+    state = load_tensors(raw, f"weights file {path}")
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ExportError(f"weights file {path} is not a state_dict (a dict of parameter name -> tensor, as "
+                          f"torch.save(net.state_dict(), path) writes); it holds a {type(state).__name__}")
+    return raw
+
+
 def _best_prm(store: Store, name: str, uids: list[str]) -> str:
     """Among hyperparameter sets with weights, the one with the highest final-epoch PSNR."""
     if len(uids) == 1:
@@ -146,7 +157,10 @@ def build_model(code: str, state: bytes, shape: tuple[int, int, int, int]) -> nn
     """The contract's `Net` from a model file's text, with a state_dict (torch.save bytes) loaded."""
     module = load_model_code(code)
     net = module.Net(shape, shape, {}, "cpu")
-    net.load_state_dict(torch.load(io.BytesIO(state), map_location="cpu", weights_only=True))
+    try:
+        net.load_state_dict(load_tensors(state, "the model's weights"))
+    except RuntimeError as exc:  # missing / unexpected keys, other shapes
+        raise ExportError(f"the weights do not fit the model's Net: {str(exc).strip().splitlines()[0]}") from None
     return net.eval()
 
 
@@ -190,7 +204,7 @@ def export_student(name: str, target: str | Path, db: Store | str | None = None,
         staged = _write_verified(model, staging, shape, tolerance, card_facts)
         precisions = _write_quantized(model, staging, shape, images, calibration_samples, seed)
         staged = replace(staged, files=tuple(p for p in staged.files if p.name != "MODEL_CARD.md")
-                         + tuple(staging / r.file for r in precisions if r.precision != "fp32")
+                         + tuple(staging / r.file for r in precisions if r.precision.quantized)
                          + (staging / "MODEL_CARD.md",), precisions=precisions)
         card_facts["data"] = images.source
         (staging / "MODEL_CARD.md").write_text(model_card(model, card_facts, shape, staged))
@@ -248,8 +262,8 @@ def _write_quantized(model: StoredModel, out: Path, shape: tuple[int, int, int, 
     rows = []
     with StudentQuantizer(net, model.nn, images.train, samples=samples, seed=seed) as quantizer:
         for precision in PRECISIONS:
-            path = out / (f"{model.nn}.tflite" if precision == "fp32" else f"{model.nn}.{precision}.tflite")
-            if precision != "fp32":
+            path = out / precision.tflite_name(model.nn)
+            if precision.quantized:
                 quantizer.write(precision, path, height, width)
             quality = quantizer.quality(precision, images.val)
             runner = TFLiteRunner(path)
@@ -310,7 +324,7 @@ def _precision_lines(rows: tuple[PrecisionRow, ...], data_source: str, shape: tu
     for r in rows:
         lines.append(f"| {r.precision} | `{r.file}` | {r.psnr:.3f} | {r.ssim:.4f} | {r.drop_db:.3f} | "
                      f"{r.latency_ms:.2f} | {r.size_bytes / 1024:.1f} | {r.input} | {r.output} | {', '.join(r.ops)} |")
-    lines += ["", f"Recipes: " + "; ".join(f"{p} = {RECIPES[p]}" for p in PRECISIONS) + ". PSNR / SSIM: mean over "
+    lines += ["", f"Recipes: " + "; ".join(f"{p} = {p.recipe}" for p in PRECISIONS) + ". PSNR / SSIM: mean over "
               f"the validation images of {data_source or 'the data'} at full resolution, tiled, from each file's "
               f"ai-edge-litert output (integer inputs quantized and outputs dequantized with the scale and zero point "
               f"shown); calibration on seeded {CALIBRATION_CROP} px crops of the training images. Latency: minimum "

@@ -28,12 +28,7 @@ from sqlalchemy import inspect, select
 
 from nnsearch.errors import NNSearchError, SpaceError
 from nnsearch.model.arch import Arch
-from nnsearch.model.space import (
-    SearchSpace,
-    decision_names,
-    numeric_choices,
-    parse_space,
-)
+from nnsearch.model.space import SearchSpace, decision_names, numeric_choices, parse_space
 from nnsearch.search.samplers.base import LatencyFn
 from nnsearch.store.engine import Store
 from nnsearch.store.query import study_results
@@ -207,9 +202,9 @@ class ReplayTable:
         """The table of `study` in `store`; its space is read from the store unless given.
 
         Latency predictions come from the store's lookup table for `device`
-        (`nnsearch.replay.latency.stored_predictor`).
+        (`nnsearch.latency.recorded.stored_predictor`).
         """
-        from nnsearch.replay.latency import stored_predictor
+        from nnsearch.latency.recorded import stored_predictor
 
         candidates = study_candidates(store, study, device)
         space = space or recorded_space(store, study)

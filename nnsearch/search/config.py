@@ -6,8 +6,9 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from nnsearch.common.precision import Precision
 from nnsearch.errors import NNSearchError
-from nnsearch.latency.quantize import CALIBRATION_SAMPLES, check_precision
+from nnsearch.latency.quantize import CALIBRATION_SAMPLES
 from nnsearch.model.space import SearchSpace
 from nnsearch.search.early_stopping import EarlyStopRule
 from nnsearch.search.multifidelity import RungSchedule
@@ -66,13 +67,13 @@ class StudyConfig:
     start_from_references: bool = False  # a new study trains the space's reference students first
     # Quantized search: the precision (fp32, fp16, w8a16, int8) whose lookup table gives the latency objective
     # and whose quantized model's full-resolution PSNR is the quality objective (nnsearch.search.quantized).
-    precision: str = "fp32"
+    precision: str = Precision.FP32
     calibration_samples: int = CALIBRATION_SAMPLES
     # Multi-fidelity search (nnsearch.search.multifidelity): None trains every candidate for `distill.steps`.
     rungs: RungSchedule | None = None
 
     def __post_init__(self) -> None:
-        check_precision(self.precision)
+        object.__setattr__(self, "precision", Precision.parse(self.precision))
         if self.calibration_samples < 1:
             raise NNSearchError(f"calibration_samples must be >= 1, got {self.calibration_samples}")
         if self.rungs is not None and self.rungs.steps[0] != self.distill.steps:

@@ -20,11 +20,11 @@ from typing import Any, Callable, Iterable
 import optuna
 import torch
 
+from nnsearch.latency.candidate import CandidateLatency
 from nnsearch.model.arch import Arch
 from nnsearch.model.counting import count_params
 from nnsearch.model.space import SearchSpace
 from nnsearch.model.student import build_student
-from nnsearch.search.candidate_latency import CandidateLatency
 from nnsearch.search.config import OBJECTIVES, PHASE_ATTR
 from nnsearch.errors import NNSearchError
 from nnsearch.search.early_stopping import EarlyStopRule, EpochHistory, StoppedEarly, check_epoch

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Callable
 
 from nnsearch.errors import NNSearchError
-from nnsearch.search.candidate_latency import CandidateLatency
+from nnsearch.latency.candidate import CandidateLatency
+from nnsearch.latency.service import HOST_DEVICE, fill_space_table
 from nnsearch.search.claims import advisory_lock
 from nnsearch.search.config import StudyConfig
-from nnsearch.search.latency import HOST_DEVICE, fill_space_table
 from nnsearch.search.samplers import PREDICTS_LATENCY
 from nnsearch.store.engine import Store
 

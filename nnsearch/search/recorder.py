@@ -10,14 +10,15 @@ import torch
 from sqlalchemy import select
 
 from nnsearch.common.interrupts import defer_interrupts
+from nnsearch.common.torch_files import load_tensors
 from nnsearch.errors import NNSearchError
 from nnsearch.model.arch import Arch
 from nnsearch.model.counting import conv_depth, count_macs, count_params
 from nnsearch.store.engine import Store
-from nnsearch.store.latency import LatencyQuery
 from nnsearch.store.query import StudyReader, study_results
 from nnsearch.store.record import TASK, LatencyRecord, ModelRecord, PrecisionRecord, prm_uid, record_trial
 from nnsearch.store.schema import TrialLink, Weights
+from nnsearch.store.timings import LatencyQuery
 from nnsearch.train.crops import transform_code, transform_name
 from nnsearch.train.distill import DistillConfig
 
@@ -63,7 +64,7 @@ class TrialRecorder:
         state = self.store.reading(read)
         if state is None:
             raise NNSearchError(f"the store holds no weights of {nn} with hyperparameter set {prm}")
-        return torch.load(io.BytesIO(state), map_location="cpu", weights_only=True)
+        return load_tensors(state, f"the stored weights of {nn} (hyperparameter set {prm})")
 
     def link_repeat(self, number: int, arch: Arch, dataset: str) -> None:
         """Link a repeated trial to the student an earlier trial recorded."""

@@ -38,6 +38,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects import mysql
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from nnsearch.common.precision import Precision
+
 #: Bumped on every schema change; `nnsearch.store.versioning.MIGRATIONS` upgrades older stores.
 SCHEMA_VERSION = 4
 
@@ -173,7 +175,7 @@ class LatencyRun(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     nn: Mapped[str] = mapped_column(ForeignKey("nn.name", ondelete="CASCADE"))
     device: Mapped[str] = mapped_column(String(64))
-    precision: Mapped[str] = mapped_column(String(16), default="fp32")  # fp32, fp16, w8a16, int8
+    precision: Mapped[str] = mapped_column(String(16), default=Precision.FP32.value)  # a Precision name
     runtime: Mapped[str] = mapped_column(String(64))
     runtime_version: Mapped[str] = mapped_column(String(64))
     threads: Mapped[int] = mapped_column(Integer)
@@ -199,7 +201,7 @@ class LatencyLUT(Base):
     )
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     device: Mapped[str] = mapped_column(String(64))
-    precision: Mapped[str] = mapped_column(String(16), default="fp32")  # the probes' precision
+    precision: Mapped[str] = mapped_column(String(16), default=Precision.FP32.value)  # the probes' precision
     runtime: Mapped[str] = mapped_column(String(64))
     runtime_version: Mapped[str] = mapped_column(String(64))
     threads: Mapped[int] = mapped_column(Integer)

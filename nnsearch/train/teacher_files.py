@@ -26,6 +26,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from nnsearch.common.torch_files import load_tensors
 from nnsearch.errors import NNSearchError
 
 #: Input sizes a loaded teacher is probed with: two batch sizes, non-square, multiples of 32.
@@ -140,7 +141,7 @@ def _load_factory(path: Path) -> tuple[nn.Module, Path]:
     weights = _state_dict_path(path, module)
     try:
         model = factory()
-        model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+        model.load_state_dict(load_tensors(weights, "teacher state dict"))
     except Exception as exc:
         raise TeacherFileError(f"teacher file {path}: building the model and loading {weights} failed "
                                f"({type(exc).__name__}: {_first_line(exc)})") from None

@@ -10,8 +10,8 @@ from typing import Callable
 import numpy as np
 
 from nnsearch.errors import ExportError
-from nnsearch.latency.stat import LatencyStat
 from nnsearch.latency.tflite.interpreter import make_interpreter, runtime_version
+from nnsearch.store.stat import LatencyStat
 
 RUNTIME = "tflite-cpu"
 """ai-edge-litert Interpreter, default op resolver (XNNPACK delegate)."""

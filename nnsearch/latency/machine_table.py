@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Iterable
 
 from nnsearch.common.paths import cache_dir
+from nnsearch.common.precision import Precision
 from nnsearch.latency.probes import KEY_COLUMNS, OpKey
 from nnsearch.latency.table import DeviceProfile, LutBackend, LutEntry, can_measure
 
@@ -66,8 +67,8 @@ def _cpu_model() -> str:
 
 
 def _precision(device: DeviceProfile) -> str:
-    """The profile's precision ('fp32' for profiles that do not carry one)."""
-    return str(getattr(device, "precision", "fp32"))
+    """The profile's precision (fp32 for profiles that do not carry one)."""
+    return str(getattr(device, "precision", Precision.FP32))
 
 
 def _warn(message: str) -> None:

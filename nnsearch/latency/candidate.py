@@ -3,17 +3,30 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 
+from nnsearch.common.precision import Precision
 from nnsearch.errors import LatencyError, NNSearchError
+from nnsearch.latency.service import HOST_DEVICE, measured_record, predict_latency, prediction_record
 from nnsearch.latency.tflite import export_tflite, time_tflite
 from nnsearch.model.arch import Arch
-from nnsearch.search.config import LatencyConfig
-from nnsearch.search.latency import HOST_DEVICE, measured_record, predict_latency, prediction_record
 from nnsearch.store.engine import Store
 from nnsearch.store.record import LatencyRecord
+
+
+class LatencyTarget(Protocol):
+    """What a candidate is timed at: a study's latency configuration (`nnsearch.search.config.LatencyConfig`)."""
+
+    device: str
+    height: int
+    width: int
+    threads: int
+    runs: int
+    warmup: int
+    predict: bool
+    measure: bool
 
 
 class CandidateLatency:
@@ -22,8 +35,8 @@ class CandidateLatency:
     Exported models for timing go to `tflite_dir`.
     """
 
-    def __init__(self, store: Store, config: LatencyConfig, tflite_dir: Path, *,
-                 max_latency_ms: float | None = None, precision: str = "fp32") -> None:
+    def __init__(self, store: Store, config: LatencyTarget, tflite_dir: Path, *,
+                 max_latency_ms: float | None = None, precision: str = Precision.FP32) -> None:
         self.store = store
         self.config = config
         self.tflite_dir = tflite_dir
@@ -72,8 +85,7 @@ class CandidateLatency:
         The student is moved back to its device afterwards.
         """
         lat = self.config
-        suffix = "" if self.precision == "fp32" else f".{self.precision}"
-        path = self.tflite_dir / f"{arch.name}{suffix}.tflite"
+        path = self.tflite_dir / Precision.parse(self.precision).tflite_name(arch.name)
         if quantizer is not None:
             quantizer.write(self.precision, path, lat.height, lat.width)
         else:
