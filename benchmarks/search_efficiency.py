@@ -197,8 +197,8 @@ def compare_nearest_rule(table: ReplayTable, fidelity: Fidelity, reference: dict
     """The default sampler and random again under the "nearest" neighbour rule, for comparison."""
     result = replay(table, (DEFAULT_SAMPLER, "random"), trials=fidelity.trials, seeds=fidelity.seeds,
                     reference=reference, rule="nearest", verbose=False)
-    print(f"for comparison, neighbour rule 'nearest' (a proposal gets the nearest recorded student even if "
-          f"other proposals got it):")
+    print("for comparison, neighbour rule 'nearest' (a proposal gets the nearest recorded student even if "
+          "other proposals got it):")
     print(result.table_text())
     ratio, needed = verdict(result)
     print(f"rule 'nearest': hv_ratio_default_vs_random={ratio:.2f} trials_to_random_final={needed:.2f}")

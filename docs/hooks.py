@@ -54,7 +54,7 @@ def api_reference() -> str:
     return "\n".join(lines)
 
 
-def on_page_markdown(markdown: str, page, config, files) -> str:  # noqa: ARG001 (the MkDocs hook signature)
+def on_page_markdown(markdown: str, page, config, files) -> str:
     if CLI_MARKER in markdown:
         markdown = markdown.replace(CLI_MARKER, cli_reference())
     if API_MARKER in markdown:

@@ -144,7 +144,7 @@ def front_reports_each_students_highest_rung(study: Study) -> None:
     assert sum(status.front_rungs.values()) == status.pareto_size
 
 
-def test_a_schema_3_store_gains_rungs(store):
+def test_a_schema_4_store_gains_rungs(store):
     from sqlalchemy import inspect, text
 
     from conftest import model_record
@@ -154,15 +154,15 @@ def test_a_schema_3_store_gains_rungs(store):
     from test_store_schema import stamp
 
     record_trial(store, "s", 0, model_record(epochs=2))
-    with store.write_engine.begin() as conn:  # drop the rung columns, as schema 3 had them
+    with store.write_engine.begin() as conn:  # drop the rung columns, as schema 4 had them
         for name in ("train_stat", "stat", "trial_link"):
             keep = ", ".join(c["name"] for c in inspect(conn).get_columns(name) if c["name"] != "rung")
-            conn.execute(text(f"CREATE TABLE {name}_v3 AS SELECT {keep} FROM {name}"))
+            conn.execute(text(f"CREATE TABLE {name}_v4 AS SELECT {keep} FROM {name}"))
         for name in ("train_stat", "trial_link", "stat"):
             conn.execute(text(f"DROP TABLE {name}"))
         for name in ("stat", "train_stat", "trial_link"):
-            conn.execute(text(f"ALTER TABLE {name}_v3 RENAME TO {name}"))
-    stamp(store, "3")
+            conn.execute(text(f"ALTER TABLE {name}_v4 RENAME TO {name}"))
+    stamp(store, "4")
     reopened = Store(store.url)
     with reopened.read() as conn:
         assert read_version(conn) == str(SCHEMA_VERSION)

@@ -13,7 +13,7 @@ from nnsearch.common.precision import NAMES, Precision
 from nnsearch.errors import NNSearchError
 
 #: Modules (in nnsearch.commands) whose sub-commands the CLI offers, in help order.
-COMMAND_MODULES = ("study", "store", "lut", "select", "evaluate", "teacher", "train", "replay")
+COMMAND_MODULES = ("study", "store", "lut", "agent", "select", "evaluate", "teacher", "train", "replay")
 
 
 def register_all(subparsers: argparse._SubParsersAction) -> None:

@@ -9,15 +9,24 @@ fp32 keeps the plain `psnr`) and writes `<stem>.<precision>.tflite`
 from __future__ import annotations
 
 import enum
+import sys
 
 from nnsearch.errors import NNSearchError
+
+if sys.version_info >= (3, 11):
+    from enum import StrEnum
+else:  # Python 3.10: the same behaviour for what nnsearch uses (str() and format() give the value)
+
+    class StrEnum(str, enum.Enum):
+        def __str__(self) -> str:
+            return str(self.value)
 
 
 class PrecisionError(NNSearchError):
     """An unknown precision name."""
 
 
-class Precision(enum.StrEnum):
+class Precision(StrEnum):
     """A precision a student is timed, quantized or evaluated at (a `str`: `Precision.INT8 == "int8"`)."""
 
     FP32 = "fp32"

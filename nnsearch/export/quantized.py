@@ -34,7 +34,7 @@ from nnsearch.latency.quantize import (
 )
 from nnsearch.latency.tflite import export_tflite
 from nnsearch.train.crops import calibration_crops
-from nnsearch.train.datasets import ImagePair
+from nnsearch.train.datasets import Pair
 from nnsearch.train.metrics import evaluate_tiled
 
 #: Side of the calibration crops (a multiple of every student's downsampling factor).
@@ -54,7 +54,7 @@ class PrecisionQuality:
     seconds: float
 
 
-def eval_tile(pairs: Sequence[ImagePair], cap: int = EVAL_TILE) -> int:
+def eval_tile(pairs: Sequence[Pair], cap: int = EVAL_TILE) -> int:
     """The square tile the evaluation runs: the largest padded image side, at most `cap`."""
     side = max(max(p.noisy.shape[:2]) for p in pairs)
     return min(cap, -(-side // _MULTIPLE) * _MULTIPLE)
@@ -63,7 +63,7 @@ def eval_tile(pairs: Sequence[ImagePair], cap: int = EVAL_TILE) -> int:
 class StudentQuantizer:
     """One trained student's float and quantized .tflite files, sharing one calibration per recipe."""
 
-    def __init__(self, net: nn.Module, name: str, calibration_pairs: Sequence[ImagePair], *,
+    def __init__(self, net: nn.Module, name: str, calibration_pairs: Sequence[Pair], *,
                  samples: int = CALIBRATION_SAMPLES, seed: int = 0, crop: int = CALIBRATION_CROP) -> None:
         self.net, self.name = net.cpu().eval(), name
         self.channels = next(m for m in net.modules() if isinstance(m, nn.Conv2d)).in_channels
@@ -78,7 +78,7 @@ class StudentQuantizer:
         self._calibrations: dict[str, Calibration] = {}
         self._float: dict[tuple[int, int], Path] = {}
 
-    def __enter__(self) -> "StudentQuantizer":
+    def __enter__(self) -> StudentQuantizer:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -116,7 +116,7 @@ class StudentQuantizer:
         path = self.folder / Precision.parse(precision).tflite_name(f"{self.name}.{height}x{width}")
         return path if path.exists() else self.write(precision, path, height, width)
 
-    def quality(self, precision: str, pairs: Sequence[ImagePair], cap: int = EVAL_TILE) -> PrecisionQuality:
+    def quality(self, precision: str, pairs: Sequence[Pair], cap: int = EVAL_TILE) -> PrecisionQuality:
         """Mean PSNR / SSIM over `pairs` at full resolution from the `precision` interpreter's output."""
         began = time.perf_counter()
         tile = eval_tile(pairs, cap)

@@ -40,6 +40,7 @@ from nnsearch.model.arch import Arch, load_model_code
 from nnsearch.store.dataset_api import data, run_data
 from nnsearch.store.engine import Store, open_store
 from nnsearch.store.schema import NN, NNStat, Weights
+from nnsearch.store.stat import STATISTIC, STATISTIC_DETAIL, LatencyStat
 from nnsearch.train.datasets import DenoiseData, load_data
 
 TOLERANCE = 1e-4
@@ -176,13 +177,19 @@ def _check(what: str, error: float, tolerance: float) -> float:
     return error
 
 
+#: The .tflite input size (HxW) when neither the caller nor a study gives one (a model imported without a study).
+FALLBACK_RESOLUTION = (256, 256)
+
+
 def export_student(name: str, target: str | Path, db: Store | str | None = None,
-                   resolution: tuple[int, int] = (256, 256), tolerance: float = TOLERANCE,
+                   resolution: tuple[int, int] = FALLBACK_RESOLUTION, tolerance: float = TOLERANCE,
                    prm: str | None = None, weights_file: str | Path | None = None,
                    data_spec: str | None = None, max_side: int | None = None,
                    calibration_samples: int = CALIBRATION_SAMPLES, seed: int = 0) -> ExportResult:
     """Write `<nn>.tflite` (+ .int8/.w8a16/.fp16), `<nn>.onnx`, `<nn>.py`, `<nn>.pt` and MODEL_CARD.md.
 
+    `resolution` (HxW) is the .tflite file's fixed input size and the verification input's; `nnsearch
+    export` passes the resolution of the study that found the student unless `--resolution` is given.
     The weights are those of hyperparameter set `prm`, by default the set with the best final PSNR;
     `weights_file`: a state_dict of the model's `Net` to export instead of its stored weights.
     `data_spec` / `max_side` / `seed`: the data (as `nnsearch.train.datasets.load_data`
@@ -324,11 +331,11 @@ def _precision_lines(rows: tuple[PrecisionRow, ...], data_source: str, shape: tu
     for r in rows:
         lines.append(f"| {r.precision} | `{r.file}` | {r.psnr:.3f} | {r.ssim:.4f} | {r.drop_db:.3f} | "
                      f"{r.latency_ms:.2f} | {r.size_bytes / 1024:.1f} | {r.input} | {r.output} | {', '.join(r.ops)} |")
-    lines += ["", f"Recipes: " + "; ".join(f"{p} = {p.recipe}" for p in PRECISIONS) + ". PSNR / SSIM: mean over "
+    lines += ["", "Recipes: " + "; ".join(f"{p} = {p.recipe}" for p in PRECISIONS) + ". PSNR / SSIM: mean over "
               f"the validation images of {data_source or 'the data'} at full resolution, tiled, from each file's "
               f"ai-edge-litert output (integer inputs quantized and outputs dequantized with the scale and zero point "
-              f"shown); calibration on seeded {CALIBRATION_CROP} px crops of the training images. Latency: minimum "
-              f"of 3 invoke() calls on this host, 1 thread, at {shape[2]}x{shape[3]}."]
+              f"shown); calibration on seeded {CALIBRATION_CROP} px crops of the training images. Latency: the "
+              f"{STATISTIC} over 3 invoke() calls on this host, 1 thread, at {shape[2]}x{shape[3]}."]
     return lines
 
 
@@ -352,12 +359,14 @@ def _known(value: Any) -> bool:
 def _latency_lines(runs: Any) -> list[str]:
     if runs.empty:
         return ["- no latency recorded"]
-    lines = ["| device profile | kind | runtime | threads | input HxW | median ms | min-max ms | runs |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| device profile | kind | runtime | threads | input HxW | latency ms | median ms | min-max ms | runs |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for _, r in runs.iterrows():
         spread = f"{r['min_ms']:.2f}-{r['max_ms']:.2f}" if _known(r["min_ms"]) and _known(r["max_ms"]) else "-"
+        latency = LatencyStat(median_ms=r["median_ms"], min_ms=r["min_ms"] if _known(r["min_ms"]) else None).ms
         lines.append(f"| {r['device']} | {r['kind']} | {r['runtime']} {r['runtime_version']} | {r['threads']} | "
-                     f"{r['height']}x{r['width']} | {r['median_ms']:.2f} | {spread} | {r['runs']} |")
-    lines += ["", "measured: median wall-clock time of `runs` invoke() calls of the .tflite file in the runtime "
-              "named, after warm-up; predicted: sum of per-layer lookup-table timings for that device profile."]
+                     f"{r['height']}x{r['width']} | {latency:.2f} | {r['median_ms']:.2f} | {spread} | {r['runs']} |")
+    lines += ["", f"latency ms: the {STATISTIC} ({STATISTIC_DETAIL}), the figure nnsearch compares; measured: "
+              "`runs` invoke() calls of the whole .tflite file in the runtime named, after warm-up; predicted: "
+              "the sum of the per-layer lookup-table figures for that device profile."]
     return lines

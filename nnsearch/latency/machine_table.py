@@ -41,7 +41,7 @@ FILE_NAME = "machine_lut.sqlite"
 FORMAT_VERSION = 1
 _PROFILE = ("device", "runtime", "runtime_version", "threads", "precision")
 _STAT = ("median_ms", "min_ms", "max_ms", "runs")
-_SCHEMA = (f"CREATE TABLE IF NOT EXISTS lut_entry (machine TEXT NOT NULL, "
+_SCHEMA = ("CREATE TABLE IF NOT EXISTS lut_entry (machine TEXT NOT NULL, "
            + ", ".join(f"{c} {'INTEGER' if c in ('threads', 'in_h', 'in_w', 'in_c', 'out_c', 'kernel', 'stride') else 'TEXT'} NOT NULL"
                        for c in (*_PROFILE, *KEY_COLUMNS))
            + ", median_ms REAL NOT NULL, min_ms REAL, max_ms REAL, runs INTEGER NOT NULL, "
@@ -105,7 +105,7 @@ class MachineLut:
         return found
 
     def put(self, entries: Iterable[LutEntry]) -> None:
-        rows = [(self.machine, *self._profile(e.device), *e.key, *(e.stat_values()[c] for c in _STAT))
+        rows = [(self.machine, *self._profile(e.device), *e.key, e.median_ms, e.min_ms, e.max_ms, e.runs)
                 for e in entries if e.source == "measured" and self.serves(e.device)]
         if not rows:
             return

@@ -117,7 +117,8 @@ def _level_arches(space: SearchSpace, level: int) -> Iterator[Arch]:
     cycle = max(len(o) for o in options)
     for w_a, w_b in itertools.product(space.widths[level], space.widths[level + 1]):
         for j in range(cycle):
-            skip, down, block, gres = (o[j % len(o)] for o in options)
+            skip, down, block = (o[j % len(o)] for o in (space.skip[level], space.downsample, space.block))
+            gres = space.global_residual[j % len(space.global_residual)]
             yield Arch((w_a, w_b), tuple(positive), (skip,), block, down, gres)
 
 

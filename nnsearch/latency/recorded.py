@@ -25,7 +25,9 @@ from nnsearch.store.timings import study_configuration
 def recorded_resolution(store: Store, study: str, device: str) -> tuple[int, int, int] | None:
     """(height, width, threads) of the study's latency configuration on `device` (`study_configuration`), or None."""
     found = study_configuration(store, study, device)
-    return None if found.height is None else (found.height, found.width, found.threads)
+    if found.height is None or found.width is None or found.threads is None:
+        return None
+    return found.height, found.width, found.threads
 
 
 def stored_predictor(store: Store, study: str, space: SearchSpace, device: str) -> LatencyFn | None:

@@ -276,7 +276,7 @@ def import_latencies(csv_path: str | Path, device: DeviceProfile) -> list[LutEnt
         raise LatencyError(f"cannot read latency CSV {path}: {exc}") from None
 
 
-def _optional(value: str | None, kind: type) -> float | int | None:
+def _optional(value: str | None, kind: type[float] | type[int]) -> float | int | None:
     return kind(value) if value not in (None, "") else None
 
 
@@ -284,7 +284,7 @@ def _entry_from_row(row: dict[str, str], device: DeviceProfile, where: str) -> L
     try:
         entry = LutEntry(device, key_from_row(row), "imported", median_ms=float(row["median_ms"]),
                          min_ms=_optional(row.get("min_ms"), float), max_ms=_optional(row.get("max_ms"), float),
-                         runs=_optional(row.get("runs"), int) or 1)
+                         runs=int(row.get("runs") or 0) or 1)
     except (KeyError, TypeError, ValueError) as exc:
         raise LatencyError(f"{where}: bad latency row {dict(row)}: {exc}") from None
     if not entry.median_ms >= 0:

@@ -70,7 +70,7 @@ def study_candidates(store: Store, study: str, device: str = "host-cpu") -> pd.D
         raise NNSearchError(f"the store has no architecture JSON (nn.arch) for {len(missing)} student(s) of "
                             f"study '{study}', e.g. {missing[:3]}; they cannot be replayed")
     table = done[["nn", "trial", "psnr", "latency_ms"]].reset_index(drop=True)
-    table["arch"] = [Arch.from_dict(json.loads(stored[nn])) for nn in table["nn"]]
+    table["arch"] = [Arch.from_dict(json.loads(str(stored[nn]))) for nn in table["nn"]]
     return table
 
 
@@ -119,7 +119,7 @@ def _space_from_choices(study: str, choices: dict[str, list[Any]], hint: str) ->
     if missing:
         raise NNSearchError(f"study '{study}': its trials never suggested {missing}, so its search space cannot "
                             f"be read from them{hint}")
-    raw = {
+    raw: dict[str, Any] = {
         "name": f"{study}-space", "levels": choices["levels"],
         "widths": [choices[f"width_{i}"] for i in range(deepest)],
         "blocks": [choices[f"blocks_{i}"] for i in range(deepest)],
@@ -198,7 +198,7 @@ class ReplayTable:
 
     @classmethod
     def load(cls, store: Store, study: str, space: SearchSpace | None = None,
-             device: str = "host-cpu") -> "ReplayTable":
+             device: str = "host-cpu") -> ReplayTable:
         """The table of `study` in `store`; its space is read from the store unless given.
 
         Latency predictions come from the store's lookup table for `device`

@@ -43,7 +43,11 @@ class LatencyConfig:
     runs: int = 3
     warmup: int = 1
     predict: bool = True  # predict from the per-layer lookup table before training
-    measure: bool = True  # also time the whole exported model (only possible on 'host-cpu')
+    measure: bool = True  # also time the whole exported model (on 'host-cpu', or by a device's agents)
+    # A device served by measurement agents (nnsearch.latency.agents): wait for the agent's whole-model timing
+    # before the trial completes (True), or go on with the prediction and let the measurement land later.
+    wait: bool = True
+    wait_timeout_s: float = 3600.0  # waiting longer goes on with the prediction
 
 
 @dataclass(frozen=True)

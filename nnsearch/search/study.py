@@ -72,7 +72,7 @@ class Study:
                                      on_teacher=lambda psnr: self.optuna.set_user_attr(TEACHER_PSNR_ATTR, psnr))
         lat = config.latency
         self.latency = CandidateLatency(store, lat, Path(), max_latency_ms=config.max_latency_ms,
-                                        precision=config.precision)
+                                        precision=config.precision, study=config.name, log=self.log)
         self.quantized = (None if not config.precision.quantized else
                           QuantizedQuality(config.precision, config.calibration_samples, config.seed))
         self.results_dir = (results_root or default_results_root()) / config.name
@@ -110,6 +110,7 @@ class Study:
         if self.quantized is not None:  # calibration crops that do not fit fail here, before any training
             self.quantized.check_calibration(self.data)
         self.fill_lookup_table()
+        self.latency.warn_if_table_predicts_badly()
         self.check_budget_reachable()
         self.targets()
 

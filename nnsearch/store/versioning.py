@@ -102,14 +102,21 @@ def _stat_runs(conn: Connection) -> None:
     rebuild_tables(conn, {"stat": {"run": 0, "rung": 0}, "train_stat": {}})
 
 
+def _measure_queue(conn: Connection) -> None:
+    """3 -> 4: the measurement queue of device agents (`measure_job`, `measure_agent`), empty."""
+    for name in ("measure_job", "measure_agent"):
+        Base.metadata.tables[name].create(conn, checkfirst=True)
+
+
 def _rungs(conn: Connection) -> None:
-    """3 -> 4: stats and trial links carry a multi-fidelity rung (0 for every row before), part of their keys."""
+    """4 -> 5: stats and trial links carry a multi-fidelity rung (0 for every row before), part of their keys."""
     rebuild_tables(conn, {"stat": {"rung": 0}, "train_stat": {}})
     rebuild_table(conn, "trial_link", {"rung": 0})
 
 
 #: version -> the function that upgrades a store from that version to version + 1.
-MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _add_precision, 2: _stat_runs, 3: _rungs}
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _add_precision, 2: _stat_runs, 3: _measure_queue,
+                                                       4: _rungs}
 
 
 def migrate(conn: Connection, found: int, where: str = "the store") -> None:

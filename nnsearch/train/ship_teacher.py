@@ -32,6 +32,7 @@ def ship(preset: str = "cpu") -> dict[str, object]:
     trained = teacher_path(config, data)
     state = load_tensors(trained, "teacher checkpoint")
     single = ensemble.model if config.ensemble else ensemble
+    assert isinstance(single, torch.nn.Module)
     target = SHIPPED_DIR / f"teacher-{preset}-{data.name}.pt"
     shutil.copyfile(trained, target)
     record = {

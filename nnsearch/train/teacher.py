@@ -117,7 +117,7 @@ def load_or_train_teacher(
     device = device or default_device()
     path = teacher_path(config, data)
     torch.manual_seed(config.seed)  # the initial weights are part of what the key stands for
-    model = build_student(config.arch)
+    model: nn.Module = build_student(config.arch)
     shipped = shipped_teacher(config, data)
     if shipped is not None:
         model.load_state_dict(_load(shipped, "cpu")["model"])

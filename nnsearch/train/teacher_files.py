@@ -56,11 +56,11 @@ class _Opaque(nn.Module):
         super().__init__()
         self.program = program
 
-    def train(self, mode: bool = True) -> "_Opaque":  # a loaded teacher stays as it was saved
+    def train(self, mode: bool = True) -> _Opaque:  # a loaded teacher stays as it was saved
         self.training = mode
         return self
 
-    def to(self, *args, **kwargs) -> "_Opaque":  # type: ignore[override]
+    def to(self, *args, **kwargs) -> _Opaque:
         device = next((a for a in args if isinstance(a, (str, torch.device))), kwargs.get("device"))
         if device is not None and torch.device(device).type != "cpu":
             self.program.to(device)
