@@ -45,9 +45,9 @@ sys.path.insert(0, str(ROOT))
 
 from nnsearch.analysis.evaluate import NOISY, Method, evaluate_methods, model_method  # noqa: E402
 from nnsearch.analysis.pareto import hypervolume, pareto  # noqa: E402
+from nnsearch.latency.service import predict_latency  # noqa: E402
 from nnsearch.model.space import load_space  # noqa: E402
 from nnsearch.model.student import build_student  # noqa: E402
-from nnsearch.latency.service import predict_latency  # noqa: E402
 from nnsearch.search.multifidelity import RungSchedule  # noqa: E402
 from nnsearch.search.study import LatencyConfig, Study, StudyConfig  # noqa: E402
 from nnsearch.store.engine import Store  # noqa: E402
@@ -124,7 +124,7 @@ def top_rung_models(study: Study) -> list[tuple[str, float, torch.nn.Module]]:
     models = []
     for row in rows.itertuples():
         params = study.optuna.trials[row.trial].params
-        student = build_student(study.config.space.sample(lambda name, choices: params[name]))
+        student = build_student(study.config.space.sample(lambda name, choices, chosen=params: chosen[name]))
         student.load_state_dict(study.recorder.weights(row.nn, row.prm))
         models.append((row.nn, float(row.latency_ms), student.eval()))
     return models

@@ -14,6 +14,7 @@ import pytest
 import torch
 from optuna.trial import TrialState
 from sqlalchemy import select
+from test_workers import env, search_command, trials_of  # noqa: F401 - env is a fixture
 
 from nnsearch.analysis.report import candidates
 from nnsearch.errors import NNSearchError
@@ -34,7 +35,6 @@ from nnsearch.store.integrity import check_integrity
 from nnsearch.store.record import prm_uid
 from nnsearch.store.schema import Stat, TrialLink
 from nnsearch.train.distill import DistillConfig, distill
-from test_workers import env, search_command, trials_of  # noqa: F401 - env is a fixture
 
 OBJECTIVES = {"psnr": "max", "latency_ms": "min"}
 
@@ -145,13 +145,13 @@ def front_reports_each_students_highest_rung(study: Study) -> None:
 
 
 def test_a_schema_4_store_gains_rungs(store):
-    from sqlalchemy import inspect, text
-
     from conftest import model_record
+    from sqlalchemy import inspect, text
+    from test_store_schema import stamp
+
     from nnsearch.store.record import record_trial
     from nnsearch.store.schema import SCHEMA_VERSION
     from nnsearch.store.versioning import read_version
-    from test_store_schema import stamp
 
     record_trial(store, "s", 0, model_record(epochs=2))
     with store.write_engine.begin() as conn:  # drop the rung columns, as schema 4 had them

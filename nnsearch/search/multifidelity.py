@@ -27,8 +27,10 @@ no promotion is due or running.
 from __future__ import annotations
 
 import dataclasses
+import itertools
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import optuna
@@ -61,7 +63,7 @@ class RungSchedule:
         steps = tuple(self.steps)
         object.__setattr__(self, "steps", steps)
         if len(steps) < 2 or any(not isinstance(s, int) or s < 1 for s in steps) or \
-                any(b <= a for a, b in zip(steps, steps[1:])):
+                any(b <= a for a, b in itertools.pairwise(steps)):
             raise NNSearchError(f"rungs must be at least two increasing step counts such as 300,1200,4800, "
                                 f"got {','.join(map(str, steps))}")
         if not isinstance(self.reduction_factor, int) or self.reduction_factor < 2:
