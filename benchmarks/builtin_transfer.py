@@ -28,10 +28,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from nnsearch.analysis.evaluate import NOISY, evaluate_methods, format_summary, standard_methods, write_evaluation  # noqa: E402
-from nnsearch.export.student import build_model, load_stored_model  # noqa: E402
-from nnsearch.search.demo import demo_config  # noqa: E402
+from nnsearch.commands.demo import demo_config  # noqa: E402
 from nnsearch.search.study import Study  # noqa: E402
 from nnsearch.store.engine import Store  # noqa: E402
+from nnsearch.store.stored_model import build_model, load_stored_model  # noqa: E402
 from nnsearch.train.datasets import load_data  # noqa: E402
 from nnsearch.train.teacher_check import load_teacher  # noqa: E402
 
@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> None:
         best = rows[rows["state"] == "complete"].sort_values("psnr", ascending=False).iloc[0]
         stored = load_stored_model(store, best["nn"])
         store.dispose()
-    student = build_model(stored.code, stored.state, (1, 3, 64, 64))
+    student = build_model(stored, (1, 3, 64, 64))
     print(f"best demo student {best['nn']}: {stored.arch.describe()}, validation PSNR {best['psnr']:.2f} dB "
           f"on the built-in data")
     name = f"student {best['nn']}"

@@ -48,13 +48,14 @@ from nnsearch.analysis.evaluate import (  # noqa: E402
     nl_means,
     write_evaluation,
 )
-from nnsearch.export.student import build_model, export_student, load_stored_model  # noqa: E402
+from nnsearch.export.student import export_student  # noqa: E402
 from nnsearch.latency.service import predict_latency  # noqa: E402
 from nnsearch.model.arch import Arch  # noqa: E402
 from nnsearch.model.space import load_space  # noqa: E402
 from nnsearch.model.student import build_student  # noqa: E402
 from nnsearch.search.study import LatencyConfig, Study, StudyConfig  # noqa: E402
 from nnsearch.store.engine import Store  # noqa: E402
+from nnsearch.store.stored_model import build_model, load_stored_model  # noqa: E402
 from nnsearch.train.datasets import load_data  # noqa: E402
 from nnsearch.train.distill import DistillConfig, TeacherTargets, distill  # noqa: E402
 
@@ -119,7 +120,7 @@ def main(argv: list[str] | None = None) -> None:
             raise SystemExit("real_quality: no student finished within the budget; run more --trials")
         best = done.sort_values("psnr", ascending=False).iloc[0]
         stored = load_stored_model(store, best["nn"])
-        best_model = build_model(stored.code, stored.state, (1, 3, 64, 64))
+        best_model = build_model(stored, (1, 3, 64, 64))
         log(f"best student {best['nn']}: {stored.arch.describe()}, validation {best['psnr']:.2f} dB, "
             f"predicted {best['latency_ms']:.1f} ms (teacher validation {quality:.2f} dB)")
 

@@ -31,8 +31,8 @@ from nnsearch.search.multifidelity import (
 )
 from nnsearch.search.study import PHASE_ATTR, LatencyConfig, Study, StudyConfig
 from nnsearch.store.engine import Store
+from nnsearch.store.hashing import prm_uid
 from nnsearch.store.integrity import check_integrity
-from nnsearch.store.record import prm_uid
 from nnsearch.store.schema import Stat, TrialLink
 from nnsearch.train.distill import DistillConfig, distill
 
@@ -149,7 +149,7 @@ def test_a_schema_4_store_gains_rungs(store):
     from sqlalchemy import inspect, text
     from test_store_schema import stamp
 
-    from nnsearch.store.record import record_trial
+    from nnsearch.store.recording import record_trial
     from nnsearch.store.schema import SCHEMA_VERSION
     from nnsearch.store.versioning import read_version
 

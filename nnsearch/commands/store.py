@@ -7,7 +7,7 @@ import json
 import sys
 from typing import Any
 
-from nnsearch.commands import add_db_option
+from nnsearch.commands import add_db_option, add_trust_option
 from nnsearch.errors import NNSearchError
 
 
@@ -78,15 +78,18 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_import_nnd(args: argparse.Namespace) -> int:
-    from nnsearch.store.nnd import import_nnd
+    from nnsearch.nnd.importing import import_nnd
 
-    print(import_nnd(args.directory, db=args.db).line())
+    summary = import_nnd(args.directory, db=args.db, trust_code=args.trust_code)
+    for warning in summary.warnings:
+        print(f"nnsearch: warning: {warning}", file=sys.stderr)
+    print(summary.line())
     return 0
 
 
 def cmd_export_nnd(args: argparse.Namespace) -> int:
+    from nnsearch.nnd.exporting import export_nnd
     from nnsearch.store.engine import Store
-    from nnsearch.store.nnd import export_nnd
 
     store = Store(args.db, create=False)
     try:
@@ -128,6 +131,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     imp = sub.add_parser("import-nnd", help="import NN Dataset statistics (stat/train/<task>_<dataset>_<metric>_<nn>/), "
                                             "on-device runtimes (stat/run/) and model code")
     imp.add_argument("directory", help="the NN Dataset's ab/nn folder, a checkout holding it, or its stats folder")
+    add_trust_option(imp, "rebuild img-denoising models from their Python files (count them, link them to a "
+                          "search-space architecture)")
     add_db_option(imp)
     imp.set_defaults(handler=cmd_import_nnd)
 

@@ -1,7 +1,7 @@
 """Shipping one stored student: verified .tflite and .onnx, its model file, weights and a model card.
 
 Besides `<nn>.tflite` (fp32) it writes `<nn>.int8.tflite`, `<nn>.w8a16.tflite`
-and `<nn>.fp16.tflite` (`nnsearch.export.quantized`: calibrated on seeded crops
+and `<nn>.fp16.tflite` (`nnsearch.export.precisions`: calibrated on seeded crops
 of the data's training images, each checked for its op set and run), and the
 model card has one table row per precision: PSNR / SSIM at full resolution
 (tiled) from that file's interpreter output on the validation images, the drop
@@ -15,7 +15,6 @@ failed export leaves no partial files behind.
 
 from __future__ import annotations
 
-import difflib
 import json
 import os
 import shutil
@@ -26,37 +25,30 @@ from typing import Any
 
 import numpy as np
 import torch
-from sqlalchemy import select
-from torch import nn
 
-from nnsearch.common.torch_files import load_tensors
+from nnsearch.common.paths import contained_path, safe_component
+from nnsearch.common.precision import PRECISIONS, Precision
 from nnsearch.errors import ExportError
 from nnsearch.export.onnx import export_onnx, onnx_op_types, run_onnx
-from nnsearch.export.quantized import CALIBRATION_CROP, StudentQuantizer
-from nnsearch.common.precision import PRECISIONS, Precision
+from nnsearch.export.precisions import CALIBRATION_CROP, StudentQuantizer
 from nnsearch.latency.quantize import CALIBRATION_SAMPLES, TFLiteRunner
 from nnsearch.latency.tflite import check_native_ops, export_tflite, read_op_names, run_tflite, time_tflite
-from nnsearch.model.arch import Arch, load_model_code
+from nnsearch.model.contract import build_net
 from nnsearch.store.dataset_api import data, run_data
 from nnsearch.store.engine import Store, open_store
-from nnsearch.store.schema import NN, NNStat, Weights
+from nnsearch.store.schema import NNStat
 from nnsearch.store.stat import STATISTIC, STATISTIC_DETAIL, LatencyStat
+from nnsearch.store.stored_model import (
+    GIVEN_WEIGHTS,
+    StoredModel,
+    build_model,
+    check_code_allowed,
+    load_stored_model,
+    with_weights,
+)
 from nnsearch.train.datasets import DenoiseData, load_data
 
 TOLERANCE = 1e-4
-#: `StoredModel.prm_uid` of weights given as a file rather than read from the store.
-GIVEN_WEIGHTS = "(given with --weights)"
-
-
-@dataclass(frozen=True)
-class StoredModel:
-    """One student as the store holds it: code, architecture, chosen hyperparameter set and weights."""
-
-    nn: str
-    code: str
-    arch: Arch
-    prm_uid: str
-    state: bytes
 
 
 @dataclass(frozen=True)
@@ -95,76 +87,6 @@ class ExportResult:
                 + (f"; PSNR drop vs fp32: {drops}" if drops else ""))
 
 
-def load_stored_model(store: Store, name: str, prm: str | None = None,
-                      weights_file: str | Path | None = None) -> StoredModel:
-    """The model `name` with the weights of hyperparameter set `prm` (default: its best-PSNR set); ExportError if unusable.
-
-    `weights_file`: a state_dict (torch.save) of the model's own `Net` to use
-    instead, e.g. for a model imported from the NN Dataset, which has no stored weights.
-    """
-    with store.session() as session:
-        row = session.get(NN, name)
-        if row is None:
-            known = list(session.scalars(select(NN.name)))
-            close = difflib.get_close_matches(name, known, n=3)
-            hint = f"; did you mean {', '.join(close)}?" if close else f" ({len(known)} models are stored)"
-            raise ExportError(f"no model named {name!r} in the store {store.display_url}{hint}")
-        weights = {w.prm: w.state for w in session.scalars(select(Weights).where(Weights.nn == name))}
-        code, arch_json = row.code, row.arch
-    if weights_file is not None:
-        weights = {GIVEN_WEIGHTS: _read_state_dict(Path(weights_file))}
-    if not weights:
-        raise ExportError(f"no weights recorded for {name}; retrain it with `nnsearch search` (a completed "
-                          f"trial stores its weights), pick a student that has them with `nnsearch pareto`, "
-                          f"or give a state_dict of its Net with --weights FILE.pt")
-    if not arch_json:
-        raise ExportError(f"model {name} has no architecture record (it was imported and its network is not "
-                          "a search-space student); only search-space students can be exported")
-    if weights_file is None and prm is not None and prm not in weights:
-        raise ExportError(f"{name} has no weights for hyperparameter set {prm!r}; it has weights for "
-                          f"{', '.join(sorted(weights))}")
-    if weights_file is not None:
-        uid = GIVEN_WEIGHTS
-    else:
-        uid = prm if prm is not None else _best_prm(store, name, list(weights))
-    return StoredModel(name, code, Arch.from_dict(json.loads(arch_json)), uid, weights[uid])
-
-
-def _read_state_dict(path: Path) -> bytes:
-    """The bytes of a state_dict file given with --weights; ExportError naming it if it is not one."""
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise ExportError(f"cannot read the weights file {path}: {exc.strerror or exc}") from None
-    state = load_tensors(raw, f"weights file {path}")
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ExportError(f"weights file {path} is not a state_dict (a dict of parameter name -> tensor, as "
-                          f"torch.save(net.state_dict(), path) writes); it holds a {type(state).__name__}")
-    return raw
-
-
-def _best_prm(store: Store, name: str, uids: list[str]) -> str:
-    """Among hyperparameter sets with weights, the one with the highest final-epoch PSNR."""
-    if len(uids) == 1:
-        return uids[0]
-    rows = data(nn=name, metric="psnr", prm=uids, db=store)
-    if rows.empty:
-        return sorted(uids)[0]
-    last = rows.sort_values("epoch").groupby("prm_uid").tail(1)
-    return str(last.sort_values("accuracy").iloc[-1]["prm_uid"])
-
-
-def build_model(code: str, state: bytes, shape: tuple[int, int, int, int]) -> nn.Module:
-    """The contract's `Net` from a model file's text, with a state_dict (torch.save bytes) loaded."""
-    module = load_model_code(code)
-    net = module.Net(shape, shape, {}, "cpu")
-    try:
-        net.load_state_dict(load_tensors(state, "the model's weights"))
-    except RuntimeError as exc:  # missing / unexpected keys, other shapes
-        raise ExportError(f"the weights do not fit the model's Net: {str(exc).strip().splitlines()[0]}") from None
-    return net.eval()
-
-
 def max_abs_error(a: np.ndarray, b: np.ndarray) -> float:
     if a.shape != b.shape:
         raise ExportError(f"output shapes differ: {a.shape} vs {b.shape}")
@@ -185,7 +107,8 @@ def export_student(name: str, target: str | Path, db: Store | str | None = None,
                    resolution: tuple[int, int] = FALLBACK_RESOLUTION, tolerance: float = TOLERANCE,
                    prm: str | None = None, weights_file: str | Path | None = None,
                    data_spec: str | None = None, max_side: int | None = None,
-                   calibration_samples: int = CALIBRATION_SAMPLES, seed: int = 0) -> ExportResult:
+                   calibration_samples: int = CALIBRATION_SAMPLES, seed: int = 0,
+                   trust_code: bool = False) -> ExportResult:
     """Write `<nn>.tflite` (+ .int8/.w8a16/.fp16), `<nn>.onnx`, `<nn>.py`, `<nn>.pt` and MODEL_CARD.md.
 
     `resolution` (HxW) is the .tflite file's fixed input size and the verification input's; `nnsearch
@@ -194,11 +117,14 @@ def export_student(name: str, target: str | Path, db: Store | str | None = None,
     `weights_file`: a state_dict of the model's `Net` to export instead of its stored weights.
     `data_spec` / `max_side` / `seed`: the data (as `nnsearch.train.datasets.load_data`
     takes them) whose training crops calibrate the quantized files and whose
-    validation pairs measure each precision's quality.
+    validation pairs measure each precision's quality. `trust_code`: run the
+    stored code of a model that is not nnsearch's own student (`build_model`).
     """
+    safe_component(name, "model name")  # <target>/<nn>.tflite, ...
     with open_store(db) as store:
         model = load_stored_model(store, name, prm, weights_file)
         card_facts = _card_facts(store, model)
+    check_code_allowed(model, trust_code)  # before anything is written
     height, width = resolution
     if height % model.arch.min_divisor or width % model.arch.min_divisor:
         raise ExportError(f"resolution {height}x{width} must be a multiple of {model.arch.min_divisor} "
@@ -208,14 +134,14 @@ def export_student(name: str, target: str | Path, db: Store | str | None = None,
     target = Path(target)
     staging = _staging_dir(target)
     try:
-        staged = _write_verified(model, staging, shape, tolerance, card_facts)
-        precisions = _write_quantized(model, staging, shape, images, calibration_samples, seed)
+        staged = _write_verified(model, staging, shape, tolerance, card_facts, trust_code)
+        precisions = _write_quantized(model, staging, shape, images, calibration_samples, seed, trust_code)
         staged = replace(staged, files=tuple(p for p in staged.files if p.name != "MODEL_CARD.md")
                          + tuple(staging / r.file for r in precisions if r.precision.quantized)
                          + (staging / "MODEL_CARD.md",), precisions=precisions)
         card_facts["data"] = images.source
         (staging / "MODEL_CARD.md").write_text(model_card(model, card_facts, shape, staged))
-        files = tuple(_move_into_place(path, target) for path in staged.files)
+        files = _move_into_place(staged.files, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return replace(staged, directory=target, files=files)
@@ -229,17 +155,19 @@ def _staging_dir(target: Path) -> Path:
         raise ExportError(f"cannot write to {target}: {exc.strerror or exc}") from None
 
 
-def _move_into_place(path: Path, target: Path) -> Path:
-    destination = target / path.name
-    os.chmod(path, 0o644)  # temp files are created private
-    os.replace(path, destination)
-    return destination
+def _move_into_place(paths: tuple[Path, ...], target: Path) -> tuple[Path, ...]:
+    """Move the checked files from the staging folder into `target` (every destination checked first)."""
+    destinations = tuple(contained_path(target, path.name, "export") for path in paths)
+    for path, destination in zip(paths, destinations):
+        os.chmod(path, 0o644)  # temp files are created private
+        os.replace(path, destination)
+    return destinations
 
 
 def _write_verified(model: StoredModel, out: Path, shape: tuple[int, int, int, int], tolerance: float,
-                    card_facts: dict[str, Any]) -> ExportResult:
+                    card_facts: dict[str, Any], trust_code: bool) -> ExportResult:
     """Write and check each artefact in `out`; ExportError on the first check that fails."""
-    net = build_model(model.code, model.state, shape)
+    net = build_model(model, shape, trust_code=trust_code)
     x = torch.rand(shape, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         expected = net(x).numpy()
@@ -252,8 +180,10 @@ def _write_verified(model: StoredModel, out: Path, shape: tuple[int, int, int, i
     py_path, pt_path = stem.with_suffix(".py"), stem.with_suffix(".pt")
     py_path.write_text(model.code)
     pt_path.write_bytes(model.state)
+    # the shipped file as its users will run it: nnsearch's own generated text, or code the user trusts
+    shipped = build_net(py_path.read_text(), model.nn, shape, shape, {}, trusted=True)
     with torch.no_grad():
-        rebuilt = build_model(py_path.read_text(), pt_path.read_bytes(), shape)(x).numpy()
+        rebuilt = with_weights(shipped, pt_path.read_bytes())(x).numpy()
     reload_error = _check("the reloaded .py + .pt", max_abs_error(rebuilt, expected), 0.0)
     result = ExportResult(out, (tflite, onnx_path, py_path, pt_path, out / "MODEL_CARD.md"), tflite_error,
                           onnx_error, reload_error, tflite_ops, tuple(onnx_op_types(onnx_path)))
@@ -262,9 +192,9 @@ def _write_verified(model: StoredModel, out: Path, shape: tuple[int, int, int, i
 
 
 def _write_quantized(model: StoredModel, out: Path, shape: tuple[int, int, int, int], images: DenoiseData,
-                     samples: int, seed: int) -> tuple[PrecisionRow, ...]:
+                     samples: int, seed: int, trust_code: bool) -> tuple[PrecisionRow, ...]:
     """Write `<nn>.<precision>.tflite` for each quantized precision and measure every precision's row."""
-    net = build_model(model.code, model.state, shape)
+    net = build_model(model, shape, trust_code=trust_code)
     _, _, height, width = shape
     rows = []
     with StudentQuantizer(net, model.nn, images.train, samples=samples, seed=seed) as quantizer:
@@ -317,7 +247,7 @@ def model_card(model: StoredModel, facts: dict[str, Any], shape: tuple[int, ...]
               f"- `{model.nn}.onnx`: NCHW, dynamic height/width, ops {', '.join(checks.onnx_ops)}; max abs error vs torch "
               f"{checks.onnx_error:.2e} (onnxruntime), passes onnx.checker",
               f"- `{model.nn}.py` + `{model.nn}.pt`: the NN Dataset model file and its state_dict; "
-              f"`Net(in_shape, out_shape, prm, device)` then `load_state_dict(torch.load('{model.nn}.pt'))`", ""]
+              f"`Net(in_shape, out_shape, prm, device)` then `load_state_dict(torch.load('{model.nn}.pt', weights_only=True))`", ""]
     return "\n".join(lines)
 
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from nnsearch.common.precision import Precision
+from nnsearch.common.paths import safe_component
 from nnsearch.errors import NNSearchError
 from nnsearch.latency.quantize import CALIBRATION_SAMPLES
 from nnsearch.model.space import SearchSpace
@@ -70,13 +71,14 @@ class StudyConfig:
     minimize_params: bool = False  # a third objective: parameter count
     start_from_references: bool = False  # a new study trains the space's reference students first
     # Quantized search: the precision (fp32, fp16, w8a16, int8) whose lookup table gives the latency objective
-    # and whose quantized model's full-resolution PSNR is the quality objective (nnsearch.search.quantized).
+    # and whose quantized model's full-resolution PSNR is the quality objective (nnsearch.export.candidate_quality).
     precision: str = Precision.FP32
     calibration_samples: int = CALIBRATION_SAMPLES
     # Multi-fidelity search (nnsearch.search.multifidelity): None trains every candidate for `distill.steps`.
     rungs: RungSchedule | None = None
 
     def __post_init__(self) -> None:
+        safe_component(self.name, "study name")  # <results>/<study>/ holds the study's files
         object.__setattr__(self, "precision", Precision.parse(self.precision))
         if self.calibration_samples < 1:
             raise NNSearchError(f"calibration_samples must be >= 1, got {self.calibration_samples}")

@@ -39,7 +39,7 @@ from optuna.trial import TrialState
 
 from nnsearch.analysis.pareto import hypervolume, nondominated_mask
 from nnsearch.errors import NNSearchError
-from nnsearch.store.record import prm_uid
+from nnsearch.store.hashing import prm_uid
 from nnsearch.train.distill import DistillConfig
 
 #: Trial user attribute of a continuation: the trial number of the student it continues.

@@ -15,8 +15,10 @@ from nnsearch.errors import NNSearchError
 from nnsearch.model.arch import Arch
 from nnsearch.model.counting import conv_depth, count_macs, count_params
 from nnsearch.store.engine import Store
+from nnsearch.store.hashing import prm_uid
 from nnsearch.store.query import StudyReader, study_results
-from nnsearch.store.record import TASK, LatencyRecord, ModelRecord, PrecisionRecord, prm_uid, record_trial
+from nnsearch.store.record import TASK, LatencyRecord, ModelRecord, PrecisionRecord
+from nnsearch.store.recording import record_trial
 from nnsearch.store.schema import TrialLink, Weights
 from nnsearch.store.timings import LatencyQuery
 from nnsearch.train.crops import transform_code, transform_name
@@ -58,7 +60,7 @@ class TrialRecorder:
 
     def weights(self, nn: str, prm: str) -> dict[str, torch.Tensor]:
         """The stored state_dict of model `nn` trained with hyperparameter set `prm` (a uid)."""
-        def read(conn) -> bytes | None:  # noqa: ANN001 - a Connection
+        def read(conn) -> bytes | None:  # conn: a Connection
             return conn.scalar(select(Weights.state).where(Weights.nn == nn, Weights.prm == prm))
 
         state = self.store.reading(read)
