@@ -106,6 +106,7 @@ class CandidateTrial:
             self.log(f"trial {trial.number}: same student as trial {earlier['trial']}, reusing its results")
             return TrialOutcome(trial.number, arch, "complete", float(earlier["psnr"]), float(earlier["latency_ms"]),
                                 int(earlier["params"]))
+        torch.manual_seed(self.seed + trial.number)  # the initial weights: reproducible, whatever ran before
         student = build_student(arch)
         params = count_params(student)
         predicted = self.latency.predict(arch)
@@ -117,7 +118,6 @@ class CandidateTrial:
             self.log(f"trial {trial.number}: infeasible, predicted {predicted.ms:.1f} ms exceeds the "
                      f"{self.latency.max_latency_ms:g} ms budget; not trained")
             return TrialOutcome(trial.number, arch, "infeasible", latency_ms=predicted.ms, params=params)
-        torch.manual_seed(self.seed + trial.number)
         trial.set_user_attr(PHASE_ATTR, "distill")
         return self._train(trial.number, arch, student, predicted, rung=0, began=began)
 

@@ -154,10 +154,10 @@ def _stat_filters(task: Filter, dataset: Filter, metric: Filter, nn: Filter, epo
                                         Prm.value.in_([encode_value(v) for v in values])))
     else:
         where.append(_match(Stat.prm, prm))
-    if study is not None:
+    in_study = _match(TrialLink.study, study)
+    if in_study is not None:
         where.append(exists().where(TrialLink.nn == Stat.nn, TrialLink.prm == Stat.prm,
-                                    TrialLink.task == Stat.task, TrialLink.dataset == Stat.dataset,
-                                    _match(TrialLink.study, study)))
+                                    TrialLink.task == Stat.task, TrialLink.dataset == Stat.dataset, in_study))
     return [w for w in where if w is not None]
 
 
@@ -187,7 +187,7 @@ def _tuples(conn: Connection, query: Any) -> list[tuple]:
     """All rows as the driver's plain tuples (only for str/int/float columns: no type processing)."""
     result = conn.execute(query)
     try:
-        return result.cursor.fetchall()
+        return list(result.cursor.fetchall())
     finally:
         result.close()
 

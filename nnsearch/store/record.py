@@ -117,11 +117,11 @@ class Bundle:
     code or architecture the bundle gives.
     """
 
-    stats: list[Mapping[str, Any]] = field(default_factory=list)
+    stats: list[dict[str, Any]] = field(default_factory=list)
     nn_code: Mapping[str, str] = field(default_factory=dict)
     metric_code: Mapping[str, str] = field(default_factory=dict)
     transform_code: Mapping[str, str] = field(default_factory=dict)
     nn_arch: Mapping[str, str | None] = field(default_factory=dict)
     nn_stats: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
-    latencies: list[Mapping[str, Any]] = field(default_factory=list)
+    latencies: list[dict[str, Any]] = field(default_factory=list)
     prm_sets: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, cast
 
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import Table, bindparam, func, select
 from sqlalchemy.orm import Session
 
 from nnsearch.common.precision import Precision
@@ -69,7 +69,7 @@ def write_bundle(executor: Executor, bundle: Bundle) -> int:
 
 def _fill_model_gaps(executor: Executor, nn_rows: list[dict[str, Any]]) -> None:
     """Code and architecture learnt later fill a stored model's empty code / missing architecture."""
-    table = NN.__table__  # Core statements, one executemany each, rows in name order (one lock order)
+    table = cast(Table, NN.__table__)  # Core statements, one executemany each, rows in name order (one lock order)
     nn_rows = sorted(nn_rows, key=lambda r: r["name"])
     codes = [{"b_name": r["name"], "b_code": r["code"], "b_id": r["id"]} for r in nn_rows if r["code"]]
     if codes:
@@ -122,7 +122,7 @@ def _write_train_stats(executor: Executor, rows: list[dict[str, Any]]) -> None:
 def model_bundle(rec: ModelRecord) -> Bundle:
     """The rows of one `ModelRecord` (without weights and trial link)."""
     prm = dict(rec.prm)
-    stats = []
+    stats: list[dict[str, Any]] = []
     for ep in rec.epochs:
         key = dict(task=rec.task, dataset=rec.dataset, nn=rec.nn, transform=rec.transform, epoch=ep.epoch, prm=prm,
                    rung=rec.rung)
@@ -189,7 +189,7 @@ def record_stats_bulk(
     that is neither given nor already stored fails the whole write (foreign
     key). Returns the number of stat rows that were new.
     """
-    bundle = Bundle(stats=list(stats), nn_code=nn_code or {}, metric_code=metric_code or {},
+    bundle = Bundle(stats=cast("list[dict[str, Any]]", list(stats)), nn_code=nn_code or {}, metric_code=metric_code or {},
                     transform_code=transform_code or {})
     return record_bundle(store, bundle)
 
@@ -199,6 +199,6 @@ def record_bundle(store: Store, bundle: Bundle) -> int:
     def work(session: Session) -> int:
         before = session.scalar(select(func.count()).select_from(Stat))
         write_bundle(session, bundle)
-        return session.scalar(select(func.count()).select_from(Stat)) - before
+        return (session.scalar(select(func.count()).select_from(Stat)) or 0) - (before or 0)
 
     return store.write(work)

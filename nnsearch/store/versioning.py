@@ -10,9 +10,9 @@ at the same moment.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, cast
 
-from sqlalchemy import inspect, select, text
+from sqlalchemy import Table, inspect, select, text
 from sqlalchemy.engine import Connection
 
 from nnsearch.common.precision import Precision
@@ -27,7 +27,7 @@ def read_version(conn: Connection) -> str | None:
 
 def write_version(conn: Connection, version: int) -> None:
     """Stamp the store with `version`."""
-    table = SchemaInfo.__table__
+    table = cast(Table, SchemaInfo.__table__)
     if conn.execute(table.update().where(table.c.key == "schema_version").values(value=str(version))).rowcount == 0:
         conn.execute(table.insert().values(key="schema_version", value=str(version)))
 
