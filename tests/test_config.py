@@ -163,7 +163,7 @@ def test_search_options_map_to_settings():
         for a in build_parser()._subparsers._group_actions[0].choices["search"]._actions
         if a.dest.startswith("setting__")
     }
-    assert keys - set(SETTINGS) == {"resolution"}
+    assert keys - set(SETTINGS) == {"resolution", "reduction_factor"}
 
 
 def test_the_configuration_guide_lists_every_setting():

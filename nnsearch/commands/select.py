@@ -20,7 +20,7 @@ from nnsearch.common.precision import CALIBRATION_SAMPLES
 from nnsearch.commands.store import _filters, _plain, _print_frame
 
 DEFAULT_OBJECTIVES_TEXT = "psnr:max,latency_ms:min"
-SHOWN = ["nn", "dataset", "psnr", "ssim", "params", "gmacs"]
+SHOWN = ["nn", "dataset", "rung", "psnr", "ssim", "params", "gmacs"]
 
 
 def _constraints(args: argparse.Namespace) -> dict[str, tuple[str, float]]:

@@ -44,6 +44,10 @@ def search_config(args: argparse.Namespace, stored=None):  # -> (StudyConfig, He
         settings["height"], settings["width"] = parse_resolution(settings.pop("resolution"))
     if "crops" in settings:
         settings["crops"] = parse_crops(settings["crops"])
+    if "rungs" in settings:
+        settings["rungs"] = parse_rungs(settings["rungs"])
+    if "reduction_factor" in settings and "rungs" not in settings and (stored is None or stored.rungs is None):
+        raise NNSearchError("--reduction-factor needs --rungs (e.g. --rungs 300,1200,4800 --reduction-factor 3)")
     if stored is None:
         config = StudyConfig(name=args.study, space=load_space(args.space or "litedenoise"))
     else:
@@ -52,6 +56,14 @@ def search_config(args: argparse.Namespace, stored=None):  # -> (StudyConfig, He
                                                              ("grace_s", "grace_period"))
                  if getattr(args, attr) is not None}
     return config.replace(**settings), HeartbeatConfig(**heartbeat)
+
+
+def parse_rungs(text: str) -> tuple[int, ...]:
+    """'300,1200,4800' -> (300, 1200, 4800), with a clear error otherwise."""
+    try:
+        return tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise NNSearchError(f"--rungs must be comma-separated step counts such as 300,1200,4800, got {text!r}") from None
 
 
 def cmd_search(args: argparse.Namespace) -> int:
@@ -139,6 +151,14 @@ def add_study_settings(parser: argparse.ArgumentParser) -> None:
 
     distill = parser.add_argument_group("distillation of each candidate")
     add_setting(distill, "--steps", "steps", "distillation steps per candidate", type=int)
+    distill.add_argument("--rungs", dest=f"{SETTING_DEST}rungs", default=NotGiven("single-fidelity"),
+                         metavar="STEPS,STEPS,...",
+                         help="multi-fidelity search: cumulative distillation steps per rung, e.g. 300,1200,4800; "
+                              "every candidate trains the first rung, the most promising are continued from their "
+                              "weights (default %(default)s: every candidate trains --steps; setting rungs)")
+    distill.add_argument("--reduction-factor", dest=f"{SETTING_DEST}reduction_factor", type=int, metavar="ETA",
+                         default=NotGiven(3), help="with --rungs: the top 1/ETA of each rung are continued "
+                                                   "(default %(default)s; setting rungs.reduction_factor)")
     add_setting(distill, "--epochs", "epochs", "evaluations per candidate", type=int)
     add_setting(distill, "--batch", "batch", "distillation batch size", type=int)
     add_setting(distill, "--crops", "crops", "progressive crop sizes, e.g. 64,128,256",

@@ -143,7 +143,7 @@ class Setting:
 
 
 def _settings() -> dict[str, Setting]:
-    found = {"seed": Setting("seed", "seed", 0, False, False)}
+    found = {"seed": Setting("seed", "seed", 0, False, False), "rungs": Setting("rungs", "rungs", None, False, False)}
     for section, cls in SECTIONS.items():
         for f in dataclasses.fields(cls):
             meta = f.metadata or setting()
@@ -198,6 +198,9 @@ class StudyConfig:
     latency: LatencyConfig = field(default_factory=LatencyConfig)
     budget: BudgetConfig = field(default_factory=BudgetConfig)
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
+    # Multi-fidelity search (nnsearch.search.multifidelity.RungSchedule): None trains every candidate for
+    # `distill.steps`; given as `rungs=(300, 1200, 4800)` (and `reduction_factor=`) to `replace` / `create_study`.
+    rungs: Any = None
 
     def __post_init__(self) -> None:
         safe_component(self.name, "study name")  # <results>/<study>/ holds the study's files
@@ -206,6 +209,9 @@ class StudyConfig:
                 raise NNSearchError(
                     f"StudyConfig.{section} must be a {cls.__name__}, got {type(getattr(self, section)).__name__}"
                 )
+        if self.rungs is not None and self.rungs.steps[0] != self.distill.steps:
+            raise NNSearchError(f"the first rung ({self.rungs.steps[0]} steps) must be the distillation's steps "
+                                f"({self.distill.steps}); leave --steps out with --rungs")
 
     @classmethod
     def build(cls, name: str, space: SearchSpace, **values: Any) -> StudyConfig:
@@ -215,6 +221,7 @@ class StudyConfig:
     def replace(self, **values: Any) -> StudyConfig:
         """This configuration with `values` set: keyword shortcuts (`steps`), dotted paths (`distill.steps`)
         or whole sections (`distill=DistillConfig(...)`); the result is validated."""
+        values = _with_rungs(values)
         unknown = sorted(
             name
             for name, value in values.items()
@@ -240,11 +247,12 @@ class StudyConfig:
             section, leaf = found.path.split(".")
             sections.setdefault(section, {})[leaf] = _coerce(found, value)
         try:
-            base = dataclasses.replace(self, **top)  # whole sections first, then single settings on top
+            rungs = {"rungs": top.pop("rungs")} if "rungs" in top else {}  # checked against the new steps
+            base = dataclasses.replace(self, **top, **({"rungs": None} if rungs else {}))
             changed = {
                 section: dataclasses.replace(getattr(base, section), **leaves) for section, leaves in sections.items()
             }
-            return dataclasses.replace(base, **changed)
+            return dataclasses.replace(base, **changed, **rungs)
         except TypeError as exc:
             raise NNSearchError(f"study '{self.name}': {exc}") from None
 
@@ -263,7 +271,7 @@ class StudyConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """Everything but the name and the space, as JSON-ready nested values (stored with the study)."""
-        values: dict[str, Any] = {"format": CONFIG_FORMAT, "seed": self.seed}
+        values: dict[str, Any] = {"format": CONFIG_FORMAT, "seed": self.seed, "rungs": _plain(self.rungs)}
         for section in SECTIONS:
             leaves = {
                 s.path.split(".")[1]: _plain(self.get(s.path))
@@ -343,6 +351,29 @@ def check_changes(stored: StudyConfig, given: StudyConfig, allowed: Iterable[str
     return found
 
 
+def _with_rungs(values: dict[str, Any]) -> dict[str, Any]:
+    """`values` with `rungs` (steps, or a mapping) and `reduction_factor` made a RungSchedule; `steps` follows it."""
+    if "rungs" not in values and "reduction_factor" not in values:
+        return values
+    values = dict(values)
+    steps, factor = values.pop("rungs", None), values.pop("reduction_factor", None)
+    if steps is None:
+        if factor is not None:
+            raise NNSearchError("reduction_factor needs rungs (e.g. rungs=(300, 1200, 4800), --rungs 300,1200,4800)")
+        return {**values, "rungs": None}
+    from nnsearch.search.multifidelity import RungSchedule  # only where a study has rungs
+
+    if isinstance(steps, Mapping):
+        rungs = RungSchedule(**{**steps, "steps": tuple(steps["steps"])})
+    elif isinstance(steps, RungSchedule):
+        rungs = steps
+    else:
+        rungs = RungSchedule(tuple(steps), **({} if factor is None else {"reduction_factor": factor}))
+    if not {"steps", "distill.steps", "distill"} & set(values):
+        values["steps"] = rungs.steps[0]
+    return {**values, "rungs": rungs}
+
+
 def _is_section(name: str, value: Any) -> bool:
     return name in SECTIONS and isinstance(value, SECTIONS[name])
 
@@ -364,8 +395,8 @@ def _coerce(found: Setting, value: Any) -> Any:
 
 def _plain(value: Any) -> Any:
     """A JSON-ready copy (tuples -> lists, rules -> dicts, precisions -> names)."""
-    if isinstance(value, EarlyStopRule):
-        return dataclasses.asdict(value)
+    if isinstance(value, EarlyStopRule) or (dataclasses.is_dataclass(value) and not isinstance(value, type)):
+        return {k: _plain(v) for k, v in dataclasses.asdict(value).items()}
     if isinstance(value, tuple):
         return list(value)
     if isinstance(value, Precision):
@@ -393,7 +424,7 @@ _FORMAT1_KEYS = {"data_spec": "data", "precision": "precision", "calibration_sam
 def _flatten(stored: Mapping[str, Any]) -> dict[str, Any]:
     """{dotted path or shortcut: value} of a stored configuration of either format."""
     if stored.get("format") == CONFIG_FORMAT:
-        flat = {"seed": stored.get("seed", 0)}
+        flat = {"seed": stored.get("seed", 0), "rungs": stored.get("rungs")}
         for section in SECTIONS:
             for leaf, value in dict(stored.get(section) or {}).items():
                 flat[f"{section}.{leaf}"] = value

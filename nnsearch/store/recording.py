@@ -99,7 +99,8 @@ def _resolve_prm(bundle: Bundle) -> tuple[list[dict[str, Any]], dict[str, Mappin
         duration = row["duration"]
         stats.append({**row, "prm": uid, "accuracy": float(row["accuracy"]),
                       "duration": None if duration is None else int(duration),
-                      "epoch": int(row["epoch"]), "run": int(row.get("run", 0))})
+                      "epoch": int(row["epoch"]), "run": int(row.get("run", 0)),
+                      "rung": int(row.get("rung", 0))})
     return stats, sets
 
 
@@ -123,14 +124,16 @@ def model_bundle(rec: ModelRecord) -> Bundle:
     prm = dict(rec.prm)
     stats: list[dict[str, Any]] = []
     for ep in rec.epochs:
-        key = dict(task=rec.task, dataset=rec.dataset, nn=rec.nn, transform=rec.transform, epoch=ep.epoch, prm=prm)
+        key = dict(task=rec.task, dataset=rec.dataset, nn=rec.nn, transform=rec.transform, epoch=ep.epoch, prm=prm,
+                   rung=rec.rung)
         train = {f: getattr(ep, f) for f in TRAIN_FIELDS}
         stats.append({**key, "metric": "psnr", "accuracy": ep.psnr, "duration": ep.duration_ns, "train": train})
         stats.append({**key, "metric": "ssim", "accuracy": ep.ssim, "duration": ep.duration_ns})
     last = rec.epochs[-1].epoch if rec.epochs else 0
     metric_code = dict(METRIC_CODE)
     for q in rec.precisions:
-        key = dict(task=rec.task, dataset=rec.dataset, nn=rec.nn, transform=rec.transform, epoch=last, prm=prm)
+        key = dict(task=rec.task, dataset=rec.dataset, nn=rec.nn, transform=rec.transform, epoch=last, prm=prm,
+                   rung=rec.rung)
         for metric, value in (("psnr", q.psnr), ("ssim", q.ssim)):
             name = Precision.parse(q.precision).metric(metric)
             metric_code[name] = precision_metric_code(metric, q.precision)
@@ -159,12 +162,12 @@ def write_model(session: Executor, rec: ModelRecord) -> str:
 
 
 def record_trial(store: Store, study: str, trial_number: int, rec: ModelRecord, state: str = "complete") -> str:
-    """Record one trial's model and link it to its Optuna trial, all or nothing."""
+    """Record one trial's model (at its rung, `rec.rung`) and link it to its Optuna trial, all or nothing."""
 
     def work(session: Session) -> str:
         uid = write_model(session, rec)
         upsert(session, TrialLink, [{
-            "study": study, "trial_number": trial_number, "nn": rec.nn, "prm": uid,
+            "study": study, "trial_number": trial_number, "rung": rec.rung, "nn": rec.nn, "prm": uid,
             "task": rec.task, "dataset": rec.dataset, "state": state, "created_at": utcnow(),
         }])
         return uid
