@@ -33,6 +33,19 @@ def add_teacher_option(parser: argparse.ArgumentParser, default: object = "cpu")
                              "torch.export program (.pt2) or a Python file with build_teacher() and STATE_DICT")
 
 
+def max_side(text: str) -> int:
+    """The `--max-side` value: an integer of at least 11 px (SSIM's window), else an argparse error (exit 2)."""
+    minimum = 11  # nnsearch.train.datasets.images.MIN_SIDE (not imported here, to keep --help light)
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer number of pixels, got {text!r}") from None
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"images are scored with {minimum}x{minimum} SSIM windows, so it must be "
+                                         f">= {minimum}, got {value}")
+    return value
+
+
 def parse_resolution(text: str) -> tuple[int, int]:
     """'1088x1920' -> (1088, 1920), with a clear error otherwise."""
     try:

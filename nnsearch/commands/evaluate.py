@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from nnsearch.commands import add_db_option
+from nnsearch.commands import add_db_option, max_side
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -56,7 +56,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--teacher-data", default=None, metavar="SPEC",
                           help="data a preset teacher is trained on (default: the built-in data)")
     evaluate.add_argument("--no-classical", action="store_true", help="skip the non-local-means baseline")
-    evaluate.add_argument("--max-side", type=int, default=None, metavar="PX", help="centre-crop images to PX")
+    evaluate.add_argument("--max-side", type=max_side, default=None, metavar="PX", help="centre-crop images to PX")
     evaluate.add_argument("--out", default=None, metavar="DIR",
                           help="where to write summary.txt, scores.csv, crops.png "
                                "(default results/evaluate/NN/DATA)")

@@ -7,7 +7,7 @@ import json
 import sys
 from typing import Any
 
-from nnsearch.commands import add_db_option, add_precision_option, parse_precision, parse_resolution
+from nnsearch.commands import add_db_option, add_precision_option, parse_precision, parse_resolution, max_side
 from nnsearch.commands.store import _filters, _plain, _print_frame
 
 DEFAULT_OBJECTIVES_TEXT = "psnr:max,latency_ms:min"
@@ -115,7 +115,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                              "weights, e.g. for a model imported from the NN Dataset")
     export.add_argument("--data", default=None, help="data whose training crops calibrate the int8 / w8a16 files "
                         "and whose validation images measure each precision (as `search --data`; default built-in)")
-    export.add_argument("--max-side", type=int, default=None, metavar="PX",
+    export.add_argument("--max-side", type=max_side, default=None, metavar="PX",
                         help="downscale those images to at most PX on the long side")
     export.add_argument("--calibration-samples", type=int, default=None, metavar="N",
                         help="seeded 64 px training crops for calibration (default: the library's, "

@@ -6,6 +6,7 @@ import argparse
 from typing import Any, Callable
 
 from nnsearch.commands import (
+    max_side,
     add_db_option,
     add_precision_option,
     add_teacher_option,
@@ -184,7 +185,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         default=LibraryDefault("nnsearch.search.config", "StudyConfig", "teacher_margin_db"),
                         help="refuse a teacher less than DB better than the noisy input on validation "
                              "(default %(default)s)")
-    search.add_argument("--max-side", type=int, default=None, metavar="PX",
+    search.add_argument("--max-side", type=max_side, default=None, metavar="PX",
                         help="downscale training/validation images to at most PX on the long side")
     search.add_argument("--device", default=LibraryDefault("nnsearch.search.config", "LatencyConfig", "device"),
                         help="device profile name for latency (default %(default)s)")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from nnsearch.commands import add_teacher_option
+from nnsearch.commands import add_teacher_option, max_side
 from nnsearch.errors import NNSearchError
 
 
@@ -110,7 +110,7 @@ def _data_args(parser: argparse.ArgumentParser, *, required_help: str) -> None:
     parser.add_argument("--data", default=None, help=required_help)
     parser.add_argument("--seed", type=int, default=0,
                         help="data seed (synthetic noise and split), as `nnsearch search --seed` (default 0)")
-    parser.add_argument("--max-side", type=int, default=None, help="centre-crop images to at most PX per side")
+    parser.add_argument("--max-side", type=max_side, default=None, help="centre-crop images to at most PX per side")
 
 
 def register(sub: argparse._SubParsersAction) -> None:

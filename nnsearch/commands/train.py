@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from nnsearch.commands import add_db_option
+from nnsearch.commands import add_db_option, max_side
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -38,7 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                             "larger than the smallest training image are cut to fit it)")
     train.add_argument("--epochs", type=int, default=None, help="validations (default: one per crop size)")
     train.add_argument("--data", default=None, help="dataset path, 'clean:PATH', or omitted for the built-in data")
-    train.add_argument("--max-side", type=int, default=None, help="centre-crop images to at most PX per side")
+    train.add_argument("--max-side", type=max_side, default=None, help="centre-crop images to at most PX per side")
     train.add_argument("--seed", type=int, default=0, help="data and batch-plan seed (default 0)")
     train.add_argument("--teacher", default="cpu", help="teacher preset: cpu (default) or paper")
     train.add_argument("--teacher-steps", type=int, default=None, help="teacher training steps (default: preset's)")

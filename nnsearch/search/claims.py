@@ -2,7 +2,8 @@
 
 Workers (processes on one machine, or on many machines sharing a PostgreSQL
 store) each loop: take the study lock, fail trials whose worker stopped sending
-heartbeats (Optuna re-queues them as WAITING copies), then either claim a trial
+heartbeats or that never beat (`lost_trials`; Optuna re-queues them as WAITING
+copies), then either claim a trial
 (a waiting retry first, else a new one while fewer than N are finished or
 running), wait for the others, or stop because N trials are finished.
 
@@ -28,6 +29,9 @@ from optuna.trial import TrialState
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
+from nnsearch.common.interrupts import InterruptGuard
+from nnsearch.search.heartbeat import record_heartbeat
+from nnsearch.search.lost_trials import fail_lost_trials
 from nnsearch.search.quiet import quiet_optuna
 from nnsearch.store.engine import Store
 
@@ -91,20 +95,40 @@ def claim_trial(study: optuna.Study, store: Store, total: int,
 
     `before_ask(number)` runs under the lock just before a trial is created, with
     the number that trial will get (e.g. to seed the sampler per trial, so that
-    workers do not propose the same candidates).
+    workers do not propose the same candidates). The claimed trial has recorded
+    its first heartbeat; a Ctrl-C while it was being created (the sampler runs
+    inside `ask()`) fails it and raises KeyboardInterrupt.
     """
     with advisory_lock(store, f"study:{study.study_name}"), quiet_optuna():
-        optuna.storages.fail_stale_trials(study)
+        fail_lost_trials(study, store)
         counts = TrialCounts.of(study)
         if counts.finished >= total:
             return Claim(None, True, counts)
         if counts.waiting or counts.finished + counts.running < total:
             if before_ask is not None:
                 before_ask(len(study.get_trials(deepcopy=False)))
-            trial = study.ask()
-            trial.set_user_attr(WORKER_ATTR, worker_name())
-            return Claim(trial, False, counts)
+            return Claim(_ask_with_heartbeat(study), False, counts)
         return Claim(None, False, counts)
+
+
+def _ask_with_heartbeat(study: optuna.Study) -> optuna.Trial:
+    """`study.ask()` with Ctrl-C held back until the trial has its worker and first heartbeat.
+
+    A Ctrl-C that arrived meanwhile fails the trial before KeyboardInterrupt is
+    raised, so no trial is left RUNNING by an interrupted process.
+    """
+    with InterruptGuard() as guard:
+        guard.defer()
+        trial = study.ask()
+        try:
+            trial.set_user_attr(WORKER_ATTR, worker_name())
+            record_heartbeat(study, trial._trial_id)
+        except BaseException:
+            study.tell(trial, state=TrialState.FAIL)
+            raise
+        if guard.pending:  # the guard raises KeyboardInterrupt as it exits
+            study.tell(trial, state=TrialState.FAIL)
+    return trial
 
 
 #: (acquire, release) statements of a server-side named lock, per dialect.
