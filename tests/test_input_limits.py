@@ -40,7 +40,7 @@ def refused(done: subprocess.CompletedProcess, *named: str) -> str:
 def test_a_file_that_is_not_a_database_is_refused(tmp_path):
     junk = tmp_path / "photo.db"
     junk.write_bytes(os.urandom(4096))
-    for command in (["query"], ["check"], ["import-nnd", str(write_nnd(tmp_path / "nnd"))]):
+    for command in (["check"], ["import-nnd", str(write_nnd(tmp_path / "nnd"))]):
         refused(nnsearch(*command, "--db", str(junk)), str(junk), "not a database")
     assert junk.stat().st_size == 4096
 

@@ -1,10 +1,12 @@
-"""A trial orphaned inside `study.ask()` (before its first heartbeat) is failed and retried (real processes).
+"""Trials orphaned at the worst moments are failed, retried and counted once (real processes).
 
 The sampler runs inside `ask()`, after Optuna created the trial as RUNNING; a
 kill there used to leave a trial that never beat and that every later run
-waited for. The driver below is the real `nnsearch search` whose sampler
-pauses in `before_trial` of its first trial (standing in for a slow sampler),
-so the signal lands exactly in that window.
+waited for. A kill after the trial's record was committed but before Optuna
+was told used to count the trial twice. The driver below is the real
+`nnsearch search`, paused in its first trial at one of these moments (in the
+sampler's `before_trial`, standing in for a slow sampler, or just before
+telling Optuna), so the signal lands exactly in that window.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import time
 import pytest
 from optuna.trial import TrialState
 
-from test_workers import assert_exactly, env, search_command, trials_of  # noqa: F401 - env is a fixture
+from test_workers import assert_exactly, env, linked_trials, search_command, trials_of  # noqa: F401 - env is a fixture
 
 HEARTBEAT = ["--heartbeat-interval", "1", "--grace-period", "3"]
 
@@ -25,34 +27,49 @@ DRIVER = '''
 import pathlib, sys, time
 from nnsearch.cli import main
 from nnsearch.search.study import Study
+from nnsearch.search.trial_loop import TrialLoop
 
-marker = pathlib.Path(sys.argv[1])
-build = Study._sampler
+marker, moment = pathlib.Path(sys.argv[1]), sys.argv[2]
 
-def pausing_sampler(self, seed):
-    sampler = build(self, seed)
-    before = sampler.before_trial
-    def before_trial(study, trial):
-        before(study, trial)
-        if not marker.exists():  # the first trial: Optuna has created it, the sampler is "busy"
-            marker.write_text(str(trial.number))
-            time.sleep(4)
-    sampler.before_trial = before_trial
-    return sampler
+def pause(seconds):
+    if not marker.exists():  # the first trial only
+        marker.write_text("paused")
+        time.sleep(seconds)
 
-Study._sampler = pausing_sampler
-sys.exit(main(sys.argv[2:]))
+if moment == "ask":  # Optuna has created the trial, the sampler is "busy"
+    build = Study._sampler
+
+    def pausing_sampler(self, seed):
+        sampler = build(self, seed)
+        before = sampler.before_trial
+        def before_trial(study, trial):
+            before(study, trial)
+            pause(4)
+        sampler.before_trial = before_trial
+        return sampler
+
+    Study._sampler = pausing_sampler
+else:  # the trial's record is committed, Optuna not told yet
+    tell = TrialLoop._tell
+
+    def pausing_tell(self, trial, outcome):
+        pause(60)
+        tell(self, trial, outcome)
+
+    TrialLoop._tell = pausing_tell
+sys.exit(main(sys.argv[3:]))
 '''
 
 
-def orphan_first_trial(tmp_path, env, db: str, study: str, signum: int) -> subprocess.CompletedProcess:
-    """Run the study in the driver and send `signum` while its first trial is inside `ask()`."""
+def orphan_first_trial(tmp_path, env, db: str, study: str, signum: int,
+                       moment: str = "ask") -> subprocess.CompletedProcess:
+    """Run the study in the driver and send `signum` while its first trial is at `moment` ('ask' or 'tell')."""
     driver = tmp_path / "driver.py"
     driver.write_text(DRIVER)
-    marker = tmp_path / f"{study}.asking"
+    marker = tmp_path / f"{study}.paused"
     command = search_command(db, study, 2, *HEARTBEAT)
-    process = subprocess.Popen([sys.executable, str(driver), str(marker), *command[3:]], env=env, cwd=tmp_path,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen([sys.executable, str(driver), str(marker), moment, *command[3:]], env=env,
+                               cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 300
     while not marker.exists():
         assert process.poll() is None and time.monotonic() < deadline, process.communicate()
@@ -120,3 +137,15 @@ def test_check_reports_a_trial_without_heartbeat_and_repair_queues_its_retry(tmp
     assert_exactly(db, "askrepair", 2)
     assert [t.state for t in trials_of(db, "askrepair")][:2] == [TrialState.FAIL, TrialState.COMPLETE]
     assert time.monotonic() - began < 300
+
+
+def test_a_kill_after_the_record_before_optuna_is_told_counts_the_trial_once(tmp_path, env, db):
+    killed = orphan_first_trial(tmp_path, env, db, "aftercommit", signal.SIGKILL, moment="tell")
+    assert killed.returncode == -signal.SIGKILL
+    [orphan] = trials_of(db, "aftercommit")
+    assert orphan.state == TrialState.RUNNING and linked_trials(db, "aftercommit") == [orphan.number]
+    resumed = resume(tmp_path, env, db, "aftercommit")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "search: 2 trials complete" in resumed.stdout, resumed.stdout
+    assert trials_of(db, "aftercommit")[orphan.number].state == TrialState.FAIL
+    assert_exactly(db, "aftercommit", 2)  # the links are exactly Optuna's complete trials

@@ -296,11 +296,4 @@ def _entry_from_row(row: dict[str, str], device: DeviceProfile, where: str) -> L
         raise LatencyError(f"{where}: bad latency row {dict(row)}: {exc}") from None
     if not entry.median_ms >= 0:
         raise LatencyError(f"{where}: median_ms must be >= 0, got {entry.median_ms}")
-    from nnsearch.store.limits import check_row  # the lookup table's columns bound every value
-    from nnsearch.store.schema import LatencyLUT
-
-    check_row(LatencyLUT.__table__, {**entry.key._asdict(), "runs": entry.runs, "median_ms": entry.median_ms,
-                                     "min_ms": entry.min_ms, "max_ms": entry.max_ms, "device": device.name,
-                                     "runtime": device.runtime, "runtime_version": device.runtime_version,
-                                     "threads": device.threads}, where)
     return entry

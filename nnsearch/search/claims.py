@@ -7,33 +7,26 @@ copies), then either claim a trial
 (a waiting retry first, else a new one while fewer than N are finished or
 running), wait for the others, or stop because N trials are finished.
 
-The lock is an advisory lock on PostgreSQL (released by the server if the
-worker dies), `GET_LOCK` on MySQL/MariaDB, and for SQLite a POSIX byte-range
-lock in `<database file>.lock` (released by the kernel if the worker dies; it
-serialises processes, not threads of one process).
+The study lock is `nnsearch.store.locks.advisory_lock` (released by the server
+or the kernel if the worker dies).
 """
 
 from __future__ import annotations
 
-import fcntl
-import hashlib
 import os
 import socket
-from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 import optuna
 from optuna.trial import TrialState
-from sqlalchemy import text
-from sqlalchemy.engine import make_url
 
 from nnsearch.common.interrupts import InterruptGuard
 from nnsearch.search.heartbeat import record_heartbeat
 from nnsearch.search.lost_trials import fail_lost_trials
 from nnsearch.search.quiet import quiet_optuna
 from nnsearch.store.engine import Store
+from nnsearch.store.locks import advisory_lock
 
 #: Trial user attribute set when a trial ended as a recorded failure (e.g. NaN loss).
 OUTCOME_ATTR = "outcome"
@@ -129,47 +122,3 @@ def _ask_with_heartbeat(study: optuna.Study) -> optuna.Trial:
         if guard.pending:  # the guard raises KeyboardInterrupt as it exits
             study.tell(trial, state=TrialState.FAIL)
     return trial
-
-
-#: (acquire, release) statements of a server-side named lock, per dialect.
-_SERVER_LOCKS = {
-    "postgresql": ("SELECT pg_advisory_lock(:key)", "SELECT pg_advisory_unlock(:key)"),
-    "mysql": ("SELECT GET_LOCK(CONCAT('nnsearch_', :key), -1)", "SELECT RELEASE_LOCK(CONCAT('nnsearch_', :key))"),
-    "mariadb": ("SELECT GET_LOCK(CONCAT('nnsearch_', :key), -1)", "SELECT RELEASE_LOCK(CONCAT('nnsearch_', :key))"),
-}
-
-
-@contextmanager
-def advisory_lock(store: Store, name: str) -> Iterator[None]:
-    """A lock named `name` held by one process at a time, across processes and (with a server) machines."""
-    key = int.from_bytes(hashlib.sha256(f"nnsearch:{name}".encode()).digest()[:8], "big", signed=True)
-    if store.dialect not in _SERVER_LOCKS:
-        with _file_lock(_sqlite_lock_path(store), key & 0x7FFFFFFF):
-            yield
-        return
-    acquire, release = _SERVER_LOCKS[store.dialect]
-    with store.engine.connect() as conn:
-        conn.execute(text(acquire), {"key": key})
-        try:
-            yield
-        finally:
-            conn.execute(text(release), {"key": key})
-            conn.commit()
-
-
-def _sqlite_lock_path(store: Store) -> Path:
-    """One lock file per SQLite database (each named lock is one byte of it)."""
-    database = make_url(store.url).database
-    if not database or database == ":memory:":
-        return Path(os.environ.get("TMPDIR", "/tmp")) / f"nnsearch-{os.getpid()}.lock"
-    return Path(f"{database}.lock")
-
-
-@contextmanager
-def _file_lock(path: Path, offset: int) -> Iterator[None]:
-    with open(path, "a+") as handle:
-        fcntl.lockf(handle, fcntl.LOCK_EX, 1, offset)
-        try:
-            yield
-        finally:
-            fcntl.lockf(handle, fcntl.LOCK_UN, 1, offset)

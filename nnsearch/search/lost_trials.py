@@ -20,11 +20,13 @@ from dataclasses import dataclass
 
 import optuna
 from optuna.trial import TrialState
-from sqlalchemy import inspect, text
+from sqlalchemy import delete, inspect, text
 
 from nnsearch.search.heartbeat import heartbeat_interval
 from nnsearch.search.quiet import quiet_optuna
 from nnsearch.store.engine import Store
+from nnsearch.store.locks import advisory_lock
+from nnsearch.store.schema import TrialLink
 
 #: RUNNING trials of one study that have never recorded a heartbeat.
 _UNBEATEN = text("SELECT t.trial_id FROM trials t WHERE t.study_id = :study AND t.state = 'RUNNING' "
@@ -70,11 +72,16 @@ def fail_lost_trials(study: optuna.Study, store: Store) -> list[int]:
             storage.record_heartbeat(trial_id)
         except Exception:  # its worker beat at the same moment: it has a heartbeat either way
             continue
-    return fail_trials(study, storage._get_stale_trial_ids(study._study_id))
+    return fail_trials(study, store, storage._get_stale_trial_ids(study._study_id))
 
 
-def fail_trials(study: optuna.Study, trial_ids: list[int]) -> list[int]:
-    """Mark these RUNNING trials failed and run the storage's stale-trial callback (the retry) for each."""
+def fail_trials(study: optuna.Study, store: Store, trial_ids: list[int]) -> list[int]:
+    """Mark these RUNNING trials failed, unlink their records and run the stale-trial callback (the retry).
+
+    A worker killed after its record was committed but before Optuna was told
+    left a trial link: it is removed, so that the retry (which records the same
+    model and hyperparameters again) is the one trial the record counts.
+    """
     storage = study._storage
     failed = []
     with quiet_optuna():
@@ -84,11 +91,20 @@ def fail_trials(study: optuna.Study, trial_ids: list[int]) -> list[int]:
                     failed.append(trial_id)
             except optuna.exceptions.UpdateFinishedTrialError:  # another process finished or failed it
                 continue
+        frozen = [storage.get_trial(trial_id) for trial_id in failed]
+        unlink_trials(store, study.study_name, [trial.number for trial in frozen])
         callback = storage.get_heartbeat_stale_trial_callback()
         if callback is not None:
-            for trial_id in failed:
-                callback(study, storage.get_trial(trial_id))
+            for trial in frozen:
+                callback(study, trial)
     return failed
+
+
+def unlink_trials(store: Store, study: str, numbers: list[int]) -> None:
+    """Remove the trial links of these trials of `study` (the model records they point to stay)."""
+    if numbers:
+        store.write(lambda session: session.execute(
+            delete(TrialLink).where(TrialLink.study == study, TrialLink.trial_number.in_(sorted(numbers)))))
 
 
 def find_lost_trials(store: Store, grace_s: float) -> list[LostTrial]:
@@ -111,7 +127,6 @@ def find_lost_trials(store: Store, grace_s: float) -> list[LostTrial]:
 
 def repair_lost_trials(store: Store, lost: list[LostTrial]) -> list[LostTrial]:
     """Fail the lost trials and queue their retries, as the next run of each study would; returns those failed."""
-    from nnsearch.search.claims import advisory_lock
     from nnsearch.search.optuna_setup import optuna_storage
 
     storage = optuna_storage(store)
@@ -120,7 +135,7 @@ def repair_lost_trials(store: Store, lost: list[LostTrial]) -> list[LostTrial]:
         with advisory_lock(store, f"study:{name}"), quiet_optuna():
             study = optuna.load_study(study_name=name, storage=storage)
             mine = {trial.trial_id: trial for trial in lost if trial.study == name}
-            repaired += [mine[trial_id] for trial_id in fail_trials(study, sorted(mine))]
+            repaired += [mine[trial_id] for trial_id in fail_trials(study, store, sorted(mine))]
     return repaired
 
 

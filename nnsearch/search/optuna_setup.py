@@ -7,7 +7,7 @@ from typing import Any
 import optuna
 
 from nnsearch.errors import NNSearchError
-from nnsearch.search.claims import advisory_lock
+from nnsearch.store.locks import advisory_lock
 from nnsearch.search.config import CONFIG_ATTR, PRECISION_ATTR, SPACE_ATTR, HeartbeatConfig, StudyConfig
 from nnsearch.search.quiet import quiet_optuna
 from nnsearch.store.engine import Store

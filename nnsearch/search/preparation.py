@@ -6,7 +6,7 @@ from typing import Callable
 
 from nnsearch.errors import NNSearchError
 from nnsearch.search.candidate_latency import CandidateLatency
-from nnsearch.search.claims import advisory_lock
+from nnsearch.store.locks import advisory_lock
 from nnsearch.search.config import StudyConfig
 from nnsearch.search.latency import HOST_DEVICE, fill_space_table
 from nnsearch.search.samplers import PREDICTS_LATENCY

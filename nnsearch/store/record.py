@@ -5,6 +5,11 @@ bulk "insert or ignore" statements (Core `insert` + executemany), so writing the
 same facts twice, or from several processes at once, stores them once.
 `write_model`/`record_trial` write one trained candidate; `record_stats_bulk`
 writes many stat rows (an import, a benchmark) in one transaction.
+
+One rule for a model recorded twice with the same hyperparameter set (a retried
+trial, two workers, a re-import): the first record is kept, its stats and its
+weights alike, so the stored weights are the ones that produced the stored
+stats. Only the trial link (which Optuna trial a record belongs to) is updated.
 """
 
 from __future__ import annotations
@@ -404,8 +409,8 @@ def write_model(session: Executor, rec: ModelRecord) -> str:
     uid = prm_uid(rec.prm)
     write_bundle(session, model_bundle(rec))
     if rec.weights is not None:
-        upsert(session, Weights, [{"nn": rec.nn, "prm": uid, "state": rec.weights,
-                                   "sha256": hashlib.sha256(rec.weights).hexdigest(), "created_at": utcnow()}])
+        insert_ignore(session, Weights, [{"nn": rec.nn, "prm": uid, "state": rec.weights,
+                                          "sha256": hashlib.sha256(rec.weights).hexdigest(), "created_at": utcnow()}])
     return uid
 
 
