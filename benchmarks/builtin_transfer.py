@@ -27,7 +27,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from nnsearch.analysis.evaluate import NOISY, evaluate_methods, format_summary, standard_methods, write_evaluation  # noqa: E402,E501
+from nnsearch.analysis.evaluate import NOISY, evaluate_methods, format_summary, standard_methods, write_evaluation  # noqa: E402
 from nnsearch.export.student import build_model, load_stored_model  # noqa: E402
 from nnsearch.search.demo import demo_config  # noqa: E402
 from nnsearch.search.study import Study  # noqa: E402

@@ -16,7 +16,7 @@ every run in its own subprocess so that its peak resident memory (ru_maxrss) is 
     python benchmarks/data_scale.py
 
 The last line reads `data_scale: rss_ratio=... load_s_small=... load_s_large=...
-samples_per_s_inline=... samples_per_s_workers=...`. Figures: README, section "Training at scale".
+samples_per_s_inline=... samples_per_s_workers=...`. Figures: docs/benchmarks/data_scale.md.
 """
 
 from __future__ import annotations

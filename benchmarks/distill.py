@@ -28,8 +28,8 @@ For each of 3 seeds (seed = crop plan and student initialisation):
 
 The teacher is trained on first use and cached in $NNSEARCH_CACHE/teachers
 (`nnsearch teacher train --data ../shared/data/real/polyu --max-side 256
---steps 1200` builds the quick one ahead). Figures and timings: README,
-section "Teacher and distillation".
+--steps 1200` builds the quick one ahead). Figures and timings:
+docs/benchmarks/distill.md.
 
 Writes results/benchmarks/distill.csv (per-seed figures) and distill.png (PSNR
 per seed, alpha 0.9 vs 0, with teacher and noisy input). The last line reads

@@ -48,7 +48,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from nnsearch.export.quantized import StudentQuantizer  # noqa: E402
-from nnsearch.latency.quantize import PRECISIONS  # noqa: E402
+from nnsearch.common.precision import PRECISIONS  # noqa: E402
 from nnsearch.latency.tflite import time_tflite  # noqa: E402
 from nnsearch.model.space import load_space  # noqa: E402
 from nnsearch.model.student import build_student  # noqa: E402

@@ -31,8 +31,8 @@ random's mean final hypervolume (inf if it never does).
 from __future__ import annotations
 
 import argparse
-import math
 import dataclasses
+import math
 import sys
 import time
 from dataclasses import dataclass
@@ -41,15 +41,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from nnsearch.train.distill import DistillConfig  # noqa: E402
-from nnsearch.search.latency import fill_space_table  # noqa: E402
 from nnsearch.common.progress import progress  # noqa: E402
+from nnsearch.latency.service import fill_space_table  # noqa: E402
+from nnsearch.model.space import load_space  # noqa: E402
 from nnsearch.replay.compare import ReplayResult, replay, write_outputs  # noqa: E402
 from nnsearch.replay.table import ReplayTable  # noqa: E402
-from nnsearch.model.space import load_space  # noqa: E402
+from nnsearch.search.study import LatencyConfig, Study, StudyConfig  # noqa: E402
 from nnsearch.store.engine import Store  # noqa: E402
 from nnsearch.store.query import study_results  # noqa: E402
-from nnsearch.search.study import LatencyConfig, Study, StudyConfig  # noqa: E402
+from nnsearch.train.distill import DistillConfig  # noqa: E402
 
 START = time.perf_counter()
 SAMPLERS = ("guided", "tpe", "nsga2", "random")
@@ -197,8 +197,8 @@ def compare_nearest_rule(table: ReplayTable, fidelity: Fidelity, reference: dict
     """The default sampler and random again under the "nearest" neighbour rule, for comparison."""
     result = replay(table, (DEFAULT_SAMPLER, "random"), trials=fidelity.trials, seeds=fidelity.seeds,
                     reference=reference, rule="nearest", verbose=False)
-    print(f"for comparison, neighbour rule 'nearest' (a proposal gets the nearest recorded student even if "
-          f"other proposals got it):")
+    print("for comparison, neighbour rule 'nearest' (a proposal gets the nearest recorded student even if "
+          "other proposals got it):")
     print(result.table_text())
     ratio, needed = verdict(result)
     print(f"rule 'nearest': hv_ratio_default_vs_random={ratio:.2f} trials_to_random_final={needed:.2f}")

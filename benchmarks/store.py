@@ -35,13 +35,13 @@ from typing import Any, Callable, Iterator
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sqlalchemy import create_engine, text  # noqa: E402
-from sqlalchemy.engine import make_url  # noqa: E402
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
 
-from nnsearch.model.arch import Arch  # noqa: E402
-from nnsearch.store.dataset_api import data  # noqa: E402
-from nnsearch.store.engine import Store  # noqa: E402
-from nnsearch.store.record import METRIC_CODE, record_stats_bulk  # noqa: E402
+from nnsearch.model.arch import Arch
+from nnsearch.store.dataset_api import data
+from nnsearch.store.engine import Store
+from nnsearch.store.record import METRIC_CODE, record_stats_bulk
 
 DEFAULT_PG = os.environ.get("NNSEARCH_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 PRM_SETS, EPOCHS = 5, 5
@@ -113,9 +113,9 @@ def per_trial_overhead(url: str, recorded: int, more: int = 10) -> tuple[float, 
 
     from nnsearch.search.early_stopping import EpochHistory
     from nnsearch.search.live import StudyStatus
-    from nnsearch.store.latency import LatencyQuery
     from nnsearch.store.query import StudyReader
     from nnsearch.store.record import record_trial
+    from nnsearch.store.timings import LatencyQuery
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     store = Store(url)

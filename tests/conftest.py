@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import uuid
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Iterator
 
 import pytest
@@ -155,3 +156,13 @@ def isolated_cache(tmp_path_factory) -> Iterator[None]:
         os.environ.pop("NNSEARCH_CACHE", None)
     else:
         os.environ["NNSEARCH_CACHE"] = saved
+
+
+class RunsCode:
+    """A crafted object: unpickling it calls Path.touch(marker), as a file that runs code on load would."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))

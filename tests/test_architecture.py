@@ -74,6 +74,20 @@ def _stage(module: str) -> str:
     return parts[1] if len(parts) > 1 else "nnsearch"
 
 
+#: The stages, top to bottom: a stage imports only stages below it (`nnsearch` itself, the facade, any).
+#: docs/architecture.md says what each holds.
+STAGES = [
+    "__main__", "cli", "commands",    # the command line
+    "replay", "search",               # studies: replaying one, running one
+    "analysis", "export",             # reading results; writing a student's files
+    "latency",                        # lookup tables, probes, TFLite, the latency of a candidate
+    "train",                          # data, teacher, distillation, quality metrics
+    "store",                          # the SQL store
+    "model",                          # search spaces, architectures, students
+    "common", "errors",               # shared helpers, the error types
+]
+
+
 def test_no_import_cycle_among_modules():
     assert _cycles(import_graph()) == []
 
@@ -87,6 +101,24 @@ def test_stage_subpackages_import_one_way():
         stages.setdefault(_stage(module), set()).update(
             _stage(t) for t in targets if _stage(t) not in ("nnsearch", _stage(module)))
     assert _cycles(stages) == [], stages
+
+
+def test_every_stage_is_declared_in_order():
+    assert {_stage(m) for m in import_graph()} - {"nnsearch"} == set(STAGES)
+
+
+def test_stages_import_only_downwards():
+    upward = sorted(
+        f"{module} -> {target}"
+        for module, targets in import_graph().items() if _stage(module) != "nnsearch"
+        for target in targets
+        if _stage(target) != "nnsearch" and STAGES.index(_stage(target)) < STAGES.index(_stage(module)))
+    assert upward == []
+
+
+def test_latency_lives_in_one_stage():
+    strays = [m for m in import_graph() if _stage(m) != "latency" and m.rsplit(".", 1)[-1].startswith("latency")]
+    assert strays == []
 
 
 def test_every_subpackage_says_what_it_is_for():

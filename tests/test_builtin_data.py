@@ -28,7 +28,7 @@ def test_builtin_shape_and_split(builtin: DenoiseData) -> None:
         assert pair.noisy.dtype == pair.clean.dtype == np.float32
         assert pair.noisy.shape == pair.clean.shape and pair.noisy.shape[2] == 3
         assert max(pair.noisy.shape[:2]) <= MAX_LONG_SIDE
-        assert 0.0 <= pair.noisy.min() and pair.noisy.max() <= 1.0
+        assert pair.noisy.min() >= 0.0 and pair.noisy.max() <= 1.0
 
 
 def test_builtin_noise_is_present_and_plausible(builtin: DenoiseData) -> None:

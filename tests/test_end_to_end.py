@@ -129,7 +129,7 @@ def test_latency_budget_skips_training_of_slow_candidates(tmp_path):
 def test_the_guided_sampler_spends_no_trial_over_the_budget(tmp_path):
     probe, _ = _budget_study(tmp_path, None)
     space = probe.config.space
-    budget = float(np.median([probe.predicted_ms(space.sample(lambda _n, c: c[i % len(c)])) for i in range(2)]
+    budget = float(np.median([probe.predicted_ms(space.sample(lambda _n, c, i=i: c[i % len(c)])) for i in range(2)]
                              + [probe.predicted_ms(a) for a in space.fastest_candidates()]))
     study, _ = _budget_study(tmp_path, budget, sampler="guided")
     study.run(3)

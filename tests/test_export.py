@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import RunsCode
 from nnsearch.model.arch import load_model_code
 from nnsearch.cli import main
 from nnsearch.train.distill import DistillConfig
@@ -127,4 +128,46 @@ def test_model_card_latency_table_accepts_rows_without_a_spread() -> None:
     runs = pd.DataFrame([{**row, "min_ms": 11.0, "max_ms": None}, {**row, "min_ms": None, "max_ms": None},
                          {**row, "min_ms": 11.0, "max_ms": 14.0}])
     lines = _latency_lines(runs)
-    assert [line.split("|")[7].strip() for line in lines[2:5]] == ["-", "-", "11.00-14.00"]
+    assert [line.split("|")[8].strip() for line in lines[2:5]] == ["-", "-", "11.00-14.00"]
+    assert [line.split("|")[6].strip() for line in lines[2:5]] == ["11.00", "12.50", "11.00"]  # LatencyStat.ms
+
+
+def test_cli_export_writes_the_tflite_at_the_study_resolution(tiny_study, exported, tmp_path, capsys):
+    """A phone app needs the size it runs at: by default the .tflite input is the study's (64x96 here)."""
+    from nnsearch.latency.quantize import TFLiteRunner
+    from nnsearch.store.stat import STATISTIC
+
+    _, url, _ = tiny_study
+    name, _ = exported
+    assert main(["export", name, "--to", str(tmp_path / "app"), "--db", url]) == 0
+    assert "input 64x96, the resolution study 'tiny' times at" in capsys.readouterr().out
+    for file in (f"{name}.tflite", f"{name}.int8.tflite"):
+        assert TFLiteRunner(tmp_path / "app" / file).inputs[0].shape == (1, 64, 96, 3)
+    card = (tmp_path / "app" / "MODEL_CARD.md").read_text()
+    assert "input fixed at 1x64x96x3" in card and "at 64x96." in card
+    # one name for the measured statistic: the card says what the docs' convention says
+    assert STATISTIC in card and "wall-clock time of" not in card
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "latency.md").read_text()
+    assert STATISTIC in " ".join(docs.split())
+
+
+@pytest.mark.parametrize("kind", ["random bytes", "code-running pickle", "not a state_dict", "other network"])
+def test_a_weights_file_that_is_not_this_models_state_dict_exits_2_naming_it(tiny_study, exported, tmp_path,
+                                                                            capsys, kind):
+    _, url, _ = tiny_study
+    name, _ = exported
+    weights, marker = tmp_path / "given.pt", tmp_path / "ran"
+    if kind == "random bytes":
+        weights.write_bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes())
+    elif kind == "code-running pickle":
+        torch.save({"conv.weight": RunsCode(marker)}, weights)
+    elif kind == "not a state_dict":
+        torch.save([1, 2, 3], weights)
+    else:
+        torch.save({"conv.weight": torch.zeros(3, 3)}, weights)
+    code = main(["export", name, "--to", str(tmp_path / "out"), "--db", url, "--weights", str(weights)])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    assert (str(weights) in err) if kind != "other network" else ("do not fit" in err)
+    assert not marker.exists()
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())

@@ -11,9 +11,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 from sqlalchemy import select
 
+from conftest import RunsCode
 from nnsearch.export.student import load_stored_model
 from nnsearch.store.engine import Store
 from nnsearch.store.integrity import check_integrity
@@ -94,6 +96,30 @@ def test_a_killed_or_interrupted_run_resumes_from_its_checkpoint(studied, sig: i
     assert 5 <= step < int(steps)  # a periodic, end-of-epoch or Ctrl-C checkpoint
     assert len(stat_rows(db, name)) == len(before) + 1
     assert not list(checkpoints.glob("*.ckpt"))  # removed once recorded
+
+
+
+def test_a_checkpoint_that_would_run_code_is_refused_naming_it(studied, tmp_path) -> None:
+    db, name, env, root = studied
+    args = ["train", name, "--db", db, "--steps", "500", "--crops", "32,64", "--checkpoint-every", "5", *TRAIN]
+    checkpoints = root / "cache" / "training"
+    process = subprocess.Popen([sys.executable, "-m", "nnsearch", *args], env=env, cwd=root,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while not list(checkpoints.glob("*.ckpt")) and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    process.kill()
+    process.wait(timeout=60)
+    (checkpoint,) = checkpoints.glob("*.ckpt")
+    marker = tmp_path / "ran"
+    torch.save({"key": RunsCode(marker), "snapshot": {}}, checkpoint)  # someone else's file in a shared cache
+    before = stat_rows(db, name)
+    done = nnsearch(*args, env=env, cwd=root)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert str(checkpoint) in done.stderr and "without running code" in done.stderr
+    assert not marker.exists()
+    assert stat_rows(db, name) == before
+    checkpoint.unlink()
 
 
 def _pairs(folder: Path, count: int, size: tuple[int, int] = (64, 80)) -> None:

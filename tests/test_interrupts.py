@@ -29,12 +29,11 @@ def ctrl_c_inside_a_weakref_callback() -> None:
 
 def test_a_ctrl_c_lost_in_a_callback_is_raised_at_the_next_check():
     steps = []
-    with pytest.raises(KeyboardInterrupt):
-        with InterruptGuard():
-            ctrl_c_inside_a_weakref_callback()
-            steps.append("went on")  # Python carried on after dropping the interrupt
-            raise_if_interrupted()
-            steps.append("after the check")
+    with pytest.raises(KeyboardInterrupt), InterruptGuard():
+        ctrl_c_inside_a_weakref_callback()
+        steps.append("went on")  # Python carried on after dropping the interrupt
+        raise_if_interrupted()
+        steps.append("after the check")
     assert steps == ["went on"]
 
 
@@ -44,10 +43,9 @@ def test_the_report_of_a_lost_ctrl_c_is_dropped_and_other_reports_pass(capsys):
     reported = []
     previous, sys.unraisablehook = sys.unraisablehook, reported.append
     try:
-        with pytest.raises(KeyboardInterrupt):
-            with InterruptGuard():
-                ctrl_c_inside_a_weakref_callback()
-                sys.unraisablehook(type("Info", (), {"exc_value": ValueError("other")})())
+        with pytest.raises(KeyboardInterrupt), InterruptGuard():
+            ctrl_c_inside_a_weakref_callback()
+            sys.unraisablehook(type("Info", (), {"exc_value": ValueError("other")})())
         assert sys.unraisablehook == reported.append
     finally:
         sys.unraisablehook = previous
@@ -55,19 +53,17 @@ def test_the_report_of_a_lost_ctrl_c_is_dropped_and_other_reports_pass(capsys):
 
 
 def test_a_lost_ctrl_c_is_raised_when_the_guard_exits_at_the_latest():
-    with pytest.raises(KeyboardInterrupt):
-        with InterruptGuard():
-            ctrl_c_inside_a_weakref_callback()
+    with pytest.raises(KeyboardInterrupt), InterruptGuard():
+        ctrl_c_inside_a_weakref_callback()
 
 
 def test_ctrl_c_while_deferred_waits_for_the_guard_to_exit():
     steps = []
-    with pytest.raises(KeyboardInterrupt):
-        with InterruptGuard() as guard:
-            guard.defer()
-            os.kill(os.getpid(), signal.SIGINT)
-            raise_if_interrupted()  # deferred: no effect
-            steps.append("recorded")
+    with pytest.raises(KeyboardInterrupt), InterruptGuard() as guard:
+        guard.defer()
+        os.kill(os.getpid(), signal.SIGINT)
+        raise_if_interrupted()  # deferred: no effect
+        steps.append("recorded")
     assert steps == ["recorded"]
 
 

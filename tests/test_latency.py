@@ -10,17 +10,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nnsearch.latency import table as latency
+from nnsearch.errors import ExportError, LatencyError
 from nnsearch.latency import probes as lut_probes
+from nnsearch.latency import table as latency
 from nnsearch.latency import tflite
-from nnsearch.errors import ExportError
-from nnsearch.model.arch import Arch
-from nnsearch.errors import LatencyError
+from nnsearch.latency.stored_table import SqlLutBackend
 from nnsearch.latency.table import DeviceProfile, LatencyTable, LutEntry, MemoryBackend, OpKey
+from nnsearch.model.arch import Arch
 from nnsearch.model.space import load_space
-from nnsearch.store.engine import Store
-from nnsearch.store.lut_backend import SqlLutBackend
 from nnsearch.model.student import build_student
+from nnsearch.store.engine import Store
 
 CONV_DOWN = Arch((8, 16), (1, 1), ("concat",), "residual", "conv", True)
 POOL_DOWN = Arch((4, 8, 16), (0, 1, 1), ("add", "concat"), "plain", "maxpool", True)

@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from nnsearch.search import latency as latency_service
-from nnsearch.model.arch import Arch
 from nnsearch.cli import main
 from nnsearch.errors import LatencyError
+from nnsearch.latency import service as latency_service
 from nnsearch.latency.probes import KEY_COLUMNS, arch_keys, space_keys
+from nnsearch.model.arch import Arch
 from nnsearch.model.space import load_space
 from nnsearch.store.engine import Store
 from nnsearch.store.record import Bundle, record_bundle
@@ -167,8 +167,8 @@ def test_profile_records_a_measured_latency_run(db: str, capsys: pytest.CaptureF
 
 def test_a_second_store_on_this_machine_measures_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    from nnsearch.search.latency import clear_caches, predict_latency
-    from nnsearch.store.machine_lut import FILE_NAME, MachineLut
+    from nnsearch.latency.machine_table import FILE_NAME, MachineLut
+    from nnsearch.latency.service import clear_caches, predict_latency
 
     monkeypatch.setenv("NNSEARCH_CACHE", str(tmp_path / "cache"))
     total = len(space_keys(load_space("tiny"), RES, RES))
@@ -198,7 +198,7 @@ def test_a_second_store_on_this_machine_measures_nothing(tmp_path: Path, capsys:
 
 def test_an_unreadable_machine_table_is_moved_aside_and_rebuilt(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    from nnsearch.store.machine_lut import FILE_NAME, MachineLut
+    from nnsearch.latency.machine_table import FILE_NAME, MachineLut
 
     cache = tmp_path / "cache"
     cache.mkdir()
@@ -220,8 +220,8 @@ def test_an_unreadable_machine_table_is_moved_aside_and_rebuilt(tmp_path: Path, 
 def test_workers_share_the_machine_table(tmp_path: Path) -> None:
     import threading
 
+    from nnsearch.latency.machine_table import MachineLut
     from nnsearch.latency.table import LutEntry
-    from nnsearch.store.machine_lut import MachineLut
 
     keys = space_keys(load_space("tiny"), RES, RES)
     device = latency_host()

@@ -98,7 +98,7 @@ def test_sizes_not_divisible_by_32_work_for_five_level_models(size: tuple[int, i
     noisy = np.random.default_rng(5).random((*size, 3)).astype(np.float32)
     out = denoise_image(_FiveLevel(), noisy, tile=64, overlap=32)
     assert out.shape == noisy.shape
-    assert 0.0 <= out.min() and out.max() <= 1.0
+    assert out.min() >= 0.0 and out.max() <= 1.0
 
 
 def test_evaluate_identity_scores_the_noisy_input_and_restores_mode() -> None:

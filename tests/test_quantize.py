@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import math
-
 import csv
+import math
 from pathlib import Path
 
 import numpy as np
@@ -13,19 +12,20 @@ import torch
 
 from nnsearch import data
 from nnsearch.cli import main
+from nnsearch.common.precision import Precision
 from nnsearch.errors import NNSearchError
 from nnsearch.export.quantized import StudentQuantizer
 from nnsearch.latency.probes import OpKey, write_probe
-from nnsearch.latency.quantize import QUANTIZED_OPS, QuantizeError, TFLiteRunner, calibrate, check_precision
+from nnsearch.latency.quantize import QUANTIZED_OPS, QuantizeError, TFLiteRunner, calibrate
+from nnsearch.latency.service import predict_latency
+from nnsearch.latency.stored_table import SqlLutBackend
 from nnsearch.latency.table import LatencyTable, host_profile
 from nnsearch.latency.tflite import export_tflite, make_interpreter, read_op_names, run_tflite
 from nnsearch.model.space import load_space
 from nnsearch.model.student import build_student
-from nnsearch.search.latency import predict_latency
 from nnsearch.search.study import LatencyConfig, Study, StudyConfig
 from nnsearch.store.dataset_api import run_data
 from nnsearch.store.engine import Store
-from nnsearch.store.lut_backend import SqlLutBackend
 from nnsearch.train.datasets import load_data
 from nnsearch.train.distill import DistillConfig
 
@@ -85,7 +85,7 @@ def test_calibration_that_does_not_fit_names_the_student_and_step(tmp_path, stud
     with pytest.raises(QuantizeError, match="student tiny: calibration data: calibration crops of 512 px do not fit training image"):
         StudentQuantizer(student, "tiny", images.train, crop=512)
     with pytest.raises(NNSearchError, match="unknown precision 'int4'"):
-        check_precision("int4")
+        Precision.parse("int4")
 
 
 def test_per_precision_lookup_tables_are_kept_apart(tmp_path):

@@ -4,22 +4,23 @@ from __future__ import annotations
 
 import json
 import random
+from pathlib import Path
 
 import numpy as np
 import optuna
 import pandas as pd
 import pytest
 
-from nnsearch.model.arch import Arch
 from nnsearch.cli import main
 from nnsearch.errors import NNSearchError
-from nnsearch.search.latency import fill_space_table, predict_latency
+from nnsearch.latency.service import fill_space_table, predict_latency
+from nnsearch.model.arch import Arch
+from nnsearch.model.space import load_space
+from nnsearch.model.student import build_student
 from nnsearch.replay.compare import FrontTracker, parse_reference, replay
 from nnsearch.replay.table import ParameterEncoding, ReplayRun, ReplayTable, recorded_space
-from nnsearch.model.space import load_space
-from nnsearch.store.record import EpochRecord, LatencyRecord, ModelRecord, record_trial
-from nnsearch.model.student import build_student
 from nnsearch.search.study import DIRECTIONS, optuna_storage
+from nnsearch.store.record import EpochRecord, LatencyRecord, ModelRecord, record_trial
 
 STUDY = "recorded"
 TINY = load_space("tiny")
@@ -105,7 +106,7 @@ def two_student_table() -> tuple[ReplayTable, Arch]:
 
 
 def test_unrecorded_arch_gets_the_nearest_recorded_candidate():
-    table, near = two_student_table()
+    table, _near = two_student_table()
     proposal = Arch(widths=(4, 8), blocks=(1, 0), skips=("concat",), block="plain", downsample="conv")
     found = table.lookup(proposal)
     assert not found.exact and found.row == 1 and found.distance == pytest.approx(1.0)
@@ -176,7 +177,7 @@ def test_space_stored_as_a_study_attribute_is_preferred(store):
     import yaml
 
     study = optuna.create_study(storage=optuna_storage(store), study_name="attr", directions=list(DIRECTIONS))
-    raw = yaml.safe_load(open(TINY.source))
+    raw = yaml.safe_load(Path(TINY.source).read_text())
     study.set_user_attr("space", {**raw, "name": "stored-tiny"})
     space = recorded_space(store, "attr")
     assert space.name == "stored-tiny" and space.widths == TINY.widths and space.references == TINY.references

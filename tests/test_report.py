@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 from PIL import Image
 from sqlalchemy import delete, select
+from test_export import tiny_study  # noqa: F401 - the shared module-scoped study fixture
 
 from nnsearch.cli import main
 from nnsearch.store.engine import Store
 from nnsearch.store.schema import LatencyRun
-from test_export import tiny_study  # noqa: F401 - the shared module-scoped study fixture
 
 
 def assert_real_image(path):
@@ -105,11 +105,11 @@ def test_measured_lite_denoise_net_is_drawn(tiny_study):  # noqa: F811
 
 def test_one_latency_for_a_student_timed_at_two_resolutions_and_thread_counts(tiny_study, capsys):  # noqa: F811
     """The study, its live status, the report, `nnsearch pareto`, data() and replay agree on a student's latency."""
+    from nnsearch.latency.service import profile_nn
     from nnsearch.replay.table import study_candidates
-    from nnsearch.search.latency import profile_nn
     from nnsearch.search.live import StudyStatus
     from nnsearch.store.dataset_api import data
-    from nnsearch.store.latency import student_latency
+    from nnsearch.store.timings import student_latency
 
     study, url, root = tiny_study
     store = Store(url)

@@ -8,12 +8,12 @@ from datetime import datetime
 
 import pandas as pd
 import pytest
-
 from conftest import model_record
+
 from nnsearch.store.dataset_api import EXTRA_COLUMNS, NND_COLUMNS, data, run_data
 from nnsearch.store.engine import Store
 from nnsearch.store.query import study_results
-from nnsearch.store.record import LatencyRecord, METRIC_CODE, prm_uid, record_stats_bulk, record_trial
+from nnsearch.store.record import METRIC_CODE, LatencyRecord, prm_uid, record_stats_bulk, record_trial
 
 PRM_A = {"lr": 0.001, "batch": 4}
 PRM_B = {"lr": 0.0005, "batch": 8, "crops": [32, 64]}
@@ -166,7 +166,7 @@ def test_data_is_fast_on_sqlite(tmp_path):
 
 def test_student_latency_rule(store):
     """Largest input, then fewest threads; measured before predicted; min over runs, pooled; per precision."""
-    from nnsearch.store.latency import student_latency
+    from nnsearch.store.timings import student_latency
 
     def run(height, kind, ms, low=None, threads=1, precision="fp32", second=0):
         return LatencyRecord("host-cpu", "litert", "2.3.0", threads, height, height, kind, precision=precision,
@@ -191,8 +191,8 @@ def test_student_latency_rule(store):
 
 
 def test_study_reader_reads_only_new_trials_including_late_lower_numbers(store):
-    from nnsearch.store.latency import LatencyQuery
     from nnsearch.store.query import StudyReader
+    from nnsearch.store.timings import LatencyQuery
 
     record_trial(store, "inc", 0, model_record(0))
     record_trial(store, "inc", 2, model_record(2))  # trial 1 still running

@@ -133,10 +133,9 @@ def test_write_version_inserts_a_missing_stamp(store):
 
 
 def test_session_is_one_transaction(store):
-    with pytest.raises(RuntimeError):
-        with store.session() as session:
-            write_model(session, model_record())
-            raise RuntimeError("abort")
+    with pytest.raises(RuntimeError), store.session() as session:
+        write_model(session, model_record())
+        raise RuntimeError("abort")
     with store.read() as conn:
         assert conn.scalar(select(func.count()).select_from(Stat)) == 0
 

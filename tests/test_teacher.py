@@ -97,7 +97,7 @@ def test_an_interrupted_training_resumes_where_it_stopped(
 def test_bad_input_is_a_one_line_error(argv: list[str], message: str, capsys: pytest.CaptureFixture,
                                        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("NNSEARCH_CACHE", str(tmp_path / "cache"))
-    code, out, err = run(capsys, "train", *argv)
+    code, _out, err = run(capsys, "train", *argv)
     assert code == 2 and message in err and err.startswith("nnsearch: error:") and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "cache" / "teachers").exists()
 

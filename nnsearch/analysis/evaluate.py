@@ -20,7 +20,7 @@ import pandas as pd
 import torch
 
 from nnsearch.common.progress import progress
-from nnsearch.train.datasets import ImagePair
+from nnsearch.train.datasets import Pair
 from nnsearch.train.metrics import denoise_image, psnr, ssim
 
 NOISY = "noisy input"
@@ -94,7 +94,7 @@ class Evaluation:
         return float(table.loc[method, "gain_db"])
 
 
-def evaluate_methods(methods: Sequence[Method], pairs: Sequence[ImagePair], *, keep: int = 3,
+def evaluate_methods(methods: Sequence[Method], pairs: Sequence[Pair], *, keep: int = 3,
                      verbose: bool = True) -> Evaluation:
     """Score every method on every pair at full resolution; keep the outputs of the first `keep` pairs."""
     rows, samples = [], []

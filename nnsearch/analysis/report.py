@@ -9,27 +9,21 @@ from typing import Any, Mapping
 import numpy as np
 import pandas as pd
 
-from nnsearch.analysis.pareto import (
-    DEFAULT_OBJECTIVES,
-    default_reference,
-    hypervolume,
-    knee_point,
-    pareto,
-)
+from nnsearch.analysis.pareto import DEFAULT_OBJECTIVES, default_reference, hypervolume, knee_point, pareto
 from nnsearch.analysis.plots import plot_agreement, plot_hypervolume, plot_pareto
 from nnsearch.common.paths import default_results_root
+from nnsearch.common.precision import Precision
 from nnsearch.errors import NNSearchError
 from nnsearch.store.dataset_api import LATENCY_PREFIX, data, run_data
 from nnsearch.store.engine import Store
-from nnsearch.store.latency import study_configuration
 from nnsearch.store.query import study_results
-from nnsearch.store.record import precision_metric
+from nnsearch.store.timings import study_configuration
 
 REFERENCE_SPACE, REFERENCE_LABEL = "litedenoise", "LiteDenoiseNet"
 _MODEL_KEY = ["nn", "prm_uid", "dataset", "transform", "task"]
 
 
-def candidates(db: Store | str | None = None, device: str = "host-cpu", precision: str = "fp32",
+def candidates(db: Store | str | None = None, device: str = "host-cpu", precision: str = Precision.FP32,
                **filters: Any) -> pd.DataFrame:
     """One row per trained model (nn x hyperparameters x dataset) from `data()`.
 
@@ -41,7 +35,7 @@ def candidates(db: Store | str | None = None, device: str = "host-cpu", precisio
     """
     if "metric" in filters:
         raise NNSearchError("candidates are built from the psnr and ssim metrics; do not filter on metric")
-    names = {precision_metric(m, precision): m for m in ("psnr", "ssim")}
+    names = {Precision.parse(precision).metric(m): m for m in ("psnr", "ssim")}
     rows = data(metric=list(names), device=device, db=db, **filters)
     rows["metric"] = rows["metric"].map(names)
     latency = [c for c in rows.columns if c.startswith(LATENCY_PREFIX)]
@@ -56,8 +50,7 @@ def candidates(db: Store | str | None = None, device: str = "host-cpu", precisio
         if metric not in table:
             table[metric] = np.nan
     table["gmacs"] = table["macs"] / 1e9
-    suffix = "" if precision == "fp32" else f"@{precision}"
-    table["latency_ms"] = table.get(f"{LATENCY_PREFIX}{device}{suffix}", np.nan)
+    table["latency_ms"] = table.get(f"{LATENCY_PREFIX}{device}{Precision.parse(precision).tag}", np.nan)
     table.columns.name = None
     return table[columns]
 
@@ -106,7 +99,7 @@ TOP_FORMATS = {"psnr": ".2f", "ssim": ".4f", "latency_ms": ".2f", "params": ",",
 
 
 def write_report(study: str, db: Store | str | None = None, results_root: Path | None = None,
-                 device: str = "host-cpu", top: int = 10, precision: str = "fp32") -> Report:
+                 device: str = "host-cpu", top: int = 10, precision: str = Precision.FP32) -> Report:
     """Write `<results_root>/<study>/report.md` with its PNG plots; returns their paths.
 
     `precision`: whose quality and latency the report shows (fp32, or a quantized one the study recorded).
@@ -119,7 +112,7 @@ def write_report(study: str, db: Store | str | None = None, results_root: Path |
             raise NNSearchError(f"study {study!r} has no recorded trials in {store.display_url}")
         out = Path(results_root or default_results_root()) / study
         out.mkdir(parents=True, exist_ok=True)
-        sections = [f"# Study `{study}`" + ("" if precision == "fp32" else f" at {precision}"), "",
+        sections = [f"# Study `{study}`" + Precision.parse(precision).label(" at "), "",
                     f"Store `{store.display_url}`; latency on device profile `{device}` at the study's input "
                     f"{config.height}x{config.width}, {config.threads} thread(s): measured where measured, else "
                     f"predicted, the minimum over runs. {_state_counts(trials)}.", ""]
@@ -196,7 +189,7 @@ def latency_pairs(runs: pd.DataFrame) -> pd.DataFrame:
     """Predicted and measured latency per nn/device/precision/resolution/threads where both exist.
 
     Both by the one statistic (`LatencyStat.ms` pooled: the minimum over runs,
-    else the median), the one the lookup table sums and `nnsearch.store.latency` ranks by.
+    else the median), the one the lookup table sums and `nnsearch.store.timings` ranks by.
     """
     key = ["nn", "device", "precision", "height", "width", "threads"]
     if runs.empty:

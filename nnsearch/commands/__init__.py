@@ -9,10 +9,11 @@ from __future__ import annotations
 import argparse
 import importlib
 
+from nnsearch.common.precision import NAMES, Precision
 from nnsearch.errors import NNSearchError
 
 #: Modules (in nnsearch.commands) whose sub-commands the CLI offers, in help order.
-COMMAND_MODULES = ("study", "store", "lut", "select", "evaluate", "teacher", "train", "replay")
+COMMAND_MODULES = ("study", "store", "lut", "agent", "select", "evaluate", "teacher", "train", "replay")
 
 
 def register_all(subparsers: argparse._SubParsersAction) -> None:
@@ -57,19 +58,13 @@ def parse_resolution(text: str) -> tuple[int, int]:
     return height, width
 
 
-#: The precisions nnsearch.latency.quantize.PRECISIONS names (listed here so that `--help` stays light).
-PRECISION_NAMES = ("fp32", "fp16", "w8a16", "int8")
-
-
 def add_precision_option(parser: argparse.ArgumentParser, what: str) -> None:
     """The shared `--precision` option (checked by `parse_precision` in the handler: one-line error, exit 2)."""
-    parser.add_argument("--precision", default="fp32", metavar="P",
-                        help=f"{what}: one of {', '.join(PRECISION_NAMES)} (default fp32; int8 = static_wi8_ai8, "
+    parser.add_argument("--precision", default=Precision.FP32.value, metavar="P",
+                        help=f"{what}: one of {', '.join(NAMES)} (default %(default)s; int8 = static_wi8_ai8, "
                              "w8a16 = static_wi8_ai16, fp16 = float16 weights)")
 
 
-def parse_precision(text: str) -> str:
-    """`text` if it names a precision, else NNSearchError (the CLI prints one line and exits 2)."""
-    from nnsearch.latency.quantize import check_precision
-
-    return check_precision(text)
+def parse_precision(text: str) -> Precision:
+    """The precision `text` names, else NNSearchError (the CLI prints one line and exits 2)."""
+    return Precision.parse(text)

@@ -17,24 +17,33 @@ _ACTIVATIONS = ("NONE", "RELU")
 
 
 def cmd_build(args: argparse.Namespace) -> int:
+    from nnsearch.latency.agents.service import fill_device_table, served_by_agents
+    from nnsearch.latency.probes import space_keys
+    from nnsearch.latency.service import HOST_DEVICE, fill_space_table
     from nnsearch.model.space import load_space
-    from nnsearch.search.latency import HOST_DEVICE, fill_space_table
     from nnsearch.store.engine import Store
 
-    if args.device != HOST_DEVICE:
-        raise NNSearchError(f"`lut build` measures on this host, so --device must be '{HOST_DEVICE}'; for "
-                            f"'{args.device}' use `nnsearch lut export-probes`, time the probes there and "
-                            f"`nnsearch lut import`")
     height, width = parse_resolution(args.resolution)
     precision = parse_precision(args.precision)
     space = load_space(args.space)
     store = Store(args.db)
     start = time.perf_counter()
     try:
-        print(f"space '{space.name}' at {height}x{width} on {HOST_DEVICE} with {args.threads} thread(s), "
+        agents = args.device != HOST_DEVICE and served_by_agents(store, args.device)
+        if args.device != HOST_DEVICE and not agents:
+            raise NNSearchError(f"`lut build` measures on this host ('{HOST_DEVICE}') or through the measurement "
+                                f"agents of a device, and no agent serves '{args.device}' in {store.display_url}; "
+                                f"start `nnsearch agent --device {args.device}` where the device is, or use "
+                                f"`nnsearch lut export-probes`, time the probes there and `nnsearch lut import`")
+        where = "by its agents" if agents else "on this host"
+        print(f"space '{space.name}' at {height}x{width} on {args.device} ({where}) with {args.threads} thread(s), "
               f"{precision}", flush=True)
-        measured, total = fill_space_table(store, space, height, width, args.threads, runs=args.runs,
-                                           precision=precision)
+        if agents:
+            measured, total = fill_device_table(store, args.device, space_keys(space, height, width), args.threads,
+                                                precision)
+        else:
+            measured, total = fill_space_table(store, space, height, width, args.threads, runs=args.runs,
+                                               precision=precision)
     finally:
         store.dispose()
     seconds = time.perf_counter() - start
@@ -61,8 +70,8 @@ def check_latency_csv(path: Path) -> None:
 
     Unreadable files and missing columns are left to `import_latencies`, which reports them.
     """
-    from nnsearch.latency.probes import KEY_COLUMNS
     from nnsearch.errors import LatencyError
+    from nnsearch.latency.probes import KEY_COLUMNS
     from nnsearch.latency.tflite import NATIVE_OPS
     from nnsearch.store.limits import check_row  # the lookup table's columns bound every integer
     from nnsearch.store.schema import LatencyLUT
@@ -124,10 +133,10 @@ def _optional(check):  # -> check function that accepts an empty cell
 
 
 def cmd_import(args: argparse.Namespace) -> int:
+    from nnsearch.latency.stored_table import SqlLutBackend
     from nnsearch.latency.table import DeviceProfile, import_latencies
     from nnsearch.store.engine import Store
     from nnsearch.store.limits import check_row
-    from nnsearch.store.lut_backend import SqlLutBackend
     from nnsearch.store.schema import LatencyLUT
 
     path = Path(args.file)
@@ -148,28 +157,33 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
+    from nnsearch.latency.stored_table import lut_summary
     from nnsearch.store.engine import Store
-    from nnsearch.store.lut_backend import lut_summary
+
+    from nnsearch.commands.agent import status_lines
 
     store = Store(args.db, create=False)
     try:
         rows = lut_summary(store, args.device)
+        # a device's measurement jobs and its table's prediction error (every device has the latter)
+        status = status_lines(store, args.device) if args.device else []
     finally:
         store.dispose()
     if not rows:
         print(f"no lookup-table entries{f' for device {args.device!r}' if args.device else ''} in {store.display_url}")
-        return 0
     for row in rows:
         sources = ", ".join(f"{n} {s}" for s, n in sorted(row["sources"].items()))
         ops = ", ".join(f"{op} {n}" for op, n in sorted(row["ops"].items()))
         print(f"{row['device']}: {row['entries']} entries ({sources}); sum of entries (min) {row['total_ms']:.1f} ms\n"
               f"    ops: {ops}")
+    for line in status:
+        print(line)
     return 0
 
 
 def cmd_profile(args: argparse.Namespace) -> int:
+    from nnsearch.latency.service import profile_nn
     from nnsearch.latency.tflite import resolve_clock
-    from nnsearch.search.latency import profile_nn
     from nnsearch.store.engine import Store
 
     height, width = parse_resolution(args.resolution)
@@ -194,8 +208,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     lut = sub.add_parser("lut", help="per-layer latency lookup tables: build, export probes, import, show")
     lut_sub = lut.add_subparsers(dest="lut_command", required=True, metavar="ACTION")
 
-    build = lut_sub.add_parser("build", help="measure the missing entries a search space needs on this host")
-    build.add_argument("--device", default="host-cpu", help="device profile name (only host-cpu is measured here)")
+    build = lut_sub.add_parser("build", help="measure the missing entries a search space needs (on this host, or "
+                                             "by a device's measurement agents)")
+    build.add_argument("--device", default="host-cpu",
+                       help="device profile name: host-cpu (measured here) or a device served by `nnsearch agent`")
     _resolution_args(build)
     build.add_argument("--threads", type=int, default=1)
     build.add_argument("--runs", type=int, default=5, help="timed calls per probe, more if short (minimum kept)")
@@ -219,7 +235,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_db_option(imp)
     imp.set_defaults(handler=cmd_import)
 
-    show = lut_sub.add_parser("show", help="summary of stored entries per device profile")
+    show = lut_sub.add_parser("show", help="summary of stored entries per device profile (with --device: its "
+                                           "measurement jobs and prediction error too)")
     show.add_argument("--device", default=None, help="only this device name")
     add_db_option(show)
     show.set_defaults(handler=cmd_show)

@@ -63,10 +63,46 @@ def cmd_pareto(args: argparse.Namespace) -> int:
     return 0
 
 
+def _study_resolution(nn: str, db: str | None) -> tuple[str, tuple[int, int]] | None:
+    """(study, HxW) of the first study (by name) that recorded `nn`: the resolution its configuration times at."""
+    from sqlalchemy import select
+
+    from nnsearch.search.api import load_study
+    from nnsearch.store.engine import Store
+    from nnsearch.store.schema import TrialLink
+
+    store = Store(db, create=False)
+    try:
+        with store.session() as session:
+            studies = sorted(set(session.scalars(select(TrialLink.study).where(TrialLink.nn == nn))))
+        if not studies:
+            return None
+        latency = load_study(studies[0], db=store, verbose=False).config.latency
+        return studies[0], (latency.height, latency.width)
+    finally:
+        store.dispose()
+
+
+def _export_resolution(args: argparse.Namespace) -> tuple[int, int]:
+    """`--resolution`, else the resolution of the study that found the student, else the fallback; says which."""
+    from nnsearch.export.student import FALLBACK_RESOLUTION
+
+    if args.resolution is not None:
+        return parse_resolution(args.resolution)
+    found = _study_resolution(args.nn, args.db)
+    if found is None:
+        height, width = FALLBACK_RESOLUTION
+        print(f"export: no study recorded {args.nn}, so the .tflite input is {height}x{width} (--resolution to choose)")
+        return FALLBACK_RESOLUTION
+    study, (height, width) = found
+    print(f"export: .tflite input {height}x{width}, the resolution study '{study}' times at (--resolution to choose)")
+    return height, width
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from nnsearch.export.student import export_student
 
-    result = export_student(args.nn, args.to, db=args.db, resolution=parse_resolution(args.resolution), prm=args.prm,
+    result = export_student(args.nn, args.to, db=args.db, resolution=_export_resolution(args), prm=args.prm,
                             weights_file=args.weights, data_spec=args.data, max_side=args.max_side,
                             **({} if args.calibration_samples is None else
                                {"calibration_samples": args.calibration_samples}))
@@ -106,8 +142,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     export = sub.add_parser("export", help="write a student as verified .tflite and .onnx, .py + .pt, MODEL_CARD.md")
     export.add_argument("nn", help="model name, e.g. DenoiseUNet-3f2a9c1b7e")
     export.add_argument("--to", required=True, help="target directory (created if missing)")
-    export.add_argument("--resolution", default="256x256", help="HEIGHTxWIDTH of the verification input and of the "
-                        ".tflite input (default %(default)s)")
+    export.add_argument("--resolution", default=None, metavar="HxW",
+                        help="input size of the .tflite file (fixed) and of the verification, e.g. 1088x1920 "
+                             "(default: the resolution of the study that found the student, else 256x256)")
     export.add_argument("--prm", default=None, help="hyperparameter set (uid) whose weights to ship (default: "
                         "the set with the best final PSNR)")
     export.add_argument("--weights", default=None,

@@ -69,7 +69,7 @@ def search_config(args: argparse.Namespace):  # -> (StudyConfig, HeartbeatConfig
     from nnsearch.search.early_stopping import EarlyStopRule
     from nnsearch.train.distill import DistillConfig
 
-    latency = _given(args, device="device", threads="threads")
+    latency = _given(args, device="device", threads="threads", wait="latency_wait")
     if not isinstance(args.resolution, LibraryDefault):
         latency["height"], latency["width"] = parse_resolution(args.resolution)
     distill = _given(args, steps="steps", epochs="epochs", alpha="alpha", batch="batch", seed="seed")  # seeds both
@@ -196,6 +196,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help="threads for latency (default %(default)s)")
     search.add_argument("--max-latency-ms", type=float, default=None,
                         help="latency budget: candidates predicted slower are recorded infeasible and not trained")
+    search.add_argument("--latency-wait", action=argparse.BooleanOptionalAction,
+                        default=LibraryDefault("nnsearch.search.config", "LatencyConfig", "wait"),
+                        help="a device served by measurement agents: wait for the agent's whole-model timing "
+                             "before a trial completes (--no-latency-wait: go on with the lookup-table prediction; "
+                             "the measured figure replaces it when it lands) (default %(default)s)")
     search.add_argument("--no-measure", action="store_true",
                         help="use lookup-table predictions only (no whole-model timing per candidate)")
     add_precision_option(search, "latency objective from this precision's lookup table, quality objective = PSNR "

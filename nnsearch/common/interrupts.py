@@ -8,7 +8,7 @@ import threading
 from types import FrameType, TracebackType
 from typing import Any
 
-_active_guard: "InterruptGuard | None" = None
+_active_guard: InterruptGuard | None = None
 
 
 def raise_if_interrupted() -> None:
@@ -51,7 +51,7 @@ class InterruptGuard:
         self._previous_hook: Any = None
         self._active = threading.current_thread() is threading.main_thread()
 
-    def __enter__(self) -> "InterruptGuard":
+    def __enter__(self) -> InterruptGuard:
         global _active_guard
         if self._active:
             self._previous = signal.signal(signal.SIGINT, self._handle)

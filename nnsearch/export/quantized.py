@@ -22,6 +22,7 @@ from typing import Sequence
 
 from torch import nn
 
+from nnsearch.common.precision import Precision
 from nnsearch.errors import DataError
 from nnsearch.latency.quantize import (
     CALIBRATION_SAMPLES,
@@ -29,12 +30,11 @@ from nnsearch.latency.quantize import (
     QuantizeError,
     TFLiteRunner,
     calibrate,
-    check_precision,
     quantize_tflite,
 )
 from nnsearch.latency.tflite import export_tflite
 from nnsearch.train.crops import calibration_crops
-from nnsearch.train.datasets import ImagePair
+from nnsearch.train.datasets import Pair
 from nnsearch.train.metrics import evaluate_tiled
 
 #: Side of the calibration crops (a multiple of every student's downsampling factor).
@@ -48,13 +48,13 @@ _MULTIPLE = 32
 class PrecisionQuality:
     """Full-resolution quality of one precision of a student, from its interpreter's output."""
 
-    precision: str
+    precision: Precision
     psnr: float
     ssim: float
     seconds: float
 
 
-def eval_tile(pairs: Sequence[ImagePair], cap: int = EVAL_TILE) -> int:
+def eval_tile(pairs: Sequence[Pair], cap: int = EVAL_TILE) -> int:
     """The square tile the evaluation runs: the largest padded image side, at most `cap`."""
     side = max(max(p.noisy.shape[:2]) for p in pairs)
     return min(cap, -(-side // _MULTIPLE) * _MULTIPLE)
@@ -63,7 +63,7 @@ def eval_tile(pairs: Sequence[ImagePair], cap: int = EVAL_TILE) -> int:
 class StudentQuantizer:
     """One trained student's float and quantized .tflite files, sharing one calibration per recipe."""
 
-    def __init__(self, net: nn.Module, name: str, calibration_pairs: Sequence[ImagePair], *,
+    def __init__(self, net: nn.Module, name: str, calibration_pairs: Sequence[Pair], *,
                  samples: int = CALIBRATION_SAMPLES, seed: int = 0, crop: int = CALIBRATION_CROP) -> None:
         self.net, self.name = net.cpu().eval(), name
         self.channels = next(m for m in net.modules() if isinstance(m, nn.Conv2d)).in_channels
@@ -78,7 +78,7 @@ class StudentQuantizer:
         self._calibrations: dict[str, Calibration] = {}
         self._float: dict[tuple[int, int], Path] = {}
 
-    def __enter__(self) -> "StudentQuantizer":
+    def __enter__(self) -> StudentQuantizer:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -90,7 +90,7 @@ class StudentQuantizer:
     def float_file(self, height: int, width: int) -> Path:
         """The float32 .tflite of the student at height x width (written once, in the temp folder)."""
         if (height, width) not in self._float:
-            path = self.folder / f"{self.name}.{height}x{width}.fp32.tflite"
+            path = self.folder / Precision.FP32.tflite_name(f"{self.name}.{height}x{width}")
             self._float[(height, width)] = export_tflite(self.net, path, (1, self.channels, height, width))
         return self._float[(height, width)]
 
@@ -102,25 +102,24 @@ class StudentQuantizer:
             self._calibrations[precision] = calibrate(source, precision, samples, f"student {self.name}")
         return self._calibrations[precision]
 
-    def write(self, precision: str, path: str | Path, height: int, width: int) -> Path:
+    def write(self, precision: str | Precision, path: str | Path, height: int, width: int) -> Path:
         """Write the student at height x width in `precision` to `path` (checked; atomic)."""
-        check_precision(precision)
-        if precision == "fp32":
+        if not Precision.parse(precision).quantized:
             return export_tflite(self.net, path, (1, self.channels, height, width))
         return quantize_tflite(self.float_file(height, width), path, precision, self.calibration(precision),
                                f"student {self.name}")
 
     def variant(self, precision: str, height: int, width: int) -> Path:
         """The `precision` file at height x width in the temp folder."""
-        if precision == "fp32":
+        if not Precision.parse(precision).quantized:
             return self.float_file(height, width)
-        path = self.folder / f"{self.name}.{height}x{width}.{precision}.tflite"
+        path = self.folder / Precision.parse(precision).tflite_name(f"{self.name}.{height}x{width}")
         return path if path.exists() else self.write(precision, path, height, width)
 
-    def quality(self, precision: str, pairs: Sequence[ImagePair], cap: int = EVAL_TILE) -> PrecisionQuality:
+    def quality(self, precision: str, pairs: Sequence[Pair], cap: int = EVAL_TILE) -> PrecisionQuality:
         """Mean PSNR / SSIM over `pairs` at full resolution from the `precision` interpreter's output."""
         began = time.perf_counter()
         tile = eval_tile(pairs, cap)
         runner = TFLiteRunner(self.variant(precision, tile, tile))
         scores = evaluate_tiled(lambda patch: runner(patch[None])[0], pairs, tile=tile, fixed_tile=True)
-        return PrecisionQuality(precision, scores["psnr"], scores["ssim"], time.perf_counter() - began)
+        return PrecisionQuality(Precision.parse(precision), scores["psnr"], scores["ssim"], time.perf_counter() - began)

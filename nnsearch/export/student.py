@@ -16,7 +16,6 @@ failed export leaves no partial files behind.
 from __future__ import annotations
 
 import difflib
-import io
 import json
 import os
 import shutil
@@ -30,15 +29,18 @@ import torch
 from sqlalchemy import select
 from torch import nn
 
+from nnsearch.common.torch_files import load_tensors
 from nnsearch.errors import ExportError
 from nnsearch.export.onnx import export_onnx, onnx_op_types, run_onnx
 from nnsearch.export.quantized import CALIBRATION_CROP, StudentQuantizer
-from nnsearch.latency.quantize import CALIBRATION_SAMPLES, PRECISIONS, RECIPES, TFLiteRunner
+from nnsearch.common.precision import PRECISIONS, Precision
+from nnsearch.latency.quantize import CALIBRATION_SAMPLES, TFLiteRunner
 from nnsearch.latency.tflite import check_native_ops, export_tflite, read_op_names, run_tflite, time_tflite
 from nnsearch.model.arch import Arch, load_model_code
 from nnsearch.store.dataset_api import data, run_data
 from nnsearch.store.engine import Store, open_store
 from nnsearch.store.schema import NN, NNStat, Weights
+from nnsearch.store.stat import STATISTIC, STATISTIC_DETAIL, LatencyStat
 from nnsearch.train.datasets import DenoiseData, load_data
 
 TOLERANCE = 1e-4
@@ -61,7 +63,7 @@ class StoredModel:
 class PrecisionRow:
     """One precision's line of the model card."""
 
-    precision: str
+    precision: Precision
     file: str
     psnr: float
     ssim: float
@@ -87,7 +89,7 @@ class ExportResult:
     precisions: tuple[PrecisionRow, ...] = ()
 
     def line(self) -> str:
-        drops = ", ".join(f"{r.precision} {r.drop_db:+.3f} dB" for r in self.precisions if r.precision != "fp32")
+        drops = ", ".join(f"{r.precision} {r.drop_db:+.3f} dB" for r in self.precisions if r.precision.quantized)
         return (f"exported {len(self.files)} files to {self.directory}: max abs error vs torch "
                 f"tflite {self.tflite_error:.2e}, onnx {self.onnx_error:.2e}, reloaded .py+.pt {self.reload_error:.2e}"
                 + (f"; PSNR drop vs fp32: {drops}" if drops else ""))
@@ -110,10 +112,7 @@ def load_stored_model(store: Store, name: str, prm: str | None = None,
         weights = {w.prm: w.state for w in session.scalars(select(Weights).where(Weights.nn == name))}
         code, arch_json = row.code, row.arch
     if weights_file is not None:
-        try:
-            weights = {GIVEN_WEIGHTS: Path(weights_file).read_bytes()}
-        except OSError as exc:
-            raise ExportError(f"cannot read the weights file {weights_file}: {exc.strerror or exc}") from None
+        weights = {GIVEN_WEIGHTS: _read_state_dict(Path(weights_file))}
     if not weights:
         raise ExportError(f"no weights recorded for {name}; retrain it with `nnsearch search` (a completed "
                           f"trial stores its weights), pick a student that has them with `nnsearch pareto`, "
@@ -131,6 +130,19 @@ def load_stored_model(store: Store, name: str, prm: str | None = None,
     return StoredModel(name, code, Arch.from_dict(json.loads(arch_json)), uid, weights[uid])
 
 
+def _read_state_dict(path: Path) -> bytes:
+    """The bytes of a state_dict file given with --weights; ExportError naming it if it is not one."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ExportError(f"cannot read the weights file {path}: {exc.strerror or exc}") from None
+    state = load_tensors(raw, f"weights file {path}")
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ExportError(f"weights file {path} is not a state_dict (a dict of parameter name -> tensor, as "
+                          f"torch.save(net.state_dict(), path) writes); it holds a {type(state).__name__}")
+    return raw
+
+
 def _best_prm(store: Store, name: str, uids: list[str]) -> str:
     """Among hyperparameter sets with weights, the one with the highest final-epoch PSNR."""
     if len(uids) == 1:
@@ -146,7 +158,10 @@ def build_model(code: str, state: bytes, shape: tuple[int, int, int, int]) -> nn
     """The contract's `Net` from a model file's text, with a state_dict (torch.save bytes) loaded."""
     module = load_model_code(code)
     net = module.Net(shape, shape, {}, "cpu")
-    net.load_state_dict(torch.load(io.BytesIO(state), map_location="cpu", weights_only=True))
+    try:
+        net.load_state_dict(load_tensors(state, "the model's weights"))
+    except RuntimeError as exc:  # missing / unexpected keys, other shapes
+        raise ExportError(f"the weights do not fit the model's Net: {str(exc).strip().splitlines()[0]}") from None
     return net.eval()
 
 
@@ -162,13 +177,19 @@ def _check(what: str, error: float, tolerance: float) -> float:
     return error
 
 
+#: The .tflite input size (HxW) when neither the caller nor a study gives one (a model imported without a study).
+FALLBACK_RESOLUTION = (256, 256)
+
+
 def export_student(name: str, target: str | Path, db: Store | str | None = None,
-                   resolution: tuple[int, int] = (256, 256), tolerance: float = TOLERANCE,
+                   resolution: tuple[int, int] = FALLBACK_RESOLUTION, tolerance: float = TOLERANCE,
                    prm: str | None = None, weights_file: str | Path | None = None,
                    data_spec: str | None = None, max_side: int | None = None,
                    calibration_samples: int = CALIBRATION_SAMPLES, seed: int = 0) -> ExportResult:
     """Write `<nn>.tflite` (+ .int8/.w8a16/.fp16), `<nn>.onnx`, `<nn>.py`, `<nn>.pt` and MODEL_CARD.md.
 
+    `resolution` (HxW) is the .tflite file's fixed input size and the verification input's; `nnsearch
+    export` passes the resolution of the study that found the student unless `--resolution` is given.
     The weights are those of hyperparameter set `prm`, by default the set with the best final PSNR;
     `weights_file`: a state_dict of the model's `Net` to export instead of its stored weights.
     `data_spec` / `max_side` / `seed`: the data (as `nnsearch.train.datasets.load_data`
@@ -190,7 +211,7 @@ def export_student(name: str, target: str | Path, db: Store | str | None = None,
         staged = _write_verified(model, staging, shape, tolerance, card_facts)
         precisions = _write_quantized(model, staging, shape, images, calibration_samples, seed)
         staged = replace(staged, files=tuple(p for p in staged.files if p.name != "MODEL_CARD.md")
-                         + tuple(staging / r.file for r in precisions if r.precision != "fp32")
+                         + tuple(staging / r.file for r in precisions if r.precision.quantized)
                          + (staging / "MODEL_CARD.md",), precisions=precisions)
         card_facts["data"] = images.source
         (staging / "MODEL_CARD.md").write_text(model_card(model, card_facts, shape, staged))
@@ -248,8 +269,8 @@ def _write_quantized(model: StoredModel, out: Path, shape: tuple[int, int, int, 
     rows = []
     with StudentQuantizer(net, model.nn, images.train, samples=samples, seed=seed) as quantizer:
         for precision in PRECISIONS:
-            path = out / (f"{model.nn}.tflite" if precision == "fp32" else f"{model.nn}.{precision}.tflite")
-            if precision != "fp32":
+            path = out / precision.tflite_name(model.nn)
+            if precision.quantized:
                 quantizer.write(precision, path, height, width)
             quality = quantizer.quality(precision, images.val)
             runner = TFLiteRunner(path)
@@ -310,11 +331,11 @@ def _precision_lines(rows: tuple[PrecisionRow, ...], data_source: str, shape: tu
     for r in rows:
         lines.append(f"| {r.precision} | `{r.file}` | {r.psnr:.3f} | {r.ssim:.4f} | {r.drop_db:.3f} | "
                      f"{r.latency_ms:.2f} | {r.size_bytes / 1024:.1f} | {r.input} | {r.output} | {', '.join(r.ops)} |")
-    lines += ["", f"Recipes: " + "; ".join(f"{p} = {RECIPES[p]}" for p in PRECISIONS) + ". PSNR / SSIM: mean over "
+    lines += ["", "Recipes: " + "; ".join(f"{p} = {p.recipe}" for p in PRECISIONS) + ". PSNR / SSIM: mean over "
               f"the validation images of {data_source or 'the data'} at full resolution, tiled, from each file's "
               f"ai-edge-litert output (integer inputs quantized and outputs dequantized with the scale and zero point "
-              f"shown); calibration on seeded {CALIBRATION_CROP} px crops of the training images. Latency: minimum "
-              f"of 3 invoke() calls on this host, 1 thread, at {shape[2]}x{shape[3]}."]
+              f"shown); calibration on seeded {CALIBRATION_CROP} px crops of the training images. Latency: the "
+              f"{STATISTIC} over 3 invoke() calls on this host, 1 thread, at {shape[2]}x{shape[3]}."]
     return lines
 
 
@@ -338,12 +359,14 @@ def _known(value: Any) -> bool:
 def _latency_lines(runs: Any) -> list[str]:
     if runs.empty:
         return ["- no latency recorded"]
-    lines = ["| device profile | kind | runtime | threads | input HxW | median ms | min-max ms | runs |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| device profile | kind | runtime | threads | input HxW | latency ms | median ms | min-max ms | runs |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for _, r in runs.iterrows():
         spread = f"{r['min_ms']:.2f}-{r['max_ms']:.2f}" if _known(r["min_ms"]) and _known(r["max_ms"]) else "-"
+        latency = LatencyStat(median_ms=r["median_ms"], min_ms=r["min_ms"] if _known(r["min_ms"]) else None).ms
         lines.append(f"| {r['device']} | {r['kind']} | {r['runtime']} {r['runtime_version']} | {r['threads']} | "
-                     f"{r['height']}x{r['width']} | {r['median_ms']:.2f} | {spread} | {r['runs']} |")
-    lines += ["", "measured: median wall-clock time of `runs` invoke() calls of the .tflite file in the runtime "
-              "named, after warm-up; predicted: sum of per-layer lookup-table timings for that device profile."]
+                     f"{r['height']}x{r['width']} | {latency:.2f} | {r['median_ms']:.2f} | {spread} | {r['runs']} |")
+    lines += ["", f"latency ms: the {STATISTIC} ({STATISTIC_DETAIL}), the figure nnsearch compares; measured: "
+              "`runs` invoke() calls of the whole .tflite file in the runtime named, after warm-up; predicted: "
+              "the sum of the per-layer lookup-table figures for that device profile."]
     return lines

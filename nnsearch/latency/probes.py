@@ -33,8 +33,9 @@ from typing import Iterable, Iterator, NamedTuple
 
 import torch
 
+from nnsearch.common.precision import Precision
 from nnsearch.errors import LatencyError
-from nnsearch.latency.quantize import check_precision, quantize_with_random_calibration
+from nnsearch.latency.quantize import quantize_with_random_calibration
 from nnsearch.latency.tflite import Graph, Layer, lower, to_flatbuffer, write_atomic
 from nnsearch.model.arch import Arch
 from nnsearch.model.space import SearchSpace
@@ -116,7 +117,8 @@ def _level_arches(space: SearchSpace, level: int) -> Iterator[Arch]:
     cycle = max(len(o) for o in options)
     for w_a, w_b in itertools.product(space.widths[level], space.widths[level + 1]):
         for j in range(cycle):
-            skip, down, block, gres = (o[j % len(o)] for o in options)
+            skip, down, block = (o[j % len(o)] for o in (space.skip[level], space.downsample, space.block))
+            gres = space.global_residual[j % len(space.global_residual)]
             yield Arch((w_a, w_b), tuple(positive), (skip,), block, down, gres)
 
 
@@ -174,27 +176,26 @@ def probe_graph(key: OpKey) -> Graph:
     return Graph(layers, shapes, inputs, "y")
 
 
-def probe_file_name(key: OpKey, precision: str = "fp32") -> str:
+def probe_file_name(key: OpKey, precision: str = Precision.FP32) -> str:
     """A readable, unique file name for a key's probe (precisions other than fp32 add a suffix)."""
-    suffix = "" if precision == "fp32" else f".{precision}"
-    return (f"{key.op.lower()}_{key.in_h}x{key.in_w}x{key.in_c}-{key.out_c}"
-            f"_k{key.kernel}s{key.stride}_{key.activation.lower()}{suffix}.tflite")
+    return Precision.parse(precision).tflite_name(f"{key.op.lower()}_{key.in_h}x{key.in_w}x{key.in_c}-{key.out_c}"
+                                            f"_k{key.kernel}s{key.stride}_{key.activation.lower()}")
 
 
 #: Probes are calibrated at most this large (the same op with the same tensor names; values do not matter).
 _CALIBRATION_SIDE = 32
 
 
-def write_probe(key: OpKey, folder: str | Path, precision: str = "fp32") -> Path:
+def write_probe(key: OpKey, folder: str | Path, precision: str = Precision.FP32) -> Path:
     """Write the probe .tflite for `key` into `folder`; returns its path.
 
     A probe in another precision than fp32 is the float probe quantized the way
     students are (`nnsearch.latency.quantize`, calibrated on seeded [0, 1) inputs).
     """
-    check_precision(precision)
+    precision = Precision.parse(precision)
     target = Path(folder) / probe_file_name(key, precision)
     data = to_flatbuffer(probe_graph(key), f"nnsearch probe {probe_file_name(key)}")
-    if precision == "fp32":
+    if not precision.quantized:
         return write_atomic(data, target)
     small = key._replace(in_h=min(key.in_h, _CALIBRATION_SIDE), in_w=min(key.in_w, _CALIBRATION_SIDE))
     with tempfile.TemporaryDirectory(prefix="nnsearch-probe-") as scratch:
@@ -205,7 +206,7 @@ def write_probe(key: OpKey, folder: str | Path, precision: str = "fp32") -> Path
 
 
 def export_probes(space: SearchSpace, resolution: tuple[int, int], out_dir: str | Path,
-                  keys: Iterable[OpKey] | None = None, precision: str = "fp32") -> Path:
+                  keys: Iterable[OpKey] | None = None, precision: str = Precision.FP32) -> Path:
     """Write the probes a space needs at (height, width) in `precision` and `manifest.csv`; returns its path."""
     out = Path(out_dir)
     height, width = resolution

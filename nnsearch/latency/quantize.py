@@ -38,27 +38,18 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from nnsearch.errors import ExportError, NNSearchError
+from nnsearch.common.precision import QUANTIZED, Precision
+from nnsearch.errors import ExportError
 from nnsearch.latency.tflite import NATIVE_OPS, make_interpreter, read_op_names
 from nnsearch.latency.tflite.flatbuffer import SIGNATURE_KEY
 
-PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "w8a16", "int8")
-#: The precisions that `quantize_tflite` writes from a float32 file.
-QUANTIZED: tuple[str, ...] = ("int8", "w8a16", "fp16")
-#: What each precision means, for model cards and --help.
-RECIPES: dict[str, str] = {
-    "fp32": "float32 weights and activations (no quantization)",
-    "fp16": "float16 weights (float_casting), float32 activations",
-    "w8a16": "static_wi8_ai16: int8 weights, int16 activations",
-    "int8": "static_wi8_ai8: int8 weights, int8 activations",
-}
 #: Ops a quantized file may hold: the native set plus the quantizer's conversions.
 QUANTIZED_OPS: frozenset[str] = NATIVE_OPS | {"QUANTIZE", "DEQUANTIZE"}
 #: Factor on the calibrated activation ranges (see `calibrate`). A few 64 px crops do not show the largest
 #: activations a full image can reach, and a clipped activation costs far more than a coarser step: on
 #: briefly trained litedenoise students evaluated on other images than the crops', the observed ranges
 #: lost up to 2.2 dB (int8) / 1.9 dB (w8a16) where x2 lost <= 0.02 / 0.00 dB. int16 has bits to spare.
-HEADROOM: dict[str, float] = {"int8": 2.0, "w8a16": 4.0}
+HEADROOM: dict[Precision, float] = {Precision.INT8: 2.0, Precision.W8A16: 4.0}
 #: Default number of calibration samples (seeded training crops) per student.
 CALIBRATION_SAMPLES = 8
 
@@ -66,30 +57,19 @@ Calibration = Mapping[str, Any]  # tensor name -> min/max statistics (the quanti
 Sample = Mapping[str, np.ndarray]  # signature input name -> NHWC float32 array
 
 
-class PrecisionError(NNSearchError):
-    """An unknown precision name."""
-
-
 class QuantizeError(ExportError):
     """A student cannot be quantized: bad calibration data or a quantizer failure (names student and step)."""
 
 
-def check_precision(name: str) -> str:
-    """`name` if it is one of PRECISIONS; PrecisionError otherwise."""
-    if name not in PRECISIONS:
-        raise PrecisionError(f"unknown precision {name!r}; expected one of {', '.join(PRECISIONS)}")
-    return name
-
-
-def _quantizer(path: Path, precision: str) -> Any:
+def _quantizer(path: Path, precision: Precision) -> Any:
     """A litert_quantizer.Quantizer for `path` loaded with the precision's recipe."""
     from litert_quantizer import qtyping, quantizer, recipe
     from litert_quantizer.algorithm_manager import AlgorithmName
 
     q = quantizer.Quantizer(str(path))
-    if precision == "int8":
+    if precision is Precision.INT8:
         q.load_quantization_recipe(recipe.static_wi8_ai8())
-    elif precision == "w8a16":
+    elif precision is Precision.W8A16:
         q.load_quantization_recipe(recipe.static_wi8_ai16())
     else:
         q.add_weight_only_config(regex=".*", operation_name=qtyping.TFLOperationName.CONV_2D, num_bits=16,
@@ -121,16 +101,16 @@ def _check_samples(path: Path, samples: Sequence[Sample], what: str) -> None:
                                     f"input '{name}', which does not fit the model's NHWC input {wanted[name]}")
 
 
-def calibrate(float_path: str | Path, precision: str, samples: Sequence[Sample], what: str = "model",
+def calibrate(float_path: str | Path, precision: str | Precision, samples: Sequence[Sample], what: str = "model",
               headroom: float | None = None) -> Calibration:
     """Tensor statistics of a float .tflite file over `samples` for `precision` ({} where none are needed).
 
     `headroom` (default `HEADROOM[precision]`) scales every tensor's observed
     range, so inputs busier than the calibration samples are not clipped.
     """
-    check_precision(precision)
+    precision = Precision.parse(precision)
     path = Path(float_path)
-    if precision in ("fp32", "fp16"):
+    if precision in (Precision.FP32, Precision.FP16):
         return {}
     _check_samples(path, samples, what)
     batch = [{name: np.asarray(a, np.float32) for name, a in s.items()} for s in samples]
@@ -187,7 +167,7 @@ def _cover_image_range(statistics: dict[str, Any], names: list[str]) -> dict[str
     return statistics
 
 
-def quantize_tflite(float_path: str | Path, out_path: str | Path, precision: str, calibration: Calibration,
+def quantize_tflite(float_path: str | Path, out_path: str | Path, precision: str | Precision, calibration: Calibration,
                     what: str = "model") -> Path:
     """Write the `precision` variant of a float .tflite file to `out_path`, checked; returns the path.
 
@@ -195,9 +175,9 @@ def quantize_tflite(float_path: str | Path, out_path: str | Path, precision: str
     another resolution). The file is checked for QUANTIZED_OPS and run once in
     the interpreter before it is moved into place.
     """
-    check_precision(precision)
-    if precision == "fp32":
-        raise QuantizeError(f"{what}: fp32 is the float file itself; quantize to one of {', '.join(QUANTIZED)}")
+    precision = Precision.parse(precision)
+    if not precision.quantized:
+        raise QuantizeError(f"{what}: {precision} is the float file itself; quantize to one of {', '.join(QUANTIZED)}")
     source, out = Path(float_path), Path(out_path)
     try:
         with _quiet():

@@ -12,7 +12,7 @@ runs (`median_ms`, `min_ms`, `max_ms`; pooled over passes as median of
 medians, overall min and max). Predictions sum `LutEntry.ms`, the minimum
 (the median when an imported row has no minimum), and whole models are
 compared by their minimum too (`LatencyStat.ms`, the one statistic of
-`nnsearch.latency.stat` that entries, timings and stored figures share). On this host, with one
+`nnsearch.store.stat` that entries, timings and stored figures share). On this host, with one
 thread, runs are timed on the invoking thread's CPU clock
 (`nnsearch.latency.tflite.resolve_clock`), so time spent descheduled while other
 processes run is not counted. What remains of contention (cache and memory
@@ -44,7 +44,7 @@ is no reliable gain. So the search uses the plain sum (scale 1), and
 whose probes and whole graphs run differently.
 
 Entries live behind a `LutBackend` (get / put); `MemoryBackend` keeps them in a
-dict, `nnsearch.store.lut_backend.SqlLutBackend` in the store's `latency_lut`
+dict, `nnsearch.latency.stored_table.SqlLutBackend` in the store's `latency_lut`
 table. The key decomposition is cached per (Arch, height, width) and entries
 are cached in the table object, so a prediction with every entry present is a
 dictionary walk (tens of microseconds).
@@ -59,19 +59,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Protocol, Sequence
 
+from nnsearch.common.precision import Precision
 from nnsearch.errors import LatencyError
-from nnsearch.latency.probes import (
-    KEY_COLUMNS,
-    ArchKeys,
-    OpKey,
-    arch_keys,
-    key_from_row,
-    write_probe,
-)
-from nnsearch.latency.stat import LatencyStat
-from nnsearch.latency.quantize import check_precision
+from nnsearch.latency.probes import KEY_COLUMNS, ArchKeys, OpKey, arch_keys, key_from_row, write_probe
 from nnsearch.latency.tflite import RUNTIME, runtime_version, time_tflite
 from nnsearch.model.arch import Arch
+from nnsearch.store.stat import LatencyStat
 
 __all__ = [
     "DeviceProfile", "LatencyTable", "LutBackend", "LutEntry", "MemoryBackend", "OpKey",
@@ -83,7 +76,7 @@ __all__ = [
 class DeviceProfile:
     """Where latencies hold: a device name, the runtime and its version, the thread count, the precision.
 
-    `precision` (one of `nnsearch.latency.quantize.PRECISIONS`) is the precision
+    `precision` (a `nnsearch.common.precision.Precision`) is the precision
     of the probes and models timed: each precision has its own table.
     """
 
@@ -91,16 +84,16 @@ class DeviceProfile:
     runtime: str
     runtime_version: str
     threads: int
-    precision: str = "fp32"
+    precision: str = Precision.FP32
 
     def __str__(self) -> str:
-        extra = "" if self.precision == "fp32" else f", {self.precision}"
+        extra = Precision.parse(self.precision).label(", ")
         return f"{self.name} ({self.runtime}, {self.runtime_version}, {self.threads} thread(s){extra})"
 
 
-def host_profile(threads: int = 1, name: str = "host-cpu", precision: str = "fp32") -> DeviceProfile:
+def host_profile(threads: int = 1, name: str = "host-cpu", precision: str = Precision.FP32) -> DeviceProfile:
     """The profile of this machine's ai-edge-litert CPU interpreter (at one precision)."""
-    return DeviceProfile(name, RUNTIME, runtime_version(), int(threads), check_precision(precision))
+    return DeviceProfile(name, RUNTIME, runtime_version(), int(threads), Precision.parse(precision))
 
 
 def can_measure(device: DeviceProfile) -> bool:
@@ -283,7 +276,7 @@ def import_latencies(csv_path: str | Path, device: DeviceProfile) -> list[LutEnt
         raise LatencyError(f"cannot read latency CSV {path}: {exc}") from None
 
 
-def _optional(value: str | None, kind: type) -> float | int | None:
+def _optional(value: str | None, kind: type[float] | type[int]) -> float | int | None:
     return kind(value) if value not in (None, "") else None
 
 
@@ -291,7 +284,7 @@ def _entry_from_row(row: dict[str, str], device: DeviceProfile, where: str) -> L
     try:
         entry = LutEntry(device, key_from_row(row), "imported", median_ms=float(row["median_ms"]),
                          min_ms=_optional(row.get("min_ms"), float), max_ms=_optional(row.get("max_ms"), float),
-                         runs=_optional(row.get("runs"), int) or 1)
+                         runs=int(row.get("runs") or 0) or 1)
     except (KeyError, TypeError, ValueError) as exc:
         raise LatencyError(f"{where}: bad latency row {dict(row)}: {exc}") from None
     if not entry.median_ms >= 0:

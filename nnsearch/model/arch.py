@@ -100,7 +100,7 @@ class Arch:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in data.items()}
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], label: str | None = None) -> "Arch":
+    def from_dict(cls, data: Mapping[str, Any], label: str | None = None) -> Arch:
         """Inverse of `to_dict`; unknown keys are an error."""
         unknown = sorted(set(data) - set(ARCH_FIELDS))
         if unknown:

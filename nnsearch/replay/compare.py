@@ -56,7 +56,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -70,6 +70,10 @@ from nnsearch.analysis.pareto import (
 from nnsearch.common.progress import progress_bar
 from nnsearch.errors import NNSearchError
 from nnsearch.replay.table import OBJECTIVES, ReplayRun, ReplayTable
+
+if TYPE_CHECKING:
+    from nnsearch.model.space import SearchSpace
+    from nnsearch.store.engine import Store
 
 #: Fractions of the trial budget at which the summary reports hypervolume.
 FRACTIONS = (0.25, 0.5, 1.0)
@@ -292,9 +296,9 @@ def write_outputs(result: ReplayResult, out: Path) -> list[Path]:
     return [runs, summary, plot]
 
 
-def replay_study(study: str, db: "Store | str | None" = None, *,
+def replay_study(study: str, db: Store | str | None = None, *,
                  samplers: Sequence[str] = ("guided", "tpe", "nsga2", "random"), trials: int | None = None,
-                 seeds: int = 5, space: "SearchSpace | str | None" = None, device: str = "host-cpu",
+                 seeds: int = 5, space: SearchSpace | str | None = None, device: str = "host-cpu",
                  reference: Mapping[str, float] | None = None, first_seed: int | None = None,
                  rule: str = "distinct", verbose: bool = False) -> ReplayResult:
     """Replay the finished study `study` of store `db` (`ReplayTable.load`, then `replay`); what `nnsearch.replay` does."""

@@ -28,12 +28,7 @@ from sqlalchemy import inspect, select
 
 from nnsearch.errors import NNSearchError, SpaceError
 from nnsearch.model.arch import Arch
-from nnsearch.model.space import (
-    SearchSpace,
-    decision_names,
-    numeric_choices,
-    parse_space,
-)
+from nnsearch.model.space import SearchSpace, decision_names, numeric_choices, parse_space
 from nnsearch.search.samplers.base import LatencyFn
 from nnsearch.store.engine import Store
 from nnsearch.store.query import study_results
@@ -75,7 +70,7 @@ def study_candidates(store: Store, study: str, device: str = "host-cpu") -> pd.D
         raise NNSearchError(f"the store has no architecture JSON (nn.arch) for {len(missing)} student(s) of "
                             f"study '{study}', e.g. {missing[:3]}; they cannot be replayed")
     table = done[["nn", "trial", "psnr", "latency_ms"]].reset_index(drop=True)
-    table["arch"] = [Arch.from_dict(json.loads(stored[nn])) for nn in table["nn"]]
+    table["arch"] = [Arch.from_dict(json.loads(str(stored[nn]))) for nn in table["nn"]]
     return table
 
 
@@ -124,7 +119,7 @@ def _space_from_choices(study: str, choices: dict[str, list[Any]], hint: str) ->
     if missing:
         raise NNSearchError(f"study '{study}': its trials never suggested {missing}, so its search space cannot "
                             f"be read from them{hint}")
-    raw = {
+    raw: dict[str, Any] = {
         "name": f"{study}-space", "levels": choices["levels"],
         "widths": [choices[f"width_{i}"] for i in range(deepest)],
         "blocks": [choices[f"blocks_{i}"] for i in range(deepest)],
@@ -203,13 +198,13 @@ class ReplayTable:
 
     @classmethod
     def load(cls, store: Store, study: str, space: SearchSpace | None = None,
-             device: str = "host-cpu") -> "ReplayTable":
+             device: str = "host-cpu") -> ReplayTable:
         """The table of `study` in `store`; its space is read from the store unless given.
 
         Latency predictions come from the store's lookup table for `device`
-        (`nnsearch.replay.latency.stored_predictor`).
+        (`nnsearch.latency.recorded.stored_predictor`).
         """
-        from nnsearch.replay.latency import stored_predictor
+        from nnsearch.latency.recorded import stored_predictor
 
         candidates = study_candidates(store, study, device)
         space = space or recorded_space(store, study)

@@ -6,8 +6,9 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from nnsearch.common.precision import Precision
 from nnsearch.errors import NNSearchError
-from nnsearch.latency.quantize import CALIBRATION_SAMPLES, check_precision
+from nnsearch.latency.quantize import CALIBRATION_SAMPLES
 from nnsearch.model.space import SearchSpace
 from nnsearch.search.early_stopping import EarlyStopRule
 from nnsearch.train.distill import DistillConfig
@@ -41,7 +42,11 @@ class LatencyConfig:
     runs: int = 3
     warmup: int = 1
     predict: bool = True  # predict from the per-layer lookup table before training
-    measure: bool = True  # also time the whole exported model (only possible on 'host-cpu')
+    measure: bool = True  # also time the whole exported model (on 'host-cpu', or by a device's agents)
+    # A device served by measurement agents (nnsearch.latency.agents): wait for the agent's whole-model timing
+    # before the trial completes (True), or go on with the prediction and let the measurement land later.
+    wait: bool = True
+    wait_timeout_s: float = 3600.0  # waiting longer goes on with the prediction
 
 
 @dataclass(frozen=True)
@@ -65,11 +70,11 @@ class StudyConfig:
     start_from_references: bool = False  # a new study trains the space's reference students first
     # Quantized search: the precision (fp32, fp16, w8a16, int8) whose lookup table gives the latency objective
     # and whose quantized model's full-resolution PSNR is the quality objective (nnsearch.search.quantized).
-    precision: str = "fp32"
+    precision: str = Precision.FP32
     calibration_samples: int = CALIBRATION_SAMPLES
 
     def __post_init__(self) -> None:
-        check_precision(self.precision)
+        object.__setattr__(self, "precision", Precision.parse(self.precision))
         if self.calibration_samples < 1:
             raise NNSearchError(f"calibration_samples must be >= 1, got {self.calibration_samples}")
 

@@ -21,8 +21,8 @@ import pandas as pd
 
 from nnsearch.errors import NNSearchError
 from nnsearch.store.engine import Store
-from nnsearch.store.latency import LatencyQuery, study_configuration
 from nnsearch.store.query import StudyReader
+from nnsearch.store.timings import LatencyQuery, study_configuration
 
 
 class StoppedEarly(NNSearchError):

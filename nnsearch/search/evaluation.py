@@ -18,11 +18,11 @@ from typing import Any, Callable, Iterable
 import optuna
 import torch
 
+from nnsearch.latency.candidate import CandidateLatency
 from nnsearch.model.arch import Arch
 from nnsearch.model.counting import count_params
 from nnsearch.model.space import SearchSpace
 from nnsearch.model.student import build_student
-from nnsearch.search.candidate_latency import CandidateLatency
 from nnsearch.search.config import OBJECTIVES, PHASE_ATTR
 from nnsearch.search.early_stopping import EarlyStopRule, EpochHistory, StoppedEarly, check_epoch
 from nnsearch.search.inputs import TrainingInputs, silent
@@ -130,9 +130,10 @@ class CandidateEvaluator:
                 quantized.append(self.quantized.quality(quantizer, data))
                 measured = self.latency.measure(student, arch, quantizer) if self.latency.can_measure else None
             student.to(self.device)
-        latency = (measured or predicted).ms  # min of runs, like the table's entries
         self._record(trial.number, arch, student, epochs=result.epochs, latencies=_present(predicted, measured),
                      state="complete", precisions=quantized)
+        measured = self.latency.land(arch, predicted, self.log) or measured  # a device served by agents
+        latency = (measured or predicted).ms  # min of runs, like the table's entries
         quality = quantized[0].psnr if quantized else result.final.psnr
         outcome = TrialOutcome(trial.number, arch, "complete", quality, latency, params)
         lat = self.latency.config

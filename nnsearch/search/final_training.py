@@ -26,6 +26,7 @@ from sqlalchemy import func, select
 
 from nnsearch.common.device import default_device, describe_device
 from nnsearch.common.paths import cache_dir
+from nnsearch.common.torch_files import DamagedFileError, load_tensors
 from nnsearch.errors import NNSearchError
 from nnsearch.export.student import StoredModel, load_stored_model
 from nnsearch.model.counting import conv_depth, count_macs, count_params
@@ -107,7 +108,7 @@ def train_student(request: FinalTraining, store: Store, *, device: torch.device 
     resume = _load_checkpoint(path, key, say)
     student = build_student(start.arch)
     if not request.restart:
-        student.load_state_dict(torch.load(io.BytesIO(start.state), map_location="cpu", weights_only=True))
+        student.load_state_dict(load_tensors(start.state, f"the stored weights of {start.nn}"))
     teacher = None
     if request.distill.alpha > 0:
         config = teacher_config(request.teacher, request.teacher_steps)
@@ -185,11 +186,12 @@ def _load_checkpoint(path: Path, key: dict, say) -> dict | None:
     if not path.exists():
         return None
     try:
-        saved = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # torch raises many kinds for a damaged file
-        say(f"train: ignoring the unreadable checkpoint {path} ({exc}); starting over")
+        saved = load_tensors(path, "training checkpoint",
+                             hint="nnsearch did not write this file: delete it (or move it away) and run again")
+    except DamagedFileError as exc:  # e.g. a disk that filled up under an older version's write
+        say(f"train: ignoring the unreadable checkpoint: {exc}; starting over")
         return None
-    if saved.get("key") != key:
+    if not isinstance(saved, dict) or saved.get("key") != key:
         say(f"train: checkpoint {path} is for other data; starting over")
         return None
     return saved["snapshot"]

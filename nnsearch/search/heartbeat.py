@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from types import TracebackType
+from typing import Any
 
 import optuna
 
@@ -28,12 +29,12 @@ class Heartbeat:
 
     def __init__(self, study: optuna.Study, trial: optuna.Trial) -> None:
         self._study = study
-        self._storage = study._storage
+        self._storage: Any = study._storage  # an RDBStorage has record_heartbeat; BaseStorage does not say so
         self._trial_id = trial._trial_id
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def __enter__(self) -> "Heartbeat":
+    def __enter__(self) -> Heartbeat:
         interval = heartbeat_interval(self._study)
         if interval:
             record_heartbeat(self._study, self._trial_id)

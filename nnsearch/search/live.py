@@ -7,11 +7,12 @@ from dataclasses import dataclass, field
 import optuna
 import pandas as pd
 
+from nnsearch.common.precision import Precision
 from nnsearch.analysis.pareto import pareto
 from nnsearch.search.claims import TrialCounts
 from nnsearch.store.engine import Store
-from nnsearch.store.latency import study_configuration
 from nnsearch.store.query import StudyReader
+from nnsearch.store.timings import study_configuration
 
 
 @dataclass(frozen=True)
@@ -26,7 +27,7 @@ class StudyStatus:
 
     @classmethod
     def read(cls, study: optuna.Study, store: Store, total: int, device: str = "host-cpu", recent: int = 3, *,
-             reader: StudyReader | None = None, precision: str = "fp32") -> "StudyStatus":
+             reader: StudyReader | None = None, precision: str = Precision.FP32) -> "StudyStatus":
         """The status now; `reader` (the study's incremental reader) reads only new trials, else all are read."""
         counts = TrialCounts.of(study)
         if reader is None:

@@ -5,10 +5,12 @@ from __future__ import annotations
 from typing import Callable
 
 from nnsearch.errors import NNSearchError
-from nnsearch.search.candidate_latency import CandidateLatency
-from nnsearch.store.locks import advisory_lock
+from nnsearch.latency.candidate import CandidateLatency
+from nnsearch.latency.agents.service import fill_device_table, served_by_agents
+from nnsearch.latency.probes import space_keys
+from nnsearch.latency.service import HOST_DEVICE, clear_caches, fill_space_table
 from nnsearch.search.config import StudyConfig
-from nnsearch.search.latency import HOST_DEVICE, fill_space_table
+from nnsearch.store.locks import advisory_lock
 from nnsearch.search.samplers import PREDICTS_LATENCY
 from nnsearch.store.engine import Store
 
@@ -17,13 +19,24 @@ def fill_lookup_table(config: StudyConfig, store: Store, *, verbose: bool = True
                       log: Callable[[str], None] = print) -> None:
     """For a sampler that predicts latencies, on this host: measure the space's missing lookup-table entries.
 
+    For a device served by measurement agents: queue probe jobs for the entries
+    its table lacks and wait for the agents (every prediction needs them).
+
     The sampler predicts the latency of dozens of candidates per trial; done
     here, the measuring shows progress once instead of slowing early trials.
     """
     lat = config.latency
+    precision = config.precision
+    if lat.predict and served_by_agents(store, lat.device):
+        queued, total = fill_device_table(store, lat.device, space_keys(config.space, lat.height, lat.width),
+                                          lat.threads, precision, study=config.name, verbose=verbose)
+        if queued:
+            clear_caches()  # cached profiles and tables re-read the new entries
+            log(f"lookup table: the agents of '{lat.device}' measured {queued} of the space's {total} layer "
+                f"latencies at {lat.height}x{lat.width}")
+        return
     if config.sampler not in PREDICTS_LATENCY or not lat.predict or lat.device != HOST_DEVICE:
         return
-    precision = config.precision
     with advisory_lock(store, f"lut-{lat.height}x{lat.width}-{lat.threads}-{precision}"):
         measured, total = fill_space_table(store, config.space, lat.height, lat.width, lat.threads, verbose=verbose,
                                            precision=precision)

@@ -3,7 +3,7 @@
 `Study` only assembles the pieces, each of which is a module of its own:
 `config` (what defines a study), `optuna_setup` (storage, create or resume),
 `inputs` (data and teacher targets), `preparation` (lookup table, budget
-check), `candidate_latency`, `recorder`, `evaluation` (one candidate) and
+check), ``nnsearch.latency.candidate`, `recorder`, `evaluation` (one candidate) and
 `trial_loop` (claims, interrupt guard, heartbeats, telling Optuna).
 """
 
@@ -15,19 +15,20 @@ from pathlib import Path
 import optuna
 import torch
 
+from nnsearch.common.precision import Precision
 from nnsearch.common.device import default_device
 from nnsearch.common.paths import default_results_root
+from nnsearch.latency.candidate import CandidateLatency
 from nnsearch.model.arch import Arch
-from nnsearch.search.candidate_latency import CandidateLatency
 from nnsearch.search.claims import TrialCounts, claim_trial
 from nnsearch.search.config import (  # noqa: F401 - the study's vocabulary, importable from here
     CONFIG_ATTR,
-    TEACHER_PSNR_ATTR,
     DIRECTIONS,
     OBJECTIVES,
     PARAMS_OBJECTIVE,
     PHASE_ATTR,
     SPACE_ATTR,
+    TEACHER_PSNR_ATTR,
     HeartbeatConfig,
     LatencyConfig,
     StudyConfig,
@@ -37,13 +38,13 @@ from nnsearch.search.evaluation import CandidateEvaluator, TrialOutcome
 from nnsearch.search.inputs import TrainingInputs, silent
 from nnsearch.search.optuna_setup import open_optuna_study, optuna_storage  # noqa: F401
 from nnsearch.search.preparation import check_budget_reachable, fill_lookup_table
+from nnsearch.search.quantized import QuantizedQuality
 from nnsearch.search.recorder import TrialRecorder
 from nnsearch.search.samplers import SAMPLERS, SamplerContext
-from nnsearch.search.quantized import QuantizedQuality
 from nnsearch.search.trial_loop import TrialLoop
 from nnsearch.store.engine import Store
-from nnsearch.store.latency import LatencyQuery
 from nnsearch.store.query import StudyReader
+from nnsearch.store.timings import LatencyQuery
 from nnsearch.train.datasets import DenoiseData
 from nnsearch.train.distill import TeacherTargets
 
@@ -70,8 +71,8 @@ class Study:
                                      on_teacher=lambda psnr: self.optuna.set_user_attr(TEACHER_PSNR_ATTR, psnr))
         lat = config.latency
         self.latency = CandidateLatency(store, lat, Path(), max_latency_ms=config.max_latency_ms,
-                                        precision=config.precision)
-        self.quantized = (None if config.precision == "fp32" else
+                                        precision=config.precision, study=config.name, log=self.log)
+        self.quantized = (None if not config.precision.quantized else
                           QuantizedQuality(config.precision, config.calibration_samples, config.seed))
         self.results_dir = (results_root or default_results_root()) / config.name
         self.recorder = TrialRecorder(store, config.name, config.distill, latency=self.latency_query(),
@@ -108,6 +109,7 @@ class Study:
         if self.quantized is not None:  # calibration crops that do not fit fail here, before any training
             self.quantized.check_calibration(self.data)
         self.fill_lookup_table()
+        self.latency.warn_if_table_predicts_badly()
         self.check_budget_reachable()
         self.targets()
 
@@ -163,7 +165,7 @@ class Study:
         return self.recorder.results()
 
     def latency_query(self) -> LatencyQuery:
-        """The study's latency configuration, for `nnsearch.store.latency` (device, size, threads)."""
+        """The study's latency configuration, for `nnsearch.store.timings` (device, size, threads)."""
         lat = self.config.latency
         return LatencyQuery(lat.device, lat.height, lat.width, lat.threads, self.config.precision)
 

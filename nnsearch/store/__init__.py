@@ -1,4 +1,4 @@
-"""The SQL store: schema, opening, recording and querying."""
+"""The SQL store: schema, opening, recording and querying (timings included: `timings`, `stat`)."""
 
 from nnsearch.store.engine import Store, resolve_db_url
 

@@ -5,7 +5,7 @@ nn, nn_code, epoch, accuracy, duration, prm, transform_code`) and then ours:
 `transform` (its name), `prm_uid`, `run` (repeat index of a training with the
 same hyperparameters, 0 for the first), `params`, `macs` and one `latency_ms@<device>`
 column per device profile. A latency column holds, per model, its latency on
-that device by the one rule of `nnsearch.store.latency` (measured before
+that device by the one rule of `nnsearch.store.timings` (measured before
 predicted, the minimum over runs; at one study's configuration when `study`
 names one study, else at the model's largest recorded input and fewest
 threads); `run_data()` returns every latency record. `device` selects which
@@ -35,19 +35,11 @@ import pandas as pd
 from sqlalchemy import ColumnElement, and_, exists, func, select
 from sqlalchemy.engine import Connection
 
+from nnsearch.common.precision import Precision
 from nnsearch.store.engine import Store, open_store
-from nnsearch.store.latency import DEFAULT_PRECISION, LatencyQuery, student_latencies, study_configuration
 from nnsearch.store.record import encode_value
-from nnsearch.store.schema import (
-    NN,
-    LatencyRun,
-    Metric,
-    NNStat,
-    Prm,
-    Stat,
-    Transform,
-    TrialLink,
-)
+from nnsearch.store.schema import NN, LatencyRun, Metric, NNStat, Prm, Stat, Transform, TrialLink
+from nnsearch.store.timings import LatencyQuery, student_latencies, study_configuration
 
 #: The NN Dataset's `data()` columns, in its order.
 NND_COLUMNS = ("task", "dataset", "metric", "metric_code", "nn", "nn_code", "epoch", "accuracy", "duration",
@@ -223,20 +215,20 @@ def _prm_dicts(conn: Connection, uids: list[str]) -> dict[str, dict[str, Any]]:
 
 def _latency_columns(conn: Connection, names: list[str], device: Filter, precision: Filter,
                      study: str | None) -> dict[str, dict[str, float]]:
-    """`latency_ms@<device>[@<precision>]` -> {nn: ms} by `nnsearch.store.latency` (at `study`'s configuration if given).
+    """`latency_ms@<device>[@<precision>]` -> {nn: ms} by `nnsearch.store.timings` (at `study`'s configuration if given).
 
     fp32 columns are named `latency_ms@<device>`, others `latency_ms@<device>@<precision>`;
     `precision` (None: every recorded one) selects which precisions get columns.
     """
     where = [c for c in (_match(LatencyRun.device, device), _match(LatencyRun.precision, precision)) if c is not None]
     recorded = set(_fetch_by(conn, LatencyRun.nn, (LatencyRun.device, LatencyRun.precision), names, *where))
-    wanted = _as_set(precision) or {DEFAULT_PRECISION}
+    wanted = _as_set(precision) or {Precision.FP32}
     recorded |= {(dev, prec) for dev in _as_set(device) for prec in wanted}
     columns: dict[str, dict[str, float]] = {}
     for dev, prec in sorted(recorded):
         query = (study_configuration(conn, study, dev, prec) if study is not None
                  else LatencyQuery(dev, precision=prec))
-        name = f"{LATENCY_PREFIX}{dev}" + ("" if prec == DEFAULT_PRECISION else f"@{prec}")
+        name = f"{LATENCY_PREFIX}{dev}{Precision.parse(prec).tag}"
         columns[name] = {nn: found.ms for nn, found in student_latencies(conn, names, query).items()}
     return columns
 

@@ -71,7 +71,7 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True)
 
 
-def _sqlite_connect(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+def _sqlite_connect(dbapi_connection, _record) -> None:
     # The driver must not open transactions itself: `_sqlite_begin` does, so that DDL is
     # transactional and write transactions can start with BEGIN IMMEDIATE.
     dbapi_connection.isolation_level = None
@@ -180,7 +180,7 @@ class Store:
 
 
 @contextmanager
-def open_store(db: "Store | str | None" = None, *, create: bool = False) -> Iterator[Store]:
+def open_store(db: Store | str | None = None, *, create: bool = False) -> Iterator[Store]:
     """`db` itself when it is a Store, else a Store opened on it and disposed afterwards."""
     if isinstance(db, Store):
         yield db

@@ -57,6 +57,8 @@ def stored_archs(store: Store, params: int) -> list[Arch]:
              .where(NNStat.params == params, NN.arch.is_not(None)).order_by(NN.name))
     archs = []
     for name, arch in store.reading(lambda conn: conn.execute(query).all()):
+        if arch is None:
+            continue
         try:
             archs.append(Arch.from_dict(json.loads(arch), label=name))
         except (NNSearchError, ValueError, TypeError):  # an unreadable record is not a candidate

@@ -65,7 +65,7 @@ def run_rows(path: Path, record: Any, runtime: str, precision: str, nn: str) -> 
     """The latency rows of one runtime file; None when it is not one (no unit durations, or marked invalid)."""
     if not isinstance(record, dict) or record.get("valid") is False:
         return None
-    benchmark = record.get("benchmark") if isinstance(record.get("benchmark"), dict) else {}
+    benchmark: dict[str, Any] = record["benchmark"] if isinstance(record.get("benchmark"), dict) else {}
     stamp = (record.get("device_analytics") or {}).get("timestamp") if isinstance(
         record.get("device_analytics"), dict) else None
     base = {"nn": nn, "runtime": runtime, "runtime_version": NND_RUNTIME_VERSION, "precision": precision,

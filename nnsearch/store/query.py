@@ -13,7 +13,6 @@ trial was read (`nnsearch profile`) shows in a new reader, e.g. `study_results`.
 from __future__ import annotations
 
 import dataclasses
-
 import math
 from collections import defaultdict
 from typing import Any
@@ -22,10 +21,10 @@ import pandas as pd
 from sqlalchemy import or_, select
 from sqlalchemy.engine import Connection
 
+from nnsearch.common.precision import Precision
 from nnsearch.store.engine import Store
-from nnsearch.store.latency import LatencyQuery, StudentLatency, student_latencies, study_configuration
-from nnsearch.store.record import precision_metric
 from nnsearch.store.schema import NNStat, Stat, TrialLink
+from nnsearch.store.timings import LatencyQuery, StudentLatency, student_latencies, study_configuration
 
 #: Columns of `study_results`, in order.
 RESULT_COLUMNS = ["trial", "nn", "state", "dataset", "psnr", "ssim", "latency_ms", "measured_ms", "predicted_ms",
@@ -97,7 +96,7 @@ class StudyReader:
             rows = stats.get((nn, prm, dataset), [])
             last = max((epoch for _, epoch, _ in rows), default=None)
             final = {metric: value for metric, epoch, value in rows if epoch == last}
-            psnr, ssim = (final.get(precision_metric(m, self.query.precision), NAN) for m in ("psnr", "ssim"))
+            psnr, ssim = (final.get(Precision.parse(self.query.precision).metric(m), NAN) for m in ("psnr", "ssim"))
             measured, predicted = _ms(found.get(nn), "measured"), _ms(found.get(nn), "predicted")
             params, macs = sizes.get(nn, (None, None))
             results.append({"trial": int(trial), "nn": nn, "state": state, "dataset": dataset,
@@ -113,14 +112,14 @@ def study_results(store: Store, study: str, device: str = "host-cpu", *,
                   latency: LatencyQuery | None = None, precision: str | None = None) -> pd.DataFrame:
     """One row per recorded trial of `study`: final-epoch PSNR/SSIM, latency, size (`RESULT_COLUMNS`).
 
-    Latency follows `nnsearch.store.latency`: at `latency`'s configuration, by
+    Latency follows `nnsearch.store.timings`: at `latency`'s configuration, by
     default the study's own (`study_configuration` on `device`); `latency_ms` is
     the measured figure where one exists, else the prediction (`measured_ms` and
     `predicted_ms` hold both). With a precision other than fp32 (`precision`, else
     `latency.precision`), `psnr`, `ssim` and the latencies are those of that
     precision's quantized model (stat metrics 'psnr@P', 'ssim@P').
     """
-    query = latency or study_configuration(store, study, device, precision or "fp32")
+    query = latency or study_configuration(store, study, device, precision or Precision.FP32)
     if precision is not None and query.precision != precision:
         query = dataclasses.replace(query, precision=precision)
     return StudyReader(store, study, query).results()

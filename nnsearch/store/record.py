@@ -26,8 +26,8 @@ from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
+from nnsearch.common.precision import Precision
 from nnsearch.errors import StoreError
-from nnsearch.latency.stat import LatencyStat
 from nnsearch.store.engine import Store
 from nnsearch.store.limits import check_row, finite_or_none
 from nnsearch.store.schema import (
@@ -44,6 +44,7 @@ from nnsearch.store.schema import (
     Weights,
     utcnow,
 )
+from nnsearch.store.stat import LatencyStat
 
 TASK = "img-denoising"
 
@@ -54,13 +55,8 @@ METRIC_CODE = {
 }
 
 
-def precision_metric(metric: str, precision: str = "fp32") -> str:
-    """The stat metric name of a quality figure at a precision: 'psnr' for fp32, else e.g. 'psnr@int8'."""
-    return metric if precision == "fp32" else f"{metric}@{precision}"
-
-
 def precision_metric_code(metric: str, precision: str) -> str:
-    """The `metric` table code of `precision_metric(metric, precision)`."""
+    """The `metric` table code of `Precision.parse(precision).metric(metric)`."""
     return (METRIC_CODE[metric].rstrip("\n") + f"; computed on the output of the {precision} .tflite file in "
             "ai-edge-litert (full resolution, tiled); see nnsearch.export.quantized\n")
 
@@ -116,7 +112,7 @@ class LatencyRecord(LatencyStat):
     height: int
     width: int
     kind: str  # "measured" or "predicted"
-    precision: str = "fp32"  # of the timed model: fp32, fp16, w8a16 or int8
+    precision: str = Precision.FP32  # of the timed model: fp32, fp16, w8a16 or int8
     created_at: datetime | None = None  # when measured; None: when recorded
 
 
@@ -388,7 +384,7 @@ def model_bundle(rec: ModelRecord) -> Bundle:
     for q in rec.precisions:
         key = dict(task=rec.task, dataset=rec.dataset, nn=rec.nn, transform=rec.transform, epoch=last, prm=prm)
         for metric, value in (("psnr", q.psnr), ("ssim", q.ssim)):
-            name = precision_metric(metric, q.precision)
+            name = Precision.parse(q.precision).metric(metric)
             metric_code[name] = precision_metric_code(metric, q.precision)
             stats.append({**key, "metric": name, "accuracy": value, "duration": q.duration_ns})
     now = utcnow()

@@ -6,7 +6,8 @@ hyperparameter dict); `stat` holds one metric value per model x
 hyperparameters x epoch x run (`run` numbers repeated trainings of the same
 hyperparameters, as the NN Dataset's files hold them; 0 for the first);
 `duration` is NULL where the source did not record it. Our additions:
-`prm_set`, `train_stat`, `nn_stat`, `latency_run`, `latency_lut`, `weights` and `trial_link` (Optuna trial -> nn).
+`prm_set`, `train_stat`, `nn_stat`, `latency_run`, `latency_lut`, `weights`, `trial_link` (Optuna trial -> nn),
+and the measurement queue of device agents: `measure_job` and `measure_agent` (`nnsearch.latency.agents`).
 Unlike the NN Dataset, every natural key is unique and foreign keys are
 enforced on every engine (on SQLite by `PRAGMA foreign_keys=ON`, set by
 `nnsearch.store.engine` on each connection).
@@ -36,8 +37,10 @@ from sqlalchemy import (
 from sqlalchemy.dialects import mysql
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from nnsearch.common.precision import Precision
+
 #: Bumped on every schema change; `nnsearch.store.versioning.MIGRATIONS` upgrades older stores.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 
 def utcnow() -> datetime:
@@ -170,7 +173,7 @@ class LatencyRun(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     nn: Mapped[str] = mapped_column(ForeignKey("nn.name", ondelete="CASCADE"))
     device: Mapped[str] = mapped_column(String(64))
-    precision: Mapped[str] = mapped_column(String(16), default="fp32")  # fp32, fp16, w8a16, int8
+    precision: Mapped[str] = mapped_column(String(16), default=Precision.FP32.value)  # a Precision name
     runtime: Mapped[str] = mapped_column(String(64))
     runtime_version: Mapped[str] = mapped_column(String(64))
     threads: Mapped[int] = mapped_column(Integer)
@@ -196,7 +199,7 @@ class LatencyLUT(Base):
     )
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     device: Mapped[str] = mapped_column(String(64))
-    precision: Mapped[str] = mapped_column(String(16), default="fp32")  # the probes' precision
+    precision: Mapped[str] = mapped_column(String(16), default=Precision.FP32.value)  # the probes' precision
     runtime: Mapped[str] = mapped_column(String(64))
     runtime_version: Mapped[str] = mapped_column(String(64))
     threads: Mapped[int] = mapped_column(Integer)
@@ -239,3 +242,70 @@ class TrialLink(Base):
     dataset: Mapped[str] = mapped_column(String(128))
     state: Mapped[str] = mapped_column(String(16))  # complete, infeasible, stopped, failed
     created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+
+
+class MeasureJob(Base):
+    """One timing a device agent owes: a one-op probe (a lookup-table key) or a whole exported model.
+
+    `target` names what is timed (`nnsearch.latency.agents.jobs`); `round` 0 is
+    its first timing, later rounds re-measure it (an entry suspected inflated).
+    A claimed job is `running` under a lease (`lease_token`, `lease_expires` in
+    seconds on the store's clock) that its agent renews; a lapsed lease lets
+    another agent claim it again (`attempts` counts claims). The result columns
+    say how it was timed: runtime and version, delegate and its options, threads,
+    precision and input size. No foreign key to `nn`: a job may outlive its model.
+    """
+
+    __tablename__ = "measure_job"
+    __table_args__ = (
+        UniqueConstraint("device", "target", "round", name="uq_measure_job_target"),
+        Index("ix_measure_job_claim", "device", "state", "priority", "id"),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    device: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16))  # "probe" or "model"
+    target: Mapped[str] = mapped_column(String(255))
+    round: Mapped[int] = mapped_column(Integer, default=0)
+    priority: Mapped[int] = mapped_column(Integer, default=0)  # lower first
+    nn: Mapped[str | None] = mapped_column(String(128), nullable=True, index=True)
+    op_key: Mapped[str | None] = mapped_column(String(255), nullable=True)  # JSON of the probe's OpKey
+    precision: Mapped[str] = mapped_column(String(16), default="fp32")
+    threads: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    width: Mapped[int] = mapped_column(Integer)
+    payload: Mapped[bytes | None] = mapped_column(Bytes, nullable=True)  # the model's .tflite bytes
+    study: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    predicted_ms: Mapped[float | None] = mapped_column(Double, nullable=True)  # the table's figure at enqueue
+    state: Mapped[str] = mapped_column(String(16), default="queued")  # queued, running, done, failed
+    agent: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    lease_token: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    lease_expires: Mapped[float | None] = mapped_column(Double, nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    message: Mapped[str | None] = mapped_column(LongText, nullable=True)
+    runtime: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    runtime_version: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    delegate: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    options: Mapped[str | None] = mapped_column(LongText, nullable=True)  # JSON of the delegate/runner options
+    median_ms: Mapped[float | None] = mapped_column(Double, nullable=True)
+    min_ms: Mapped[float | None] = mapped_column(Double, nullable=True)
+    max_ms: Mapped[float | None] = mapped_column(Double, nullable=True)
+    runs: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(Timestamp, nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(Timestamp, nullable=True)
+
+
+class MeasureAgent(Base):
+    """A device agent that serves (or served) a device profile name, and when it was last seen."""
+
+    __tablename__ = "measure_agent"
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    device: Mapped[str] = mapped_column(String(64), index=True)
+    runner: Mapped[str] = mapped_column(String(64))
+    runtime: Mapped[str] = mapped_column(String(64))
+    runtime_version: Mapped[str] = mapped_column(String(64))
+    delegate: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    host: Mapped[str] = mapped_column(String(255))
+    state: Mapped[str] = mapped_column(String(16), default="running")  # running or stopped
+    started_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+    seen_at: Mapped[float] = mapped_column(Double)  # seconds on the store's clock

@@ -15,6 +15,7 @@ from typing import Any, Callable
 from sqlalchemy import inspect, select, text
 from sqlalchemy.engine import Connection
 
+from nnsearch.common.precision import Precision
 from nnsearch.errors import StoreError
 from nnsearch.store.schema import SCHEMA_VERSION, Base, SchemaInfo
 
@@ -89,7 +90,7 @@ def _copy_plan(conn: Connection, table: Any, fill: dict[str, Any]) -> tuple[str,
 def _add_precision(conn: Connection) -> None:
     """1 -> 2: latency runs and lookup-table entries carry a precision (fp32 for everything before)."""
     for name in ("latency_run", "latency_lut"):
-        rebuild_table(conn, name, {"precision": "fp32"})
+        rebuild_table(conn, name, {"precision": Precision.FP32.value})
 
 
 def _stat_runs(conn: Connection) -> None:
@@ -100,8 +101,14 @@ def _stat_runs(conn: Connection) -> None:
     rebuild_tables(conn, {"stat": {"run": 0}, "train_stat": {}})
 
 
+def _measure_queue(conn: Connection) -> None:
+    """3 -> 4: the measurement queue of device agents (`measure_job`, `measure_agent`), empty."""
+    for name in ("measure_job", "measure_agent"):
+        Base.metadata.tables[name].create(conn, checkfirst=True)
+
+
 #: version -> the function that upgrades a store from that version to version + 1.
-MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _add_precision, 2: _stat_runs}
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _add_precision, 2: _stat_runs, 3: _measure_queue}
 
 
 def migrate(conn: Connection, found: int, where: str = "the store") -> None:

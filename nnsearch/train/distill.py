@@ -25,7 +25,7 @@ from nnsearch.common.progress import progress
 from nnsearch.errors import NNSearchError
 from nnsearch.store.record import EpochRecord
 from nnsearch.train.crops import Batch, CropSchedule, make_batch_plan
-from nnsearch.train.datasets import DenoiseData
+from nnsearch.train.datasets import DenoiseData, Pair
 from nnsearch.train.metrics import evaluate
 from nnsearch.train.prefetch import batch_stream, check_loader_workers, default_loader_workers
 from nnsearch.train.teacher_outputs import (
@@ -103,7 +103,7 @@ class TeacherTargets:
     @classmethod
     def build(cls, teacher: nn.Module | None, data: DenoiseData, config: DistillConfig,
               multiple: int = 32, device: torch.device | str = "cpu", verbose: bool = False, *,
-              cache: bool = True, limit_bytes: int | None = None, identity: str | None = None) -> "TeacherTargets":
+              cache: bool = True, limit_bytes: int | None = None, identity: str | None = None) -> TeacherTargets:
         """Crops for `config`'s budget and, when a teacher is given, its predictions.
 
         With `cache` the predictions come from (or go to) the on-disk teacher-output
@@ -152,7 +152,7 @@ CheckpointCallback = Callable[[dict], None]
 
 
 def distill(
-    student: nn.Module, targets: TeacherTargets, val: Sequence[object], config: DistillConfig, *,
+    student: nn.Module, targets: TeacherTargets, val: Sequence[Pair], config: DistillConfig, *,
     device: torch.device | str = "cpu", on_epoch: EpochCallback | None = None, verbose: bool = False,
     resume: dict | None = None, on_checkpoint: CheckpointCallback | None = None, checkpoint_every: int = 0,
     stop_requested: Callable[[], bool] | None = None,
@@ -254,7 +254,7 @@ class _Trainer:
         self.run.samples += noisy.shape[0]
         self.run.step = step + 1
 
-    def end_epoch(self, epoch: int, val: Sequence[object], epoch_start: float) -> EpochRecord:
+    def end_epoch(self, epoch: int, val: Sequence[Pair], epoch_start: float) -> EpochRecord:
         """Validate, record the epoch and reset the per-epoch figures."""
         run = self.run
         train_seconds = time.perf_counter() - epoch_start

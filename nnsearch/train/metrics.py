@@ -17,7 +17,7 @@ import torch
 from scipy.ndimage import correlate1d
 
 from nnsearch.common.device import channels_last
-from nnsearch.train.datasets import ImagePair
+from nnsearch.train.datasets import Pair
 from nnsearch.train.datasets.images import MIN_SIDE
 
 _SSIM_SIGMA = 1.5
@@ -80,8 +80,10 @@ def _pad_to_multiple(image: np.ndarray, multiple: int) -> np.ndarray:
     """Pad bottom/right to a multiple of ``multiple`` (reflect, or replicate when too small to reflect)."""
     height, width = image.shape[:2]
     pad_h, pad_w = -height % multiple, -width % multiple
-    mode = "reflect" if pad_h < height and pad_w < width else "edge"
-    return np.pad(image, ((0, pad_h), (0, pad_w), (0, 0)), mode=mode)
+    widths = ((0, pad_h), (0, pad_w), (0, 0))
+    if pad_h < height and pad_w < width:
+        return np.pad(image, widths, mode="reflect")
+    return np.pad(image, widths, mode="edge")
 
 
 def _spans(length: int, tile: int, overlap: int) -> Iterator[tuple[int, int, int, int]]:
@@ -165,7 +167,7 @@ def _pad_to_at_least(image: np.ndarray, size: int) -> np.ndarray:
     return np.pad(image, ((0, pad_h), (0, pad_w), (0, 0)), mode="edge") if pad_h or pad_w else image
 
 
-def evaluate_tiled(run: PatchRunner, pairs: Sequence[ImagePair], *, tile: int = 512,
+def evaluate_tiled(run: PatchRunner, pairs: Sequence[Pair], *, tile: int = 512,
                    fixed_tile: bool = False) -> dict[str, float]:
     """Mean PSNR and SSIM over ``pairs`` of a patch runner's full-resolution (tiled) outputs."""
     if not pairs:
@@ -180,7 +182,7 @@ def evaluate_tiled(run: PatchRunner, pairs: Sequence[ImagePair], *, tile: int = 
 
 def evaluate(
     model: torch.nn.Module,
-    pairs: Sequence[ImagePair],
+    pairs: Sequence[Pair],
     *,
     device: str | torch.device = "cpu",
     tile: int = 512,

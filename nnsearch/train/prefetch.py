@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
-from typing import Iterator, Sequence
+from typing import Generator, Sequence
 
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -56,7 +56,7 @@ def _init_worker(_: int) -> None:
 
 
 def batch_stream(plan: Sequence[Batch], start: int, end: int, *, workers: int = 0,
-                 pin_memory: bool = False) -> Iterator[Batch]:
+                 pin_memory: bool = False) -> Generator[Batch, None, None]:
     """The plan's batches for steps start..end-1, in order; cut by `workers` background processes when > 0."""
     check_loader_workers(workers)
     if workers == 0 or end - start <= 1:

@@ -15,6 +15,7 @@ import shutil
 
 import torch
 
+from nnsearch.common.torch_files import load_tensors
 from nnsearch.train.datasets import load_data
 from nnsearch.train.metrics import evaluate
 from nnsearch.train.teacher import SHIPPED_DIR, load_or_train_teacher, teacher_config, teacher_path
@@ -29,8 +30,9 @@ def ship(preset: str = "cpu") -> dict[str, object]:
     data = load_data()
     ensemble = load_or_train_teacher(config, data, device=torch.device("cpu"))
     trained = teacher_path(config, data)
-    state = torch.load(trained, map_location="cpu")
+    state = load_tensors(trained, "teacher checkpoint")
     single = ensemble.model if config.ensemble else ensemble
+    assert isinstance(single, torch.nn.Module)
     target = SHIPPED_DIR / f"teacher-{preset}-{data.name}.pt"
     shutil.copyfile(trained, target)
     record = {

@@ -28,6 +28,7 @@ from torch import nn
 
 from nnsearch.common.device import channels_last, default_device
 from nnsearch.common.paths import cache_dir
+from nnsearch.common.torch_files import load_tensors
 from nnsearch.common.progress import progress
 from nnsearch.errors import NNSearchError
 from nnsearch.model.arch import Arch
@@ -116,7 +117,7 @@ def load_or_train_teacher(
     device = device or default_device()
     path = teacher_path(config, data)
     torch.manual_seed(config.seed)  # the initial weights are part of what the key stands for
-    model = build_student(config.arch)
+    model: nn.Module = build_student(config.arch)
     shipped = shipped_teacher(config, data)
     if shipped is not None:
         model.load_state_dict(_load(shipped, "cpu")["model"])
@@ -237,11 +238,12 @@ def read_checkpoint_info(path: Path) -> dict:
 
 
 def _load(path: Path, device: torch.device | str) -> dict:
-    try:
-        return torch.load(path, map_location=device)
-    except Exception as exc:  # truncated zip, pickle errors: all mean "unusable file"
-        raise NNSearchError(f"teacher checkpoint {path} is unreadable ({type(exc).__name__}: {exc}); "
-                            f"delete it to train the teacher again") from None
+    state = load_tensors(path, "teacher checkpoint", map_location=device,
+                         hint="delete it to train the teacher again")
+    if not isinstance(state, dict):
+        raise NNSearchError(f"teacher checkpoint {path} is not a checkpoint nnsearch wrote (it holds a "
+                            f"{type(state).__name__}, not a dict); delete it to train the teacher again")
+    return state
 
 
 def _save(path: Path, state: dict) -> None:

@@ -28,7 +28,7 @@ from torch import nn
 
 from nnsearch.common.paths import cache_dir
 from nnsearch.errors import NNSearchError
-from nnsearch.train.datasets import DenoiseData, ImagePair
+from nnsearch.train.datasets import DenoiseData, Pair
 from nnsearch.train.metrics import evaluate, psnr
 from nnsearch.train.teacher import TEACHER_PRESETS, load_or_train_teacher, teacher_config
 from nnsearch.train.teacher_files import load_teacher_file
@@ -69,7 +69,7 @@ class PreparedTeacher:
     quality: TeacherQuality | None = None
 
 
-def noisy_psnr(pairs: Sequence[ImagePair]) -> float:
+def noisy_psnr(pairs: Sequence[Pair]) -> float:
     """Mean PSNR of the noisy images against the clean ones."""
     return float(np.mean([psnr(p.noisy, p.clean) for p in pairs]))
 

@@ -26,6 +26,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from nnsearch.common.torch_files import load_tensors
 from nnsearch.errors import NNSearchError
 
 #: Input sizes a loaded teacher is probed with: two batch sizes, non-square, multiples of 32.
@@ -55,11 +56,11 @@ class _Opaque(nn.Module):
         super().__init__()
         self.program = program
 
-    def train(self, mode: bool = True) -> "_Opaque":  # a loaded teacher stays as it was saved
+    def train(self, mode: bool = True) -> _Opaque:  # a loaded teacher stays as it was saved
         self.training = mode
         return self
 
-    def to(self, *args, **kwargs) -> "_Opaque":  # type: ignore[override]
+    def to(self, *args, **kwargs) -> _Opaque:
         device = next((a for a in args if isinstance(a, (str, torch.device))), kwargs.get("device"))
         if device is not None and torch.device(device).type != "cpu":
             self.program.to(device)
@@ -140,7 +141,7 @@ def _load_factory(path: Path) -> tuple[nn.Module, Path]:
     weights = _state_dict_path(path, module)
     try:
         model = factory()
-        model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+        model.load_state_dict(load_tensors(weights, "teacher state dict"))
     except Exception as exc:
         raise TeacherFileError(f"teacher file {path}: building the model and loading {weights} failed "
                                f"({type(exc).__name__}: {_first_line(exc)})") from None

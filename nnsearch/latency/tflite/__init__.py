@@ -49,6 +49,7 @@ from nnsearch.latency.tflite.graph import (
 )
 from nnsearch.latency.tflite.interpreter import (
     check_native_ops,
+    load_delegate,
     make_interpreter,
     read_op_names,
     run_tflite,
@@ -65,6 +66,6 @@ from nnsearch.latency.tflite.timing import (
 
 __all__ = [
     "ALLOWED_TORCH_OPS", "CLOCKS", "NATIVE_OPS", "RUNTIME", "Graph", "Layer", "Shape", "Timing",
-    "check_native_ops", "export_tflite", "fuse_activations", "lower", "make_interpreter", "read_op_names",
+    "check_native_ops", "export_tflite", "fuse_activations", "load_delegate", "lower", "make_interpreter", "read_op_names",
     "resolve_clock", "run_tflite", "runtime_version", "time_tflite", "to_flatbuffer", "unsupported", "write_atomic",
 ]

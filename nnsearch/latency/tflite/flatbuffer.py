@@ -29,6 +29,7 @@ def _conv_arrays(layer: Layer, in_c: int, out_c: int) -> tuple[np.ndarray, np.nd
         weight = rng.uniform(-scale, scale, (out_c, layer.kernel, layer.kernel, in_c)).astype(np.float32)
         return weight, np.zeros(out_c, np.float32)
     conv = layer.module
+    assert isinstance(conv, nn.Conv2d)
     weight = conv.weight.detach().cpu().float().permute(0, 2, 3, 1).contiguous().numpy()
     bias = conv.bias.detach().cpu().float().numpy() if conv.bias is not None else np.zeros(out_c, np.float32)
     return weight, bias

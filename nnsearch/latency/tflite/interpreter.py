@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -50,16 +50,30 @@ def check_native_ops(path: str | Path) -> list[str]:
     return names
 
 
-def make_interpreter(path: str | Path, threads: int = 1) -> Any:
-    """An allocated ai-edge-litert Interpreter for a .tflite file."""
+def make_interpreter(path: str | Path, threads: int = 1, delegates: Sequence[Any] = ()) -> Any:
+    """An allocated ai-edge-litert Interpreter for a .tflite file (with external `delegates`, see `load_delegate`)."""
     from ai_edge_litert.interpreter import Interpreter
 
     try:
-        interpreter = Interpreter(model_path=str(path), num_threads=int(threads))
+        interpreter = Interpreter(model_path=str(path), num_threads=int(threads),
+                                  experimental_delegates=list(delegates) or None)
         interpreter.allocate_tensors()
     except (ValueError, RuntimeError) as exc:
         raise ExportError(f"the TFLite interpreter cannot load {path}: {exc}") from None
     return interpreter
+
+
+def load_delegate(library: str | Path, options: Mapping[str, str] | None = None) -> Any:
+    """An external TFLite delegate library (how NPU boards expose their NPU), with its string options.
+
+    ExportError with the runtime's message when the library cannot be loaded.
+    """
+    from ai_edge_litert.interpreter import load_delegate as _load
+
+    try:
+        return _load(str(library), {str(k): str(v) for k, v in (options or {}).items()})
+    except (ValueError, RuntimeError, OSError) as exc:
+        raise ExportError(f"cannot load the TFLite delegate {library}: {exc}") from None
 
 
 def run_tflite(path: str | Path, x: np.ndarray, threads: int = 1) -> np.ndarray:

@@ -20,7 +20,7 @@ def unsupported(path: str, what: str) -> ExportError:
 
 
 def _pair(value: Any) -> tuple[int, int]:
-    return (value, value) if isinstance(value, int) else tuple(value)  # type: ignore[return-value]
+    return (value, value) if isinstance(value, int) else tuple(value)
 
 
 def _conv_padding(m: nn.Conv2d) -> int | None:
@@ -118,7 +118,7 @@ class _Lowering:
         self.values[node] = handler(self, node, path, module)
 
     def on_call_function(self, node: torch.fx.Node) -> None:
-        handler = _FUNCTION_HANDLERS.get(node.target)  # type: ignore[arg-type]
+        handler = _FUNCTION_HANDLERS.get(node.target)
         if handler is None:
             name = getattr(node.target, "__name__", str(node.target))
             raise unsupported(_node_path(node), f"function '{name}'")
@@ -162,6 +162,7 @@ class _Lowering:
         integer = isinstance(scale, (int, float)) and scale == int(scale) and scale >= 1
         if m.mode != "nearest" or m.size is not None or not integer:
             raise unsupported(path, f"Upsample(mode='{m.mode}', size={m.size}, scale_factor={m.scale_factor})")
+        assert isinstance(scale, (int, float))
         x = self.tensor(node.args[0], path)
         n, h, w, c = self.shapes[x]
         s = int(scale)

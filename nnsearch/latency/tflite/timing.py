@@ -5,13 +5,13 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from nnsearch.errors import ExportError
-from nnsearch.latency.stat import LatencyStat
 from nnsearch.latency.tflite.interpreter import make_interpreter, runtime_version
+from nnsearch.store.stat import LatencyStat
 
 RUNTIME = "tflite-cpu"
 """ai-edge-litert Interpreter, default op resolver (XNNPACK delegate)."""
@@ -70,29 +70,34 @@ def _random_input(rng: np.random.Generator, shape: tuple[int, ...], dtype: np.dt
 
 
 def time_tflite(path: str | Path, *, runs: int = 5, warmup: int = 1, threads: int = 1, clock: str = "auto",
-                min_total_ms: float = 0.0, max_runs: int = 200) -> Timing:
+                min_total_ms: float = 0.0, max_runs: int = 200, delegates: Sequence[Any] = ()) -> Timing:
     """Time a .tflite file on random inputs of the shapes it declares.
 
     After `warmup` untimed calls, `runs` calls are timed; with `min_total_ms`
     the timing goes on until the timed calls add up to that many ms (at most
-    `max_runs` calls), so short models get more runs.
+    `max_runs` calls), so short models get more runs. `delegates`: external
+    delegates (`nnsearch.latency.tflite.load_delegate`) the interpreter uses.
+    A model the runtime cannot run raises ExportError with the runtime's message.
     """
     if runs < 1 or warmup < 0 or min_total_ms < 0:
         raise ExportError(f"runs must be >= 1, warmup >= 0 and min_total_ms >= 0, got runs={runs}, "
                           f"warmup={warmup}, min_total_ms={min_total_ms}")
     clock = resolve_clock(clock, threads)
-    interpreter = make_interpreter(path, threads)
+    interpreter = make_interpreter(path, threads, delegates)
     rng = np.random.default_rng(0)
     details = interpreter.get_input_details()
     for d in details:
         interpreter.set_tensor(d["index"], _random_input(rng, tuple(d["shape"]), np.dtype(d["dtype"])))
-    for _ in range(warmup):
-        interpreter.invoke()
-    now, samples = _timer(clock), []
-    while len(samples) < runs or (sum(samples) < min_total_ms and len(samples) < max(runs, max_runs)):
-        start = now()
-        interpreter.invoke()
-        samples.append((now() - start) / 1e6)
+    now, samples = _timer(clock), list[float]()
+    try:
+        for _ in range(warmup):
+            interpreter.invoke()
+        while len(samples) < runs or (sum(samples) < min_total_ms and len(samples) < max(runs, max_runs)):
+            start = now()
+            interpreter.invoke()
+            samples.append((now() - start) / 1e6)
+    except (RuntimeError, ValueError) as exc:
+        raise ExportError(f"the TFLite interpreter cannot run {path}: {exc}") from None
     shape = tuple(details[0]["shape"])
     return Timing(
         **LatencyStat.of_samples(samples).stat_values(), threads=threads, runtime=RUNTIME, runtime_version=runtime_version(),

@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
 
 import optuna
 
-from nnsearch.model.arch import Arch
+from nnsearch.latency.service import LatencyFn
 from nnsearch.model.space import SearchSpace
-
-#: A function predicting a student's latency in ms before it is trained (None: no prediction).
-LatencyFn = Callable[[Arch], "float | None"]
 
 #: Name of the trial's latency constraint (predicted ms over the budget; <= 0 means feasible), also kept
 #: as a trial user attribute of that name.

@@ -36,7 +36,7 @@ class ArchFeatures:
     def width(self) -> int:
         return len(self.columns) + 1
 
-    def encode(self, archs: Sequence[Arch], latency_ms: Sequence[float]) -> np.ndarray:
+    def encode(self, archs: Sequence[Arch], latency_ms: Sequence[float] | np.ndarray) -> np.ndarray:
         """Feature matrix (len(archs), width): the one-hot decisions, then log(latency)."""
         index = {column: i for i, column in enumerate(self.columns)}
         matrix = np.zeros((len(archs), self.width))
@@ -65,7 +65,7 @@ class BayesianRidge:
     _covariance: np.ndarray = field(init=False, repr=False)
     noise_var: float = field(init=False, default=math.nan)
 
-    def fit(self, x: np.ndarray, y: np.ndarray) -> "BayesianRidge":
+    def fit(self, x: np.ndarray, y: np.ndarray) -> BayesianRidge:
         """Fit on rows of `x` (n, d) and targets `y` (n,); needs n >= 2."""
         x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
         self._mean_x = x.mean(axis=0)

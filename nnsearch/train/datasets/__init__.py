@@ -13,13 +13,14 @@ from nnsearch.train.datasets.noise import (
     add_varied_camera_noise,
     sample_noise_params,
 )
-from nnsearch.train.datasets.types import DenoiseData, ImagePair
+from nnsearch.train.datasets.types import DenoiseData, ImagePair, Pair
 
 __all__ = [
     "LAYOUTS",
     "DenoiseData",
     "ImagePair",
     "NoiseParams",
+    "Pair",
     "add_camera_noise",
     "add_varied_camera_noise",
     "load_data",

@@ -88,7 +88,7 @@ class DecodedCache:
     limit_bytes: int
 
     @classmethod
-    def default(cls) -> "DecodedCache | None":
+    def default(cls) -> DecodedCache | None:
         """The cache in ``cache_dir()/decoded`` with :func:`data_cache_limit`; None when the limit is 0."""
         limit = data_cache_limit()
         return cls(cache_dir() / "decoded", limit) if limit > 0 else None

@@ -34,7 +34,7 @@ class ImagePair:
 
     @property
     def shape(self) -> tuple[int, int, int]:
-        return self.clean.shape  # type: ignore[return-value]
+        return self.clean.shape
 
     def crop(self, y: int, x: int, size: int) -> tuple[np.ndarray, np.ndarray]:
         """(noisy, clean) float32 size x size crops at (y, x) (copies)."""
@@ -45,7 +45,8 @@ class ImagePair:
 class Pair(Protocol):
     """What training and evaluation need of a pair: ``ImagePair`` (in memory) or ``StreamedPair`` (on disk)."""
 
-    name: str
+    @property
+    def name(self) -> str: ...
 
     @property
     def shape(self) -> tuple[int, int, int]: ...

@@ -1,11 +1,15 @@
-"""Latency for the search: LUT predictions per device name, prediction and profiling records.
+"""The latency stage's service: LUT predictions per device name, filling a table, prediction and profiling records.
 
 `predict_latency` is what a search calls before training a candidate. The
 device name picks a device profile: 'host-cpu' is this machine's interpreter
-(`latency.host_profile`), whose missing entries can be measured on the fly;
-any other name must have entries imported with `nnsearch lut import`. Tables
-are cached per (store URL, profile), so after the first call for an arch a
-prediction is a dictionary walk.
+(`nnsearch.latency.table.host_profile`), whose missing entries can be measured
+on the fly; any other name must have entries imported with `nnsearch lut import`.
+
+Two process-wide caches, private to this module, keep predictions cheap: the
+`LatencyTable` of each (store URL, profile) (`_TABLES`, so after the first call
+for an arch a prediction is a dictionary walk) and the stored profile a device
+name means (`_PROFILES`). `fill_space_table` clears them after adding entries;
+`clear_caches` does so for edits made outside this process.
 """
 
 from __future__ import annotations
@@ -14,34 +18,34 @@ import dataclasses
 import json
 import tempfile
 from pathlib import Path
+from typing import Callable
 
 from sqlalchemy import select
 
+from nnsearch.common.precision import Precision
 from nnsearch.errors import LatencyError, StoreError
+from nnsearch.latency.machine_table import MachineCachedBackend, machine_lut
 from nnsearch.latency.probes import check_resolution, space_keys
-from nnsearch.latency.table import (
-    DeviceProfile,
-    LatencyTable,
-    can_measure,
-    host_profile,
-)
+from nnsearch.latency.stored_table import SqlLutBackend, device_profiles
+from nnsearch.latency.table import DeviceProfile, LatencyTable, can_measure, host_profile
 from nnsearch.latency.tflite import Timing, export_tflite, time_tflite
 from nnsearch.model.arch import Arch
 from nnsearch.model.space import SearchSpace
 from nnsearch.model.student import build_student
 from nnsearch.store.engine import Store
-from nnsearch.store.lut_backend import SqlLutBackend, device_profiles
-from nnsearch.store.machine_lut import MachineCachedBackend, machine_lut
 from nnsearch.store.record import Bundle, LatencyRecord, record_bundle
 from nnsearch.store.schema import NN, utcnow
 
 HOST_DEVICE = "host-cpu"
 
+#: A function predicting a student's latency in ms before it is trained (None: no prediction).
+LatencyFn = Callable[[Arch], "float | None"]
+
 _TABLES: dict[tuple[str, DeviceProfile], LatencyTable] = {}
 _PROFILES: dict[tuple[str, str, int, str], DeviceProfile] = {}
 
 
-def resolve_profile(store: Store, device_name: str, threads: int = 1, precision: str = "fp32") -> DeviceProfile:
+def resolve_profile(store: Store, device_name: str, threads: int = 1, precision: str = Precision.FP32) -> DeviceProfile:
     """The device profile a name means: this host for 'host-cpu', else the one stored for that name.
 
     Each precision has its own table (`DeviceProfile.precision`).
@@ -66,7 +70,7 @@ def resolve_profile(store: Store, device_name: str, threads: int = 1, precision:
 
 
 def lut_backend(store: Store) -> MachineCachedBackend:
-    """The store's `latency_lut`, with this machine's table (`nnsearch.store.machine_lut`) behind it."""
+    """The store's `latency_lut`, with this machine's table (`nnsearch.latency.machine_table`) behind it."""
     return MachineCachedBackend(SqlLutBackend(store), machine_lut())
 
 
@@ -87,7 +91,7 @@ def clear_caches() -> None:
 
 
 def predict_latency(store: Store, arch: Arch, device_name: str, height: int, width: int, threads: int = 1,
-                    measure_missing: bool = True, precision: str = "fp32") -> float:
+                    measure_missing: bool = True, precision: str = Precision.FP32) -> float:
     """Predicted latency in ms of `arch` at height x width on a device profile, from the stored LUT.
 
     For 'host-cpu' with `measure_missing`, missing entries are measured here and
@@ -109,11 +113,11 @@ def predict_latency(store: Store, arch: Arch, device_name: str, height: int, wid
 
 
 def fill_space_table(store: Store, space: SearchSpace, height: int, width: int, threads: int = 1, *,
-                     runs: int = 5, verbose: bool = True, precision: str = "fp32") -> tuple[int, int]:
+                     runs: int = 5, verbose: bool = True, precision: str = Precision.FP32) -> tuple[int, int]:
     """Measure on this host every lookup-table key of `space` at height x width that the store lacks.
 
     Keys this machine measured before, for any store, are copied from its table
-    (`nnsearch.store.machine_lut`) instead. Keys are stored one by one, so an
+    (`nnsearch.latency.machine_table`) instead. Keys are stored one by one, so an
     interrupted fill keeps what it measured. Returns (measured, total keys).
     """
     from nnsearch.common.progress import progress
@@ -125,7 +129,7 @@ def fill_space_table(store: Store, space: SearchSpace, height: int, width: int, 
     if backend.copied and verbose:
         print(f"lookup table: copied {backend.copied} entries at {height}x{width} measured earlier on this machine "
               f"({backend.machine.path})", flush=True)
-    desc = f"lookup table {height}x{width}" + ("" if precision == "fp32" else f" {precision}")
+    desc = f"lookup table {height}x{width}{Precision.parse(precision).label()}"
     for key in progress(todo, total=len(todo), desc=desc, enabled=verbose and bool(todo)):
         table.build([key])
     if todo:
@@ -133,9 +137,9 @@ def fill_space_table(store: Store, space: SearchSpace, height: int, width: int, 
     return len(todo), len(keys)
 
 
-def fill_hint(device_name: str, height: int, width: int, threads: int, precision: str = "fp32") -> str:
+def fill_hint(device_name: str, height: int, width: int, threads: int, precision: str = Precision.FP32) -> str:
     """How to fill a device's table, for error messages."""
-    flag = "" if precision == "fp32" else f" --precision {precision}"
+    flag = Precision.parse(precision).label(" --precision ")
     if device_name == HOST_DEVICE:
         return (f"run `nnsearch lut build --device {HOST_DEVICE} --space SPACE --resolution {height}x{width} "
                 f"--threads {threads}{flag}`")
@@ -145,7 +149,7 @@ def fill_hint(device_name: str, height: int, width: int, threads: int, precision
 
 
 def prediction_record(store: Store, latency_ms: float, device_name: str, height: int, width: int,
-                      threads: int = 1, precision: str = "fp32") -> LatencyRecord:
+                      threads: int = 1, precision: str = Precision.FP32) -> LatencyRecord:
     """A `LatencyRecord` of kind 'predicted' for a `predict_latency` result (e.g. for a ModelRecord).
 
     The prediction estimates the whole model's minimum over runs (the statistic
@@ -158,7 +162,7 @@ def prediction_record(store: Store, latency_ms: float, device_name: str, height:
 
 
 def measured_record(timing: Timing, device_name: str, height: int, width: int,
-                    precision: str = "fp32") -> LatencyRecord:
+                    precision: str = Precision.FP32) -> LatencyRecord:
     """A `LatencyRecord` of kind 'measured' for a whole-model `Timing` at height x width."""
     return LatencyRecord(device=device_name, runtime=timing.runtime, runtime_version=timing.runtime_version,
                          threads=timing.threads, height=height, width=width, kind="measured",

@@ -5,7 +5,7 @@ D at HxW, T threads, precision P" from the store's `latency_run` records;
 `student_latencies` answers it for many students in one batched read. The rule:
 
 1. **Records considered**: those of the student on the device profile name at
-   the precision (default 'fp32'), whatever runtime version wrote them.
+   the precision (default fp32), whatever runtime version wrote them.
 2. **Configuration** (input size and threads): what the caller gives. Where it
    gives none: a study's readers use the study's own configuration (a running
    study its `LatencyConfig`; a finished one the configuration most of its
@@ -30,11 +30,11 @@ from typing import Iterable
 from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
 
-from nnsearch.latency.stat import LatencyStat
+from nnsearch.common.precision import Precision
 from nnsearch.store.engine import Store
 from nnsearch.store.schema import LatencyRun, TrialLink
+from nnsearch.store.stat import LatencyStat
 
-DEFAULT_PRECISION = "fp32"
 _CHUNK = 2000
 _COLUMNS = (LatencyRun.nn, LatencyRun.height, LatencyRun.width, LatencyRun.threads, LatencyRun.kind,
             LatencyRun.median_ms, LatencyRun.min_ms, LatencyRun.max_ms, LatencyRun.runs)
@@ -48,7 +48,7 @@ class LatencyQuery:
     height: int | None = None
     width: int | None = None
     threads: int | None = None
-    precision: str = DEFAULT_PRECISION
+    precision: str = Precision.FP32
 
 
 @dataclass(frozen=True)
@@ -105,7 +105,7 @@ def student_latencies(source: Store | Connection, names: Iterable[str],
 
 def student_latency(store: Store, nn: str, device: str = "host-cpu", *, height: int | None = None,
                     width: int | None = None, threads: int | None = None,
-                    precision: str = DEFAULT_PRECISION) -> StudentLatency | None:
+                    precision: str = Precision.FP32) -> StudentLatency | None:
     """The latency of student `nn` on `device` at height x width, `threads`, `precision` (see the module rule).
 
     None when the store holds no matching record. Unset height, width and
@@ -125,7 +125,7 @@ def _chosen(nn: str, query: LatencyQuery,
 
 
 def study_configuration(source: Store | Connection, study: str, device: str = "host-cpu",
-                        precision: str = DEFAULT_PRECISION) -> LatencyQuery:
+                        precision: str = Precision.FP32) -> LatencyQuery:
     """The study's latency configuration: the (height, width, threads) most of its records on `device` have.
 
     A study records each trial's prediction and measurement at its own

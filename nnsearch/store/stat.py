@@ -11,8 +11,23 @@ ranks by: the minimum over runs, or the median where no minimum was recorded
 from __future__ import annotations
 
 import statistics
-from dataclasses import dataclass, fields
-from typing import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Iterable, Sequence, TypedDict
+
+
+class StatValues(TypedDict):
+    """The statistic's columns by name (`LatencyStat.stat_values`), typed for `**` into a record."""
+
+    median_ms: float
+    min_ms: float | None
+    max_ms: float | None
+    runs: int
+
+
+#: What `LatencyStat.ms` measures, in the words the model card, the CLI and the docs all use.
+STATISTIC = "minimum over timed runs of the invoking thread's CPU time"
+#: The two cases the short name leaves out.
+STATISTIC_DETAIL = "the wall-clock time with more than one thread; the median where a record has no minimum"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -30,22 +45,22 @@ class LatencyStat:
         return self.min_ms if self.min_ms is not None else self.median_ms
 
     @property
-    def stat(self) -> "LatencyStat":
+    def stat(self) -> LatencyStat:
         """Just the statistic (without what a subclass adds)."""
         return LatencyStat(median_ms=self.median_ms, min_ms=self.min_ms, max_ms=self.max_ms, runs=self.runs)
 
-    def stat_values(self) -> dict[str, float | int | None]:
+    def stat_values(self) -> StatValues:
         """The statistic's columns, as stored in `latency_run` and `latency_lut`."""
-        return {f.name: getattr(self, f.name) for f in fields(LatencyStat)}
+        return StatValues(median_ms=self.median_ms, min_ms=self.min_ms, max_ms=self.max_ms, runs=self.runs)
 
     @classmethod
-    def of_samples(cls, samples_ms: Sequence[float]) -> "LatencyStat":
+    def of_samples(cls, samples_ms: Sequence[float]) -> LatencyStat:
         """The statistic of timed runs (ms per call)."""
         return LatencyStat(median_ms=statistics.median(samples_ms), min_ms=min(samples_ms),
                            max_ms=max(samples_ms), runs=len(samples_ms))
 
     @staticmethod
-    def pooled(stats: Iterable["LatencyStat"]) -> "LatencyStat":
+    def pooled(stats: Iterable[LatencyStat]) -> LatencyStat:
         """Repeated timings of one thing pooled: median of medians, overall min and max, summed runs."""
         stats = list(stats)
         mins = [s.min_ms for s in stats if s.min_ms is not None]

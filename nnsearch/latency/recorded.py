@@ -11,22 +11,23 @@ is a pure lookup and repeatable. `nnsearch lut build` fills a table completely.
 
 from __future__ import annotations
 
-from nnsearch.latency.probes import space_keys
 from nnsearch.errors import LatencyError
+from nnsearch.latency.probes import space_keys
+from nnsearch.latency.service import LatencyFn, resolve_profile
+from nnsearch.latency.stored_table import SqlLutBackend
 from nnsearch.latency.table import LatencyTable, MemoryBackend
 from nnsearch.model.arch import Arch
 from nnsearch.model.space import SearchSpace
-from nnsearch.search.latency import resolve_profile
-from nnsearch.search.samplers.base import LatencyFn
 from nnsearch.store.engine import Store
-from nnsearch.store.lut_backend import SqlLutBackend
-from nnsearch.store.latency import study_configuration
+from nnsearch.store.timings import study_configuration
 
 
 def recorded_resolution(store: Store, study: str, device: str) -> tuple[int, int, int] | None:
     """(height, width, threads) of the study's latency configuration on `device` (`study_configuration`), or None."""
     found = study_configuration(store, study, device)
-    return None if found.height is None else (found.height, found.width, found.threads)
+    if found.height is None or found.width is None or found.threads is None:
+        return None
+    return found.height, found.width, found.threads
 
 
 def stored_predictor(store: Store, study: str, space: SearchSpace, device: str) -> LatencyFn | None:

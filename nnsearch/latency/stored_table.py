@@ -38,7 +38,7 @@ class SqlLutBackend:
         for entry in entries:
             by_device.setdefault(entry.device, []).append(entry)
         for device, group in by_device.items():
-            self.store.write(lambda session, d=device, g=group: _upsert(session, d, g))
+            self.store.write(lambda session, d=device, g=group: upsert_entries(session, d, g))
 
 
 def device_profiles(store: Store, name: str | None = None, threads: int | None = None,
@@ -93,6 +93,19 @@ def _key(row: Any) -> OpKey:
     return OpKey(*(getattr(row, c) for c in KEY_COLUMNS))
 
 
+def stored_entry(session: Session, device: DeviceProfile, key: OpKey) -> LutEntry | None:
+    """The stored entry of one key of one device profile, None if there is none."""
+    row = _device_rows(session, device, {key.op}).get(key)
+    return None if row is None else _entry(device, row)
+
+
+def stored_keys(store: Store, name: str, threads: int, precision: str) -> set[OpKey]:
+    """Keys with an entry for device name `name` at `threads` and `precision`, whatever runtime measured them."""
+    query = select(*(getattr(LatencyLUT, c) for c in KEY_COLUMNS)).where(
+        LatencyLUT.device == name, LatencyLUT.threads == int(threads), LatencyLUT.precision == precision)
+    return {OpKey(*row) for row in store.reading(lambda conn: conn.execute(query).all())}
+
+
 def _device_rows(session: Session, device: DeviceProfile, ops: set[str]) -> dict[OpKey, LatencyLUT]:
     """ORM rows of one device profile (restricted to `ops`), by key."""
     return {_key(row): row for row in session.scalars(select(LatencyLUT).where(*_device_filter(device, ops)))}
@@ -107,7 +120,8 @@ def _values(entry: LutEntry) -> dict[str, object]:
     return {**entry.stat_values(), "source": entry.source}
 
 
-def _upsert(session: Session, device: DeviceProfile, entries: list[LutEntry]) -> None:
+def upsert_entries(session: Session, device: DeviceProfile, entries: list[LutEntry]) -> None:
+    """Write entries of one device profile in `session`, replacing those with the same key."""
     existing = _device_rows(session, device, {e.key.op for e in entries})
     for entry in entries:
         row = existing.get(entry.key)

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Iterable
 
 from nnsearch.common.paths import cache_dir
+from nnsearch.common.precision import Precision
 from nnsearch.latency.probes import KEY_COLUMNS, OpKey
 from nnsearch.latency.table import DeviceProfile, LutBackend, LutEntry, can_measure
 
@@ -40,7 +41,7 @@ FILE_NAME = "machine_lut.sqlite"
 FORMAT_VERSION = 1
 _PROFILE = ("device", "runtime", "runtime_version", "threads", "precision")
 _STAT = ("median_ms", "min_ms", "max_ms", "runs")
-_SCHEMA = (f"CREATE TABLE IF NOT EXISTS lut_entry (machine TEXT NOT NULL, "
+_SCHEMA = ("CREATE TABLE IF NOT EXISTS lut_entry (machine TEXT NOT NULL, "
            + ", ".join(f"{c} {'INTEGER' if c in ('threads', 'in_h', 'in_w', 'in_c', 'out_c', 'kernel', 'stride') else 'TEXT'} NOT NULL"
                        for c in (*_PROFILE, *KEY_COLUMNS))
            + ", median_ms REAL NOT NULL, min_ms REAL, max_ms REAL, runs INTEGER NOT NULL, "
@@ -66,8 +67,8 @@ def _cpu_model() -> str:
 
 
 def _precision(device: DeviceProfile) -> str:
-    """The profile's precision ('fp32' for profiles that do not carry one)."""
-    return str(getattr(device, "precision", "fp32"))
+    """The profile's precision (fp32 for profiles that do not carry one)."""
+    return str(getattr(device, "precision", Precision.FP32))
 
 
 def _warn(message: str) -> None:
@@ -104,7 +105,7 @@ class MachineLut:
         return found
 
     def put(self, entries: Iterable[LutEntry]) -> None:
-        rows = [(self.machine, *self._profile(e.device), *e.key, *(e.stat_values()[c] for c in _STAT))
+        rows = [(self.machine, *self._profile(e.device), *e.key, e.median_ms, e.min_ms, e.max_ms, e.runs)
                 for e in entries if e.source == "measured" and self.serves(e.device)]
         if not rows:
             return
