@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> None:
         best = rows[rows["state"] == "complete"].sort_values("psnr", ascending=False).iloc[0]
         stored = load_stored_model(store, best["nn"])
         store.dispose()
-    student = build_model(stored.code, stored.state, (1, 3, 64, 64))
+    student = build_model(stored, (1, 3, 64, 64))
     print(f"best demo student {best['nn']}: {stored.arch.describe()}, validation PSNR {best['psnr']:.2f} dB "
           f"on the built-in data")
     name = f"student {best['nn']}"

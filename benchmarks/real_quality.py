@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> None:
             raise SystemExit("real_quality: no student finished within the budget; run more --trials")
         best = done.sort_values("psnr", ascending=False).iloc[0]
         stored = load_stored_model(store, best["nn"])
-        best_model = build_model(stored.code, stored.state, (1, 3, 64, 64))
+        best_model = build_model(stored, (1, 3, 64, 64))
         log(f"best student {best['nn']}: {stored.arch.describe()}, validation {best['psnr']:.2f} dB, "
             f"predicted {best['latency_ms']:.1f} ms (teacher validation {quality:.2f} dB)")
 

@@ -170,7 +170,7 @@ def test_per_model_statistics_are_written_in_the_repository_format(tmp_path, sto
     code = Path(__file__).parent / "data" / "nnd_code" / "LiteDenoiseNet.py"
     (root / "ab" / "nn" / "nn").mkdir()
     shutil.copy(code, root / "ab" / "nn" / "nn" / "LiteDenoiseNet.py")
-    import_nnd(root, db=store)
+    import_nnd(root, db=store, trust_code=True)
     out = tmp_path / "out"
     export_nnd(out, db=store)
     written = json.loads((out / "stat" / "nn" / "LiteDenoiseNet.json").read_text())

@@ -11,7 +11,7 @@ import pandas as pd
 
 from nnsearch.analysis.pareto import DEFAULT_OBJECTIVES, default_reference, hypervolume, knee_point, pareto
 from nnsearch.analysis.plots import plot_agreement, plot_hypervolume, plot_pareto
-from nnsearch.common.paths import default_results_root
+from nnsearch.common.paths import default_results_root, safe_component
 from nnsearch.common.precision import Precision
 from nnsearch.errors import NNSearchError
 from nnsearch.store.dataset_api import LATENCY_PREFIX, data, run_data
@@ -104,13 +104,13 @@ def write_report(study: str, db: Store | str | None = None, results_root: Path |
 
     `precision`: whose quality and latency the report shows (fp32, or a quantized one the study recorded).
     """
+    out = Path(results_root or default_results_root()) / safe_component(study, "study name")
     store = db if isinstance(db, Store) else Store(db, create=False)
     try:
         config = study_configuration(store, study, device, precision)
         trials = study_results(store, study, latency=config)
         if trials.empty:
             raise NNSearchError(f"study {study!r} has no recorded trials in {store.display_url}")
-        out = Path(results_root or default_results_root()) / study
         out.mkdir(parents=True, exist_ok=True)
         sections = [f"# Study `{study}`" + Precision.parse(precision).label(" at "), "",
                     f"Store `{store.display_url}`; latency on device profile `{device}` at the study's input "

@@ -27,6 +27,13 @@ def add_db_option(parser: argparse.ArgumentParser) -> None:
                         help="database URL or SQLite file (default: $NNSEARCH_DB, else db/nnsearch.db)")
 
 
+def add_trust_option(parser: argparse.ArgumentParser, what: str) -> None:
+    """The shared `--trust-code` opt-in: run model code that came from elsewhere (`nnsearch.common.trust`)."""
+    parser.add_argument("--trust-code", action="store_true",
+                        help=f"run model code from elsewhere (an NN Dataset folder, an imported model) to {what}; "
+                             "without it such code is never run (also: NNSEARCH_TRUST_CODE=1)")
+
+
 def add_teacher_option(parser: argparse.ArgumentParser, default: object = "cpu") -> None:
     """The shared `--teacher` option: a preset name or a teacher file."""
     parser.add_argument("--teacher", default=default, metavar="PRESET|PATH",

@@ -6,25 +6,25 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from nnsearch.commands import add_db_option, max_side
+from nnsearch.commands import add_db_option, add_trust_option, max_side
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from nnsearch.analysis.evaluate import evaluate_methods, format_summary, standard_methods, write_evaluation
     from nnsearch.common.device import default_device
-    from nnsearch.common.paths import default_results_root
+    from nnsearch.common.paths import default_results_root, safe_component
     from nnsearch.export.student import build_model, load_stored_model
     from nnsearch.store.engine import open_store
     from nnsearch.train.datasets import load_data
     from nnsearch.train.teacher_check import load_teacher
 
     device = default_device()
+    with open_store(args.db) as store:
+        stored = load_stored_model(store, args.nn)
+    student = build_model(stored, (1, 3, 64, 64), trust_code=args.trust_code).to(device)
     data = load_data(args.data, max_side=args.max_side)
     pairs = list(data.train + data.val)  # every pair, both sides of the split
     print(f"data: {data.source}: {len(pairs)} pairs")
-    with open_store(args.db) as store:
-        stored = load_stored_model(store, args.nn)
-    student = build_model(stored.code, stored.state, (1, 3, 64, 64)).to(device)
     teacher = None
     if args.teacher:
         prepared = load_teacher(args.teacher, load_data(args.teacher_data), device=device)
@@ -32,7 +32,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     methods = standard_methods((f"student {args.nn}", student), teacher, classical=not args.no_classical,
                                device=device)
     evaluation = evaluate_methods(methods, pairs)
-    out = Path(args.out) if args.out else default_results_root() / "evaluate" / args.nn / data.name
+    out = Path(args.out) if args.out else (default_results_root() / "evaluate" / safe_component(args.nn, "model name")
+                                                    / safe_component(data.name, "dataset name"))
     csv_path, table_path, png_path = write_evaluation(evaluation, out)
     print(format_summary(evaluation))
     print(f"wrote {table_path}, {csv_path} and {png_path}")
@@ -60,5 +61,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--out", default=None, metavar="DIR",
                           help="where to write summary.txt, scores.csv, crops.png "
                                "(default results/evaluate/NN/DATA)")
+    add_trust_option(evaluate, "build a student whose stored code is not nnsearch's own (an imported model)")
     add_db_option(evaluate)
     evaluate.set_defaults(handler=cmd_evaluate)

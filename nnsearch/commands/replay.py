@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from nnsearch.commands import add_db_option
-from nnsearch.common.paths import default_results_root
+from nnsearch.common.paths import default_results_root, safe_component
 from nnsearch.replay.table import NEIGHBOUR_RULES
 
 
@@ -23,6 +23,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from nnsearch.store.engine import Store
 
     samplers = check_samplers(args.sampler.split(","))
+    out = Path(args.results or default_results_root()) / safe_component(args.study, "study name") / "replay"
     reference = parse_reference(args.reference) if args.reference else None
     space = load_space(args.space) if args.space else None
     store = Store(args.db, create=False)
@@ -42,7 +43,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     print(f"{result.trials} trials x {len(seeds)} seed(s) ({seeds[0]}..{seeds[-1]}) per sampler, neighbour rule "
           f"'{result.rule}'; mean +- standard deviation over seeds")
     print(result.table_text())
-    for path in write_outputs(result, Path(args.results or default_results_root()) / args.study / "replay"):
+    for path in write_outputs(result, out):
         print(f"wrote {path}")
     return 0
 

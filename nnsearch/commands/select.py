@@ -7,7 +7,8 @@ import json
 import sys
 from typing import Any
 
-from nnsearch.commands import add_db_option, add_precision_option, parse_precision, parse_resolution, max_side
+from nnsearch.commands import (add_db_option, add_precision_option, add_trust_option, max_side, parse_precision,
+                               parse_resolution)
 from nnsearch.commands.store import _filters, _plain, _print_frame
 
 DEFAULT_OBJECTIVES_TEXT = "psnr:max,latency_ms:min"
@@ -104,6 +105,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     result = export_student(args.nn, args.to, db=args.db, resolution=_export_resolution(args), prm=args.prm,
                             weights_file=args.weights, data_spec=args.data, max_side=args.max_side,
+                            trust_code=args.trust_code,
                             **({} if args.calibration_samples is None else
                                {"calibration_samples": args.calibration_samples}))
     for path in result.files:
@@ -157,6 +159,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     export.add_argument("--calibration-samples", type=int, default=None, metavar="N",
                         help="seeded 64 px training crops for calibration (default: the library's, "
                              "nnsearch.latency.quantize.CALIBRATION_SAMPLES)")
+    add_trust_option(export, "export a model whose stored code is not nnsearch's own (an imported model)")
     add_db_option(export)
     export.set_defaults(handler=cmd_export)
 

@@ -7,7 +7,7 @@ import json
 import sys
 from typing import Any
 
-from nnsearch.commands import add_db_option
+from nnsearch.commands import add_db_option, add_trust_option
 from nnsearch.commands.study import LibraryDefault
 from nnsearch.errors import NNSearchError
 
@@ -90,7 +90,10 @@ def cmd_check(args: argparse.Namespace) -> int:
 def cmd_import_nnd(args: argparse.Namespace) -> int:
     from nnsearch.store.nnd import import_nnd
 
-    print(import_nnd(args.directory, db=args.db).line())
+    summary = import_nnd(args.directory, db=args.db, trust_code=args.trust_code)
+    for warning in summary.warnings:
+        print(f"nnsearch: warning: {warning}", file=sys.stderr)
+    print(summary.line())
     return 0
 
 
@@ -144,6 +147,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     imp = sub.add_parser("import-nnd", help="import NN Dataset statistics (stat/train/<task>_<dataset>_<metric>_<nn>/), "
                                             "on-device runtimes (stat/run/) and model code")
     imp.add_argument("directory", help="the NN Dataset's ab/nn folder, a checkout holding it, or its stats folder")
+    add_trust_option(imp, "rebuild img-denoising models from their Python files (count them, link them to a "
+                          "search-space architecture)")
     add_db_option(imp)
     imp.set_defaults(handler=cmd_import_nnd)
 

@@ -29,14 +29,18 @@ import torch
 from sqlalchemy import select
 from torch import nn
 
+from nnsearch.common.paths import contained_path, safe_component
 from nnsearch.common.torch_files import load_tensors
+from nnsearch.common.trust import HOW_TO_TRUST, UntrustedCodeError, code_trusted
 from nnsearch.errors import ExportError
 from nnsearch.export.onnx import export_onnx, onnx_op_types, run_onnx
 from nnsearch.export.quantized import CALIBRATION_CROP, StudentQuantizer
 from nnsearch.common.precision import PRECISIONS, Precision
 from nnsearch.latency.quantize import CALIBRATION_SAMPLES, TFLiteRunner
 from nnsearch.latency.tflite import check_native_ops, export_tflite, read_op_names, run_tflite, time_tflite
-from nnsearch.model.arch import Arch, load_model_code
+from nnsearch.model.arch import Arch
+from nnsearch.model.contract import build_net
+from nnsearch.model.student import build_student
 from nnsearch.store.dataset_api import data, run_data
 from nnsearch.store.engine import Store, open_store
 from nnsearch.store.schema import NN, NNStat, Weights
@@ -154,10 +158,34 @@ def _best_prm(store: Store, name: str, uids: list[str]) -> str:
     return str(last.sort_values("accuracy").iloc[-1]["prm_uid"])
 
 
-def build_model(code: str, state: bytes, shape: tuple[int, int, int, int]) -> nn.Module:
-    """The contract's `Net` from a model file's text, with a state_dict (torch.save bytes) loaded."""
-    module = load_model_code(code)
-    net = module.Net(shape, shape, {}, "cpu")
+def own_code(model: StoredModel) -> bool:
+    """Whether the stored code is the model file nnsearch generates for the model's architecture."""
+    return model.code == model.arch.model_code()
+
+
+def check_code_allowed(model: StoredModel, trust_code: bool = False) -> None:
+    """UntrustedCodeError unless the model is nnsearch's own student or the user allows running its code."""
+    if not own_code(model) and not code_trusted(trust_code):
+        raise UntrustedCodeError(
+            f"model {model.nn}: its stored code is not the model file nnsearch generates for its architecture "
+            f"(it was imported, or recorded by another nnsearch version), and using it runs that code; "
+            f"{HOW_TO_TRUST}")
+
+
+def build_model(model: StoredModel, shape: tuple[int, int, int, int], *, trust_code: bool = False) -> nn.Module:
+    """The model's network with its weights loaded, in eval mode.
+
+    nnsearch's own students are built from their architecture, without running
+    stored code; any other model runs its stored code (the contract's `Net`),
+    with the opt-in only (`nnsearch.common.trust`).
+    """
+    check_code_allowed(model, trust_code)
+    net = build_student(model.arch) if own_code(model) else build_net(model.code, model.nn, shape, shape, {},
+                                                                      trusted=True)
+    return _with_weights(net, model.state)
+
+
+def _with_weights(net: nn.Module, state: bytes) -> nn.Module:
     try:
         net.load_state_dict(load_tensors(state, "the model's weights"))
     except RuntimeError as exc:  # missing / unexpected keys, other shapes
@@ -185,7 +213,8 @@ def export_student(name: str, target: str | Path, db: Store | str | None = None,
                    resolution: tuple[int, int] = FALLBACK_RESOLUTION, tolerance: float = TOLERANCE,
                    prm: str | None = None, weights_file: str | Path | None = None,
                    data_spec: str | None = None, max_side: int | None = None,
-                   calibration_samples: int = CALIBRATION_SAMPLES, seed: int = 0) -> ExportResult:
+                   calibration_samples: int = CALIBRATION_SAMPLES, seed: int = 0,
+                   trust_code: bool = False) -> ExportResult:
     """Write `<nn>.tflite` (+ .int8/.w8a16/.fp16), `<nn>.onnx`, `<nn>.py`, `<nn>.pt` and MODEL_CARD.md.
 
     `resolution` (HxW) is the .tflite file's fixed input size and the verification input's; `nnsearch
@@ -194,11 +223,14 @@ def export_student(name: str, target: str | Path, db: Store | str | None = None,
     `weights_file`: a state_dict of the model's `Net` to export instead of its stored weights.
     `data_spec` / `max_side` / `seed`: the data (as `nnsearch.train.datasets.load_data`
     takes them) whose training crops calibrate the quantized files and whose
-    validation pairs measure each precision's quality.
+    validation pairs measure each precision's quality. `trust_code`: run the
+    stored code of a model that is not nnsearch's own student (`build_model`).
     """
+    safe_component(name, "model name")  # <target>/<nn>.tflite, ...
     with open_store(db) as store:
         model = load_stored_model(store, name, prm, weights_file)
         card_facts = _card_facts(store, model)
+    check_code_allowed(model, trust_code)  # before anything is written
     height, width = resolution
     if height % model.arch.min_divisor or width % model.arch.min_divisor:
         raise ExportError(f"resolution {height}x{width} must be a multiple of {model.arch.min_divisor} "
@@ -208,14 +240,14 @@ def export_student(name: str, target: str | Path, db: Store | str | None = None,
     target = Path(target)
     staging = _staging_dir(target)
     try:
-        staged = _write_verified(model, staging, shape, tolerance, card_facts)
-        precisions = _write_quantized(model, staging, shape, images, calibration_samples, seed)
+        staged = _write_verified(model, staging, shape, tolerance, card_facts, trust_code)
+        precisions = _write_quantized(model, staging, shape, images, calibration_samples, seed, trust_code)
         staged = replace(staged, files=tuple(p for p in staged.files if p.name != "MODEL_CARD.md")
                          + tuple(staging / r.file for r in precisions if r.precision.quantized)
                          + (staging / "MODEL_CARD.md",), precisions=precisions)
         card_facts["data"] = images.source
         (staging / "MODEL_CARD.md").write_text(model_card(model, card_facts, shape, staged))
-        files = tuple(_move_into_place(path, target) for path in staged.files)
+        files = _move_into_place(staged.files, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return replace(staged, directory=target, files=files)
@@ -229,17 +261,19 @@ def _staging_dir(target: Path) -> Path:
         raise ExportError(f"cannot write to {target}: {exc.strerror or exc}") from None
 
 
-def _move_into_place(path: Path, target: Path) -> Path:
-    destination = target / path.name
-    os.chmod(path, 0o644)  # temp files are created private
-    os.replace(path, destination)
-    return destination
+def _move_into_place(paths: tuple[Path, ...], target: Path) -> tuple[Path, ...]:
+    """Move the checked files from the staging folder into `target` (every destination checked first)."""
+    destinations = tuple(contained_path(target, path.name, "export") for path in paths)
+    for path, destination in zip(paths, destinations):
+        os.chmod(path, 0o644)  # temp files are created private
+        os.replace(path, destination)
+    return destinations
 
 
 def _write_verified(model: StoredModel, out: Path, shape: tuple[int, int, int, int], tolerance: float,
-                    card_facts: dict[str, Any]) -> ExportResult:
+                    card_facts: dict[str, Any], trust_code: bool) -> ExportResult:
     """Write and check each artefact in `out`; ExportError on the first check that fails."""
-    net = build_model(model.code, model.state, shape)
+    net = build_model(model, shape, trust_code=trust_code)
     x = torch.rand(shape, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         expected = net(x).numpy()
@@ -252,8 +286,10 @@ def _write_verified(model: StoredModel, out: Path, shape: tuple[int, int, int, i
     py_path, pt_path = stem.with_suffix(".py"), stem.with_suffix(".pt")
     py_path.write_text(model.code)
     pt_path.write_bytes(model.state)
+    # the shipped file as its users will run it: nnsearch's own generated text, or code the user trusts
+    shipped = build_net(py_path.read_text(), model.nn, shape, shape, {}, trusted=True)
     with torch.no_grad():
-        rebuilt = build_model(py_path.read_text(), pt_path.read_bytes(), shape)(x).numpy()
+        rebuilt = _with_weights(shipped, pt_path.read_bytes())(x).numpy()
     reload_error = _check("the reloaded .py + .pt", max_abs_error(rebuilt, expected), 0.0)
     result = ExportResult(out, (tflite, onnx_path, py_path, pt_path, out / "MODEL_CARD.md"), tflite_error,
                           onnx_error, reload_error, tflite_ops, tuple(onnx_op_types(onnx_path)))
@@ -262,9 +298,9 @@ def _write_verified(model: StoredModel, out: Path, shape: tuple[int, int, int, i
 
 
 def _write_quantized(model: StoredModel, out: Path, shape: tuple[int, int, int, int], images: DenoiseData,
-                     samples: int, seed: int) -> tuple[PrecisionRow, ...]:
+                     samples: int, seed: int, trust_code: bool) -> tuple[PrecisionRow, ...]:
     """Write `<nn>.<precision>.tflite` for each quantized precision and measure every precision's row."""
-    net = build_model(model.code, model.state, shape)
+    net = build_model(model, shape, trust_code=trust_code)
     _, _, height, width = shape
     rows = []
     with StudentQuantizer(net, model.nn, images.train, samples=samples, seed=seed) as quantizer:
@@ -317,7 +353,7 @@ def model_card(model: StoredModel, facts: dict[str, Any], shape: tuple[int, ...]
               f"- `{model.nn}.onnx`: NCHW, dynamic height/width, ops {', '.join(checks.onnx_ops)}; max abs error vs torch "
               f"{checks.onnx_error:.2e} (onnxruntime), passes onnx.checker",
               f"- `{model.nn}.py` + `{model.nn}.pt`: the NN Dataset model file and its state_dict; "
-              f"`Net(in_shape, out_shape, prm, device)` then `load_state_dict(torch.load('{model.nn}.pt'))`", ""]
+              f"`Net(in_shape, out_shape, prm, device)` then `load_state_dict(torch.load('{model.nn}.pt', weights_only=True))`", ""]
     return "\n".join(lines)
 
 

@@ -204,7 +204,7 @@ def profile_nn(store: Store, nn: str, height: int, width: int, *, threads: int =
     arch = stored_arch(store, nn)
     check_resolution(arch.min_divisor, height, width, f"model '{nn}' ({arch.describe()})")
     with tempfile.TemporaryDirectory(prefix="nnsearch-profile-") as folder:
-        path = export_tflite(build_student(arch).eval(), Path(folder) / f"{nn}.tflite",
+        path = export_tflite(build_student(arch).eval(), Path(folder) / "model.tflite",
                              (1, arch.in_channels, height, width))
         timing = time_tflite(path, runs=runs, warmup=warmup, threads=threads)
     record = measured_record(timing, device_name, height, width)

@@ -227,9 +227,10 @@ def render_model_code(arch: Arch) -> str:
 
 
 def load_model_code(code: str, module_name: str = "nnsearch_model") -> Any:
-    """Execute a model file's text and return it as a module object."""
-    import types
+    """Execute the text of a model file nnsearch generated (`model_code()`) and return it as a module object.
 
-    module = types.ModuleType(module_name)
-    exec(compile(code, f"<{module_name}>", "exec"), module.__dict__)
-    return module
+    Code from elsewhere goes through `nnsearch.common.trust.run_code` with the user's opt-in instead.
+    """
+    from nnsearch.common.trust import run_code
+
+    return run_code(code, module_name, trusted=True)

@@ -1,9 +1,9 @@
 """Models in the NN Dataset contract: rebuild one from its code, and tell whether it is a search-space student.
 
 A model file defines `supported_hyperparameters()` and `class Net(in_shape,
-out_shape, prm, device)`. `build_net` runs such a file in a fresh module
-namespace (nothing is registered in `sys.modules`, nothing is imported by name
-from the store) and instantiates `Net` on the CPU with the contract's
+out_shape, prm, device)`. `build_net` runs such a file, with the user's opt-in
+only (`nnsearch.common.trust`), in a fresh module namespace (nothing is
+registered in `sys.modules`, nothing is imported by name from the store) and instantiates `Net` on the CPU with the contract's
 arguments. `network_signature` describes a network by what it computes - its
 modules' kinds and settings, parameter shapes and the wiring of the traced
 torch.fx graph - and not by attribute names, so two files that build the same
@@ -13,13 +13,12 @@ network under different names get the same signature.
 from __future__ import annotations
 
 import hashlib
-import itertools
-import types
 from typing import Any, Iterable, Mapping, Sequence
 
 import torch
 from torch import fx, nn
 
+from nnsearch.common.trust import UntrustedCodeError, run_code
 from nnsearch.errors import NNSearchError
 from nnsearch.model.arch import Arch
 from nnsearch.model.student import build_student
@@ -30,7 +29,6 @@ IMAGE_SHAPE = (1, 3, 256, 256)
 _MODULE_SETTINGS = ("in_channels", "out_channels", "kernel_size", "stride", "padding", "dilation", "groups",
                     "padding_mode", "scale_factor", "mode", "size", "align_corners", "ceil_mode", "negative_slope",
                     "min_val", "max_val", "p", "dim", "eps", "momentum", "affine", "num_features")
-_counter = itertools.count()
 
 
 class ModelCodeError(NNSearchError):
@@ -38,18 +36,21 @@ class ModelCodeError(NNSearchError):
 
 
 def build_net(code: str, name: str, in_shape: Sequence[int] = IMAGE_SHAPE, out_shape: Sequence[int] | None = None,
-              prm: Mapping[str, Any] | None = None) -> nn.Module:
+              prm: Mapping[str, Any] | None = None, *, trusted: bool) -> nn.Module:
     """The file's `Net(in_shape, out_shape, prm, "cpu")` in eval mode; ModelCodeError naming `name` if that fails.
 
     `prm` gives hyperparameter values; every name `supported_hyperparameters()`
     declares that `prm` lacks gets 0.5, the middle of LEMUR's [0, 1] range.
+    `trusted`: the user's opt-in to run the file (`nnsearch.common.trust`);
+    UntrustedCodeError without it.
     """
-    module = types.ModuleType(f"nnsearch_nnd_model_{next(_counter)}")
     try:
-        exec(compile(code, f"<model {name}>", "exec"), module.__dict__)
+        module = run_code(code, f"model {name}", trusted=trusted)
         declared = module.supported_hyperparameters() if hasattr(module, "supported_hyperparameters") else ()
         values = {**{str(n): 0.5 for n in declared}, **dict(prm or {})}
         net = module.Net(tuple(in_shape), tuple(out_shape or in_shape), values, "cpu")
+    except UntrustedCodeError:
+        raise
     except Exception as exc:  # the file is foreign code: any failure is the file's
         raise ModelCodeError(f"model {name!r}: its code does not build a Net: {type(exc).__name__}: {exc}") from None
     if not isinstance(net, nn.Module):

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from nnsearch.common.precision import Precision
+from nnsearch.common.paths import safe_component
 from nnsearch.errors import NNSearchError
 from nnsearch.latency.quantize import CALIBRATION_SAMPLES
 from nnsearch.model.space import SearchSpace
@@ -74,6 +75,7 @@ class StudyConfig:
     calibration_samples: int = CALIBRATION_SAMPLES
 
     def __post_init__(self) -> None:
+        safe_component(self.name, "study name")  # <results>/<study>/ holds the study's files
         object.__setattr__(self, "precision", Precision.parse(self.precision))
         if self.calibration_samples < 1:
             raise NNSearchError(f"calibration_samples must be >= 1, got {self.calibration_samples}")

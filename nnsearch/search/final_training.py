@@ -25,7 +25,7 @@ import torch
 from sqlalchemy import func, select
 
 from nnsearch.common.device import default_device, describe_device
-from nnsearch.common.paths import cache_dir
+from nnsearch.common.paths import cache_dir, safe_component
 from nnsearch.common.torch_files import DamagedFileError, load_tensors
 from nnsearch.errors import NNSearchError
 from nnsearch.export.student import StoredModel, load_stored_model
@@ -85,7 +85,7 @@ def hyperparameters(request: FinalTraining, start: StoredModel) -> dict[str, Any
 
 
 def checkpoint_path(nn: str, uid: str) -> Path:
-    return cache_dir() / "training" / f"{nn}-{uid}.ckpt"
+    return cache_dir() / "training" / f"{safe_component(nn, 'model name')}-{uid}.ckpt"
 
 
 def train_student(request: FinalTraining, store: Store, *, device: torch.device | None = None,

@@ -10,8 +10,11 @@ nnsearch adds `stat/nnsearch/<nn>.json` (Arch JSON, size and cost, its own
 latency runs), a file the NN Dataset's reader never looks at.
 
 `import_nnd` accepts that root, a checkout containing `ab/nn/`, or the stats
-folder itself (code files are then looked up in `../../nn/`, next to the stats
-and in the config folder). Task, dataset and metric names must not contain
+folder itself (code files are then looked up in `../../nn/`). Code is read as
+text from `nn/`, `metric/` and `transform/` only; files in the stats folders
+are never read as code. Every name that comes from the folder and becomes part
+of a path on export (task, dataset, metric, model, transform, runtime,
+precision, device) must be a plain file name (`common.paths.safe_component`). Task, dataset and metric names must not contain
 "_"; the model name is the rest of the folder name. Folders and files that are
 not statistics (`RESULTS_RLFN/`, `conversion_report.json`) are skipped and
 counted. A trial without `duration` is stored with an unknown (NULL) one.
@@ -40,13 +43,15 @@ import pandas as pd
 from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
+from nnsearch.common.paths import safe_component
 from nnsearch.common.progress import progress
+from nnsearch.common.trust import HOW_TO_TRUST, code_trusted
 from nnsearch.errors import NNSearchError, StoreError
 from nnsearch.model.arch import Arch
 from nnsearch.store.dataset_api import data
 from nnsearch.store.engine import Store, open_store
 from nnsearch.store.nnd_files import write_files
-from nnsearch.store.nnd_models import rebuild, reference_archs, stored_archs
+from nnsearch.store.nnd_models import IMAGE_TASKS, rebuild, reference_archs, stored_archs
 from nnsearch.store.nnd_run import is_nnd_run, read_run_tree, run_files
 from nnsearch.store.record import METRIC_CODE, NN_STAT_FIELDS, Bundle, prm_uid, record_bundle
 from nnsearch.store.schema import NN, LatencyRun, NNStat, Stat, TrainStat
@@ -84,6 +89,17 @@ class ImportSummary:
     rebuilt: list[str] = field(default_factory=list)
     linked: dict[str, str] = field(default_factory=dict)
     not_rebuilt: dict[str, str] = field(default_factory=dict)
+    not_run: list[str] = field(default_factory=list)  # models whose code was not run (no opt-in)
+
+    @property
+    def warnings(self) -> list[str]:
+        """What the user should know and may act on: models not rebuilt because their code was not run."""
+        if not self.not_run:
+            return []
+        shown = ", ".join(self.not_run[:3]) + (f" and {len(self.not_run) - 3} more" if len(self.not_run) > 3 else "")
+        return [f"{len(self.not_run)} model(s) with code were not rebuilt ({shown}): rebuilding runs the folder's "
+                f"Python code, which nnsearch does not do without the opt-in; their statistics, runtimes and code "
+                f"(as text) were imported. To count and link them, import again and {HOW_TO_TRUST}"]
 
     def line(self) -> str:
         parts = [f"imported {self.stats} stat rows ({self.new_stats} new"
@@ -95,6 +111,8 @@ class ImportSummary:
             linked = "".join(f", {n} = {a}" for n, a in sorted(self.linked.items()))
             parts.append(f"{len(self.rebuilt)} model(s) rebuilt from their code ({len(self.linked)} linked to a "
                          f"search-space architecture{linked})")
+        if self.not_run:
+            parts.append(f"{len(self.not_run)} model(s) not rebuilt: their code was not run (see --trust-code)")
         if self.not_rebuilt:
             parts.append(f"{len(self.not_rebuilt)} model(s) whose code did not build: "
                          + "; ".join(f"{n}: {m}" for n, m in sorted(self.not_rebuilt.items())[:3]))
@@ -124,8 +142,12 @@ class ExportSummary:
 
 # ---- import -------------------------------------------------------------------------------------
 
-def import_nnd(directory: str | Path, db: Store | str | None = None) -> ImportSummary:
-    """Read an NN Dataset tree (statistics, runtimes, code) into the store (existing rows are kept)."""
+def import_nnd(directory: str | Path, db: Store | str | None = None, trust_code: bool = False) -> ImportSummary:
+    """Read an NN Dataset tree (statistics, runtimes, code) into the store (existing rows are kept).
+
+    Model code is recorded as text; it is run (to rebuild, count and link the
+    models) only when `trust_code` or the NNSEARCH_TRUST_CODE setting allows it.
+    """
     root, stat_dir = _layout(Path(directory))
     bundle, summary = Bundle(), ImportSummary()
     skip = _skipper(root, summary)
@@ -139,7 +161,7 @@ def import_nnd(directory: str | Path, db: Store | str | None = None) -> ImportSu
             skip(config_dir)
             continue
         summary.configs += 1
-        names["nn"].setdefault(parsed[3], [root / "nn", config_dir.parent]).append(config_dir)
+        names["nn"].setdefault(parsed[3], [root / "nn"])  # code only from nn/, never from the stats folders
         names["metric"].setdefault(METRIC_IMPORT_NAMES.get(parsed[2], parsed[2]), [root / "metric"])
         for row in _read_config(config_dir, parsed, skip, summary):
             names["transform"].setdefault(row["transform"], [root / "transform"])
@@ -154,7 +176,8 @@ def import_nnd(directory: str | Path, db: Store | str | None = None) -> ImportSu
     summary.stats = len(bundle.stats)
     with open_store(db, create=True) as store:
         counted = store.reading(lambda conn: set(conn.scalars(select(NNStat.nn))))
-        _rebuild_models(store, bundle, {n: p for n, p in first_prm.items() if n not in counted}, summary)
+        _rebuild_models(store, bundle, {n: p for n, p in first_prm.items() if n not in counted}, summary,
+                        code_trusted(trust_code))
         summary.new_stats = record_bundle(store, bundle)
     return summary
 
@@ -211,10 +234,15 @@ def _layout(directory: Path) -> tuple[Path, Path | None]:
 
 
 def parse_config(config_dir: Path) -> tuple[str, str, str, str] | None:
-    """`<task>_<dataset>_<metric>_<nn>` -> its four names (the nn may contain "_"); None for other names."""
+    """`<task>_<dataset>_<metric>_<nn>` -> its four names (the nn may contain "_"); None for other names.
+
+    A name that cannot be a file name of its own ('..') raises NNSearchError naming the folder.
+    """
     parts = config_dir.name.split("_", 3)
     if len(parts) != 4 or not all(parts):
         return None
+    for kind, name in zip(("task", "dataset", "metric", "model"), parts):
+        safe_component(name, f"{config_dir}: {kind} name")
     return parts[0], parts[1], parts[2], parts[3]
 
 
@@ -253,6 +281,7 @@ def _trial_row(trial: Mapping[str, Any], where: str) -> dict[str, Any]:
         raise StoreError(f"{where}: 'uid' must be a string of at most 32 characters")
     if not isinstance(transform, str):
         raise StoreError(f"{where}: 'transform' must be a name, got {transform!r}")
+    safe_component(transform, f"{where}: 'transform'")  # transform/<name>.py is read and written
     nested = trial.get("train_stat")
     if nested is not None and not isinstance(nested, dict):
         raise StoreError(f"{where}: 'train_stat' must be an object, got {nested!r}")
@@ -297,7 +326,7 @@ def _read_runs(root: Path, names: dict[str, dict[str, list[Path]]], skip: Any) -
         parsed = parse_config(config_dir)
         if parsed is None:
             return None
-        names["nn"].setdefault(parsed[3], [root / "nn"]).append(config_dir)
+        names["nn"].setdefault(parsed[3], [root / "nn"])
         return parsed[3]
 
     rows = read_run_tree(run_dir, _read_json, skip, model_of)
@@ -323,18 +352,28 @@ def _read_sidecars(stat: Path, models: Iterable[str], bundle: Bundle) -> None:
                 bundle.nn_arch = {**bundle.nn_arch, nn: extra["arch"]}
             if extra.get("nn_stat") is not None:
                 bundle.nn_stats = {**bundle.nn_stats, nn: {f: extra["nn_stat"][f] for f in NN_STAT_FIELDS}}
-            bundle.latencies.extend({**run, "nn": nn, "created_at": datetime.fromisoformat(run["created_at"])}
-                                    for run in extra.get("latency", []))
+            runs = [{**run, "nn": nn, "created_at": datetime.fromisoformat(run["created_at"])}
+                    for run in extra.get("latency", [])]
+            for run in runs:  # export writes stat/run/<runtime>/<precision>/.../<device>.json
+                for key in ("runtime", "precision", "device"):
+                    safe_component(run[key], f"{path}: latency run '{key}'")
+            bundle.latencies.extend(runs)
         except (AttributeError, KeyError, TypeError, ValueError) as exc:
             raise StoreError(f"{path}: malformed nnsearch model file: {exc!r}") from None
 
 
 def _rebuild_models(store: Store, bundle: Bundle, first_prm: Mapping[str, tuple[str, Mapping[str, Any]]],
-                    summary: ImportSummary) -> None:
-    """Count models with code (and link them to a space's architecture) unless a sidecar already did."""
-    todo = [n for n, code in sorted(bundle.nn_code.items())
-            if code and n in first_prm and n not in bundle.nn_arch and n not in bundle.nn_stats]
+                    summary: ImportSummary, trusted: bool) -> None:
+    """Count models with code (and link them to a space's architecture) unless a sidecar already did.
+
+    Without `trusted` no code runs: the models are listed in `summary.not_run`.
+    """
+    todo = [n for n, code in sorted(bundle.nn_code.items()) if code and n in first_prm and n not in bundle.nn_arch
+            and n not in bundle.nn_stats and first_prm[n][0] in IMAGE_TASKS]
     if not todo:
+        return
+    if not trusted:
+        summary.not_run = todo
         return
     references = reference_archs()
 
@@ -413,6 +452,9 @@ def export_nnd(directory: str | Path, db: Store | str | None = None, force: bool
 
 
 def _check_names(frame: Any, models: list[str], summary: ExportSummary) -> None:
+    for column in ("task", "dataset", "metric", "nn", "transform"):  # each becomes (part of) a file name
+        for name in frame[column].unique().tolist():
+            safe_component(name, f"cannot export: the stored {column} name")
     for column in ("task", "dataset", "metric"):
         bad = sorted({v for v in frame[column].unique().tolist() if "_" in v or not v})
         if bad:

@@ -16,6 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import Mapping
 
+from nnsearch.common.paths import contained_path
 from nnsearch.errors import StoreError
 
 MANIFEST = ".nnsearch-export.json"
@@ -33,7 +34,7 @@ def write_files(root: Path, files: Mapping[str, str], force: bool = False) -> tu
     for relative, text in sorted(files.items()):
         if not text:
             continue
-        path = root / relative
+        path = contained_path(root, relative, f"cannot export into {root}")
         if path.is_file():
             current = _sha256(path.read_bytes())
             if current == _sha256(text.encode()):
@@ -49,7 +50,7 @@ def write_files(root: Path, files: Mapping[str, str], force: bool = False) -> tu
                          f"(or that changed since): {shown}; nothing was written. Export into another folder, "
                          "or pass --force to overwrite them")
     for relative, text in todo.items():
-        _write_atomic(root / relative, text)
+        _write_atomic(contained_path(root, relative, f"cannot export into {root}"), text)
         manifest[relative] = _sha256(text.encode())
     _write_atomic(manifest_path, json.dumps({"files": dict(sorted(manifest.items()))}, indent=4) + "\n")
     return len(todo), same

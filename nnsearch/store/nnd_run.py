@@ -19,6 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
+from nnsearch.common.paths import safe_component
 from nnsearch.errors import StoreError
 
 UNITS = ("cpu", "gpu", "npu")
@@ -126,6 +127,8 @@ def run_files(runs: Iterable[Mapping[str, Any]], config_of: Mapping[str, str]) -
         stem, _, unit = run["device"].rpartition("-")
         if not is_nnd_run(run) or run["nn"] not in config_of:
             continue
+        for key, name in (("runtime", run["runtime"]), ("precision", run["precision"]), ("device", stem)):
+            safe_component(name, f"cannot export the latency runs of {run['nn']}: {key}")
         path = f"{run['runtime']}/{run['precision']}/{config_of[run['nn']]}/{stem}.json"
         record = files.setdefault(path, {"model_name": run["nn"], "precision": run["precision"],
                                          "device_type": stem.partition("_")[2] or stem, "valid": True})

@@ -24,6 +24,7 @@ from typing import Callable
 
 from sqlalchemy import update
 
+from nnsearch.common.paths import safe_component
 from nnsearch.errors import NNSearchError
 from nnsearch.latency.agents.jobs import Claim, claim, complete, fail, release, renew, store_clock
 from nnsearch.latency.agents.interface import Runner, RunnerError
@@ -167,7 +168,11 @@ class Agent:
             return write_probe(job.key, folder, job.precision)
         if not job.payload:
             raise RunnerError(f"job {job.id} holds no model file")
-        path = folder / f"{job.nn or 'model'}.tflite"
+        try:  # the name comes from the shared store: it must not lead out of the folder
+            stem = safe_component(job.nn or "model", f"job {job.id}: model name")
+        except NNSearchError as exc:
+            raise RunnerError(str(exc)) from None
+        path = folder / f"{stem}.tflite"
         path.write_bytes(job.payload)
         return path
 

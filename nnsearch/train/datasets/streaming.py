@@ -97,7 +97,7 @@ class DecodedCache:
         """The decoded image of `path` (see :func:`read_raw`): memory-mapped from the cache, else decoded (and cached)."""
         entry = self.folder / f"{_identity(path)}.npy"
         try:
-            mapped = np.load(entry, mmap_mode="r")
+            mapped = np.load(entry, mmap_mode="r", allow_pickle=False)
             os.utime(entry)  # recently used
             return mapped
         except (OSError, ValueError):
