@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
              "agent0 to hold a job")
         agents[0].send_signal(signal.SIGKILL)
         agents[0].wait()
-        print(f"agents: killed agent0 (SIGKILL) while it held a job; restarting it", flush=True)
+        print("agents: killed agent0 (SIGKILL) while it held a job; restarting it", flush=True)
         agents[0] = agent(db, device, "agent0", logs[2])
         if search.wait() != 0:
             raise SystemExit(f"agents: the study failed:\n{(work / 'search.log').read_text()[-3000:]}")

@@ -28,10 +28,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from nnsearch.analysis.evaluate import NOISY, evaluate_methods, format_summary, standard_methods, write_evaluation  # noqa: E402
-from nnsearch.export.student import build_model, load_stored_model  # noqa: E402
-from nnsearch.search.demo import demo_config  # noqa: E402
+from nnsearch.commands.demo import demo_config  # noqa: E402
 from nnsearch.search.study import Study  # noqa: E402
 from nnsearch.store.engine import Store  # noqa: E402
+from nnsearch.store.stored_model import build_model, load_stored_model  # noqa: E402
 from nnsearch.train.datasets import load_data  # noqa: E402
 from nnsearch.train.teacher_check import load_teacher  # noqa: E402
 

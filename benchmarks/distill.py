@@ -54,11 +54,11 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from nnsearch.train.datasets import DenoiseData, ImagePair, load_data  # noqa: E402
-from nnsearch.train.distill import DistillConfig, TeacherTargets, distill  # noqa: E402
-from nnsearch.train.metrics import evaluate, psnr  # noqa: E402
 from nnsearch.model.space import load_space  # noqa: E402
 from nnsearch.model.student import build_student  # noqa: E402
+from nnsearch.train.datasets import DenoiseData, ImagePair, load_data  # noqa: E402
+from nnsearch.train.distill import DistillConfig, TeacherTargets, distill  # noqa: E402
+from nnsearch.train.metrics import mean_quality, psnr  # noqa: E402
 from nnsearch.train.teacher import load_or_train_teacher, teacher_config  # noqa: E402
 from nnsearch.train.teacher_outputs import outputs_key, outputs_path, save_outputs  # noqa: E402
 
@@ -194,7 +194,7 @@ def main(argv: list[str] | None = None) -> None:
 
     teacher = load_or_train_teacher(teacher_config("cpu", s.teacher_steps), data, device=torch.device("cpu"))
     log(f"teacher ready ({sum(p.numel() for p in teacher.parameters()):,} parameters)")
-    teacher_db = evaluate(teacher, real)["psnr"]
+    teacher_db = mean_quality(teacher, real)["psnr"]
     noisy_db = statistics.mean(psnr(p.noisy, p.clean) for p in real)
     log(f"real pairs: noisy input {noisy_db:.2f} dB, teacher {teacher_db:.2f} dB")
 
@@ -212,7 +212,7 @@ def main(argv: list[str] | None = None) -> None:
                 cached_s, student, _ = candidate(arch, data, kd, teacher, multiple, cache=True)
                 same = same_weights(student, uncached)
                 _, plain, _ = candidate(arch, data, replace(kd, alpha=0.0), None, multiple, cache=True)
-                kd_db, plain_db = evaluate(student, real)["psnr"], evaluate(plain, real)["psnr"]
+                kd_db, plain_db = mean_quality(student, real)["psnr"], mean_quality(plain, real)["psnr"]
                 rows.append({"seed": seed, "psnr_alpha0.9": round(kd_db, 4), "psnr_alpha0": round(plain_db, 4),
                              "gain_db": round(kd_db - plain_db, 4), "seconds_cached": round(cached_s, 2),
                              "seconds_uncached": round(uncached_s, 2), "cache_write_s": round(write_s, 2),

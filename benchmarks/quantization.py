@@ -4,7 +4,7 @@ Students are sampled (seeded) from search_spaces/litedenoise.yaml, with the
 global residual fixed on, and trained briefly, without a teacher (alpha 0), on
 the real noisy/clean pairs of PolyU
 (../shared/data/real/polyu, downscaled to --train-side px). Each is then
-quantized to every precision (`nnsearch.export.quantized.StudentQuantizer`:
+quantized to every precision (`nnsearch.export.precisions.StudentQuantizer`:
 int8 = static_wi8_ai8, w8a16 = static_wi8_ai16, fp16 = float16 weights),
 calibrated on 8 seeded 64 px crops of the PolyU training images, and evaluated
 from each .tflite file's ai-edge-litert output (fp32 too, the same tiled path)
@@ -47,7 +47,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from nnsearch.export.quantized import StudentQuantizer  # noqa: E402
+from nnsearch.export.precisions import StudentQuantizer  # noqa: E402
 from nnsearch.common.precision import PRECISIONS  # noqa: E402
 from nnsearch.latency.tflite import time_tflite  # noqa: E402
 from nnsearch.model.space import load_space  # noqa: E402

@@ -48,13 +48,14 @@ from nnsearch.analysis.evaluate import (  # noqa: E402
     nl_means,
     write_evaluation,
 )
-from nnsearch.export.student import build_model, export_student, load_stored_model  # noqa: E402
+from nnsearch.export.student import export_student  # noqa: E402
 from nnsearch.latency.service import predict_latency  # noqa: E402
 from nnsearch.model.arch import Arch  # noqa: E402
 from nnsearch.model.space import load_space  # noqa: E402
 from nnsearch.model.student import build_student  # noqa: E402
 from nnsearch.search.study import LatencyConfig, Study, StudyConfig  # noqa: E402
 from nnsearch.store.engine import Store  # noqa: E402
+from nnsearch.store.stored_model import build_model, load_stored_model  # noqa: E402
 from nnsearch.train.datasets import load_data  # noqa: E402
 from nnsearch.train.distill import DistillConfig, TeacherTargets, distill  # noqa: E402
 

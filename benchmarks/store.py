@@ -41,7 +41,8 @@ from sqlalchemy.engine import make_url
 from nnsearch.model.arch import Arch
 from nnsearch.store.dataset_api import data
 from nnsearch.store.engine import Store
-from nnsearch.store.record import METRIC_CODE, record_stats_bulk
+from nnsearch.store.record import METRIC_CODE
+from nnsearch.store.recording import record_stats_bulk
 
 DEFAULT_PG = os.environ.get("NNSEARCH_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 PRM_SETS, EPOCHS = 5, 5
@@ -114,7 +115,7 @@ def per_trial_overhead(url: str, recorded: int, more: int = 10) -> tuple[float, 
     from nnsearch.search.early_stopping import EpochHistory
     from nnsearch.search.live import StudyStatus
     from nnsearch.store.query import StudyReader
-    from nnsearch.store.record import record_trial
+    from nnsearch.store.recording import record_trial
     from nnsearch.store.timings import LatencyQuery
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -15,7 +15,7 @@ CLI_MARKER = "<!-- generated: cli-reference -->"
 API_MARKER = "<!-- generated: api-reference -->"
 
 #: Stage packages whose docstrings and public members the API reference shows after the facade.
-STAGES = ("search", "train", "latency", "store", "export", "analysis", "replay", "model", "common", "errors")
+STAGES = ("search", "train", "latency", "store", "nnd", "export", "analysis", "replay", "model", "common", "errors")
 
 
 def _commands(parser: argparse.ArgumentParser, prefix: str) -> list[tuple[str, argparse.ArgumentParser]]:

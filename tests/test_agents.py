@@ -22,19 +22,20 @@ import pytest
 from sqlalchemy import func, select
 
 from nnsearch.cli import main
-from nnsearch.latency.agents.adb import AdbRunner, parse_benchmark_output
+from nnsearch.latency.agents.adb import parse_benchmark_output
 from nnsearch.latency.agents.agent import Agent
-from nnsearch.latency.agents.jobs import enqueue_model, enqueue_probes, job_counts
 from nnsearch.latency.agents.interface import RunnerError
+from nnsearch.latency.agents.jobs import enqueue_model, enqueue_probes, job_counts
 from nnsearch.latency.agents.runners import LocalRunner, make_runner
 from nnsearch.latency.probes import space_keys
+from nnsearch.latency.stored_table import stored_keys
 from nnsearch.latency.tflite import export_tflite
 from nnsearch.model.arch import Arch
 from nnsearch.model.space import load_space
 from nnsearch.model.student import build_student
 from nnsearch.store.engine import Store
-from nnsearch.latency.stored_table import stored_keys
-from nnsearch.store.record import Bundle, record_bundle
+from nnsearch.store.record import Bundle
+from nnsearch.store.recording import record_bundle
 from nnsearch.store.schema import LatencyLUT, LatencyRun, MeasureJob
 
 DEVICE = "standin"
@@ -199,7 +200,7 @@ def test_adb_runner_pushes_runs_benchmark_model_and_parses_its_timing(tmp_path, 
     assert result[bad].state == "failed" and "not a valid Flatbuffer" in result[bad].message
     calls = (tmp_path / "phone" / "calls.log").read_text().splitlines()
     model = next(iter(files))
-    assert calls[0].startswith(f"-s emulator-5554 push ") and calls[0].endswith(f"/data/local/tmp/nnsearch/{model}.tflite")
+    assert calls[0].startswith("-s emulator-5554 push ") and calls[0].endswith(f"/data/local/tmp/nnsearch/{model}.tflite")
     assert calls[1] == (f"-s emulator-5554 shell /data/local/tmp/benchmark_model "
                         f"--graph=/data/local/tmp/nnsearch/{model}.tflite --num_threads=1 --num_runs=20 --warmup_runs=1")
     assert measured_rows(store) == {model: 1}

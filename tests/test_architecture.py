@@ -81,8 +81,9 @@ STAGES = [
     "replay", "search",               # studies: replaying one, running one
     "analysis", "export",             # reading results; writing a student's files
     "latency",                        # lookup tables, probes, TFLite, the latency of a candidate
-    "train",                          # data, teacher, distillation, quality metrics
-    "store",                          # the SQL store
+    "train",                          # data, teacher, distillation, final training, quality metrics
+    "nnd",                            # the NN Dataset's file layout: import and export
+    "store",                          # the SQL store, and loading a stored student
     "model",                          # search spaces, architectures, students
     "common", "errors",               # shared helpers, the error types
 ]

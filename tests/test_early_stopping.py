@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
-
 from conftest import model_record
-from nnsearch.search.early_stopping import EarlyStopRule, EpochHistory, StoppedEarly, check_epoch
+
 from nnsearch.errors import NNSearchError
-from nnsearch.store.record import record_trial
+from nnsearch.search.early_stopping import EarlyStopRule, EpochHistory, StoppedEarly, check_epoch
+from nnsearch.store.recording import record_trial
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import torch
 from sqlalchemy import func, select
 
 from nnsearch.model.arch import Arch, load_model_code
-from nnsearch.search.demo import summarize
+from nnsearch.commands.summary import summarize
 from nnsearch.train.distill import DistillConfig
 from nnsearch.errors import NNSearchError
 from nnsearch.model.space import load_space

@@ -9,17 +9,17 @@ import pytest
 import torch
 
 from conftest import RunsCode
-from nnsearch.model.arch import load_model_code
 from nnsearch.cli import main
-from nnsearch.train.distill import DistillConfig
 from nnsearch.errors import ExportError
-from nnsearch.export.student import export_student
 from nnsearch.export.onnx import run_onnx
-from nnsearch.model.space import load_space
-from nnsearch.store.engine import Store
-from nnsearch.store.record import record_trial
-from nnsearch.search.study import LatencyConfig, Study, StudyConfig
+from nnsearch.export.student import export_student
 from nnsearch.latency.tflite import check_native_ops, run_tflite
+from nnsearch.model.arch import load_model_code
+from nnsearch.model.space import load_space
+from nnsearch.search.study import LatencyConfig, Study, StudyConfig
+from nnsearch.store.engine import Store
+from nnsearch.store.recording import record_trial
+from nnsearch.train.distill import DistillConfig
 
 FILES = ("{}.tflite", "{}.int8.tflite", "{}.w8a16.tflite", "{}.fp16.tflite", "{}.onnx", "{}.py", "{}.pt",
          "MODEL_CARD.md")

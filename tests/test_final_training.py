@@ -16,10 +16,10 @@ from PIL import Image
 from sqlalchemy import select
 
 from conftest import RunsCode
-from nnsearch.export.student import load_stored_model
 from nnsearch.store.engine import Store
 from nnsearch.store.integrity import check_integrity
 from nnsearch.store.schema import NN, Stat, Weights
+from nnsearch.store.stored_model import load_stored_model
 
 TINY_SEARCH = ["--space", "tiny", "--steps", "6", "--epochs", "2", "--batch", "2", "--crops", "32",
                "--teacher-steps", "20", "--teacher-margin=-inf", "--max-side", "64", "--resolution", "64x96",

@@ -18,7 +18,8 @@ from nnsearch.latency.probes import KEY_COLUMNS, arch_keys, space_keys
 from nnsearch.model.arch import Arch
 from nnsearch.model.space import load_space
 from nnsearch.store.engine import Store
-from nnsearch.store.record import Bundle, record_bundle
+from nnsearch.store.record import Bundle
+from nnsearch.store.recording import record_bundle
 from nnsearch.store.schema import LatencyRun
 
 TINY = Arch((8, 16), (1, 1), ("concat",), "residual", "conv", True)

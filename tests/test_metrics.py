@@ -10,7 +10,7 @@ import torch
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from nnsearch.train.datasets import ImagePair
-from nnsearch.train.metrics import denoise_image, evaluate, psnr, ssim
+from nnsearch.train.metrics import denoise_image, mean_quality, psnr, ssim
 
 
 def _images(seed: int, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
@@ -105,8 +105,8 @@ def test_evaluate_identity_scores_the_noisy_input_and_restores_mode() -> None:
     pred, target = _images(6, (40, 48, 3))
     pairs = [ImagePair("a", pred, target), ImagePair("b", target.copy(), target)]
     model = torch.nn.Sequential(torch.nn.Identity()).train()
-    scores = evaluate(model, pairs[:1])
+    scores = mean_quality(model, pairs[:1])
     assert scores["psnr"] == pytest.approx(psnr(pred, target), abs=1e-4)
     assert scores["ssim"] == pytest.approx(ssim(pred, target), abs=1e-6)
     assert model.training
-    assert evaluate(model, pairs[1:])["ssim"] == pytest.approx(1.0)
+    assert mean_quality(model, pairs[1:])["ssim"] == pytest.approx(1.0)

@@ -12,12 +12,13 @@ from test_store_nnd_real import REAL, real_copy
 
 from nnsearch.errors import ExportError, StoreError
 from nnsearch.export.student import export_student
-from nnsearch.latency.service import profile_nn, stored_arch
+from nnsearch.latency.service import profile_nn
 from nnsearch.model.contract import ModelCodeError, build_net, matching_arch, network_signature
 from nnsearch.model.space import load_space
 from nnsearch.model.student import build_student
+from nnsearch.nnd.importing import import_nnd
 from nnsearch.store.dataset_api import data, run_data
-from nnsearch.store.nnd import import_nnd
+from nnsearch.store.stored_model import stored_arch
 
 CODE = Path(__file__).parent / "data" / "nnd_code" / "LiteDenoiseNet.py"
 REFERENCE = load_space("litedenoise").reference("LiteDenoiseNet")
@@ -96,7 +97,7 @@ def test_a_model_equal_to_a_stored_student_is_linked_to_its_architecture(tmp_pat
 
     from nnsearch.model.arch import Arch
     from nnsearch.model.counting import count_params
-    from nnsearch.store.record import record_trial
+    from nnsearch.store.recording import record_trial
 
     arch = Arch(**ARCH_FIELDS[0])
     searched = model_record(0, params=count_params(build_student(arch)))

@@ -11,10 +11,12 @@ import pytest
 from nnsearch.cli import main
 from nnsearch.common.paths import safe_component
 from nnsearch.errors import NNSearchError
+from nnsearch.nnd.exporting import export_nnd
+from nnsearch.nnd.importing import import_nnd
+from nnsearch.nnd.runs import NND_RUNTIME_VERSION, UNKNOWN_TIME
 from nnsearch.store.dataset_api import data, run_data
-from nnsearch.store.nnd import export_nnd, import_nnd
-from nnsearch.store.nnd_run import NND_RUNTIME_VERSION, UNKNOWN_TIME
-from nnsearch.store.record import Bundle, record_bundle
+from nnsearch.store.record import Bundle
+from nnsearch.store.recording import record_bundle
 
 ESCAPES = ["../../x", "/abs/x", "..", ".", "", "a\\b", "a\x00b", "x" * 201]
 TRIAL = {"accuracy": 0.5, "duration": 1000, "lr": 0.1, "transform": "norm_64", "uid": "0123456789abcdef"}

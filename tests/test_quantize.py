@@ -14,7 +14,7 @@ from nnsearch import data
 from nnsearch.cli import main
 from nnsearch.common.precision import Precision
 from nnsearch.errors import NNSearchError
-from nnsearch.export.quantized import StudentQuantizer
+from nnsearch.export.precisions import StudentQuantizer
 from nnsearch.latency.probes import OpKey, write_probe
 from nnsearch.latency.quantize import QUANTIZED_OPS, QuantizeError, TFLiteRunner, calibrate
 from nnsearch.latency.service import predict_latency

@@ -20,7 +20,8 @@ from nnsearch.model.student import build_student
 from nnsearch.replay.compare import FrontTracker, parse_reference, replay
 from nnsearch.replay.table import ParameterEncoding, ReplayRun, ReplayTable, recorded_space
 from nnsearch.search.study import DIRECTIONS, optuna_storage
-from nnsearch.store.record import EpochRecord, LatencyRecord, ModelRecord, record_trial
+from nnsearch.store.record import EpochRecord, LatencyRecord, ModelRecord
+from nnsearch.store.recording import record_trial
 
 STUDY = "recorded"
 TINY = load_space("tiny")

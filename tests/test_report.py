@@ -89,7 +89,7 @@ def test_measured_lite_denoise_net_is_drawn(tiny_study):  # noqa: F811
 
     from nnsearch.analysis.report import reference_model_name
     from nnsearch.model.space import load_space
-    from nnsearch.store.record import record_trial
+    from nnsearch.store.recording import record_trial
 
     _, url, root = tiny_study
     arch = load_space("litedenoise").reference("LiteDenoiseNet")

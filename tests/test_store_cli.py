@@ -7,12 +7,12 @@ import json
 
 import pandas as pd
 import pytest
+from conftest import model_record
 from sqlalchemy import text
 
-from conftest import model_record
 from nnsearch.cli import main
 from nnsearch.store.dataset_api import data
-from nnsearch.store.record import record_trial
+from nnsearch.store.recording import record_trial
 
 
 @pytest.fixture

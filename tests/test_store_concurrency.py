@@ -5,12 +5,13 @@ from __future__ import annotations
 import multiprocessing
 import traceback
 
+from conftest import model_record
 from sqlalchemy import func, select
 
-from conftest import model_record
 from nnsearch.store.engine import Store
 from nnsearch.store.integrity import check_integrity
-from nnsearch.store.record import METRIC_CODE, record_stats_bulk, record_trial
+from nnsearch.store.record import METRIC_CODE
+from nnsearch.store.recording import record_stats_bulk, record_trial
 from nnsearch.store.schema import NN, LatencyRun, Prm, PrmSet, Stat, TrainStat, TrialLink, Weights
 
 WORKERS = 4

@@ -5,11 +5,11 @@ from __future__ import annotations
 from contextlib import contextmanager
 
 import pytest
+from conftest import model_record
 from sqlalchemy import text
 
-from conftest import model_record
 from nnsearch.store.integrity import check_integrity
-from nnsearch.store.record import record_trial
+from nnsearch.store.recording import record_trial
 
 
 @contextmanager

@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import filecmp
-import re
 import json
+import re
 from pathlib import Path
 
 import pandas as pd
 import pytest
-
 from conftest import model_record
+
 from nnsearch.errors import StoreError
+from nnsearch.nnd.exporting import export_nnd
+from nnsearch.nnd.importing import import_nnd
 from nnsearch.store.dataset_api import data, run_data
 from nnsearch.store.engine import Store
-from nnsearch.store.nnd import export_nnd, import_nnd
-from nnsearch.store.record import record_trial
+from nnsearch.store.recording import record_trial
 
 CONFIG = "img-classification_celeba-gender_acc_AlexNet"
 TRIALS = [

@@ -11,9 +11,10 @@ import pytest
 from sqlalchemy import func, select
 
 from nnsearch.errors import StoreError
+from nnsearch.nnd.exporting import export_nnd
+from nnsearch.nnd.importing import import_nnd
 from nnsearch.store.dataset_api import data, run_data
 from nnsearch.store.engine import Store
-from nnsearch.store.nnd import export_nnd, import_nnd
 from nnsearch.store.schema import TrainStat
 
 REAL = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "nnd"
@@ -89,7 +90,8 @@ def test_a_real_checkout_imports_with_non_stats_skipped_and_every_trial_kept(tmp
 
 def test_lemur_psnr_and_nnsearch_psnr_never_share_a_metric_name(tmp_path, store):
     from conftest import model_record
-    from nnsearch.store.record import record_trial
+
+    from nnsearch.store.recording import record_trial
 
     root = real_copy(tmp_path)
     (root / "ab" / "nn" / "metric").mkdir()

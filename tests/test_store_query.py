@@ -12,8 +12,10 @@ from conftest import model_record
 
 from nnsearch.store.dataset_api import EXTRA_COLUMNS, NND_COLUMNS, data, run_data
 from nnsearch.store.engine import Store
+from nnsearch.store.hashing import prm_uid
 from nnsearch.store.query import study_results
-from nnsearch.store.record import METRIC_CODE, LatencyRecord, prm_uid, record_stats_bulk, record_trial
+from nnsearch.store.record import METRIC_CODE, LatencyRecord
+from nnsearch.store.recording import record_stats_bulk, record_trial
 
 PRM_A = {"lr": 0.001, "batch": 4}
 PRM_B = {"lr": 0.0005, "batch": 8, "crops": [32, 64]}

@@ -5,15 +5,25 @@ from __future__ import annotations
 import hashlib
 
 import pytest
+from conftest import model_record
 from sqlalchemy import func, select
 
-from conftest import model_record
 from nnsearch.errors import StoreError
-from nnsearch.store.record import (
-    METRIC_CODE, LatencyRecord, prm_uid, record_stats_bulk, record_trial,
-)
+from nnsearch.store.hashing import prm_uid
+from nnsearch.store.record import METRIC_CODE, LatencyRecord
+from nnsearch.store.recording import record_stats_bulk, record_trial
 from nnsearch.store.schema import (
-    NN, LatencyRun, Metric, NNStat, Prm, PrmSet, Stat, TrainStat, Transform, TrialLink, Weights,
+    NN,
+    LatencyRun,
+    Metric,
+    NNStat,
+    Prm,
+    PrmSet,
+    Stat,
+    TrainStat,
+    Transform,
+    TrialLink,
+    Weights,
 )
 
 TABLES = (NN, Metric, Transform, PrmSet, Prm, Stat, TrainStat, NNStat, LatencyRun, Weights, TrialLink)

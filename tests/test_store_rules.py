@@ -11,9 +11,9 @@ import pytest
 
 from conftest import model_record
 from nnsearch.errors import StoreError
-from nnsearch.store.nnd import import_nnd
+from nnsearch.nnd.importing import import_nnd
 from nnsearch.store.dataset_api import data
-from nnsearch.store.record import record_trial
+from nnsearch.store.recording import record_trial
 from nnsearch.store.schema import Stat, Weights
 from test_input_limits import nnsearch, refused
 from test_store_nnd import TRIALS, write_nnd

@@ -3,16 +3,29 @@
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import (BigInteger, Column, Double, ForeignKey, Integer, MetaData, String, Table, UniqueConstraint,
-                        func, inspect, select, text)
-
 from conftest import model_record
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Double,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    UniqueConstraint,
+    func,
+    inspect,
+    select,
+    text,
+)
+
 from nnsearch.errors import StoreError
 from nnsearch.store import versioning as migrate
 from nnsearch.store.engine import Store
-from nnsearch.store.versioning import read_version, write_version
-from nnsearch.store.record import record_trial, write_model
+from nnsearch.store.recording import record_trial, write_model
 from nnsearch.store.schema import SCHEMA_VERSION, Base, SchemaInfo, Stat
+from nnsearch.store.versioning import read_version, write_version
 
 
 def stamp(store: Store, value: str | None) -> None:

@@ -14,7 +14,7 @@ from nnsearch.common import interrupts
 from nnsearch.model.space import load_space
 from nnsearch.store.engine import Store
 from nnsearch.search.config import HeartbeatConfig, StudyConfig
-from nnsearch.search.evaluation import TrialOutcome
+from nnsearch.search.candidate_trial import TrialOutcome
 from nnsearch.search.optuna_setup import open_optuna_study
 from nnsearch.search.trial_loop import TrialLoop
 

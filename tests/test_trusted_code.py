@@ -8,16 +8,16 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import ARCH_FIELDS, model_record
+
 from nnsearch.cli import main
 from nnsearch.common.trust import TRUST_ENV, UntrustedCodeError
 from nnsearch.export.student import export_student
 from nnsearch.model.arch import Arch
 from nnsearch.model.student import build_student
+from nnsearch.nnd.importing import import_nnd
 from nnsearch.store.dataset_api import data
-from nnsearch.store.nnd import import_nnd
-from nnsearch.store.record import record_trial
+from nnsearch.store.recording import record_trial
 
 ARCH = Arch(**ARCH_FIELDS[0])
 TRIALS = [{"accuracy": 30.5, "duration": 7, "lr": 0.01, "uid": "a" * 32},

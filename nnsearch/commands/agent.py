@@ -52,7 +52,7 @@ def serve(store, args: argparse.Namespace) -> int:  # store: Store
     return 0
 
 
-def _interrupt(signum, frame) -> None:  # noqa: ARG001 - signal handler signature
+def _interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
 
 

@@ -13,8 +13,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from nnsearch.analysis.evaluate import evaluate_methods, format_summary, standard_methods, write_evaluation
     from nnsearch.common.device import default_device
     from nnsearch.common.paths import default_results_root, safe_component
-    from nnsearch.export.student import build_model, load_stored_model
     from nnsearch.store.engine import open_store
+    from nnsearch.store.stored_model import build_model, load_stored_model
     from nnsearch.train.datasets import load_data
     from nnsearch.train.teacher_check import load_teacher
 

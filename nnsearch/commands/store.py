@@ -88,7 +88,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_import_nnd(args: argparse.Namespace) -> int:
-    from nnsearch.store.nnd import import_nnd
+    from nnsearch.nnd.importing import import_nnd
 
     summary = import_nnd(args.directory, db=args.db, trust_code=args.trust_code)
     for warning in summary.warnings:
@@ -98,8 +98,8 @@ def cmd_import_nnd(args: argparse.Namespace) -> int:
 
 
 def cmd_export_nnd(args: argparse.Namespace) -> int:
+    from nnsearch.nnd.exporting import export_nnd
     from nnsearch.store.engine import Store
-    from nnsearch.store.nnd import export_nnd
 
     store = Store(args.db, create=False)
     try:

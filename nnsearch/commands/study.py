@@ -55,7 +55,7 @@ def _given(args: argparse.Namespace, **options: str) -> dict:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from nnsearch.search.demo import run_demo
+    from nnsearch.commands.demo import run_demo
 
     summary = run_demo(db=args.db, trials=args.trials, name=args.study, teacher=args.teacher)
     print(summary.line("demo"))
@@ -93,7 +93,7 @@ def search_config(args: argparse.Namespace):  # -> (StudyConfig, HeartbeatConfig
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    from nnsearch.search.demo import format_table, summarize
+    from nnsearch.commands.summary import format_table, summarize
     from nnsearch.search.study import Study
     from nnsearch.search.workers import run_workers
     from nnsearch.store.engine import Store

@@ -9,9 +9,9 @@ from nnsearch.commands import add_db_option, max_side
 
 def cmd_train(args: argparse.Namespace) -> int:
     from nnsearch.commands.study import parse_crops
-    from nnsearch.search.final_training import FinalTraining, train_student, with_defaults
     from nnsearch.store.engine import Store
     from nnsearch.train.distill import DistillConfig
+    from nnsearch.train.final_training import FinalTraining, train_student, with_defaults
 
     base = DistillConfig(batch=args.batch, lr=args.lr, alpha=args.alpha, loss=args.loss, seed=args.seed,
                          amp=not args.no_amp, loader_workers=args.loader_workers)

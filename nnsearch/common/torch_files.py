@@ -52,9 +52,12 @@ def load_tensors(source: str | Path | bytes, what: str, *, map_location: Any = "
 
 
 def _reason(exc: Exception) -> str:
-    """torch's own explanation without its boilerplate, e.g. 'unsupported GLOBAL posix.system'."""
+    """torch's own explanation without its advice, e.g. 'Unsupported global: GLOBAL posix.system ...'."""
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    kept = [line for line in lines if not line.startswith(_TORCH_PREAMBLE)]
+    for line in lines:
+        if "nsupported" in line or "blocked" in line:
+            return line.removeprefix("WeightsUnpickler error:").strip().split(". Please use")[0][:300]
+    kept = [line for line in lines if not line.startswith(_TORCH_PREAMBLE) and not line.startswith("(")]
     return " ".join(kept)[:300] or _first_line(str(exc))
 
 

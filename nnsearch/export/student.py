@@ -1,7 +1,7 @@
 """Shipping one stored student: verified .tflite and .onnx, its model file, weights and a model card.
 
 Besides `<nn>.tflite` (fp32) it writes `<nn>.int8.tflite`, `<nn>.w8a16.tflite`
-and `<nn>.fp16.tflite` (`nnsearch.export.quantized`: calibrated on seeded crops
+and `<nn>.fp16.tflite` (`nnsearch.export.precisions`: calibrated on seeded crops
 of the data's training images, each checked for its op set and run), and the
 model card has one table row per precision: PSNR / SSIM at full resolution
 (tiled) from that file's interpreter output on the validation images, the drop
@@ -15,7 +15,6 @@ failed export leaves no partial files behind.
 
 from __future__ import annotations
 
-import difflib
 import json
 import os
 import shutil
@@ -26,41 +25,30 @@ from typing import Any
 
 import numpy as np
 import torch
-from sqlalchemy import select
-from torch import nn
 
 from nnsearch.common.paths import contained_path, safe_component
-from nnsearch.common.torch_files import load_tensors
-from nnsearch.common.trust import HOW_TO_TRUST, UntrustedCodeError, code_trusted
+from nnsearch.common.precision import PRECISIONS, Precision
 from nnsearch.errors import ExportError
 from nnsearch.export.onnx import export_onnx, onnx_op_types, run_onnx
-from nnsearch.export.quantized import CALIBRATION_CROP, StudentQuantizer
-from nnsearch.common.precision import PRECISIONS, Precision
+from nnsearch.export.precisions import CALIBRATION_CROP, StudentQuantizer
 from nnsearch.latency.quantize import CALIBRATION_SAMPLES, TFLiteRunner
 from nnsearch.latency.tflite import check_native_ops, export_tflite, read_op_names, run_tflite, time_tflite
-from nnsearch.model.arch import Arch
 from nnsearch.model.contract import build_net
-from nnsearch.model.student import build_student
 from nnsearch.store.dataset_api import data, run_data
 from nnsearch.store.engine import Store, open_store
-from nnsearch.store.schema import NN, NNStat, Weights
+from nnsearch.store.schema import NNStat
 from nnsearch.store.stat import STATISTIC, STATISTIC_DETAIL, LatencyStat
+from nnsearch.store.stored_model import (
+    GIVEN_WEIGHTS,
+    StoredModel,
+    build_model,
+    check_code_allowed,
+    load_stored_model,
+    with_weights,
+)
 from nnsearch.train.datasets import DenoiseData, load_data
 
 TOLERANCE = 1e-4
-#: `StoredModel.prm_uid` of weights given as a file rather than read from the store.
-GIVEN_WEIGHTS = "(given with --weights)"
-
-
-@dataclass(frozen=True)
-class StoredModel:
-    """One student as the store holds it: code, architecture, chosen hyperparameter set and weights."""
-
-    nn: str
-    code: str
-    arch: Arch
-    prm_uid: str
-    state: bytes
 
 
 @dataclass(frozen=True)
@@ -97,100 +85,6 @@ class ExportResult:
         return (f"exported {len(self.files)} files to {self.directory}: max abs error vs torch "
                 f"tflite {self.tflite_error:.2e}, onnx {self.onnx_error:.2e}, reloaded .py+.pt {self.reload_error:.2e}"
                 + (f"; PSNR drop vs fp32: {drops}" if drops else ""))
-
-
-def load_stored_model(store: Store, name: str, prm: str | None = None,
-                      weights_file: str | Path | None = None) -> StoredModel:
-    """The model `name` with the weights of hyperparameter set `prm` (default: its best-PSNR set); ExportError if unusable.
-
-    `weights_file`: a state_dict (torch.save) of the model's own `Net` to use
-    instead, e.g. for a model imported from the NN Dataset, which has no stored weights.
-    """
-    with store.session() as session:
-        row = session.get(NN, name)
-        if row is None:
-            known = list(session.scalars(select(NN.name)))
-            close = difflib.get_close_matches(name, known, n=3)
-            hint = f"; did you mean {', '.join(close)}?" if close else f" ({len(known)} models are stored)"
-            raise ExportError(f"no model named {name!r} in the store {store.display_url}{hint}")
-        weights = {w.prm: w.state for w in session.scalars(select(Weights).where(Weights.nn == name))}
-        code, arch_json = row.code, row.arch
-    if weights_file is not None:
-        weights = {GIVEN_WEIGHTS: _read_state_dict(Path(weights_file))}
-    if not weights:
-        raise ExportError(f"no weights recorded for {name}; retrain it with `nnsearch search` (a completed "
-                          f"trial stores its weights), pick a student that has them with `nnsearch pareto`, "
-                          f"or give a state_dict of its Net with --weights FILE.pt")
-    if not arch_json:
-        raise ExportError(f"model {name} has no architecture record (it was imported and its network is not "
-                          "a search-space student); only search-space students can be exported")
-    if weights_file is None and prm is not None and prm not in weights:
-        raise ExportError(f"{name} has no weights for hyperparameter set {prm!r}; it has weights for "
-                          f"{', '.join(sorted(weights))}")
-    if weights_file is not None:
-        uid = GIVEN_WEIGHTS
-    else:
-        uid = prm if prm is not None else _best_prm(store, name, list(weights))
-    return StoredModel(name, code, Arch.from_dict(json.loads(arch_json)), uid, weights[uid])
-
-
-def _read_state_dict(path: Path) -> bytes:
-    """The bytes of a state_dict file given with --weights; ExportError naming it if it is not one."""
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise ExportError(f"cannot read the weights file {path}: {exc.strerror or exc}") from None
-    state = load_tensors(raw, f"weights file {path}")
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ExportError(f"weights file {path} is not a state_dict (a dict of parameter name -> tensor, as "
-                          f"torch.save(net.state_dict(), path) writes); it holds a {type(state).__name__}")
-    return raw
-
-
-def _best_prm(store: Store, name: str, uids: list[str]) -> str:
-    """Among hyperparameter sets with weights, the one with the highest final-epoch PSNR."""
-    if len(uids) == 1:
-        return uids[0]
-    rows = data(nn=name, metric="psnr", prm=uids, db=store)
-    if rows.empty:
-        return sorted(uids)[0]
-    last = rows.sort_values("epoch").groupby("prm_uid").tail(1)
-    return str(last.sort_values("accuracy").iloc[-1]["prm_uid"])
-
-
-def own_code(model: StoredModel) -> bool:
-    """Whether the stored code is the model file nnsearch generates for the model's architecture."""
-    return model.code == model.arch.model_code()
-
-
-def check_code_allowed(model: StoredModel, trust_code: bool = False) -> None:
-    """UntrustedCodeError unless the model is nnsearch's own student or the user allows running its code."""
-    if not own_code(model) and not code_trusted(trust_code):
-        raise UntrustedCodeError(
-            f"model {model.nn}: its stored code is not the model file nnsearch generates for its architecture "
-            f"(it was imported, or recorded by another nnsearch version), and using it runs that code; "
-            f"{HOW_TO_TRUST}")
-
-
-def build_model(model: StoredModel, shape: tuple[int, int, int, int], *, trust_code: bool = False) -> nn.Module:
-    """The model's network with its weights loaded, in eval mode.
-
-    nnsearch's own students are built from their architecture, without running
-    stored code; any other model runs its stored code (the contract's `Net`),
-    with the opt-in only (`nnsearch.common.trust`).
-    """
-    check_code_allowed(model, trust_code)
-    net = build_student(model.arch) if own_code(model) else build_net(model.code, model.nn, shape, shape, {},
-                                                                      trusted=True)
-    return _with_weights(net, model.state)
-
-
-def _with_weights(net: nn.Module, state: bytes) -> nn.Module:
-    try:
-        net.load_state_dict(load_tensors(state, "the model's weights"))
-    except RuntimeError as exc:  # missing / unexpected keys, other shapes
-        raise ExportError(f"the weights do not fit the model's Net: {str(exc).strip().splitlines()[0]}") from None
-    return net.eval()
 
 
 def max_abs_error(a: np.ndarray, b: np.ndarray) -> float:
@@ -289,7 +183,7 @@ def _write_verified(model: StoredModel, out: Path, shape: tuple[int, int, int, i
     # the shipped file as its users will run it: nnsearch's own generated text, or code the user trusts
     shipped = build_net(py_path.read_text(), model.nn, shape, shape, {}, trusted=True)
     with torch.no_grad():
-        rebuilt = _with_weights(shipped, pt_path.read_bytes())(x).numpy()
+        rebuilt = with_weights(shipped, pt_path.read_bytes())(x).numpy()
     reload_error = _check("the reloaded .py + .pt", max_abs_error(rebuilt, expected), 0.0)
     result = ExportResult(out, (tflite, onnx_path, py_path, pt_path, out / "MODEL_CARD.md"), tflite_error,
                           onnx_error, reload_error, tflite_ops, tuple(onnx_op_types(onnx_path)))

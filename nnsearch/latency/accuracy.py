@@ -17,9 +17,9 @@ from dataclasses import dataclass
 import pandas as pd
 from sqlalchemy import select
 
-from nnsearch.store.stat import LatencyStat
 from nnsearch.store.engine import Store
 from nnsearch.store.schema import LatencyRun
+from nnsearch.store.stat import LatencyStat
 
 #: Below either figure, with at least `MIN_PAIRS` pairs, a device's table is said to predict badly.
 GOOD_WITHIN10, GOOD_SPEARMAN, MIN_PAIRS = 0.7, 0.8, 4

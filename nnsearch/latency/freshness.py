@@ -19,11 +19,11 @@ agent queues re-measurement jobs (`nnsearch.latency.agents.landing`).
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 from nnsearch.latency.probes import OpKey
-from nnsearch.store.stat import LatencyStat
 from nnsearch.latency.table import LatencyTable, LutEntry, measure_keys
+from nnsearch.store.stat import LatencyStat
 
 #: A whole model predicted this share slower than measured, or an entry this much slower than its repeat,
 #: is suspect (the repeat-vs-repeat spread of a loaded 2-core host is about 11%: GUIDE.md section 3).

@@ -15,7 +15,6 @@ name means (`_PROFILES`). `fill_space_table` clears them after adding entries;
 from __future__ import annotations
 
 import dataclasses
-import json
 import tempfile
 from pathlib import Path
 from typing import Callable
@@ -33,8 +32,10 @@ from nnsearch.model.arch import Arch
 from nnsearch.model.space import SearchSpace
 from nnsearch.model.student import build_student
 from nnsearch.store.engine import Store
-from nnsearch.store.record import Bundle, LatencyRecord, record_bundle
+from nnsearch.store.record import Bundle, LatencyRecord
+from nnsearch.store.recording import record_bundle
 from nnsearch.store.schema import NN, utcnow
+from nnsearch.store.stored_model import stored_arch
 
 HOST_DEVICE = "host-cpu"
 
@@ -183,19 +184,6 @@ def record_prediction(store: Store, nn: str, latency_ms: float, device_name: str
     record = prediction_record(store, latency_ms, device_name, height, width, threads)
     record_latency(store, nn, record)
     return record
-
-
-def stored_arch(store: Store, nn: str) -> Arch:
-    """The architecture of a stored model, from `nn.arch`."""
-    found = store.reading(lambda conn: conn.execute(select(NN.arch).where(NN.name == nn)).first())
-    if found is None:
-        raise StoreError(f"no model '{nn}' in {store.display_url}")
-    if not found.arch:
-        raise StoreError(f"model '{nn}' has no stored architecture (nn.arch is empty), so it cannot be rebuilt")
-    try:
-        return Arch.from_dict(json.loads(found.arch), label=nn)
-    except json.JSONDecodeError as exc:
-        raise StoreError(f"model '{nn}' has an unreadable nn.arch: {exc}") from None
 
 
 def profile_nn(store: Store, nn: str, height: int, width: int, *, threads: int = 1, runs: int = 10,

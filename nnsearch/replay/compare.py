@@ -37,7 +37,7 @@ parameters instead of its proposal's made no material difference on the
 benchmark table.) The fraction of exact hits is reported with the results.
 
 A replay runs the study's own trial loop (`nnsearch.search.trial_loop.TrialLoop`)
-with `RecordedEvaluator` as its evaluation backend in place of training. Each
+with `RecordedTrial` as its trial backend in place of training. Each
 trial's latency constraint (`Trial.set_constraint`) is 0: every recorded
 candidate is feasible, only completed students are in the table.
 
@@ -61,12 +61,7 @@ from typing import TYPE_CHECKING, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from nnsearch.analysis.pareto import (
-    default_reference,
-    hypervolume,
-    nondominated_mask,
-    pareto,
-)
+from nnsearch.analysis.pareto import default_reference, hypervolume, nondominated_mask, pareto
 from nnsearch.common.progress import progress_bar
 from nnsearch.errors import NNSearchError
 from nnsearch.replay.table import OBJECTIVES, ReplayRun, ReplayTable
@@ -194,8 +189,8 @@ def table_reference(table: ReplayTable) -> dict[str, float]:
     return default_reference(pareto(table.candidates, OBJECTIVES), OBJECTIVES)
 
 
-class RecordedEvaluator:
-    """The replay's evaluation backend for the study trial loop: a recorded table in place of training.
+class RecordedTrial:
+    """The replay's trial backend for the study trial loop: a recorded table in place of training.
 
     Each trial samples an architecture through the table's space (as a search
     does), is answered by `ReplayRun` under `rule`, and reports that recorded
@@ -212,8 +207,8 @@ class RecordedEvaluator:
         self.answers = ReplayRun(table, rule)
         self.records: list[dict[str, object]] = []
 
-    def evaluate(self, trial):  # (optuna.Trial) -> TrialOutcome
-        from nnsearch.search.evaluation import TrialOutcome
+    def run(self, trial):  # (optuna.Trial) -> TrialOutcome
+        from nnsearch.search.candidate_trial import TrialOutcome
         from nnsearch.search.samplers import set_latency_constraint
 
         proposal = self.table.space.suggest(trial)
@@ -240,9 +235,9 @@ def run_sampler(table: ReplayTable, sampler: str, seed: int, trials: int, tracke
     context = SamplerContext(table.space, table.latency_ms)
     with quiet_optuna():
         study = optuna.create_study(directions=list(DIRECTIONS), sampler=SAMPLERS[sampler](seed, context))
-    backend = RecordedEvaluator(table, sampler, seed, tracker, rule=rule)
+    backend = RecordedTrial(table, sampler, seed, tracker, rule=rule)
     with progress_bar(total=trials, desc=f"replay {sampler} seed {seed}", enabled=verbose) as bar:
-        TrialLoop(study, backend.evaluate, OBJECTIVES, after_trial=lambda _outcome: bar.update(1)).run(trials)
+        TrialLoop(study, backend.run, OBJECTIVES, after_trial=lambda _outcome: bar.update(1)).run(trials)
     return backend.records
 
 

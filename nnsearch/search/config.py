@@ -70,7 +70,7 @@ class StudyConfig:
     minimize_params: bool = False  # a third objective: parameter count
     start_from_references: bool = False  # a new study trains the space's reference students first
     # Quantized search: the precision (fp32, fp16, w8a16, int8) whose lookup table gives the latency objective
-    # and whose quantized model's full-resolution PSNR is the quality objective (nnsearch.search.quantized).
+    # and whose quantized model's full-resolution PSNR is the quality objective (nnsearch.export.candidate_quality).
     precision: str = Precision.FP32
     calibration_samples: int = CALIBRATION_SAMPLES
 

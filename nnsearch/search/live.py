@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 import optuna
 import pandas as pd
 
-from nnsearch.common.precision import Precision
 from nnsearch.analysis.pareto import pareto
+from nnsearch.common.precision import Precision
 from nnsearch.search.claims import TrialCounts
 from nnsearch.store.engine import Store
 from nnsearch.store.query import StudyReader

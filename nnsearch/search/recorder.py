@@ -12,8 +12,10 @@ from nnsearch.common.interrupts import defer_interrupts
 from nnsearch.model.arch import Arch
 from nnsearch.model.counting import conv_depth, count_macs, count_params
 from nnsearch.store.engine import Store
+from nnsearch.store.hashing import prm_uid
 from nnsearch.store.query import StudyReader, study_results
-from nnsearch.store.record import TASK, LatencyRecord, ModelRecord, PrecisionRecord, prm_uid, record_trial
+from nnsearch.store.record import TASK, LatencyRecord, ModelRecord, PrecisionRecord
+from nnsearch.store.recording import record_trial
 from nnsearch.store.schema import TrialLink
 from nnsearch.store.timings import LatencyQuery
 from nnsearch.train.crops import transform_code, transform_name

@@ -1,9 +1,9 @@
-"""A search study: its configuration, Optuna study, training inputs, candidate evaluator and trial loop.
+"""A search study: its configuration, Optuna study, training inputs, candidate trial and trial loop.
 
 `Study` only assembles the pieces, each of which is a module of its own:
 `config` (what defines a study), `optuna_setup` (storage, create or resume),
 `inputs` (data and teacher targets), `preparation` (lookup table, budget
-check), ``nnsearch.latency.candidate`, `recorder`, `evaluation` (one candidate) and
+check), `nnsearch.latency.candidate`, `recorder`, `candidate_trial` (one candidate) and
 `trial_loop` (claims, interrupt guard, heartbeats, telling Optuna).
 """
 
@@ -15,11 +15,12 @@ from pathlib import Path
 import optuna
 import torch
 
-from nnsearch.common.precision import Precision
 from nnsearch.common.device import default_device
 from nnsearch.common.paths import default_results_root
+from nnsearch.export.candidate_quality import QuantizedQuality
 from nnsearch.latency.candidate import CandidateLatency
 from nnsearch.model.arch import Arch
+from nnsearch.search.candidate_trial import CandidateTrial, TrialOutcome
 from nnsearch.search.claims import TrialCounts, claim_trial
 from nnsearch.search.config import (  # noqa: F401 - the study's vocabulary, importable from here
     CONFIG_ATTR,
@@ -34,11 +35,9 @@ from nnsearch.search.config import (  # noqa: F401 - the study's vocabulary, imp
     StudyConfig,
 )
 from nnsearch.search.early_stopping import EpochHistory
-from nnsearch.search.evaluation import CandidateEvaluator, TrialOutcome
 from nnsearch.search.inputs import TrainingInputs, silent
 from nnsearch.search.optuna_setup import open_optuna_study, optuna_storage  # noqa: F401
 from nnsearch.search.preparation import check_budget_reachable, fill_lookup_table
-from nnsearch.search.quantized import QuantizedQuality
 from nnsearch.search.recorder import TrialRecorder
 from nnsearch.search.samplers import SAMPLERS, SamplerContext
 from nnsearch.search.trial_loop import TrialLoop
@@ -77,12 +76,12 @@ class Study:
         self.results_dir = (results_root or default_results_root()) / config.name
         self.recorder = TrialRecorder(store, config.name, config.distill, latency=self.latency_query(),
                                       macs_hw=(lat.height, lat.width))
-        self.evaluator = CandidateEvaluator(
+        self.candidate_trial = CandidateTrial(
             config.space, config.distill, self.inputs, self.latency, self.recorder, seed=config.seed,
             early_stop=config.early_stop, history=lambda: EpochHistory.of(self.recorder.reader),
             device=self.device, verbose=verbose, log=self.log, quantized=self.quantized)
         self.optuna = open_optuna_study(config, store, self._sampler(config.seed), heartbeat)
-        self.loop = TrialLoop(self.optuna, self.evaluator.evaluate, list(config.objectives), claim=self._claim,
+        self.loop = TrialLoop(self.optuna, self.candidate_trial.run, list(config.objectives), claim=self._claim,
                               log=self.log, after_trial=self._after_trial)
         self._total = 0
 
@@ -149,16 +148,16 @@ class Study:
         return TrialCounts.of(self.optuna)
 
     def run_trial(self, trial: optuna.Trial) -> TrialOutcome | None:
-        """Evaluate one claimed trial and tell Optuna how it ended (`TrialLoop.run_trial`)."""
+        """Run one claimed trial and tell Optuna how it ended (`TrialLoop.run_trial`)."""
         return self.loop.run_trial(trial)
 
     def objective(self, trial: optuna.Trial) -> tuple[float, ...]:
         """Optuna objective for `optuna.Study.optimize` users (`TrialLoop.objective`: the same trial path)."""
         return self.loop.objective(trial)
 
-    def evaluate(self, trial: optuna.Trial) -> TrialOutcome:
-        """Sample, predict, distill, time and record one candidate (`CandidateEvaluator.evaluate`)."""
-        return self.evaluator.evaluate(trial)
+    def run_candidate(self, trial: optuna.Trial) -> TrialOutcome:
+        """Sample, predict, distill, time and record one candidate (`CandidateTrial.run`)."""
+        return self.candidate_trial.run(trial)
 
     def results(self):  # -> pd.DataFrame
         """Recorded trials of this study as a DataFrame (read afresh), latency at the study's configuration."""

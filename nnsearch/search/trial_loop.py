@@ -1,8 +1,8 @@
-"""The trial loop every study and every replay runs: claim a trial, evaluate it, tell Optuna.
+"""The trial loop every study and every replay runs: claim a trial, run it, tell Optuna.
 
 One code path for a trial (`TrialLoop.run_trial`): under an interrupt guard
-and with the trial's heartbeat, the evaluation backend (`Evaluate`: a study's
-`CandidateEvaluator`, or a replay's recorded table) produces a `TrialOutcome`,
+and with the trial's heartbeat, the trial backend (`RunTrial`: a study's
+`CandidateTrial`, or a replay's recorded table) produces a `TrialOutcome`,
 and Optuna is told: complete with the objective values, pruned when stopped
 early, failed on a diverged loss (a recorded failure) or on an interruption
 (nothing recorded). `TrialLoop.objective` is the same path for
@@ -20,8 +20,8 @@ from typing import Callable, Sequence
 import optuna
 
 from nnsearch.common.interrupts import InterruptGuard
+from nnsearch.search.candidate_trial import RunTrial, TrialOutcome
 from nnsearch.search.claims import OUTCOME_ATTR, Claim, TrialCounts
-from nnsearch.search.evaluation import Evaluate, TrialOutcome
 from nnsearch.search.heartbeat import Heartbeat
 from nnsearch.search.inputs import silent
 from nnsearch.search.quiet import quiet_optuna
@@ -47,17 +47,17 @@ class AskClaims:
 
 
 class TrialLoop:
-    """Runs trials of `study` with `evaluate` until it has enough finished ones.
+    """Runs trials of `study` with `run_candidate` until it has enough finished ones.
 
     `objectives` name the values Optuna is told, in order; `after_trial(outcome)`
     runs after each trial (the outcome is None for a recorded failure).
     """
 
-    def __init__(self, study: optuna.Study, evaluate: Evaluate, objectives: Sequence[str], *,
+    def __init__(self, study: optuna.Study, run_candidate: RunTrial, objectives: Sequence[str], *,
                  claim: ClaimFn | None = None, log: Callable[[str], None] = silent,
                  after_trial: Callable[[TrialOutcome | None], None] | None = None) -> None:
         self.study = study
-        self.evaluate = evaluate
+        self.run_candidate = run_candidate
         self.objectives = list(objectives)
         self.claim = claim or AskClaims(study)
         self.log = log
@@ -76,7 +76,7 @@ class TrialLoop:
                     guard.defer()
                     claim = self.claim(total)
                     if claim.trial is not None:
-                        outcome = self._evaluate(claim.trial, guard, tells=True)
+                        outcome = self._run(claim.trial, guard, tells=True)
                 if claim.done:
                     return
                 if claim.trial is None:  # other workers run the remaining trials
@@ -87,7 +87,7 @@ class TrialLoop:
         self.log(f"study '{self.study.study_name}': timeout of {timeout_s:g} s reached, no new trials started")
 
     def run_trial(self, trial: optuna.Trial) -> TrialOutcome | None:
-        """Evaluate one claimed trial and tell Optuna how it ended (None: a recorded failure).
+        """Run one claimed trial and tell Optuna how it ended (None: a recorded failure).
 
         Ctrl-C before the trial's rows are written fails the trial (nothing recorded);
         once writing has begun it waits until the record and Optuna agree.
@@ -111,14 +111,14 @@ class TrialLoop:
 
     def _guarded(self, trial: optuna.Trial, *, tells: bool) -> TrialOutcome | None:
         with InterruptGuard() as guard:
-            return self._evaluate(trial, guard, tells=tells)
+            return self._run(trial, guard, tells=tells)
 
-    def _evaluate(self, trial: optuna.Trial, guard: InterruptGuard, *, tells: bool) -> TrialOutcome | None:
-        """The trial's evaluation under `guard` (Ctrl-C raises again from here on); tells Optuna if `tells`."""
+    def _run(self, trial: optuna.Trial, guard: InterruptGuard, *, tells: bool) -> TrialOutcome | None:
+        """The trial under `guard` (Ctrl-C raises again from here on); tells Optuna if `tells`."""
         try:
             guard.allow()
             with Heartbeat(self.study, trial):
-                outcome = self.evaluate(trial)
+                outcome = self.run_candidate(trial)
         except DistillationDiverged as exc:
             trial.set_user_attr(OUTCOME_ATTR, "failed")
             self.log(f"trial {trial.number}: failed: {exc}")

@@ -37,7 +37,7 @@ from sqlalchemy.engine import Connection
 
 from nnsearch.common.precision import Precision
 from nnsearch.store.engine import Store, open_store
-from nnsearch.store.record import encode_value
+from nnsearch.store.hashing import encode_value
 from nnsearch.store.schema import NN, LatencyRun, Metric, NNStat, Prm, Stat, Transform, TrialLink
 from nnsearch.store.timings import LatencyQuery, student_latencies, study_configuration
 

@@ -15,18 +15,9 @@ from sqlalchemy import and_, exists, func, select, text
 from sqlalchemy.engine import Connection
 
 from nnsearch.store.engine import Store, open_store
+from nnsearch.store.hashing import md5
+from nnsearch.store.schema import NN, SCHEMA_VERSION, Base, Metric, Stat, Transform, TrialLink, Weights
 from nnsearch.store.versioning import read_version
-from nnsearch.store.record import md5
-from nnsearch.store.schema import (
-    NN,
-    SCHEMA_VERSION,
-    Base,
-    Metric,
-    Stat,
-    Transform,
-    TrialLink,
-    Weights,
-)
 
 _BATCH = 200
 

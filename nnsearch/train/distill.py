@@ -26,13 +26,9 @@ from nnsearch.errors import NNSearchError
 from nnsearch.store.record import EpochRecord
 from nnsearch.train.crops import Batch, CropSchedule, make_batch_plan
 from nnsearch.train.datasets import DenoiseData, Pair
-from nnsearch.train.metrics import evaluate
+from nnsearch.train.metrics import mean_quality
 from nnsearch.train.prefetch import batch_stream, check_loader_workers, default_loader_workers
-from nnsearch.train.teacher_outputs import (
-    cached_teacher_outputs,
-    compute_teacher_outputs,
-    teacher_prediction,
-)
+from nnsearch.train.teacher_outputs import cached_teacher_outputs, compute_teacher_outputs, teacher_prediction
 
 
 class DistillationDiverged(NNSearchError):
@@ -258,7 +254,7 @@ class _Trainer:
         """Validate, record the epoch and reset the per-epoch figures."""
         run = self.run
         train_seconds = time.perf_counter() - epoch_start
-        quality = evaluate(self.student, val, device=self.device)
+        quality = mean_quality(self.student, val, device=self.device)
         record = EpochRecord(
             epoch=epoch, psnr=quality["psnr"], ssim=quality["ssim"],
             duration_ns=int((time.perf_counter() - epoch_start) * 1e9),

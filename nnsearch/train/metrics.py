@@ -1,4 +1,4 @@
-"""Image-quality metrics and full-resolution (tiled) evaluation of denoising models.
+"""Image-quality metrics, and the mean quality (PSNR, SSIM) of denoising models at full resolution (tiled).
 
 PSNR and SSIM work on float images without rounding. SSIM matches
 ``skimage.metrics.structural_similarity(..., gaussian_weights=True, sigma=1.5,
@@ -167,11 +167,11 @@ def _pad_to_at_least(image: np.ndarray, size: int) -> np.ndarray:
     return np.pad(image, ((0, pad_h), (0, pad_w), (0, 0)), mode="edge") if pad_h or pad_w else image
 
 
-def evaluate_tiled(run: PatchRunner, pairs: Sequence[Pair], *, tile: int = 512,
+def mean_quality_tiled(run: PatchRunner, pairs: Sequence[Pair], *, tile: int = 512,
                    fixed_tile: bool = False) -> dict[str, float]:
     """Mean PSNR and SSIM over ``pairs`` of a patch runner's full-resolution (tiled) outputs."""
     if not pairs:
-        raise ValueError("evaluate needs at least one image pair")
+        raise ValueError("mean_quality needs at least one image pair")
     scores = []
     for pair in pairs:
         out = denoise_tiled(run, pair.noisy, tile=tile, fixed_tile=fixed_tile)
@@ -180,7 +180,7 @@ def evaluate_tiled(run: PatchRunner, pairs: Sequence[Pair], *, tile: int = 512,
     return {"psnr": float(np.mean(psnrs)), "ssim": float(np.mean(ssims))}
 
 
-def evaluate(
+def mean_quality(
     model: torch.nn.Module,
     pairs: Sequence[Pair],
     *,
@@ -192,12 +192,12 @@ def evaluate(
     Runs in eval mode without gradients and restores the model's previous mode.
     """
     if not pairs:
-        raise ValueError("evaluate needs at least one image pair")
+        raise ValueError("mean_quality needs at least one image pair")
     was_training = model.training
     model.eval()
     device = torch.device(device)
     try:
         with torch.no_grad():
-            return evaluate_tiled(lambda patch: _run(model, patch, device), pairs, tile=tile)
+            return mean_quality_tiled(lambda patch: _run(model, patch, device), pairs, tile=tile)
     finally:
         model.train(was_training)

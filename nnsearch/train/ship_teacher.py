@@ -17,7 +17,7 @@ import torch
 
 from nnsearch.common.torch_files import load_tensors
 from nnsearch.train.datasets import load_data
-from nnsearch.train.metrics import evaluate
+from nnsearch.train.metrics import mean_quality
 from nnsearch.train.teacher import SHIPPED_DIR, load_or_train_teacher, teacher_config, teacher_path
 from nnsearch.train.teacher_check import noisy_psnr
 
@@ -40,8 +40,8 @@ def ship(preset: str = "cpu") -> dict[str, object]:
         "data": state["data"], "data_licence": DATA_LICENCE, "versions": state["versions"],
         "command": f"python -m nnsearch.train.ship_teacher --preset {preset}",
         "train_seconds": round(float(state["seconds"]), 1), "steps": config.steps,
-        "validation_psnr_db": round(evaluate(ensemble, data.val)["psnr"], 3),
-        "validation_psnr_single_pass_db": round(evaluate(single, data.val)["psnr"], 3),
+        "validation_psnr_db": round(mean_quality(ensemble, data.val)["psnr"], 3),
+        "validation_psnr_single_pass_db": round(mean_quality(single, data.val)["psnr"], 3),
         "noisy_input_psnr_db": round(noisy_psnr(data.val), 3),
     }
     target.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")

@@ -29,7 +29,7 @@ from torch import nn
 from nnsearch.common.paths import cache_dir
 from nnsearch.errors import NNSearchError
 from nnsearch.train.datasets import DenoiseData, Pair
-from nnsearch.train.metrics import evaluate, psnr
+from nnsearch.train.metrics import mean_quality, psnr
 from nnsearch.train.teacher import TEACHER_PRESETS, load_or_train_teacher, teacher_config
 from nnsearch.train.teacher_files import load_teacher_file
 from nnsearch.train.teacher_outputs import teacher_fingerprint
@@ -108,7 +108,7 @@ def measure_teacher(teacher: PreparedTeacher, data: DenoiseData, *, device: torc
             return TeacherQuality(teacher.name, float(stored["psnr"]), float(stored["noisy_psnr"]))
         except (ValueError, KeyError, TypeError):
             pass  # an unreadable record is measured again
-    quality = TeacherQuality(teacher.name, evaluate(teacher.module, data.val, device=device)["psnr"],
+    quality = TeacherQuality(teacher.name, mean_quality(teacher.module, data.val, device=device)["psnr"],
                              noisy_psnr(data.val))
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")

@@ -7,7 +7,8 @@ most `lease_s`: then another agent, or this one restarted, claims it again.
 A result whose lease was lost meanwhile is dropped, not written (the job is
 someone else's now), so no job is ever recorded twice. A model the device
 cannot run ends `failed` with the runtime's message. Ctrl-C or SIGTERM hands
-the held job back to the queue at once.
+the held job back to the queue at once. A store that cannot be reached for a
+while is waited for (its job, if any, goes back to the queue after the lease).
 """
 
 from __future__ import annotations
@@ -17,21 +18,21 @@ import socket
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Callable
 
 from sqlalchemy import update
 
 from nnsearch.common.paths import safe_component
-from nnsearch.errors import NNSearchError
-from nnsearch.latency.agents.jobs import Claim, claim, complete, fail, release, renew, store_clock
+from nnsearch.errors import NNSearchError, StoreError
 from nnsearch.latency.agents.interface import Runner, RunnerError
+from nnsearch.latency.agents.jobs import Claim, claim, complete, fail, release, renew, store_clock
 from nnsearch.latency.agents.landing import land
 from nnsearch.latency.probes import write_probe
 from nnsearch.store.engine import Store
-from nnsearch.store.record import upsert
+from nnsearch.store.dialect import upsert
 from nnsearch.store.schema import MeasureAgent, utcnow
 
 
@@ -58,7 +59,7 @@ class LeaseKeeper:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._beat, name=f"lease-{job.id}", daemon=True)
 
-    def __enter__(self) -> "LeaseKeeper":
+    def __enter__(self) -> LeaseKeeper:
         self._thread.start()
         return self
 
@@ -117,12 +118,15 @@ class Agent:
         idle_since = time.monotonic()
         try:
             while max_jobs is None or self.stats.jobs < max_jobs:
-                if self.run_one():
-                    idle_since = time.monotonic()
-                    continue
+                try:
+                    if self.run_one():
+                        idle_since = time.monotonic()
+                        continue
+                    self.seen()
+                except StoreError as exc:  # the store is unreachable for a while: a long-running agent waits
+                    self.log(f"agent {self.name}: {exc}; trying again in {self.poll_s:g} s")
                 if idle_exit_s is not None and time.monotonic() - idle_since >= idle_exit_s:
                     break
-                self.seen()
                 time.sleep(self.poll_s)
         finally:
             self.seen("stopped")

@@ -15,8 +15,8 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Iterable, Sequence
 
 from sqlalchemy import and_, func, or_, select, text, update
 from sqlalchemy.engine import Connection
@@ -24,10 +24,10 @@ from sqlalchemy.orm import Session
 
 from nnsearch.errors import LatencyError
 from nnsearch.latency.probes import OpKey
-from nnsearch.store.stat import LatencyStat
 from nnsearch.store.engine import Store
-from nnsearch.store.record import insert_ignore
+from nnsearch.store.dialect import insert_ignore
 from nnsearch.store.schema import MeasureAgent, MeasureJob, utcnow
+from nnsearch.store.stat import LatencyStat
 
 STATES = ("queued", "running", "done", "failed")
 #: Priority of first timings (probes a study waits for, whole models); re-measurements come after.
@@ -271,7 +271,7 @@ def job_states(store: Store, ids: Sequence[int]) -> dict[int, JobState]:
     wanted = sorted(set(ids))
     for start in range(0, len(wanted), 1000):
         chunk = wanted[start:start + 1000]
-        for row in store.reading(lambda conn: conn.execute(query.where(MeasureJob.id.in_(chunk))).all()):
+        for row in store.reading(lambda conn, chunk=chunk: conn.execute(query.where(MeasureJob.id.in_(chunk))).all()):
             stat = (LatencyStat(median_ms=row.median_ms, min_ms=row.min_ms, max_ms=row.max_ms, runs=row.runs or 1)
                     if row.state == "done" else None)
             found[row.id] = JobState(row.id, row.state, row.message, stat, row.runtime, row.runtime_version)

@@ -21,12 +21,12 @@ from sqlalchemy.orm import Session
 from nnsearch.latency.agents.jobs import RunnerIdentity, enqueue_probes
 from nnsearch.latency.freshness import refreshed, repeat_disagrees, suspect_inflated
 from nnsearch.latency.probes import OpKey, arch_keys
-from nnsearch.store.stat import LatencyStat
+from nnsearch.latency.stored_table import stored_entry, upsert_entries
 from nnsearch.latency.table import DeviceProfile, LutEntry
 from nnsearch.model.arch import Arch
-from nnsearch.latency.stored_table import stored_entry, upsert_entries
-from nnsearch.store.record import insert_ignore
+from nnsearch.store.dialect import insert_ignore
 from nnsearch.store.schema import NN, LatencyRun, MeasureJob, utcnow
+from nnsearch.store.stat import LatencyStat
 
 #: The last round a probe is re-measured in (0: first timing, 1: its interleaved repeat).
 MAX_ROUND = 3

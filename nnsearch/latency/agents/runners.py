@@ -8,8 +8,9 @@ interface a plugin implements: `nnsearch.latency.agents.interface`).
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from nnsearch.errors import ExportError, NNSearchError
 from nnsearch.latency.agents.adb import AdbRunner

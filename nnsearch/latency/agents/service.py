@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from sqlalchemy import select
 
@@ -12,10 +12,11 @@ from nnsearch.errors import LatencyError
 from nnsearch.latency.agents.jobs import JobState, enqueue_model, enqueue_probes, probe_target, serving_agents, wait_for
 from nnsearch.latency.probes import OpKey
 from nnsearch.latency.service import HOST_DEVICE
-from nnsearch.store.engine import Store
 from nnsearch.latency.stored_table import stored_keys
+from nnsearch.store.engine import Store
 from nnsearch.store.record import LatencyRecord
 from nnsearch.store.schema import MeasureJob
+
 
 def served_by_agents(store: Store, device: str) -> bool:
     """Whether measurement agents serve device profile `device` in this store (never the host's own 'host-cpu')."""
@@ -38,7 +39,7 @@ def fill_device_table(store: Store, device: str, keys: list[OpKey], threads: int
     ids: list[int] = []
     for start in range(0, len(targets), 500):
         chunk = targets[start:start + 500]
-        ids += store.reading(lambda conn: list(conn.scalars(select(MeasureJob.id).where(
+        ids += store.reading(lambda conn, chunk=chunk: list(conn.scalars(select(MeasureJob.id).where(
             MeasureJob.device == device, MeasureJob.round == 0, MeasureJob.target.in_(chunk)))))
     with progress_bar(total=len(ids), desc=f"probes on {device}", enabled=verbose) as bar:
         states = wait_for(store, ids, timeout_s=timeout_s, poll_s=poll_s,

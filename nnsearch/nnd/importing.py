@@ -1,34 +1,21 @@
-"""Import from and export to the NN Dataset's file layout.
+"""Importing the NN Dataset's file layout (`nnsearch.nnd.layout`) into the store: `import_nnd`.
 
-The layout (as in ABrain-One/nn-dataset, whose `ab/nn` folder is the root here):
-    stat/train/<task>_<dataset>_<metric>_<nn>/<epoch>.json   JSON list of trials
-    stat/run/<runtime>/<precision>/<config>/<os>_<device>.json   on-device runtimes (`nnd_run`)
-    stat/nn/<nn>.json   per-model statistics (params, flops, ...)
-    nn/<nn>.py   metric/<metric>.py   transform/<transform>.py   source code
-A trial is {"accuracy", "duration", "transform", "uid", <hyperparameters>..., <training diagnostics>...}.
-nnsearch adds `stat/nnsearch/<nn>.json` (Arch JSON, size and cost, its own
-latency runs), a file the NN Dataset's reader never looks at.
-
-`import_nnd` accepts that root, a checkout containing `ab/nn/`, or the stats
+`import_nnd` accepts the layout's root, a checkout containing `ab/nn/`, or the stats
 folder itself (code files are then looked up in `../../nn/`). Code is read as
 text from `nn/`, `metric/` and `transform/` only; files in the stats folders
-are never read as code. Every name that comes from the folder and becomes part
-of a path on export (task, dataset, metric, model, transform, runtime,
-precision, device) must be a plain file name (`common.paths.safe_component`). Task, dataset and metric names must not contain
-"_"; the model name is the rest of the folder name. Folders and files that are
-not statistics (`RESULTS_RLFN/`, `conversion_report.json`) are skipped and
-counted. A trial without `duration` is stored with an unknown (NULL) one.
+are never read as code, and model code runs only with the user's opt-in
+(`nnsearch.common.trust`). Every name that comes from the folder and becomes
+part of a path on export (task, dataset, metric, model, transform, runtime,
+precision, device) must be a plain file name (`common.paths.safe_component`).
+Task, dataset and metric names must not contain "_"; the model name is the
+rest of the folder name. Folders and files that are not statistics
+(`RESULTS_RLFN/`, `conversion_report.json`) are skipped and counted. A trial without `duration` is stored with an unknown (NULL) one.
 Trials that repeat a hyperparameter set (`uid`) in one file are all kept, as
 runs 0, 1, 2, ... in file order. Training diagnostics (`train_loss`,
 `test_loss`, `gradient_norm`, `samples_per_second`, `gpu_memory_kb`, flat or in
 a nested `train_stat`) go to `train_stat`; other per-trial results
 (`best_accuracy`, `lr_now`, ...) are not hyperparameters and are not kept.
 Everything is validated before one all-or-nothing write.
-
-One scale per metric name: the NN Dataset's `psnr` is a normalised score (about
-0.7), nnsearch's `psnr` is decibels. Its `psnr` folders are imported as metric
-`psnr-nnd`, and nnsearch's decibel `psnr` is exported as folder metric `psnrdb`
-(imported back as `psnr`); see `METRIC_IMPORT_NAMES`.
 """
 
 from __future__ import annotations
@@ -39,39 +26,31 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
 
-import pandas as pd
 from sqlalchemy import select
-from sqlalchemy.engine import Connection
 
 from nnsearch.common.paths import safe_component
 from nnsearch.common.progress import progress
 from nnsearch.common.trust import HOW_TO_TRUST, code_trusted
 from nnsearch.errors import NNSearchError, StoreError
 from nnsearch.model.arch import Arch
-from nnsearch.store.dataset_api import data
+from nnsearch.nnd.layout import (
+    DEFAULT_TRANSFORM,
+    DIAGNOSTICS,
+    METRIC_EXPORT_NAMES,
+    METRIC_IMPORT_NAMES,
+    NND_PSNR_CODE,
+    RESERVED,
+    RESULTS,
+    SIDECAR,
+)
+from nnsearch.nnd.models import IMAGE_TASKS, rebuild, reference_archs, stored_archs
+from nnsearch.nnd.runs import read_run_tree
 from nnsearch.store.engine import Store, open_store
-from nnsearch.store.nnd_files import write_files
-from nnsearch.store.nnd_models import IMAGE_TASKS, rebuild, reference_archs, stored_archs
-from nnsearch.store.nnd_run import is_nnd_run, read_run_tree, run_files
-from nnsearch.store.record import METRIC_CODE, NN_STAT_FIELDS, Bundle, prm_uid, record_bundle
-from nnsearch.store.schema import NN, LatencyRun, NNStat, Stat, TrainStat
+from nnsearch.store.hashing import prm_uid
+from nnsearch.store.record import METRIC_CODE, NN_STAT_FIELDS, Bundle
+from nnsearch.store.recording import record_bundle
+from nnsearch.store.schema import NNStat
 
-#: Trial keys that are not hyperparameters.
-RESERVED = ("accuracy", "duration", "transform", "uid")
-#: The NN Dataset's training diagnostics -> (train_stat field, factor to its unit).
-DIAGNOSTICS = {"train_loss": ("train_loss", 1.0), "test_loss": ("val_loss", 1.0),
-               "gradient_norm": ("grad_norm", 1.0), "samples_per_second": ("samples_per_s", 1.0),
-               "gpu_memory_kb": ("gpu_mem_mb", 1 / 1024)}
-#: Per-trial results that are neither hyperparameters nor kept.
-RESULTS = ("train_stat", "train_accuracy", "best_accuracy", "best_epoch", "lr_now")
-#: Folder metric name -> stored metric name, where the two differ (one scale per stored name).
-METRIC_IMPORT_NAMES = {"psnr": "psnr-nnd", "psnrdb": "psnr"}
-METRIC_EXPORT_NAMES = {v: k for k, v in METRIC_IMPORT_NAMES.items()}
-NND_PSNR_CODE = "# The NN Dataset's 'psnr': a normalised score in [0, 1] (not decibels), as its files record it\n"
-#: Metric "code" that is a note, not a metric module: read back by name, never written as a code file.
-_NOTES = {*METRIC_CODE.values(), NND_PSNR_CODE}
-DEFAULT_TRANSFORM = "default"
-SIDECAR = "nnsearch"
 _NOT_STATS = "<task>_<dataset>_<metric>_<nn>/<epoch>.json"
 
 
@@ -124,23 +103,6 @@ class ImportSummary:
                          f"statistics: {shown}")
         return "; ".join(parts)
 
-
-@dataclass
-class ExportSummary:
-    """What an export wrote."""
-
-    configs: int = 0
-    files: int = 0
-    unchanged: int = 0
-    stats: int = 0
-    warnings: list[str] = field(default_factory=list)
-
-    def line(self) -> str:
-        same = f" ({self.unchanged} already up to date)" if self.unchanged else ""
-        return f"exported {self.stats} stat rows: wrote {self.files} files{same} in {self.configs} configurations"
-
-
-# ---- import -------------------------------------------------------------------------------------
 
 def import_nnd(directory: str | Path, db: Store | str | None = None, trust_code: bool = False) -> ImportSummary:
     """Read an NN Dataset tree (statistics, runtimes, code) into the store (existing rows are kept).
@@ -396,137 +358,3 @@ def _rebuild_models(store: Store, bundle: Bundle, first_prm: Mapping[str, tuple[
             arch[nn] = found.arch_json
             summary.linked[nn] = found.arch_label or "an architecture"
     bundle.nn_arch, bundle.nn_stats = arch, stats
-
-
-# ---- export -------------------------------------------------------------------------------------
-
-def export_nnd(directory: str | Path, db: Store | str | None = None, force: bool = False,
-               **filters: Any) -> ExportSummary:
-    """Write the store's records (optionally filtered as in `data()`) in the NN Dataset layout.
-
-    Empty files are never written, nor files nnsearch did not write (see
-    `nnsearch.store.nnd_files`; `force` overwrites them).
-    """
-    root = Path(directory)
-    summary = ExportSummary()
-    with open_store(db) as store:
-        frame = data(db=store, **filters)
-        models = sorted(frame["nn"].unique().tolist())
-        facts = store.reading(lambda conn: _model_facts(conn, models))
-        train = store.reading(lambda conn: _train_stats(conn, models))
-    _check_names(frame, models, summary)
-    files: dict[str, str] = {}
-    config_of: dict[str, str] = {}
-    for (task, dataset, metric, nn), group in frame.groupby(["task", "dataset", "metric", "nn"], sort=True):
-        config = f"{task}_{dataset}_{METRIC_EXPORT_NAMES.get(metric, metric)}_{nn}"
-        config_of.setdefault(nn, config)
-        for epoch, rows in group.groupby("epoch", sort=True):
-            trials = [_trial(r, train) for r in sorted(rows.itertuples(index=False),
-                                                        key=lambda r: (r.prm_uid, r.transform, r.run))]
-            files[f"stat/train/{config}/{epoch}.json"] = _json(trials)
-        summary.configs += 1
-    summary.stats = len(frame)
-    empty = set()
-    for kind, column in (("nn", "nn"), ("metric", "metric"), ("transform", "transform")):
-        for name, code in frame[[column, f"{column}_code"]].drop_duplicates(column).itertuples(index=False):
-            name = METRIC_EXPORT_NAMES.get(name, name) if kind == "metric" else name
-            if code and code not in _NOTES:
-                files[f"{kind}/{name}.py"] = code
-            elif kind == "nn":
-                empty.add(name)
-    if empty:
-        summary.warnings.append(f"{len(empty)} model(s) have no code, so no nn/<nn>.py was written for them "
-                                f"(e.g. {sorted(empty)[0]!r})")
-    runs = [run for nn in models for run in facts[nn]["latency"]]
-    files.update({f"stat/run/{path}": _json(record) for path, record in run_files(runs, config_of).items()})
-    for nn in models:
-        own = [r for r in facts[nn]["latency"] if not is_nnd_run(r)]
-        stat, code = facts[nn]["nn_stat"], frame.loc[frame["nn"] == nn, "nn_code"].iloc[0]
-        if stat is not None:
-            files[f"stat/nn/{nn}.json"] = _json(_nn_stat_file(stat, code))
-        if facts[nn]["arch"] is not None or stat is not None or own:
-            files[f"stat/{SIDECAR}/{nn}.json"] = _json({"arch": facts[nn]["arch"], "nn_stat": stat,
-                                                        "latency": [_run_json(r) for r in own]})
-    summary.files, summary.unchanged = write_files(root, files, force)
-    return summary
-
-
-def _check_names(frame: Any, models: list[str], summary: ExportSummary) -> None:
-    for column in ("task", "dataset", "metric", "nn", "transform"):  # each becomes (part of) a file name
-        for name in frame[column].unique().tolist():
-            safe_component(name, f"cannot export: the stored {column} name")
-    for column in ("task", "dataset", "metric"):
-        bad = sorted({v for v in frame[column].unique().tolist() if "_" in v or not v})
-        if bad:
-            raise StoreError(f"cannot export: {column} name(s) {bad} contain '_' (or are empty), which the "
-                             "NN Dataset uses to separate task, dataset, metric and model in folder names")
-    bad_nn = [n for n in models if "_" in n]
-    if bad_nn:
-        summary.warnings.append(f"{len(bad_nn)} model name(s) contain '_' (e.g. {bad_nn[0]!r}): nnsearch reads "
-                                "them back, the NN Dataset's own importer does not")
-
-
-def _trial(row: Any, train: Mapping[tuple, Mapping[str, Any]]) -> dict[str, Any]:
-    clash = sorted(set(row.prm) & (set(RESERVED) | set(DIAGNOSTICS) | set(RESULTS)))
-    if clash:
-        raise StoreError(f"cannot export {row.nn}: hyperparameter name(s) {clash} are reserved trial keys")
-    trial = {**row.prm, "accuracy": row.accuracy, "transform": row.transform, "uid": row.prm_uid}
-    if not _missing(row.duration):
-        trial["duration"] = int(row.duration)
-    diagnostics = train.get((row.task, row.dataset, row.metric, row.nn, row.epoch, row.transform, row.prm_uid,
-                             row.run), {})
-    for key, (column, factor) in DIAGNOSTICS.items():
-        if diagnostics.get(column) is not None:
-            trial[key] = diagnostics[column] / factor
-    return trial
-
-
-def _missing(value: Any) -> bool:
-    return value is None or bool(pd.isna(value))
-
-
-def _model_facts(conn: Connection, models: list[str]) -> dict[str, dict[str, Any]]:
-    """nn -> {"arch", "nn_stat" (or None), "latency" (latency_run rows)} for the exported models."""
-    facts: dict[str, dict[str, Any]] = {n: {"arch": None, "nn_stat": None, "latency": []} for n in models}
-    columns = [c for c in LatencyRun.__table__.columns if c.name != "id"]
-    for start in range(0, len(models), 500):
-        chunk = models[start:start + 500]
-        for name, arch in conn.execute(select(NN.name, NN.arch).where(NN.name.in_(chunk))):
-            facts[name]["arch"] = arch
-        for row in conn.execute(select(NNStat).where(NNStat.nn.in_(chunk))).mappings():
-            facts[row["nn"]]["nn_stat"] = {f: row[f] for f in NN_STAT_FIELDS}
-        query = select(*columns).where(LatencyRun.nn.in_(chunk)).order_by(LatencyRun.nn, LatencyRun.created_at,
-                                                                          LatencyRun.id)
-        for row in conn.execute(query).mappings():
-            facts[row["nn"]]["latency"].append(dict(row))
-    return facts
-
-
-def _train_stats(conn: Connection, models: list[str]) -> dict[tuple, dict[str, Any]]:
-    """Stat key -> its train_stat fields, for the exported models."""
-    keys = [Stat.task, Stat.dataset, Stat.metric, Stat.nn, Stat.epoch, Stat.transform, Stat.prm, Stat.run]
-    fields = [c for c in TrainStat.__table__.columns if c.name != "stat_id"]
-    found: dict[tuple, dict[str, Any]] = {}
-    for start in range(0, len(models), 500):
-        query = (select(*keys, *fields).join(TrainStat, TrainStat.stat_id == Stat.id)
-                 .where(Stat.nn.in_(models[start:start + 500])))
-        for row in conn.execute(query):
-            found[tuple(row[:len(keys)])] = {c.name: v for c, v in zip(fields, row[len(keys):])}
-    return found
-
-
-def _run_json(run: Mapping[str, Any]) -> dict[str, Any]:
-    return {**{k: v for k, v in run.items() if k != "nn"}, "created_at": run["created_at"].isoformat()}
-
-
-def _nn_stat_file(stat: Mapping[str, Any], code: str) -> dict[str, Any]:
-    """`stat/nn/<nn>.json` in the NN Dataset's own keys, for the facts that mean the same there."""
-    out = {"total_params": int(stat["params"]), "trainable_params": int(stat["params"]), "frozen_params": 0,
-           "flops": int(round(2 * stat["macs"])), "model_size_mb": stat["model_size_bytes"] / 2 ** 20}
-    if code:
-        out["code_length"] = len(code)
-    return out
-
-
-def _json(value: Any) -> str:
-    return json.dumps(value, indent=4, sort_keys=True) + "\n"

@@ -1,6 +1,6 @@
-"""Evaluating one candidate of a study: sample it, predict its latency, distill, time and record it.
+"""One candidate trial of a study: sample it, predict its latency, distill, time and record it.
 
-`CandidateEvaluator.evaluate(trial)` is the whole story of one trial and needs
+`CandidateTrial.run(trial)` is the whole story of one trial and needs
 only what it is given: the search space and distillation settings, the
 training inputs (data and teacher targets), the candidate latency provider,
 the recorder, and the early-stopping rule with the history it compares with.
@@ -18,6 +18,7 @@ from typing import Any, Callable, Iterable
 import optuna
 import torch
 
+from nnsearch.export.candidate_quality import QuantizedQuality
 from nnsearch.latency.candidate import CandidateLatency
 from nnsearch.model.arch import Arch
 from nnsearch.model.counting import count_params
@@ -26,7 +27,6 @@ from nnsearch.model.student import build_student
 from nnsearch.search.config import OBJECTIVES, PHASE_ATTR
 from nnsearch.search.early_stopping import EarlyStopRule, EpochHistory, StoppedEarly, check_epoch
 from nnsearch.search.inputs import TrainingInputs, silent
-from nnsearch.search.quantized import QuantizedQuality
 from nnsearch.search.recorder import TrialRecorder
 from nnsearch.search.samplers import CONSTRAINT_ATTR, set_latency_constraint
 from nnsearch.store.record import LatencyRecord, PrecisionRecord
@@ -52,12 +52,12 @@ class TrialOutcome:
         return [known[name] for name in objectives]
 
 
-#: What evaluates one claimed trial: a study's `CandidateEvaluator.evaluate`, or a replay's table lookup.
-Evaluate = Callable[[optuna.Trial], TrialOutcome]
+#: What runs one claimed trial: a study's `CandidateTrial.run`, or a replay's table lookup.
+RunTrial = Callable[[optuna.Trial], TrialOutcome]
 
 
-class CandidateEvaluator:
-    """Evaluates a study's candidates: each trial's architecture is sampled from `space`.
+class CandidateTrial:
+    """Runs a study's candidate trials: each trial's architecture is sampled from `space`.
 
     A candidate predicted over the latency budget is recorded `infeasible` and
     not trained; one the early-stopping rule gives up on is recorded `stopped`;
@@ -81,9 +81,9 @@ class CandidateEvaluator:
         self.device = device or torch.device("cpu")
         self.verbose = verbose
         self.log = log
-        self.quantized = quantized  # the quantize-and-evaluate step of a search at another precision than fp32
+        self.quantized = quantized  # the quantized-quality step of a search at another precision than fp32
 
-    def evaluate(self, trial: optuna.Trial) -> TrialOutcome:
+    def run(self, trial: optuna.Trial) -> TrialOutcome:
         """Sample, predict, distill, time and record one candidate."""
         began = time.perf_counter()
         arch = self.space.suggest(trial)
@@ -124,7 +124,7 @@ class CandidateEvaluator:
         quantized: list[PrecisionRecord] = []
         if self.quantized is None:
             measured = self.latency.measure(student, arch) if self.latency.can_measure else None
-        else:  # quantize-and-evaluate: the objectives are the quantized model's
+        else:  # quantized quality: the objectives are the quantized model's
             data = self.inputs.data
             with self.quantized.quantizer(student, arch, data) as quantizer:
                 quantized.append(self.quantized.quality(quantizer, data))

@@ -8,7 +8,7 @@ the student at any resolution and precision with those statistics
 interpreter's output: the student is written at one square tile size (the
 images' padded side, at most `EVAL_TILE`), quantized with the same calibration,
 and run over each full-resolution image tile by tile
-(`nnsearch.train.metrics.evaluate_tiled`); fp32 goes through the same path, so
+(`nnsearch.train.metrics.mean_quality_tiled`); fp32 goes through the same path, so
 a drop against fp32 isolates the quantization.
 """
 
@@ -35,7 +35,7 @@ from nnsearch.latency.quantize import (
 from nnsearch.latency.tflite import export_tflite
 from nnsearch.train.crops import calibration_crops
 from nnsearch.train.datasets import Pair
-from nnsearch.train.metrics import evaluate_tiled
+from nnsearch.train.metrics import mean_quality_tiled
 
 #: Side of the calibration crops (a multiple of every student's downsampling factor).
 CALIBRATION_CROP = 64
@@ -121,5 +121,5 @@ class StudentQuantizer:
         began = time.perf_counter()
         tile = eval_tile(pairs, cap)
         runner = TFLiteRunner(self.variant(precision, tile, tile))
-        scores = evaluate_tiled(lambda patch: runner(patch[None])[0], pairs, tile=tile, fixed_tile=True)
+        scores = mean_quality_tiled(lambda patch: runner(patch[None])[0], pairs, tile=tile, fixed_tile=True)
         return PrecisionQuality(Precision.parse(precision), scores["psnr"], scores["ssim"], time.perf_counter() - began)

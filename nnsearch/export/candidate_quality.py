@@ -1,6 +1,6 @@
-"""The quantize-and-evaluate step of a study searched at a precision other than fp32.
+"""The quantized-quality step of a study searched at a precision other than fp32.
 
-Each trained candidate is quantized (`nnsearch.export.quantized.StudentQuantizer`,
+Each trained candidate is quantized (`nnsearch.export.precisions.StudentQuantizer`,
 calibrated on seeded crops of the study's training images) and its quality is
 measured from the quantized interpreter's output on the validation pairs, so
 the search selects students that survive quantization.
@@ -25,14 +25,14 @@ class QuantizedQuality:
 
     def check_calibration(self, data: DenoiseData) -> None:
         """Fail before any training when calibration crops do not fit the training images."""
-        from nnsearch.export.quantized import CALIBRATION_CROP
+        from nnsearch.export.precisions import CALIBRATION_CROP
         from nnsearch.train.crops import calibration_crops
 
         calibration_crops(data.train, self.samples, CALIBRATION_CROP, self.seed)
 
     def quantizer(self, student: torch.nn.Module, arch: Arch, data: DenoiseData):  # -> StudentQuantizer
         """The student's quantizer, calibrated on seeded crops of the training images (a context manager)."""
-        from nnsearch.export.quantized import StudentQuantizer
+        from nnsearch.export.precisions import StudentQuantizer
 
         return StudentQuantizer(student, arch.name, data.train, samples=self.samples, seed=self.seed)
 

@@ -28,12 +28,14 @@ from nnsearch.common.device import default_device, describe_device
 from nnsearch.common.paths import cache_dir, safe_component
 from nnsearch.common.torch_files import DamagedFileError, load_tensors
 from nnsearch.errors import NNSearchError
-from nnsearch.export.student import StoredModel, load_stored_model
 from nnsearch.model.counting import conv_depth, count_macs, count_params
 from nnsearch.model.student import build_student
 from nnsearch.store.engine import Store
-from nnsearch.store.record import EpochRecord, ModelRecord, prm_uid, write_model
+from nnsearch.store.hashing import prm_uid
+from nnsearch.store.record import EpochRecord, ModelRecord
+from nnsearch.store.recording import write_model
 from nnsearch.store.schema import NNStat, Prm, Stat
+from nnsearch.store.stored_model import StoredModel, load_stored_model
 from nnsearch.train.crops import transform_code, transform_name
 from nnsearch.train.datasets import DenoiseData, load_data
 from nnsearch.train.distill import DistillConfig, TeacherTargets, distill

@@ -1,8 +1,8 @@
 """Imported NN Dataset models with code: rebuilt from it, counted, and linked to a search-space architecture.
 
-With the user's opt-in (`--trust-code`, `nnsearch.common.trust`), a model file is run in a fresh namespace and its `Net` built on the CPU with
-the contract's arguments (`nnsearch.model.contract.build_net`); its size and
-cost are counted like nnsearch's own students (parameters, thop MACs at
+With the user's opt-in (`--trust-code`, `nnsearch.common.trust`), a model
+file is run in a fresh namespace and its `Net` built on the CPU with the
+contract's arguments (`nnsearch.model.contract.build_net`); its size and cost are counted like nnsearch's own students (parameters, thop MACs at
 256x256, convolution count, float32 size). When the network computes what a
 reference point of a shipped search space computes (same modules, settings,
 parameter shapes and wiring; names do not matter), that architecture is stored

@@ -1,4 +1,4 @@
-"""The demo: a small real search study on the tiny space and the built-in data."""
+"""The end of a study run, as `nnsearch search` and `nnsearch demo` print it: Pareto front, table, CSV and plot."""
 
 from __future__ import annotations
 
@@ -10,10 +10,7 @@ import pandas as pd
 from nnsearch.analysis.pareto import pareto
 from nnsearch.analysis.plots import plot_pareto
 from nnsearch.common.paths import default_results_root
-from nnsearch.model.space import load_space
-from nnsearch.search.study import TEACHER_PSNR_ATTR, LatencyConfig, Study, StudyConfig
-from nnsearch.store.engine import Store
-from nnsearch.train.distill import DistillConfig
+from nnsearch.search.study import TEACHER_PSNR_ATTR, Study
 from nnsearch.train.teacher_check import noisy_psnr
 
 TABLE_COLUMNS = ["trial", "nn", "psnr", "ssim", "latency_ms", "params", "gmacs"]
@@ -45,15 +42,6 @@ class StudySummary:
                 f"fastest {self.front['latency_ms'].min():.1f} ms, store {self.store_url}")
 
 
-def demo_config(name: str = "demo", seed: int = 0, teacher: str = "cpu") -> StudyConfig:
-    """Tiny space, built-in data, a short distillation, Full HD latency on one thread."""
-    return StudyConfig(
-        name=name, space=load_space("tiny"), data_spec=None, seed=seed, teacher=teacher,
-        distill=DistillConfig(steps=400, epochs=2, batch=8, crops=(48, 64)),
-        latency=LatencyConfig(device="host-cpu", height=1088, width=1920, threads=1, runs=3),
-    )
-
-
 def summarize(study: Study, results_root: Path | None = None) -> StudySummary:
     """Pareto front of a study's completed trials, written as CSV and PNG."""
     rows = study.results()
@@ -82,16 +70,3 @@ def format_table(front: pd.DataFrame) -> str:
         "psnr": "{:.2f}".format, "ssim": "{:.4f}".format, "latency_ms": "{:.1f}".format,
         "params": "{:,}".format, "gmacs": "{:.3f}".format,
     })
-
-
-def run_demo(db: str | None = None, trials: int = 6, name: str = "demo", teacher: str = "cpu") -> StudySummary:
-    """Run (or resume) the demo study and write its Pareto table and plot (`teacher`: a preset or a file)."""
-    store = Store(db)
-    print(f"store: {store.display_url}")
-    study = Study(demo_config(name, teacher=teacher), store)
-    study.run(trials)
-    summary = summarize(study)
-    print("\nPareto-optimal students (PSNR vs latency):")
-    print(format_table(summary.front))
-    print(f"\nwrote {summary.csv_path} and {summary.png_path}")
-    return summary
