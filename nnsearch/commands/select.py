@@ -12,7 +12,7 @@ from nnsearch.commands import (add_db_option, add_precision_option, add_trust_op
 from nnsearch.commands.store import _filters, _plain, _print_frame
 
 DEFAULT_OBJECTIVES_TEXT = "psnr:max,latency_ms:min"
-SHOWN = ["nn", "dataset", "psnr", "ssim", "params", "gmacs"]
+SHOWN = ["nn", "dataset", "rung", "psnr", "ssim", "params", "gmacs"]
 
 
 def _constraints(args: argparse.Namespace) -> dict[str, tuple[str, float]]:

@@ -79,6 +79,9 @@ def search_config(args: argparse.Namespace):  # -> (StudyConfig, HeartbeatConfig
         distill["loader_workers"] = args.loader_workers
     if args.no_amp:
         distill["amp"] = False
+    rungs = parse_rungs(args.rungs, args.reduction_factor)
+    if rungs is not None:
+        distill.setdefault("steps", rungs.steps[0])
     margin = args.early_stop_margin
     early_stop = {} if isinstance(margin, LibraryDefault) else {
         "early_stop": None if margin is None else EarlyStopRule(margin_db=margin)}
@@ -88,6 +91,7 @@ def search_config(args: argparse.Namespace):  # -> (StudyConfig, HeartbeatConfig
         distill=DistillConfig(**distill), latency=LatencyConfig(measure=not args.no_measure, **latency),
         minimize_params=args.minimize_params, start_from_references=args.start_from_references, **early_stop, **_given(args, teacher="teacher", seed="seed", teacher_margin_db="teacher_margin"),
         precision=parse_precision(args.precision), **_given(args, calibration_samples="calibration_samples"),
+        rungs=rungs,
     )
     return config, HeartbeatConfig(**_given(args, interval_s="heartbeat_interval", grace_s="grace_period"))
 
@@ -115,6 +119,21 @@ def cmd_search(args: argparse.Namespace) -> int:
     print(format_table(summary.front))
     print(summary.line("search"))
     return 0
+
+
+def parse_rungs(text: str | None, reduction_factor: int | LibraryDefault):  # -> RungSchedule | None
+    """'300,1200,4800' and a reduction factor -> a `RungSchedule` (None without --rungs), with clear errors."""
+    if text is None:
+        if not isinstance(reduction_factor, LibraryDefault):
+            raise NNSearchError("--reduction-factor needs --rungs (e.g. --rungs 300,1200,4800 --reduction-factor 3)")
+        return None
+    from nnsearch.search.multifidelity import RungSchedule
+
+    try:
+        steps = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise NNSearchError(f"--rungs must be comma-separated step counts such as 300,1200,4800, got {text!r}") from None
+    return RungSchedule(steps) if isinstance(reduction_factor, LibraryDefault) else RungSchedule(steps, reduction_factor)
 
 
 def parse_crops(text: str) -> tuple[int, ...]:
@@ -168,6 +187,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help="seed of the sampler and the distillation (default %(default)s)")
     search.add_argument("--steps", type=int, default=_distill_default("steps"),
                         help="distillation steps per candidate (default %(default)s)")
+    search.add_argument("--rungs", default=None, metavar="STEPS,STEPS,...",
+                        help="multi-fidelity search: cumulative distillation steps per rung, e.g. 300,1200,4800; "
+                             "every candidate trains the first rung, the most promising are continued from their "
+                             "weights (default: single-fidelity, every candidate trains --steps)")
+    search.add_argument("--reduction-factor", type=int, metavar="ETA",
+                        default=LibraryDefault("nnsearch.search.multifidelity", "RungSchedule", "reduction_factor"),
+                        help="with --rungs: the top 1/ETA of each rung are continued (default %(default)s)")
     search.add_argument("--epochs", type=int, default=_distill_default("epochs"),
                         help="evaluations per candidate (default %(default)s)")
     search.add_argument("--alpha", type=float, default=_distill_default("alpha"),

@@ -206,7 +206,7 @@ def _write_quantized(model: StoredModel, out: Path, shape: tuple[int, int, int, 
             runner = TFLiteRunner(path)
             timing = time_tflite(path, runs=3, warmup=1)
             rows.append(PrecisionRow(
-                precision, path.name, quality.psnr, quality.ssim, 0.0, timing.min_ms, path.stat().st_size,
+                precision, path.name, quality.psnr, quality.ssim, 0.0, timing.ms, path.stat().st_size,
                 runner.inputs[0].describe(), runner.outputs[0].describe(), tuple(sorted(set(read_op_names(path)))),
             ))
     reference = rows[0].psnr

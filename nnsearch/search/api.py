@@ -10,6 +10,7 @@ from nnsearch.errors import NNSearchError
 from nnsearch.model.space import SearchSpace, load_space, parse_space
 from nnsearch.search.config import CONFIG_ATTR, SPACE_ATTR, LatencyConfig, StudyConfig
 from nnsearch.search.early_stopping import EarlyStopRule
+from nnsearch.search.multifidelity import RungSchedule
 from nnsearch.search.samplers import SAMPLERS
 from nnsearch.search.study import Study
 from nnsearch.store.engine import Store
@@ -17,9 +18,11 @@ from nnsearch.train.distill import DistillConfig
 
 _DISTILL = {f.name for f in dataclasses.fields(DistillConfig)} - {"seed"}
 _LATENCY = {f.name for f in dataclasses.fields(LatencyConfig)}
-_STUDY = {"teacher", "teacher_steps", "teacher_margin_db", "precision", "calibration_samples", "seed", "max_side", "max_latency_ms", "early_stop", "minimize_params"}
+_STUDY = {"teacher", "teacher_steps", "teacher_margin_db", "precision", "calibration_samples", "seed", "max_side",
+          "max_latency_ms", "early_stop", "minimize_params", "start_from_references"}
+_RUNGS = {"rungs", "reduction_factor"}
 #: The keyword arguments `create_study` takes as its budget (besides results_root and verbose).
-BUDGET_KEYS = sorted(_DISTILL | _LATENCY | _STUDY)
+BUDGET_KEYS = sorted(_DISTILL | _LATENCY | _STUDY | _RUNGS)
 
 
 def _store(db: Store | str | None) -> Store:
@@ -36,8 +39,10 @@ def create_study(name: str, *, space: SearchSpace | str, data: str | None = None
     distillation (steps, epochs, batch, crops, lr, alpha, loss), the latency
     settings (device, height, width, threads, runs, warmup, predict, measure)
     and teacher, teacher_steps, seed, max_side, max_latency_ms, early_stop
-    (an `EarlyStopRule`, a margin in dB, or None) and minimize_params; the
-    rest keep the library's defaults.
+    (an `EarlyStopRule`, a margin in dB, or None), minimize_params and
+    start_from_references; `rungs` (cumulative steps per rung, e.g. (300, 1200, 4800))
+    with `reduction_factor` make it a multi-fidelity study (`nnsearch.search.multifidelity`;
+    `steps` defaults to the first rung). The rest keep the library's defaults.
     """
     if sampler not in SAMPLERS:
         raise NNSearchError(f"unknown sampler {sampler!r}; expected one of {sorted(SAMPLERS)}")
@@ -49,6 +54,12 @@ def create_study(name: str, *, space: SearchSpace | str, data: str | None = None
     if "crops" in distill:
         distill["crops"] = tuple(distill["crops"])
     study = {k: budget[k] for k in _STUDY if k in budget}
+    if "rungs" in budget:
+        rungs = RungSchedule(tuple(budget["rungs"]), **{k: budget[k] for k in ("reduction_factor",) if k in budget})
+        study["rungs"] = rungs
+        distill.setdefault("steps", rungs.steps[0])
+    elif "reduction_factor" in budget:
+        raise NNSearchError("create_study got reduction_factor without rungs (e.g. rungs=(300, 1200, 4800))")
     if isinstance(study.get("early_stop"), (int, float)):
         study["early_stop"] = EarlyStopRule(margin_db=float(study["early_stop"]))
     config = StudyConfig(

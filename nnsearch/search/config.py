@@ -12,6 +12,7 @@ from nnsearch.errors import NNSearchError
 from nnsearch.latency.quantize import CALIBRATION_SAMPLES
 from nnsearch.model.space import SearchSpace
 from nnsearch.search.early_stopping import EarlyStopRule
+from nnsearch.search.multifidelity import RungSchedule
 from nnsearch.train.distill import DistillConfig
 from nnsearch.train.teacher_check import MIN_GAIN_DB
 
@@ -73,12 +74,17 @@ class StudyConfig:
     # and whose quantized model's full-resolution PSNR is the quality objective (nnsearch.export.candidate_quality).
     precision: str = Precision.FP32
     calibration_samples: int = CALIBRATION_SAMPLES
+    # Multi-fidelity search (nnsearch.search.multifidelity): None trains every candidate for `distill.steps`.
+    rungs: RungSchedule | None = None
 
     def __post_init__(self) -> None:
         safe_component(self.name, "study name")  # <results>/<study>/ holds the study's files
         object.__setattr__(self, "precision", Precision.parse(self.precision))
         if self.calibration_samples < 1:
             raise NNSearchError(f"calibration_samples must be >= 1, got {self.calibration_samples}")
+        if self.rungs is not None and self.rungs.steps[0] != self.distill.steps:
+            raise NNSearchError(f"the first rung ({self.rungs.steps[0]} steps) must be the distillation's steps "
+                                f"({self.distill.steps}); leave --steps out with --rungs")
 
     @property
     def objectives(self) -> dict[str, str]:
@@ -89,9 +95,11 @@ class StudyConfig:
     def settings(self) -> dict[str, Any]:
         """Everything but the name and the space, as JSON-ready values (stored with the Optuna study)."""
         values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in ("name", "space")}
-        for key in ("distill", "latency", "early_stop"):
+        for key in ("distill", "latency", "early_stop", "rungs"):
             values[key] = None if values[key] is None else dataclasses.asdict(values[key])
         values["distill"]["crops"] = list(values["distill"]["crops"])
+        if values["rungs"] is not None:
+            values["rungs"]["steps"] = list(values["rungs"]["steps"])
         return values
 
     @classmethod
@@ -108,6 +116,8 @@ class StudyConfig:
                 values["latency"] = LatencyConfig(**values["latency"])
             if values.get("early_stop") is not None:
                 values["early_stop"] = EarlyStopRule(**values["early_stop"])
+            if values.get("rungs") is not None:
+                values["rungs"] = RungSchedule(**{**values["rungs"], "steps": tuple(values["rungs"]["steps"])})
         except TypeError as exc:
             raise NNSearchError(f"study '{name}': its stored configuration is not readable ({exc})") from None
         return cls(name=name, space=space, **values)

@@ -36,6 +36,7 @@ from nnsearch.search.config import (  # noqa: F401 - the study's vocabulary, imp
 )
 from nnsearch.search.early_stopping import EpochHistory
 from nnsearch.search.inputs import TrainingInputs, silent
+from nnsearch.search.multifidelity import Promotion, next_promotion, objective_senses
 from nnsearch.search.optuna_setup import open_optuna_study, optuna_storage  # noqa: F401
 from nnsearch.search.preparation import check_budget_reachable, fill_lookup_table
 from nnsearch.search.recorder import TrialRecorder
@@ -79,7 +80,7 @@ class Study:
         self.candidate_trial = CandidateTrial(
             config.space, config.distill, self.inputs, self.latency, self.recorder, seed=config.seed,
             early_stop=config.early_stop, history=lambda: EpochHistory.of(self.recorder.reader),
-            device=self.device, verbose=verbose, log=self.log, quantized=self.quantized)
+            device=self.device, verbose=verbose, log=self.log, quantized=self.quantized, rungs=config.rungs)
         self.optuna = open_optuna_study(config, store, self._sampler(config.seed), heartbeat)
         self.loop = TrialLoop(self.optuna, self.candidate_trial.run, list(config.objectives), claim=self._claim,
                               log=self.log, after_trial=self._after_trial)
@@ -135,7 +136,7 @@ class Study:
         counts = self.counts()
         self.log(f"study '{self.config.name}': {counts.finished} of {trials} trials finished "
                  f"(space {self.config.space.name}, store {self.store.display_url})")
-        if counts.finished >= trials:
+        if self.complete(trials):
             self.log(f"study '{self.config.name}' already has its {trials} trials; raise --trials to add more")
             return counts
         self.prepare()
@@ -144,8 +145,15 @@ class Study:
         return self.counts()
 
     def counts(self) -> TrialCounts:
-        """How the study's trials stand now (finished, running, waiting, failed)."""
+        """How the study's trials stand now (finished, running, waiting, failed; continuations apart)."""
         return TrialCounts.of(self.optuna)
+
+    def complete(self, trials: int) -> bool:
+        """Whether the study has `trials` finished candidates and (multi-fidelity) no continuation due or running."""
+        counts = self.counts()
+        if counts.finished < trials:
+            return False
+        return self.config.rungs is None or (counts.continuing == 0 and self._promotion(self.optuna) is None)
 
     def run_trial(self, trial: optuna.Trial) -> TrialOutcome | None:
         """Run one claimed trial and tell Optuna how it ended (`TrialLoop.run_trial`)."""
@@ -179,7 +187,14 @@ class Study:
             self.log(StudyStatus.read(self.optuna, self.store, total, reader=self.reader()).line())
 
     def _claim(self, total: int):
-        return claim_trial(self.optuna, self.store, total, before_ask=self._seed_sampler)
+        promote = self._promotion if self.config.rungs is not None else None
+        return claim_trial(self.optuna, self.store, total, before_ask=self._seed_sampler, promote=promote)
+
+    def _promotion(self, study: optuna.Study) -> Promotion | None:
+        """The next student due for a higher rung (multi-fidelity), from the store's records."""
+        assert self.config.rungs is not None
+        return next_promotion(study, self.recorder.reader.rung_results(), self.config.rungs,
+                              objective_senses(self.config.objectives))
 
     def _after_trial(self, outcome: TrialOutcome | None) -> None:
         self.log_status(self._total)

@@ -46,7 +46,7 @@ def run_workers(config: StudyConfig, store: Store, total: int, workers: int, *,
     study = Study(config, store, heartbeat=heartbeat, data=data, results_root=results_root)
     finished = TrialCounts.of(study.optuna).finished
     print(f"study '{config.name}': {finished} of {total} trials finished", flush=True)
-    if finished >= total:
+    if study.complete(total):
         print(f"study '{config.name}' already has its {total} trials; raise --trials to add more", flush=True)
         return TrialCounts.of(study.optuna)
     study.prepare()

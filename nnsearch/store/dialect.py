@@ -26,7 +26,7 @@ def dialect_insert(executor: Executor, table: Table):  # -> Insert with on-confl
     return module.insert(table)
 
 
-def insert_ignore(executor: Executor, model: type, rows: Iterable[Mapping[str, Any]]) -> None:
+def insert_ignore(executor: Executor, model: type[Any], rows: Iterable[Mapping[str, Any]]) -> None:
     """Insert rows, keeping existing ones with the same primary or unique key (any engine).
 
     Rows are sent sorted by primary key so concurrent writers lock in one order.
@@ -43,7 +43,7 @@ def insert_ignore(executor: Executor, model: type, rows: Iterable[Mapping[str, A
     executor.execute(stmt, rows)
 
 
-def upsert(executor: Executor, model: type, rows: Iterable[Mapping[str, Any]]) -> None:
+def upsert(executor: Executor, model: type[Any], rows: Iterable[Mapping[str, Any]]) -> None:
     """Insert rows, overwriting the non-key columns of existing rows with the same primary key."""
     table = model.__table__
     rows = _sorted_rows(table, rows)

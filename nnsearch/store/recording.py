@@ -17,9 +17,9 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, cast
 
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import Table, bindparam, func, select
 from sqlalchemy.orm import Session
 
 from nnsearch.common.precision import Precision
@@ -83,7 +83,7 @@ def write_bundle(executor: Executor, bundle: Bundle) -> int:
 
 def _fill_model_gaps(executor: Executor, nn_rows: list[dict[str, Any]]) -> None:
     """Code and architecture learnt later fill a stored model's empty code / missing architecture."""
-    table = NN.__table__  # Core statements, one executemany each, rows in name order (one lock order)
+    table = cast(Table, NN.__table__)  # Core statements, one executemany each, rows in name order (one lock order)
     nn_rows = sorted(nn_rows, key=lambda r: r["name"])
     codes = [{"b_name": r["name"], "b_code": r["code"], "b_id": r["id"]} for r in nn_rows if r["code"]]
     if codes:
@@ -115,7 +115,8 @@ def _resolve_prm(bundle: Bundle) -> tuple[list[dict[str, Any]], dict[str, Mappin
         duration = row["duration"]
         stats.append({**row, "prm": uid, "accuracy": float(row["accuracy"]),
                       "duration": None if duration is None else int(duration),
-                      "epoch": int(row["epoch"]), "run": int(row.get("run", 0))})
+                      "epoch": int(row["epoch"]), "run": int(row.get("run", 0)),
+                      "rung": int(row.get("rung", 0))})
     return stats, sets
 
 
@@ -188,16 +189,18 @@ def _write_train_stats(executor: Executor, rows: list[dict[str, Any]]) -> None:
 def model_bundle(rec: ModelRecord) -> Bundle:
     """The rows of one `ModelRecord` (without weights and trial link)."""
     prm = dict(rec.prm)
-    stats = []
+    stats: list[dict[str, Any]] = []
     for ep in rec.epochs:
-        key = dict(task=rec.task, dataset=rec.dataset, nn=rec.nn, transform=rec.transform, epoch=ep.epoch, prm=prm)
+        key = dict(task=rec.task, dataset=rec.dataset, nn=rec.nn, transform=rec.transform, epoch=ep.epoch, prm=prm,
+                   rung=rec.rung)
         train = {f: getattr(ep, f) for f in TRAIN_FIELDS}
         stats.append({**key, "metric": "psnr", "accuracy": ep.psnr, "duration": ep.duration_ns, "train": train})
         stats.append({**key, "metric": "ssim", "accuracy": ep.ssim, "duration": ep.duration_ns})
     last = rec.epochs[-1].epoch if rec.epochs else 0
     metric_code = dict(METRIC_CODE)
     for q in rec.precisions:
-        key = dict(task=rec.task, dataset=rec.dataset, nn=rec.nn, transform=rec.transform, epoch=last, prm=prm)
+        key = dict(task=rec.task, dataset=rec.dataset, nn=rec.nn, transform=rec.transform, epoch=last, prm=prm,
+                   rung=rec.rung)
         for metric, value in (("psnr", q.psnr), ("ssim", q.ssim)):
             name = Precision.parse(q.precision).metric(metric)
             metric_code[name] = precision_metric_code(metric, q.precision)
@@ -226,12 +229,12 @@ def write_model(session: Executor, rec: ModelRecord) -> str:
 
 
 def record_trial(store: Store, study: str, trial_number: int, rec: ModelRecord, state: str = "complete") -> str:
-    """Record one trial's model and link it to its Optuna trial, all or nothing."""
+    """Record one trial's model (at its rung, `rec.rung`) and link it to its Optuna trial, all or nothing."""
 
     def work(session: Session) -> str:
         uid = write_model(session, rec)
         upsert(session, TrialLink, [{
-            "study": study, "trial_number": trial_number, "nn": rec.nn, "prm": uid,
+            "study": study, "trial_number": trial_number, "rung": rec.rung, "nn": rec.nn, "prm": uid,
             "task": rec.task, "dataset": rec.dataset, "state": state, "created_at": utcnow(),
         }])
         return uid
@@ -253,7 +256,7 @@ def record_stats_bulk(
     that is neither given nor already stored fails the whole write (foreign
     key). Returns the number of stat rows that were new.
     """
-    bundle = Bundle(stats=list(stats), nn_code=nn_code or {}, metric_code=metric_code or {},
+    bundle = Bundle(stats=cast("list[dict[str, Any]]", list(stats)), nn_code=nn_code or {}, metric_code=metric_code or {},
                     transform_code=transform_code or {})
     return record_bundle(store, bundle)
 
@@ -263,6 +266,6 @@ def record_bundle(store: Store, bundle: Bundle) -> int:
     def work(session: Session) -> int:
         before = session.scalar(select(func.count()).select_from(Stat))
         write_bundle(session, bundle)
-        return session.scalar(select(func.count()).select_from(Stat)) - before
+        return (session.scalar(select(func.count()).select_from(Stat)) or 0) - (before or 0)
 
     return store.write(work)

@@ -90,9 +90,18 @@ def checkpoint_path(nn: str, uid: str) -> Path:
     return cache_dir() / "training" / f"{safe_component(nn, 'model name')}-{uid}.ckpt"
 
 
+def request_checkpoint(request: FinalTraining, store: Store) -> Path:
+    """Where the run `request` asks for checkpoints (and resumes from)."""
+    return checkpoint_path(request.nn, prm_uid(hyperparameters(request, _start_model(store, request.nn))))
+
+
 def train_student(request: FinalTraining, store: Store, *, device: torch.device | None = None,
-                  verbose: bool = True) -> FinalTrainingResult:
-    """Run (or resume) the final training of `request.nn` and record it; see the module docstring."""
+                  verbose: bool = True, data: DenoiseData | None = None) -> FinalTrainingResult:
+    """Run (or resume) the final training of `request.nn` and record it; see the module docstring.
+
+    `data` (default: loaded from `request.data_spec` with the distillation's seed) lets a caller keep
+    the train/validation split of the search the student came from.
+    """
     if request.checkpoint_every < 0:
         raise NNSearchError(f"--checkpoint-every must be >= 0 (0: only after epochs), got {request.checkpoint_every}")
     device = device or default_device()
@@ -100,7 +109,8 @@ def train_student(request: FinalTraining, store: Store, *, device: torch.device 
     start = _start_model(store, request.nn)
     prm = hyperparameters(request, start)
     uid = prm_uid(prm)
-    data = load_data(request.data_spec, seed=request.distill.seed, max_side=request.max_side)  # bad files fail here
+    if data is None:
+        data = load_data(request.data_spec, seed=request.distill.seed, max_side=request.max_side)  # bad files fail here
     say(f"data: {data.source}: {len(data.train)} train / {len(data.val)} validation images")
     if _recorded_epochs(store, request.nn, uid, data.name) >= request.distill.epochs:
         say(f"train: {request.nn} already has this training (hyperparameter set {uid}); nothing to do")
