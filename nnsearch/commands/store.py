@@ -66,6 +66,7 @@ def cmd_query(args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     from nnsearch.search.lost_trials import find_lost_trials, repair_lost_trials
+    from nnsearch.search.optuna_setup import optuna_storage
     from nnsearch.store.engine import Store
     from nnsearch.store.integrity import check_integrity
 
@@ -74,7 +75,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     grace = args.grace_period.value() if isinstance(args.grace_period, LibraryDefault) else args.grace_period
     lost = find_lost_trials(store, grace)
     if args.repair and lost:
-        repaired = repair_lost_trials(store, lost)
+        repaired = repair_lost_trials(store, lost, optuna_storage(store))
         for trial in repaired:
             print(f"repaired: study {trial.study!r} trial {trial.number} failed, its retry is queued")
         lost = [trial for trial in lost if trial not in repaired]

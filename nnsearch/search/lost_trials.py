@@ -125,11 +125,12 @@ def find_lost_trials(store: Store, grace_s: float) -> list[LostTrial]:
     return lost
 
 
-def repair_lost_trials(store: Store, lost: list[LostTrial]) -> list[LostTrial]:
-    """Fail the lost trials and queue their retries, as the next run of each study would; returns those failed."""
-    from nnsearch.search.optuna_setup import optuna_storage
+def repair_lost_trials(store: Store, lost: list[LostTrial],
+                       storage: optuna.storages.BaseStorage) -> list[LostTrial]:
+    """Fail the lost trials and queue their retries, as the next run of each study would; returns those failed.
 
-    storage = optuna_storage(store)
+    `storage` is the store's Optuna storage (`nnsearch.search.optuna_setup.optuna_storage`).
+    """
     repaired = []
     for name in sorted({trial.study for trial in lost}):
         with advisory_lock(store, f"study:{name}"), quiet_optuna():
