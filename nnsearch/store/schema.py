@@ -277,7 +277,7 @@ class MeasureJob(Base):
     priority: Mapped[int] = mapped_column(Integer, default=0)  # lower first
     nn: Mapped[str | None] = mapped_column(String(128), nullable=True, index=True)
     op_key: Mapped[str | None] = mapped_column(String(255), nullable=True)  # JSON of the probe's OpKey
-    precision: Mapped[str] = mapped_column(String(16), default="fp32")
+    precision: Mapped[str] = mapped_column(String(16), default=Precision.FP32.value)
     threads: Mapped[int] = mapped_column(Integer)
     height: Mapped[int] = mapped_column(Integer)
     width: Mapped[int] = mapped_column(Integer)
