@@ -105,7 +105,7 @@ def add_data_options(parser: argparse.ArgumentParser, *, required: bool = False,
 
 def add_max_side_option(parser: argparse.ArgumentParser) -> None:
     """The shared `--max-side` option (it centre-crops; `nnsearch.train.datasets.load_data`)."""
-    parser.add_argument("--max-side", type=int, default=None, metavar="PX", help=MAX_SIDE_HELP)
+    parser.add_argument("--max-side", type=max_side, default=None, metavar="PX", help=MAX_SIDE_HELP)
 
 
 def add_out_option(parser: argparse.ArgumentParser, help: str, *, required: bool = False,
@@ -129,6 +129,19 @@ def add_sampler_option(parser: argparse.ArgumentParser | argparse._ArgumentGroup
     else:
         add_setting(parser, "--sampler", "sampler", f"{help}; one of {names}", choices=list(SAMPLER_NAMES),
                     metavar="NAME", **kwargs)
+
+
+def max_side(text: str) -> int:
+    """The `--max-side` value: an integer of at least 11 px (SSIM's window), else an argparse error (exit 2)."""
+    minimum = 11  # nnsearch.train.datasets.images.MIN_SIDE (not imported here, to keep --help light)
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer number of pixels, got {text!r}") from None
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"images are scored with {minimum}x{minimum} SSIM windows, so it must be "
+                                         f">= {minimum}, got {value}")
+    return value
 
 
 def parse_resolution(text: str) -> tuple[int, int]:

@@ -11,6 +11,7 @@ from nnsearch.commands import (
     PRECISION_HELP,
     TEACHER_HELP,
     add_db_option,
+    max_side,
     add_sampler_option,
     add_setting,
     add_switch,
@@ -141,7 +142,7 @@ def add_study_settings(parser: argparse.ArgumentParser) -> None:
 
     data = parser.add_argument_group("data and teacher")
     add_setting(data, "--data", "data", DATA_HELP, metavar="SPEC", shown=lambda v: v or "built-in data")
-    add_setting(data, "--max-side", "max_side", MAX_SIDE_HELP, type=int, metavar="PX")
+    add_setting(data, "--max-side", "max_side", MAX_SIDE_HELP, type=max_side, metavar="PX")
     add_setting(data, "--seed", "seed", "seed of the data split, sampler, distillation and calibration", type=int)
     add_setting(data, "--teacher", "teacher", TEACHER_HELP, metavar="PRESET|PATH")
     add_setting(data, "--teacher-steps", "teacher_steps", "teacher training steps", type=int,

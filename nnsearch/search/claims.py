@@ -2,36 +2,33 @@
 
 Workers (processes on one machine, or on many machines sharing a PostgreSQL
 store) each loop: take the study lock, fail trials whose worker stopped sending
-heartbeats (Optuna re-queues them as WAITING copies), then either claim a trial
+heartbeats or that never beat (`lost_trials`; Optuna re-queues them as WAITING
+copies), then either claim a trial
 (a waiting retry first, then a due multi-fidelity continuation, else a new one
 while fewer than N are finished or running), wait for the others, or stop
 because N trials are finished and no continuation is due or running. N counts
 candidates; continuations (`nnsearch.search.multifidelity`) are counted apart.
 
-The lock is an advisory lock on PostgreSQL (released by the server if the
-worker dies), `GET_LOCK` on MySQL/MariaDB, and for SQLite a POSIX byte-range
-lock in `<database file>.lock` (released by the kernel if the worker dies; it
-serialises processes, not threads of one process).
+The study lock is `nnsearch.store.locks.advisory_lock` (released by the server
+or the kernel if the worker dies).
 """
 
 from __future__ import annotations
 
-import fcntl
-import hashlib
 import os
 import socket
-from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterator
+from typing import TYPE_CHECKING, Callable
 
 import optuna
 from optuna.trial import TrialState
-from sqlalchemy import text
-from sqlalchemy.engine import make_url
 
+from nnsearch.common.interrupts import InterruptGuard
+from nnsearch.search.heartbeat import record_heartbeat
+from nnsearch.search.lost_trials import fail_lost_trials
 from nnsearch.search.quiet import quiet_optuna
 from nnsearch.store.engine import Store
+from nnsearch.store.locks import advisory_lock
 
 if TYPE_CHECKING:
     from nnsearch.search.multifidelity import Promotion
@@ -108,10 +105,12 @@ def claim_trial(study: optuna.Study, store: Store, total: int,
     the number that trial will get (e.g. to seed the sampler per trial, so that
     workers do not propose the same candidates). `promote(study)` (multi-fidelity
     studies) names a student due for its next rung: it is enqueued as a
-    continuation and claimed before any new candidate.
+    continuation and claimed before any new candidate. The claimed trial has
+    recorded its first heartbeat; a Ctrl-C while it was being created (the
+    sampler runs inside `ask()`) fails it and raises KeyboardInterrupt.
     """
     with advisory_lock(store, f"study:{study.study_name}"), quiet_optuna():
-        optuna.storages.fail_stale_trials(study)
+        fail_lost_trials(study, store)
         counts = TrialCounts.of(study)
         retry = counts.waiting and counts.finished < total or _continuation_waiting(study)
         promotion = None if retry or promote is None else promote(study)
@@ -123,56 +122,30 @@ def claim_trial(study: optuna.Study, store: Store, total: int,
             return Claim(None, False, counts)
         if before_ask is not None:
             before_ask(len(study.get_trials(deepcopy=False)))
+        return Claim(_ask_with_heartbeat(study), False, counts)
+
+
+def _ask_with_heartbeat(study: optuna.Study) -> optuna.Trial:
+    """`study.ask()` with Ctrl-C held back until the trial has its worker and first heartbeat.
+
+    A Ctrl-C that arrived meanwhile fails the trial before KeyboardInterrupt is
+    raised, so no trial is left RUNNING by an interrupted process.
+    """
+    with InterruptGuard() as guard:
+        guard.defer()
         trial = study.ask()
-        trial.set_user_attr(WORKER_ATTR, worker_name())
-        return Claim(trial, False, counts)
+        try:
+            trial.set_user_attr(WORKER_ATTR, worker_name())
+            record_heartbeat(study, trial._trial_id)
+        except BaseException:
+            study.tell(trial, state=TrialState.FAIL)
+            raise
+        if guard.pending:  # the guard raises KeyboardInterrupt as it exits
+            study.tell(trial, state=TrialState.FAIL)
+    return trial
 
 
 def _continuation_waiting(study: optuna.Study) -> bool:
     from nnsearch.search.multifidelity import is_continuation
 
     return any(t.state == TrialState.WAITING and is_continuation(t) for t in study.get_trials(deepcopy=False))
-
-
-#: (acquire, release) statements of a server-side named lock, per dialect.
-_SERVER_LOCKS = {
-    "postgresql": ("SELECT pg_advisory_lock(:key)", "SELECT pg_advisory_unlock(:key)"),
-    "mysql": ("SELECT GET_LOCK(CONCAT('nnsearch_', :key), -1)", "SELECT RELEASE_LOCK(CONCAT('nnsearch_', :key))"),
-    "mariadb": ("SELECT GET_LOCK(CONCAT('nnsearch_', :key), -1)", "SELECT RELEASE_LOCK(CONCAT('nnsearch_', :key))"),
-}
-
-
-@contextmanager
-def advisory_lock(store: Store, name: str) -> Iterator[None]:
-    """A lock named `name` held by one process at a time, across processes and (with a server) machines."""
-    key = int.from_bytes(hashlib.sha256(f"nnsearch:{name}".encode()).digest()[:8], "big", signed=True)
-    if store.dialect not in _SERVER_LOCKS:
-        with _file_lock(_sqlite_lock_path(store), key & 0x7FFFFFFF):
-            yield
-        return
-    acquire, release = _SERVER_LOCKS[store.dialect]
-    with store.engine.connect() as conn:
-        conn.execute(text(acquire), {"key": key})
-        try:
-            yield
-        finally:
-            conn.execute(text(release), {"key": key})
-            conn.commit()
-
-
-def _sqlite_lock_path(store: Store) -> Path:
-    """One lock file per SQLite database (each named lock is one byte of it)."""
-    database = make_url(store.url).database
-    if not database or database == ":memory:":
-        return Path(os.environ.get("TMPDIR", "/tmp")) / f"nnsearch-{os.getpid()}.lock"
-    return Path(f"{database}.lock")
-
-
-@contextmanager
-def _file_lock(path: Path, offset: int) -> Iterator[None]:
-    with open(path, "a+") as handle:
-        fcntl.lockf(handle, fcntl.LOCK_EX, 1, offset)
-        try:
-            yield
-        finally:
-            fcntl.lockf(handle, fcntl.LOCK_UN, 1, offset)

@@ -8,7 +8,6 @@ from typing import Any, Iterable
 import optuna
 
 from nnsearch.errors import NNSearchError
-from nnsearch.search.claims import advisory_lock
 from nnsearch.search.config import (
     CHANGES_ATTR,
     CONFIG_ATTR,
@@ -18,6 +17,7 @@ from nnsearch.search.config import (
     check_changes,
 )
 from nnsearch.search.quiet import quiet_optuna
+from nnsearch.store.locks import advisory_lock
 from nnsearch.store.engine import Store
 
 

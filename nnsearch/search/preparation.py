@@ -9,8 +9,8 @@ from nnsearch.latency.candidate import CandidateLatency
 from nnsearch.latency.agents.service import fill_device_table, served_by_agents
 from nnsearch.latency.probes import space_keys
 from nnsearch.latency.service import HOST_DEVICE, clear_caches, fill_space_table
-from nnsearch.search.claims import advisory_lock
 from nnsearch.search.config import StudyConfig
+from nnsearch.store.locks import advisory_lock
 from nnsearch.search.samplers import PREDICTS_LATENCY
 from nnsearch.store.engine import Store
 

@@ -73,8 +73,8 @@ class DataConfig:
     max_side: int | None = None  # centre-crop every image to at most this many px per side
 
     def __post_init__(self) -> None:
-        if self.max_side is not None and (not isinstance(self.max_side, int) or self.max_side < 8):
-            raise NNSearchError(f"max_side must be an integer >= 8 px (or None), got {self.max_side!r}")
+        if self.max_side is not None and (not isinstance(self.max_side, int) or self.max_side < 11):
+            raise NNSearchError(f"max_side must be an integer >= 11 px (SSIM's window; or None), got {self.max_side!r}")
 
 
 @dataclass(frozen=True)
