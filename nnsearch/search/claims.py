@@ -61,6 +61,7 @@ class TrialCounts:
 
         counts = {"finished": 0, "running": 0, "waiting": 0, "failed": 0, "continued": 0, "continuing": 0}
         for trial in study.get_trials(deepcopy=False):
+            kind: str | None
             if trial.state in (TrialState.COMPLETE, TrialState.PRUNED) or is_recorded_failure(trial):
                 kind = "finished"
             elif trial.state in (TrialState.RUNNING, TrialState.WAITING):

@@ -17,7 +17,8 @@ def heartbeat_interval(study: optuna.Study) -> int | None:
 def record_heartbeat(study: optuna.Study, trial_id: int) -> None:
     """Record one heartbeat of the trial now (nothing for a storage without heartbeats)."""
     if heartbeat_interval(study):
-        study._storage.record_heartbeat(trial_id)
+        storage: Any = study._storage  # an RDBStorage (heartbeat_interval says so); BaseStorage does not declare it
+        storage.record_heartbeat(trial_id)
 
 
 class Heartbeat:

@@ -16,6 +16,7 @@ re-queues them at once (`repair_lost_trials`).
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 from dataclasses import dataclass
 
 import optuna
@@ -62,7 +63,7 @@ def fail_lost_trials(study: optuna.Study, store: Store) -> list[int]:
     failed one grace period from now unless its worker is alive and beats.
     Returns the ids of the trials failed.
     """
-    storage = study._storage
+    storage: Any = study._storage  # an RDBStorage: heartbeats and stale trials (BaseStorage does not say so)
     if not heartbeat_interval(study):
         return []
     with store.engine.connect() as conn:
@@ -82,7 +83,7 @@ def fail_trials(study: optuna.Study, store: Store, trial_ids: list[int]) -> list
     left a trial link: it is removed, so that the retry (which records the same
     model and hyperparameters again) is the one trial the record counts.
     """
-    storage = study._storage
+    storage: Any = study._storage  # an RDBStorage: heartbeats and stale trials (BaseStorage does not say so)
     failed = []
     with quiet_optuna():
         for trial_id in trial_ids:
@@ -115,6 +116,7 @@ def find_lost_trials(store: Store, grace_s: float) -> list[LostTrial]:
     with store.engine.connect() as conn:
         now_db = conn.execute(text("SELECT CURRENT_TIMESTAMP")).scalar()
         rows = conn.execute(_RUNNING).all()
+    assert now_db is not None  # SELECT CURRENT_TIMESTAMP always has a row
     now_db = _naive(now_db)
     now_local = dt.datetime.now()
     lost = []

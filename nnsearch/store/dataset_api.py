@@ -84,8 +84,9 @@ def data(
     Rows of one hyperparameter set share one `prm` dict object: copy before changing it.
     """
     where = _stat_filters(task, dataset, metric, nn, epoch, prm, study)
-    if rung is not None:
-        where.append(_match(Stat.rung, rung))
+    rung_filter = _match(Stat.rung, rung)
+    if rung_filter is not None:
+        where.append(rung_filter)
     with open_store(db) as store:
         studies = _as_set(study)
         single = next(iter(studies)) if len(studies) == 1 else None

@@ -13,14 +13,15 @@ from __future__ import annotations
 import math
 from typing import Any, Mapping
 
-from sqlalchemy import BigInteger, Double, Float, Integer, String, Table
+from sqlalchemy import BigInteger, Double, Float, Integer, String
+from sqlalchemy.sql import FromClause
 
 from nnsearch.errors import StoreError
 
 _INT_BITS = ((BigInteger, 64), (Integer, 32))
 
 
-def value_problem(table: Table, column: str, value: Any) -> str | None:
+def value_problem(table: FromClause, column: str, value: Any) -> str | None:
     """Why `value` does not fit `table.column` (None when it fits or is NULL)."""
     if value is None:
         return None
@@ -38,13 +39,13 @@ def value_problem(table: Table, column: str, value: Any) -> str | None:
     return None
 
 
-def check_row(table: Table, row: Mapping[str, Any], where: str) -> None:
+def check_row(table: FromClause, row: Mapping[str, Any], where: str) -> None:
     """StoreError naming `where` (a file, a model) when a value of `row` does not fit its column of `table`."""
     for column in row:
         if column in table.c:
             problem = value_problem(table, column, row[column])
             if problem:
-                raise StoreError(f"{where}: {problem} (table {table.name}); nothing was written")
+                raise StoreError(f"{where}: {problem} (table {table.description}); nothing was written")
 
 
 def finite_or_none(value: float | None) -> float | None:

@@ -17,6 +17,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import and_, func, or_, select, text, update
 from sqlalchemy.engine import Connection
@@ -121,7 +122,7 @@ def enqueue_model(store: Store, device: str, nn: str, tflite: bytes, height: int
         if found is not None and found.state != "failed":
             return int(found.id)
         round_ = 0 if found is None else int(session.scalar(select(func.max(MeasureJob.round)).where(
-            MeasureJob.device == device, MeasureJob.target == target))) + 1
+            MeasureJob.device == device, MeasureJob.target == target)) or 0) + 1
         job = MeasureJob(device=device, kind="model", target=target, round=round_, priority=FIRST, nn=nn,
                          precision=precision, threads=int(threads), height=int(height), width=int(width),
                          payload=tflite, study=study, predicted_ms=predicted_ms, state="queued", attempts=0)
@@ -151,7 +152,7 @@ def claim(store: Store, device: str, agent: str, lease_s: float) -> Claim | None
         if job_id is None:
             return None
         token = uuid.uuid4().hex
-        taken = session.execute(update(MeasureJob).where(MeasureJob.id == job_id, _claimable(device, now)).values(
+        taken: Any = session.execute(update(MeasureJob).where(MeasureJob.id == job_id, _claimable(device, now)).values(
             state="running", agent=agent, lease_token=token, lease_expires=now + lease_s,
             attempts=MeasureJob.attempts + 1, started_at=utcnow()).execution_options(synchronize_session=False))
         if taken.rowcount != 1:
@@ -171,7 +172,7 @@ def claim(store: Store, device: str, agent: str, lease_s: float) -> Claim | None
 def _any_claimable(store: Store, device: str) -> bool:
     def work(conn: Connection) -> bool:
         now = store_clock(conn)
-        return conn.scalar(select(func.count()).select_from(MeasureJob).where(_claimable(device, now))) > 0
+        return (conn.scalar(select(func.count()).select_from(MeasureJob).where(_claimable(device, now))) or 0) > 0
     return store.reading(work)
 
 
@@ -180,7 +181,7 @@ def renew(store: Store, job: Claim, lease_s: float) -> bool:
 
     def work(session: Session) -> bool:
         now = store_clock(session.connection())
-        done = session.execute(update(MeasureJob).where(
+        done: Any = session.execute(update(MeasureJob).where(  # a CursorResult: rowcount
             MeasureJob.id == job.id, MeasureJob.lease_token == job.token, MeasureJob.state == "running",
         ).values(lease_expires=now + lease_s).execution_options(synchronize_session=False))
         return done.rowcount == 1
@@ -271,7 +272,10 @@ def job_states(store: Store, ids: Sequence[int]) -> dict[int, JobState]:
     wanted = sorted(set(ids))
     for start in range(0, len(wanted), 1000):
         chunk = wanted[start:start + 1000]
-        for row in store.reading(lambda conn, chunk=chunk: conn.execute(query.where(MeasureJob.id.in_(chunk))).all()):
+        def read(conn: Connection, chunk: list[int] = chunk) -> Sequence[Any]:
+            return conn.execute(query.where(MeasureJob.id.in_(chunk))).all()
+
+        for row in store.reading(read):
             stat = (LatencyStat(median_ms=row.median_ms, min_ms=row.min_ms, max_ms=row.max_ms, runs=row.runs or 1)
                     if row.state == "done" else None)
             found[row.id] = JobState(row.id, row.state, row.message, stat, row.runtime, row.runtime_version)
