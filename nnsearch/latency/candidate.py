@@ -37,16 +37,26 @@ Log = Callable[[str], None]
 class LatencyTarget(Protocol):
     """What a candidate is timed at: a study's latency configuration (`nnsearch.search.config.LatencyConfig`)."""
 
-    device: str
-    height: int
-    width: int
-    threads: int
-    runs: int
-    warmup: int
-    predict: bool
-    measure: bool
-    wait: bool  # for a device served by agents: wait for the measurement (else go on with the prediction)
-    wait_timeout_s: float
+    @property
+    def device(self) -> str: ...
+    @property
+    def height(self) -> int: ...
+    @property
+    def width(self) -> int: ...
+    @property
+    def threads(self) -> int: ...
+    @property
+    def runs(self) -> int: ...
+    @property
+    def warmup(self) -> int: ...
+    @property
+    def predict(self) -> bool: ...
+    @property
+    def measure(self) -> bool: ...
+    @property
+    def wait(self) -> bool: ...  # for a device served by agents: wait for the measurement (else the prediction)
+    @property
+    def wait_timeout_s(self) -> float: ...
 
 
 class CandidateLatency:

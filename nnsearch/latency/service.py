@@ -127,7 +127,7 @@ def fill_space_table(store: Store, space: SearchSpace, height: int, width: int, 
     backend = lut_backend(store)
     table = LatencyTable(host_profile(threads, HOST_DEVICE, precision), backend, runs=runs)
     todo = table.missing(keys)
-    if backend.copied and verbose:
+    if backend.copied and verbose and backend.machine is not None:
         print(f"lookup table: copied {backend.copied} entries at {height}x{width} measured earlier on this machine "
               f"({backend.machine.path})", flush=True)
     desc = f"lookup table {height}x{width}{Precision.parse(precision).label()}"

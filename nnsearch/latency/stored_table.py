@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import Any, Iterable, cast
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -38,7 +38,11 @@ class SqlLutBackend:
         for entry in entries:
             by_device.setdefault(entry.device, []).append(entry)
         for device, group in by_device.items():
-            self.store.write(lambda session, d=device, g=group: upsert_entries(session, d, g))
+
+            def write(session: Session, d: DeviceProfile = device, g: list[LutEntry] = group) -> None:
+                upsert_entries(session, d, g)
+
+            self.store.write(write)
 
 
 def device_profiles(store: Store, name: str | None = None, threads: int | None = None,
@@ -65,7 +69,7 @@ def lut_summary(store: Store, name: str | None = None) -> list[dict[str, Any]]:
         query = query.where(LatencyLUT.device == name)
     summary: dict[DeviceProfile, dict[str, Any]] = {}
     for *profile, source, op, count, total in store.reading(lambda conn: conn.execute(query).all()):
-        item = summary.setdefault(DeviceProfile(*profile), {"entries": 0, "sources": {}, "ops": {}, "total_ms": 0.0})
+        item = summary.setdefault(DeviceProfile(*cast("list[Any]", profile)), {"entries": 0, "sources": {}, "ops": {}, "total_ms": 0.0})
         item["entries"] += count
         item["sources"][source] = item["sources"].get(source, 0) + count
         item["ops"][op] = item["ops"].get(op, 0) + count

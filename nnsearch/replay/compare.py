@@ -56,7 +56,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -234,10 +234,10 @@ def run_sampler(table: ReplayTable, sampler: str, seed: int, trials: int, tracke
 
     context = SamplerContext(table.space, table.latency_ms)
     with quiet_optuna():
-        study = optuna.create_study(directions=list(DIRECTIONS), sampler=SAMPLERS[sampler](seed, context))
+        study = optuna.create_study(directions=list[Any](DIRECTIONS), sampler=SAMPLERS[sampler](seed, context))
     backend = RecordedTrial(table, sampler, seed, tracker, rule=rule)
     with progress_bar(total=trials, desc=f"replay {sampler} seed {seed}", enabled=verbose) as bar:
-        TrialLoop(study, backend.run, OBJECTIVES, after_trial=lambda _outcome: bar.update(1)).run(trials)
+        TrialLoop(study, backend.run, list(OBJECTIVES), after_trial=lambda _outcome: bar.update(1)).run(trials)
     return backend.records
 
 

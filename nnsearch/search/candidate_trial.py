@@ -114,6 +114,7 @@ class CandidateTrial:
         trial.set_user_attr(CONSTRAINT_ATTR, excess)
         set_latency_constraint(trial, excess)
         if excess > 0:
+            assert predicted is not None  # a budget needs predictions (CandidateLatency.predict says so)
             self._record(trial.number, arch, student, epochs=[], latencies=[predicted], state="infeasible")
             self.log(f"trial {trial.number}: infeasible, predicted {predicted.ms:.1f} ms exceeds the "
                      f"{self.latency.max_latency_ms:g} ms budget; not trained")
@@ -158,7 +159,8 @@ class CandidateTrial:
         except StoppedEarly as exc:
             record(epochs=epochs, latencies=_present(predicted), state="stopped")
             self.log(f"trial {number}: {exc}")
-            return TrialOutcome(number, arch, "stopped", epochs[-1].psnr, predicted.ms, count_params(student),
+            return TrialOutcome(number, arch, "stopped", epochs[-1].psnr, math.nan if predicted is None else predicted.ms,
+                                count_params(student),
                                 str(exc))
         quantized: list[PrecisionRecord] = []
         measure = rung == 0 and self.latency.can_measure  # a continuation keeps the student's latency figures

@@ -248,7 +248,8 @@ class StudyConfig:
             sections.setdefault(section, {})[leaf] = _coerce(found, value)
         try:
             rungs = {"rungs": top.pop("rungs")} if "rungs" in top else {}  # checked against the new steps
-            base = dataclasses.replace(self, **top, **({"rungs": None} if rungs else {}))
+            cleared: dict[str, Any] = {"rungs": None} if rungs else {}
+            base = dataclasses.replace(self, **top, **cleared)
             changed = {
                 section: dataclasses.replace(getattr(base, section), **leaves) for section, leaves in sections.items()
             }

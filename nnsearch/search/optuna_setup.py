@@ -50,7 +50,7 @@ def open_optuna_study(config: StudyConfig, store: Store, sampler: optuna.sampler
         if not load_if_exists and config.name in {s.study_name for s in storage.get_all_studies()}:
             refuse_existing(config.name, store)
         study = optuna.create_study(storage=storage, study_name=config.name,
-                                    directions=list(config.objectives.values()), sampler=sampler, load_if_exists=True)
+                                    directions=list[Any](config.objectives.values()), sampler=sampler, load_if_exists=True)
         if len(study.directions) != len(config.objectives):
             raise NNSearchError(
                 f"study '{config.name}' in {store.display_url} has {len(study.directions)} objectives, "
@@ -98,7 +98,7 @@ def enqueue_references(study: optuna.Study, config: StudyConfig) -> list[str]:
     """
     for reference in config.space.references:
         study.enqueue_trial(config.space.params_of(reference), user_attrs={"reference": reference.label})
-    return [reference.label for reference in config.space.references]
+    return [str(reference.label) for reference in config.space.references]
 
 
 def _check_space(study: optuna.Study, config: StudyConfig, store: Store) -> None:

@@ -48,13 +48,13 @@ def profile_of(job: MeasureJob, identity: RunnerIdentity) -> DeviceProfile:
 def _land_probe(session: Session, job: MeasureJob, stat: LatencyStat, identity: RunnerIdentity,
                 repeat_probes: bool) -> str | None:
     profile = profile_of(job, identity)
-    key = OpKey(*json.loads(job.op_key))
+    key = OpKey(*json.loads(str(job.op_key)))  # a probe job always has its op key
     stored = stored_entry(session, profile, key)
     upsert_entries(session, profile, [LutEntry(profile, key, "measured", **refreshed(stored, stat).stat_values())])
     inflated = stored is not None and repeat_disagrees(stored, stat)
     if repeat_probes and job.round < MAX_ROUND and (job.round == 0 or inflated):
         enqueue_probes(session, job.device, [key], job.threads, job.precision, recheck=True)
-    if inflated:
+    if inflated and stored is not None:
         return f"stored entry {stored.ms:.4g} ms was inflated: repeat {stat.ms:.4g} ms"
     return None
 

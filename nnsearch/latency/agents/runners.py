@@ -64,7 +64,7 @@ def parse_options(pairs: list[str] | None, flag: str) -> dict[str, str]:
 
 #: Built-in runners by name: factory of the runner options.
 BUILTIN: dict[str, Callable[[Mapping[str, str]], Runner]] = {
-    "local": lambda options: LocalRunner(**options),
+    "local": lambda options: LocalRunner(**options),  # type: ignore[arg-type]  # options are keyword strings
     "adb": lambda options: AdbRunner(**options),
 }
 

@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable
 
 from sqlalchemy import select
+from sqlalchemy.engine import Connection
 
 from nnsearch.common.progress import progress_bar
 from nnsearch.errors import LatencyError
@@ -39,8 +40,12 @@ def fill_device_table(store: Store, device: str, keys: list[OpKey], threads: int
     ids: list[int] = []
     for start in range(0, len(targets), 500):
         chunk = targets[start:start + 500]
-        ids += store.reading(lambda conn, chunk=chunk: list(conn.scalars(select(MeasureJob.id).where(
-            MeasureJob.device == device, MeasureJob.round == 0, MeasureJob.target.in_(chunk)))))
+
+        def read(conn: Connection, chunk: list[str] = chunk) -> list[int]:
+            return list(conn.scalars(select(MeasureJob.id).where(
+                MeasureJob.device == device, MeasureJob.round == 0, MeasureJob.target.in_(chunk))))
+
+        ids += store.reading(read)
     with progress_bar(total=len(ids), desc=f"probes on {device}", enabled=verbose) as bar:
         states = wait_for(store, ids, timeout_s=timeout_s, poll_s=poll_s,
                           progress=lambda done, total: bar.update(done - bar.n))
