@@ -177,7 +177,7 @@ def main(argv: list[str] | None = None) -> None:
             chosen = [r.arch for r in runs if r.seed == seed]
             log(f"brief: seed {seed}, {len(chosen)} students as a study's candidates")
             plan_seed = seed if args.vary_plan else 0
-            config = StudyConfig(name=f"fidelity-seed{seed}", space=space, data_spec=args.train,
+            config = StudyConfig.build(name=f"fidelity-seed{seed}", space=space, data=args.train,
                                  max_side=args.max_side, distill=replace(brief, seed=plan_seed), seed=seed,
                                  sampler="random", early_stop=None,
                                  latency=LatencyConfig(height=1088, width=1920, threads=1, measure=False))

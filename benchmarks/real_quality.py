@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> None:
         budget = predict_latency(store, lite, "host-cpu", 1088, 1920, threads=1)
         log(f"budget: LiteDenoiseNet predicted {budget:.1f} ms at 1088x1920 (host-cpu, 1 thread)")
         distill_config = DistillConfig(steps=args.steps, epochs=2, batch=8, crops=(48, 64), alpha=0.9)
-        config = StudyConfig(name="real-quality", space=space, data_spec=args.train, max_side=args.max_side,
+        config = StudyConfig.build(name="real-quality", space=space, data=args.train, max_side=args.max_side,
                              teacher_steps=args.teacher_steps or (1200 if args.quick else None),  # quick: distill.py's
                              distill=distill_config, max_latency_ms=budget, start_from_references=True,
                              latency=LatencyConfig(height=1088, width=1920, threads=1, measure=False))
@@ -197,7 +197,7 @@ def targets_teacher(study: Study) -> torch.nn.Module:
     """The study's (checked, cached) teacher module."""
     from nnsearch.train.teacher_check import load_teacher
 
-    return load_teacher(study.config.teacher, study.data, device="cpu", verbose=False).module
+    return load_teacher(study.config.teacher.source, study.data, device="cpu", verbose=False).module
 
 
 if __name__ == "__main__":

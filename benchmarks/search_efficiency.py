@@ -77,7 +77,7 @@ class Fidelity:
         return self.study if self.seed == 0 else f"{self.study}-seed{self.seed}"
 
     def config(self) -> StudyConfig:
-        return StudyConfig(
+        return StudyConfig.build(
             name=self.name, space=load_space("litedenoise"), sampler="random", seed=self.seed,
             distill=DistillConfig(steps=self.steps, epochs=1, batch=self.batch, crops=self.crops),
             latency=LATENCY, max_side=self.max_side, teacher_steps=self.teacher_steps,

@@ -149,7 +149,8 @@ def test_two_agents_on_one_profile_split_the_work(tmp_path):
     db = f"sqlite:///{tmp_path / 'store.db'}"
     store = Store(db)
     files = record_models(store, arches(6), tmp_path, side=128)
-    agents = [subprocess.Popen(agent_command(db, "--runs", "150", "--idle-exit", "4", "--name", f"agent{i}"),
+    # each job takes seconds (1500 runs), so the second agent claims work while the first is busy, even under load
+    agents = [subprocess.Popen(agent_command(db, "--runs", "1500", "--idle-exit", "4", "--name", f"agent{i}"),
                                env=environment(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
               for i in range(2)]
     try:

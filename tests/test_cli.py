@@ -73,14 +73,14 @@ def test_search_defaults_are_the_library_defaults_and_options_override_them():
 
     config, heartbeat = search_config(build_parser().parse_args(["search", "--space", "tiny"]))
     assert config.distill == DistillConfig() and config.latency == LatencyConfig()
-    assert heartbeat == HeartbeatConfig() and config.early_stop == EarlyStopRule()
-    assert (config.teacher, config.seed, config.sampler) == ("cpu", 0, "guided")
+    assert heartbeat == HeartbeatConfig() and config.budget.early_stop == EarlyStopRule()
+    assert (config.teacher.source, config.seed, config.sampler.name) == ("cpu", 0, "guided")
     args = build_parser().parse_args(["search", "--space", "tiny", "--steps", "7", "--epochs", "1", "--crops", "32",
                                       "--seed", "3", "--resolution", "64x96", "--no-early-stop",
                                       "--heartbeat-interval", "5", "--grace-period", "9", "--no-measure"])
     config, heartbeat = search_config(args)
     assert (config.distill.steps, config.distill.epochs, config.distill.crops) == (7, 1, (32,))
-    assert config.distill.seed == config.seed == 3 and config.early_stop is None
+    assert config.distill.seed == config.seed == 3 and config.budget.early_stop is None
     assert (config.latency.height, config.latency.width, config.latency.measure) == (64, 96, False)
     assert (heartbeat.interval_s, heartbeat.grace_s) == (5, 9)
 
@@ -92,3 +92,34 @@ def test_demo_and_search_trials_both_mean_finished_trials_in_all():
         action = next(a for a in build_parser()._subparsers._group_actions[0].choices[command]._actions
                       if a.dest == "trials")
         assert "finished trials the study should have" in action.help
+
+
+def test_building_the_parser_loads_no_heavy_library():
+    import subprocess
+    import sys
+
+    code = ("import sys, time; t = time.perf_counter(); from nnsearch.cli import build_parser; "
+            "build_parser().format_help(); "
+            "[p.format_help() for p in build_parser()._subparsers._group_actions[0].choices.values()]; "
+            "print(sorted(m for m in ('torch', 'optuna', 'pandas', 'sqlalchemy', 'numpy') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_shared_options_have_one_spelling_and_old_spellings_still_work():
+    from nnsearch.cli import build_parser
+
+    parser = build_parser()
+    commands = parser._subparsers._group_actions[0].choices
+    helps = {name: {a.option_strings[0]: a.help for a in command._actions if a.option_strings}
+             for name, command in commands.items()}
+    max_side = {name: h["--max-side"] for name, h in helps.items() if "--max-side" in h}
+    assert set(max_side) >= {"search", "export", "evaluate", "train"}
+    assert all(text.startswith("centre-crop every image to at most PX per side") for text in max_side.values())
+    assert parser.parse_args(["export", "NN", "--to", "d"]).out == "d" == parser.parse_args(["export", "NN", "--out", "d"]).out
+    assert parser.parse_args(["report", "--study", "s", "--results", "r"]).out == "r"
+    assert parser.parse_args(["replay", "--study", "s", "--results", "r"]).out == "r"
+    assert parser.parse_args(["replay", "--study", "s", "--sampler", "tpe", "--sampler", "random"]).sampler == [
+        "tpe", "random"]
+    assert "--to" not in commands["export"].format_help() and "--results" not in commands["report"].format_help()
+

@@ -35,7 +35,7 @@ def dashboard_study_detail(storage, study_id: int) -> dict:
 
 def test_feasible_and_infeasible_trials_show_in_optuna_dashboard(tmp_path):
     store = Store(f"sqlite:///{tmp_path / 'dash.db'}")  # the constraint lives in Optuna's tables, any engine
-    config = StudyConfig(name="dash", space=load_space("tiny"), max_latency_ms=15.0)
+    config = StudyConfig.build(name="dash", space=load_space("tiny"), max_latency_ms=15.0)
     with warnings.catch_warnings():
         warnings.simplefilter("error", FutureWarning)  # no deprecated constraints_func anywhere
         study = open_optuna_study(config, store, SAMPLERS["tpe"](0, SamplerContext(config.space)))

@@ -23,8 +23,8 @@ from nnsearch.search.study import LatencyConfig, Study, StudyConfig
 def finished_study(tmp_path_factory):
     root = tmp_path_factory.mktemp("e2e")
     store = Store(f"sqlite:///{root / 'store.db'}")
-    config = StudyConfig(
-        name="e2e", space=load_space("tiny"), data_spec=None, max_side=64, teacher_steps=20,
+    config = StudyConfig.build(
+        name="e2e", space=load_space("tiny"), data=None, max_side=64, teacher_steps=20,
         teacher_margin_db=-math.inf,  # a 20-step teacher only exercises the pipeline; quality: test_teacher_check
         distill=DistillConfig(steps=6, epochs=2, batch=2, crops=(32,)),
         latency=LatencyConfig(height=64, width=96, runs=2, warmup=1),
@@ -84,10 +84,10 @@ def test_study_resumes_and_summary_is_written(finished_study):
     assert summary.line().startswith("demo: 3 trials complete")
 
 
-def _budget_study(tmp_path, budget_ms, sampler="random"):
+def _budget_study(tmp_path, budget_ms, sampler="random", name=None):
     store = Store(f"sqlite:///{tmp_path / 'budget.db'}")
-    config = StudyConfig(
-        name=f"budget-{sampler}", space=load_space("tiny"), data_spec=None, max_side=64, teacher_steps=20,
+    config = StudyConfig.build(
+        name=name or f"budget-{sampler}", space=load_space("tiny"), data=None, max_side=64, teacher_steps=20,
         teacher_margin_db=-math.inf,  # a 20-step teacher only exercises the pipeline; quality: test_teacher_check
         sampler=sampler,
         distill=DistillConfig(steps=4, epochs=1, batch=2, crops=(32,)),
@@ -108,7 +108,7 @@ def test_unreachable_latency_budget_is_refused_before_training(tmp_path):
 
 
 def test_latency_budget_skips_training_of_slow_candidates(tmp_path):
-    probe, _ = _budget_study(tmp_path, None)
+    probe, _ = _budget_study(tmp_path, None, name="probe")  # its own study: a budget is a setting
     fastest = min(probe.predicted_ms(a) for a in probe.config.space.fastest_candidates())
     study, store = _budget_study(tmp_path, fastest * 1.001)
     study.run(3)
@@ -127,7 +127,7 @@ def test_latency_budget_skips_training_of_slow_candidates(tmp_path):
 
 
 def test_the_guided_sampler_spends_no_trial_over_the_budget(tmp_path):
-    probe, _ = _budget_study(tmp_path, None)
+    probe, _ = _budget_study(tmp_path, None, name="probe")  # its own study: a budget is a setting
     space = probe.config.space
     budget = float(np.median([probe.predicted_ms(space.sample(lambda _n, c, i=i: c[i % len(c)])) for i in range(2)]
                              + [probe.predicted_ms(a) for a in space.fastest_candidates()]))

@@ -23,7 +23,7 @@ def recorded_student(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[s
     monkeypatch.setenv("NNSEARCH_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("NNSEARCH_RESULTS", str(tmp_path / "results"))
     url = f"sqlite:///{tmp_path / 'store.db'}"
-    config = StudyConfig(name="ev", space=load_space("tiny"), max_side=64, sampler="random",
+    config = StudyConfig.build(name="ev", space=load_space("tiny"), max_side=64, sampler="random",
                          distill=DistillConfig(steps=4, epochs=1, batch=2, crops=(32,), alpha=0.0),
                          latency=LatencyConfig(height=32, width=32, runs=1, warmup=0), early_stop=None)
     study = Study(config, Store(url), verbose=False)

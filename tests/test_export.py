@@ -30,8 +30,8 @@ def tiny_study(tmp_path_factory):
     """A finished 3-trial study on the tiny space: (study, store URL, root directory)."""
     root = tmp_path_factory.mktemp("select")
     url = f"sqlite:///{root / 'store.db'}"
-    config = StudyConfig(
-        name="tiny", space=load_space("tiny"), data_spec=None, max_side=64, teacher_steps=20,
+    config = StudyConfig.build(
+        name="tiny", space=load_space("tiny"), data=None, max_side=64, teacher_steps=20,
         teacher_margin_db=-math.inf,  # a 20-step teacher only exercises the pipeline; quality: test_teacher_check
         distill=DistillConfig(steps=6, epochs=2, batch=2, crops=(32,)),
         latency=LatencyConfig(height=64, width=96, runs=2, warmup=1),

@@ -27,7 +27,7 @@ OTHER = Arch(widths=(8, 16, 16), blocks=(1, 0, 1), skips=("concat", "add"))
 def setting(tmp_path, monkeypatch):
     monkeypatch.setenv("NNSEARCH_CACHE", str(tmp_path / "cache"))
     data = load_data(None, max_side=64)
-    config = StudyConfig(name="given", space=load_space("tiny"), max_side=64, sampler="random", early_stop=None,
+    config = StudyConfig.build(name="given", space=load_space("tiny"), max_side=64, sampler="random", early_stop=None,
                          distill=DistillConfig(steps=4, epochs=1, batch=2, crops=(32,), alpha=0.0, loader_workers=0),
                          latency=LatencyConfig(height=64, width=96, measure=False))
     return config, data, tmp_path

@@ -189,7 +189,7 @@ def test_a_second_store_on_this_machine_measures_nothing(tmp_path: Path, capsys:
     assert predictions[0] == predictions[1]
     from nnsearch.search.study import LatencyConfig, Study, StudyConfig  # a study in a third new store starts at once
 
-    config = StudyConfig(name="first-trial", space=load_space("tiny"), latency=LatencyConfig(height=RES, width=RES))
+    config = StudyConfig.build(name="first-trial", space=load_space("tiny"), latency=LatencyConfig(height=RES, width=RES))
     third = Store(f"sqlite:///{tmp_path / 'third.db'}")
     Study(config, third).fill_lookup_table()
     out = capsys.readouterr().out

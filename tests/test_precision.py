@@ -40,5 +40,7 @@ def test_an_unknown_name_is_a_clear_error():
 
 def test_the_name_fp32_is_spelled_in_one_module():
     root = Path(nnsearch.__file__).parent
-    spelled = sorted(str(p.relative_to(root)) for p in root.rglob("*.py") if re.search(r"[\"']fp32[\"']", p.read_text()))
+    spelled = sorted(
+        str(p.relative_to(root)) for p in root.rglob("*.py") if re.search(r"[\"']fp32[\"']", p.read_text())
+    )
     assert spelled == ["common/precision.py"]

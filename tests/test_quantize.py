@@ -123,8 +123,8 @@ def test_an_unknown_precision_exits_2_with_one_line(argv, tmp_path, capsys):
 
 def test_an_int8_study_records_int8_quality_and_latency(tmp_path):
     url = f"sqlite:///{tmp_path / 'store.db'}"
-    config = StudyConfig(
-        name="q8", space=load_space("tiny"), data_spec=None, max_side=64, teacher_steps=10, sampler="random",
+    config = StudyConfig.build(
+        name="q8", space=load_space("tiny"), data=None, max_side=64, teacher_steps=10, sampler="random",
         teacher_margin_db=-math.inf,  # a 10-step teacher only exercises the pipeline; quality: test_teacher_check
         distill=DistillConfig(steps=4, epochs=1, batch=2, crops=(32,)), early_stop=None,
         latency=LatencyConfig(height=32, width=32, runs=2, warmup=1), precision="int8", calibration_samples=2,
@@ -145,6 +145,6 @@ def test_an_int8_study_records_int8_quality_and_latency(tmp_path):
     assert "latency_ms@host-cpu@int8" in columns
     arch = load_space("tiny").reference("tiny-unet")
     assert predict_latency(store, arch, "host-cpu", 32, 32, precision="int8") > 0
-    with pytest.raises(NNSearchError, match="searches at precision int8"):
-        Study(StudyConfig(**{**config.__dict__, "precision": "fp32"}), store, verbose=False)
+    with pytest.raises(NNSearchError, match="precision \\(latency.precision\\): stored 'int8', given 'fp32'"):
+        Study(config.replace(precision="fp32"), store, verbose=False)
     store.dispose()

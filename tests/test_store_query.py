@@ -139,7 +139,7 @@ def test_run_data(filled):
 def test_study_results_keeps_its_shape(filled):
     frame = study_results(filled, "alpha")
     assert list(frame.columns) == ["trial", "nn", "state", "dataset", "psnr", "ssim", "latency_ms", "measured_ms",
-                                   "predicted_ms", "params", "macs"]
+                                   "predicted_ms", "params", "macs", "rung"]
     assert frame.trial.tolist() == [0, 2, 4]
     assert frame.psnr.tolist() == [model_record(a).epochs[-1].psnr for a in range(3)]
 

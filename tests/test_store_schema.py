@@ -46,7 +46,7 @@ def test_new_store_has_every_table_and_the_stamp(store):
 
 def test_stat_key_serves_the_query_order(store):
     unique = {u["name"]: u["column_names"] for u in inspect(store.engine).get_unique_constraints("stat")}
-    assert unique["uq_stat_key"] == ["task", "dataset", "metric", "nn", "epoch", "transform", "prm", "run"]
+    assert unique["uq_stat_key"] == ["task", "dataset", "metric", "nn", "epoch", "transform", "prm", "run", "rung"]
 
 
 @pytest.mark.parametrize("column, value", [("nn", "NoSuchNet"), ("prm", "0" * 32), ("metric", "nope")])
@@ -210,7 +210,8 @@ def test_a_schema_2_store_gains_stat_runs_and_keeps_stats_and_train_stats(store)
         conn.execute(text("DROP TABLE stat"))
         old.tables["stat"].create(conn)
         old.tables["train_stat"].create(conn)
-        conn.execute(old.tables["stat"].insert(), [{k: v for k, v in r.items() if k != "run"} for r in stat_rows])
+        conn.execute(old.tables["stat"].insert(), [{k: v for k, v in r.items() if k not in ("run", "rung")}
+                                                    for r in stat_rows])
         conn.execute(old.tables["train_stat"].insert(), train_rows)
     stamp(store, "2")
     with store.read() as conn:
@@ -222,7 +223,7 @@ def test_a_schema_2_store_gains_stat_runs_and_keeps_stats_and_train_stats(store)
         assert conn.execute(text(read_train)).all() == train
         assert {r[0] for r in conn.execute(text("SELECT DISTINCT run FROM stat"))} == {0}
     # the new key takes a repeated training of the same hyperparameters and an unknown duration
-    first = {k: v for k, v in stat_rows[0].items() if k not in ("id", "run")}
+    first = {k: v for k, v in stat_rows[0].items() if k not in ("id", "run", "rung")}
     with reopened.write_engine.begin() as conn:
         conn.execute(Stat.__table__.insert().values(**{**first, "run": 1, "duration": None}))
     with reopened.read() as conn:

@@ -21,18 +21,18 @@ def test_outcome_values_follow_the_objectives():
 
 
 def test_params_objective_and_mismatch_with_an_existing_study(store):
-    config = StudyConfig(name="objectives", space=load_space("tiny"), minimize_params=True)
+    config = StudyConfig.build(name="objectives", space=load_space("tiny"), minimize_params=True)
     study = Study(config, store, verbose=False)
     assert [d.name for d in study.optuna.directions] == ["MAXIMIZE", "MINIMIZE", "MINIMIZE"]
     assert study.optuna.metric_names == ["psnr", "latency_ms", "params"]
     with pytest.raises(NNSearchError, match="has 3 objectives, this run asks for \\['psnr', 'latency_ms'\\]"):
-        Study(dataclasses.replace(config, minimize_params=False), store, verbose=False)
+        Study(config.replace(minimize_params=False), store, verbose=False)
 
 
 def test_study_stores_its_space_and_refuses_another_on_resume(store):
     from nnsearch.replay.table import recorded_space
 
-    config = StudyConfig(name="spaced", space=load_space("tiny"))
+    config = StudyConfig.build(name="spaced", space=load_space("tiny"))
     Study(config, store, verbose=False)
     assert recorded_space(store, "spaced").to_mapping() == config.space.to_mapping()
     Study(config, store, verbose=False)  # the same space resumes
@@ -46,7 +46,7 @@ def test_constructing_a_study_changes_no_global_logging_or_warning_filter(store,
     import optuna
 
     filters, verbosity = list(warnings.filters), optuna.logging.get_verbosity()
-    study = Study(StudyConfig(name="polite", space=load_space("tiny")), store, verbose=False,
+    study = Study(StudyConfig.build(name="polite", space=load_space("tiny")), store, verbose=False,
                   results_root=tmp_path / "out")
     assert list(warnings.filters) == filters and optuna.logging.get_verbosity() == verbosity
     assert study.results_dir == tmp_path / "out" / "polite"
@@ -59,9 +59,9 @@ def test_facade_loads_a_study_with_its_settings_and_names_bad_input(store, tmp_p
                                     height=32, width=48, max_latency_ms=50.0, early_stop=0.5, verbose=False,
                                     results_root=tmp_path)
     loaded = nnsearch.load_study("facade", db=store, verbose=False, results_root=tmp_path)
-    assert loaded.config.settings() == created.config.settings()
+    assert loaded.config.to_dict() == created.config.to_dict()
     assert loaded.config.space.to_mapping() == created.config.space.to_mapping()
-    assert (loaded.config.distill.steps, loaded.config.latency.width, loaded.config.early_stop.margin_db) == (7, 48, 0.5)
+    assert (loaded.config.distill.steps, loaded.config.latency.width, loaded.config.budget.early_stop.margin_db) == (7, 48, 0.5)
     with pytest.raises(NNSearchError, match="no study 'nope' in .*its studies: \\['facade'\\]"):
         nnsearch.load_study("nope", db=store)
     with pytest.raises(NNSearchError, match="unknown setting\\(s\\) \\['stepz'\\]"):

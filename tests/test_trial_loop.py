@@ -38,7 +38,7 @@ class Observing:
 
 
 def _study(store, name: str) -> optuna.Study:
-    config = StudyConfig(name=name, space=TINY)
+    config = StudyConfig.build(name=name, space=TINY)
     return open_optuna_study(config, store, optuna.samplers.RandomSampler(seed=0), HeartbeatConfig(1, 5))
 
 
@@ -66,7 +66,7 @@ def test_ctrl_c_during_evaluation_fails_the_trial_on_both_paths(tmp_path, path):
 
 def test_a_new_study_can_start_from_the_spaces_reference_students(tmp_path):
     store = Store(f"sqlite:///{tmp_path / 'loop.db'}")
-    config = StudyConfig(name="refs", space=TINY, start_from_references=True)
+    config = StudyConfig.build(name="refs", space=TINY, start_from_references=True)
     sampler = optuna.samplers.RandomSampler(seed=0)
     study = open_optuna_study(config, store, sampler, HeartbeatConfig(1, 5))
     backend = Observing()

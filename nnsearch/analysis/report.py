@@ -32,6 +32,8 @@ def candidates(db: Store | str | None = None, device: str = "host-cpu", precisio
     for `device`). `filters` are those of `data()` (metric is fixed to psnr/ssim).
     With another `precision` than fp32, `psnr`, `ssim` and `latency_ms` are the
     quantized model's (metrics `psnr@P`, `ssim@P`, column `latency_ms@<device>@P`).
+    A multi-fidelity student appears once, at the highest rung it reached (`rung`): a
+    hyperparameter set that another set of the same model continued is left out.
     """
     if "metric" in filters:
         raise NNSearchError("candidates are built from the psnr and ssim metrics; do not filter on metric")
@@ -39,11 +41,15 @@ def candidates(db: Store | str | None = None, device: str = "host-cpu", precisio
     rows = data(metric=list(names), device=device, db=db, **filters)
     rows["metric"] = rows["metric"].map(names)
     latency = [c for c in rows.columns if c.startswith(LATENCY_PREFIX)]
-    columns = _MODEL_KEY + ["epoch", "psnr", "ssim", "params", "macs", "gmacs"] + latency + ["latency_ms"]
+    columns = _MODEL_KEY + ["epoch", "rung", "psnr", "ssim", "params", "macs", "gmacs"] + latency + ["latency_ms"]
     if rows.empty:
         return pd.DataFrame(columns=columns)
+    continued = {(nn, prm.get("continues")) for nn, prm in zip(rows["nn"], rows["prm"]) if prm.get("continues")}
+    if continued:
+        rows = rows[[(nn, uid) not in continued for nn, uid in zip(rows["nn"], rows["prm_uid"])]]
     last = rows[rows["epoch"] == rows.groupby(_MODEL_KEY)["epoch"].transform("max")]
-    quality = last.pivot_table(index=_MODEL_KEY + ["epoch"], columns="metric", values="accuracy").reset_index()
+    quality = last.pivot_table(index=_MODEL_KEY + ["epoch", "rung"], columns="metric",
+                               values="accuracy").reset_index()
     facts = last.drop_duplicates(_MODEL_KEY)[_MODEL_KEY + ["params", "macs"] + latency]
     table = quality.merge(facts, on=_MODEL_KEY, how="left")
     for metric in ("psnr", "ssim"):
@@ -94,7 +100,7 @@ class Report:
     images: tuple[Path, ...]
 
 
-TOP_COLUMNS = ["trial", "nn", "psnr", "ssim", "latency_ms", "params", "gmacs", "knee"]
+TOP_COLUMNS = ["trial", "nn", "rung", "psnr", "ssim", "latency_ms", "params", "gmacs", "knee"]
 TOP_FORMATS = {"psnr": ".2f", "ssim": ".4f", "latency_ms": ".2f", "params": ",", "gmacs": ".3f"}
 
 
@@ -115,7 +121,7 @@ def write_report(study: str, db: Store | str | None = None, results_root: Path |
         sections = [f"# Study `{study}`" + Precision.parse(precision).label(" at "), "",
                     f"Store `{store.display_url}`; latency on device profile `{device}` at the study's input "
                     f"{config.height}x{config.width}, {config.threads} thread(s): measured where measured, else "
-                    f"predicted, the minimum over runs. {_state_counts(trials)}.", ""]
+                    f"predicted, the minimum over runs. {_state_counts(trials)}.{_rung_counts(trials)}", ""]
         rows = trials[trials["state"] == "complete"].dropna(subset=list(DEFAULT_OBJECTIVES)).copy()
         if rows.empty:
             raise NNSearchError(f"study {study!r} has no complete trial with PSNR and latency yet")
@@ -133,6 +139,15 @@ def write_report(study: str, db: Store | str | None = None, results_root: Path |
 def _state_counts(trials: pd.DataFrame) -> str:
     counts = trials["state"].value_counts()
     return f"{len(trials)} trials recorded: " + ", ".join(f"{n} {state}" for state, n in counts.items())
+
+
+def _rung_counts(trials: pd.DataFrame) -> str:
+    """' Multi-fidelity: ...' naming how many students reached each rung (empty for a single-fidelity study)."""
+    if not (trials["rung"] > 0).any():
+        return ""
+    counts = trials["rung"].value_counts().sort_index(ascending=False)
+    return (" Multi-fidelity study: every student is shown at the highest rung it reached (" +
+            ", ".join(f"{n} at rung {r}" for r, n in counts.items()) + ").")
 
 
 def _front_section(rows: pd.DataFrame, study: str, out: Path, sections: list[str], store: Store,

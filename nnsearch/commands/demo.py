@@ -4,18 +4,17 @@ from __future__ import annotations
 
 from nnsearch.commands.summary import StudySummary, format_table, summarize
 from nnsearch.model.space import load_space
-from nnsearch.search.study import LatencyConfig, Study, StudyConfig
+from nnsearch.search.study import Study, StudyConfig
 from nnsearch.store.engine import Store
-from nnsearch.train.distill import DistillConfig
+
+
+#: The demo's settings that differ from the library defaults (`nnsearch.search.config`): a short distillation.
+DEMO_SETTINGS = {"steps": 400}
 
 
 def demo_config(name: str = "demo", seed: int = 0, teacher: str = "cpu") -> StudyConfig:
     """Tiny space, built-in data, a short distillation, Full HD latency on one thread."""
-    return StudyConfig(
-        name=name, space=load_space("tiny"), data_spec=None, seed=seed, teacher=teacher,
-        distill=DistillConfig(steps=400, epochs=2, batch=8, crops=(48, 64)),
-        latency=LatencyConfig(device="host-cpu", height=1088, width=1920, threads=1, runs=3),
-    )
+    return StudyConfig.build(name, load_space("tiny"), seed=seed, teacher=teacher, **DEMO_SETTINGS)
 
 
 def run_demo(db: str | None = None, trials: int = 6, name: str = "demo", teacher: str = "cpu") -> StudySummary:

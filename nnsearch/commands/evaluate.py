@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from nnsearch.commands import add_db_option, add_trust_option
+from nnsearch.commands import add_data_options, add_db_option, add_out_option, add_trust_option
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -48,8 +48,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     evaluate = sub.add_parser("evaluate", help="full-resolution PSNR/SSIM of a recorded student on a folder of "
                                                "pairs, next to the noisy input, a teacher and non-local means")
     evaluate.add_argument("nn", metavar="NN", help="name of a recorded student (see `nnsearch pareto`)")
-    evaluate.add_argument("--data", required=True, metavar="DIR",
-                          help="folder of noisy/clean pairs (any layout `nnsearch search --data` reads), or "
+    add_data_options(evaluate, required=True,
+                     data_help="folder of noisy/clean pairs (any layout `nnsearch search --data` reads), or "
                                "'clean:DIR' for clean images with synthetic noise")
     evaluate.add_argument("--teacher", default=None, metavar="PRESET|PATH",
                           help="also evaluate a teacher: a teacher file, or a preset (cached or trained on "
@@ -57,10 +57,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--teacher-data", default=None, metavar="SPEC",
                           help="data a preset teacher is trained on (default: the built-in data)")
     evaluate.add_argument("--no-classical", action="store_true", help="skip the non-local-means baseline")
-    evaluate.add_argument("--max-side", type=int, default=None, metavar="PX", help="centre-crop images to PX")
-    evaluate.add_argument("--out", default=None, metavar="DIR",
-                          help="where to write summary.txt, scores.csv, crops.png "
-                               "(default results/evaluate/NN/DATA)")
+    add_out_option(evaluate, "where to write summary.txt, scores.csv, crops.png (default results/evaluate/NN/DATA)")
     add_trust_option(evaluate, "build a student whose stored code is not nnsearch's own (an imported model)")
     add_db_option(evaluate)
     evaluate.set_defaults(handler=cmd_evaluate)

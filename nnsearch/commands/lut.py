@@ -8,7 +8,7 @@ import math
 import time
 from pathlib import Path
 
-from nnsearch.commands import add_db_option, add_precision_option, parse_precision, parse_resolution
+from nnsearch.commands import add_db_option, add_out_option, add_precision_option, parse_precision, parse_resolution
 from nnsearch.errors import NNSearchError
 
 #: Runtime recorded for latencies imported from TFLite's benchmark_model (unless --runtime says otherwise).
@@ -73,6 +73,8 @@ def check_latency_csv(path: Path) -> None:
     from nnsearch.errors import LatencyError
     from nnsearch.latency.probes import KEY_COLUMNS
     from nnsearch.latency.tflite import NATIVE_OPS
+    from nnsearch.store.limits import check_row  # the lookup table's columns bound every integer
+    from nnsearch.store.schema import LatencyLUT
 
     try:
         with path.open(newline="") as handle:
@@ -91,12 +93,17 @@ def check_latency_csv(path: Path) -> None:
                     problem = check(row.get(column))
                     if problem:
                         raise LatencyError(f"{path}:{line}: column '{column}' {problem}")
+                check_row(LatencyLUT.__table__, {c: int(row[c]) for c in _INT_COLUMNS if row.get(c) not in (None, "")}, f"{path}:{line}")
     except OSError:
         return
     except (UnicodeDecodeError, csv.Error) as exc:
         raise LatencyError(f"{path} is not a readable CSV file: {exc}") from None
     if rows == 0:
         raise LatencyError(f"{path} has a header but no latency rows")
+
+
+#: Integer columns of a latency CSV.
+_INT_COLUMNS = ("in_h", "in_w", "in_c", "out_c", "kernel", "stride", "runs")
 
 
 def _count(value: str | None) -> str | None:
@@ -129,11 +136,16 @@ def cmd_import(args: argparse.Namespace) -> int:
     from nnsearch.latency.stored_table import SqlLutBackend
     from nnsearch.latency.table import DeviceProfile, import_latencies
     from nnsearch.store.engine import Store
+    from nnsearch.store.limits import check_row
+    from nnsearch.store.schema import LatencyLUT
 
     path = Path(args.file)
     check_latency_csv(path)
     device = DeviceProfile(args.device, args.runtime, args.runtime_version, args.threads,
                            parse_precision(args.precision))
+    check_row(LatencyLUT.__table__, {"device": device.name, "runtime": device.runtime,
+                                     "runtime_version": device.runtime_version, "threads": device.threads},
+                                     "lut import options")
     entries = import_latencies(path, device)
     store = Store(args.db)
     try:
@@ -209,7 +221,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     probes = lut_sub.add_parser("export-probes", help="write one-op .tflite probes and manifest.csv for a device")
     _resolution_args(probes)
-    probes.add_argument("--out", required=True, type=Path, help="output folder")
+    add_out_option(probes, "folder the probes and manifest.csv are written to", required=True)
     add_precision_option(probes, "precision the probes are quantized to (as students are)")
     probes.set_defaults(handler=cmd_export_probes)
 

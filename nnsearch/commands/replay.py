@@ -6,12 +6,11 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from nnsearch.commands import add_db_option
-from nnsearch.common.paths import default_results_root, safe_component
-from nnsearch.replay.table import NEIGHBOUR_RULES
+from nnsearch.commands import add_db_option, add_out_option, add_sampler_option
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
+    from nnsearch.common.paths import default_results_root, safe_component
     from nnsearch.model.space import load_space
     from nnsearch.replay.compare import (
         check_samplers,
@@ -20,10 +19,11 @@ def cmd_replay(args: argparse.Namespace) -> int:
         write_outputs,
     )
     from nnsearch.replay.table import ReplayTable
+    from nnsearch.search.config import SAMPLER_NAMES
     from nnsearch.store.engine import Store
 
-    samplers = check_samplers(args.sampler.split(","))
-    out = Path(args.results or default_results_root()) / safe_component(args.study, "study name") / "replay"
+    samplers = check_samplers([name for given in args.sampler or SAMPLER_NAMES for name in given.split(",")])
+    out = Path(args.out or default_results_root()) / safe_component(args.study, "study name") / "replay"
     reference = parse_reference(args.reference) if args.reference else None
     space = load_space(args.space) if args.space else None
     store = Store(args.db, create=False)
@@ -52,8 +52,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser: Any = sub.add_parser(
         "replay", help="compare samplers on a finished study by lookup instead of training (hypervolume per trial)")
     parser.add_argument("--study", required=True, help="the recorded study to replay")
-    parser.add_argument("--sampler", default="guided,tpe,nsga2,random",
-                        help="sampler(s), comma-separated: guided, tpe, nsga2, random (default %(default)s)")
+    add_sampler_option(parser, "a sampler to compare; repeat it for several (default: every one)", repeat=True)
     parser.add_argument("--trials", type=int, default=None,
                         help="trials per run (default: the number of recorded candidates)")
     parser.add_argument("--seeds", type=int, default=5, help="runs per sampler (default %(default)s)")
@@ -63,14 +62,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--reference", default=None, metavar="PSNR,LATENCY",
                         help="hypervolume reference point (default: the lowest PSNR and highest latency on the "
                              "table's Pareto front, pushed 10%% of the front's range further)")
-    parser.add_argument("--neighbour", choices=NEIGHBOUR_RULES, default="distinct",
+    parser.add_argument("--neighbour", default="distinct", metavar="RULE",
                         help="how an unrecorded proposal is answered: the nearest recorded student no other "
                              "proposal of the run got (distinct), or the nearest one (nearest); default %(default)s")
     parser.add_argument("--space", default=None, help="search-space file or name (default: the study's own, "
                         "read from the store)")
     parser.add_argument("--device", default="host-cpu", help="device profile of the latency figures")
-    parser.add_argument("--results", default=None,
-                        help="results directory; files go to RESULTS/<study>/replay/ (default: results/ of the "
-                             "checkout, else of the current directory, or $NNSEARCH_RESULTS)")
+    add_out_option(parser, "results folder; files go to DIR/<study>/replay/ (default: results/ of the checkout, "
+                           "else of the current directory, or $NNSEARCH_RESULTS)", old=("--results",))
     add_db_option(parser)
     parser.set_defaults(handler=cmd_replay)

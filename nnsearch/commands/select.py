@@ -7,12 +7,20 @@ import json
 import sys
 from typing import Any
 
-from nnsearch.commands import (add_db_option, add_precision_option, add_trust_option, parse_precision,
-                               parse_resolution)
+from nnsearch.commands import (
+    add_data_options,
+    add_db_option,
+    add_out_option,
+    add_precision_option,
+    add_trust_option,
+    parse_precision,
+    parse_resolution,
+)
+from nnsearch.common.precision import CALIBRATION_SAMPLES
 from nnsearch.commands.store import _filters, _plain, _print_frame
 
 DEFAULT_OBJECTIVES_TEXT = "psnr:max,latency_ms:min"
-SHOWN = ["nn", "dataset", "psnr", "ssim", "params", "gmacs"]
+SHOWN = ["nn", "dataset", "rung", "psnr", "ssim", "params", "gmacs"]
 
 
 def _constraints(args: argparse.Namespace) -> dict[str, tuple[str, float]]:
@@ -68,18 +76,19 @@ def _study_resolution(nn: str, db: str | None) -> tuple[str, tuple[int, int]] | 
     """(study, HxW) of the first study (by name) that recorded `nn`: the resolution its configuration times at."""
     from sqlalchemy import select
 
-    from nnsearch.search.api import load_study
     from nnsearch.store.engine import Store
     from nnsearch.store.schema import TrialLink
+    from nnsearch.store.timings import study_configuration
 
     store = Store(db, create=False)
     try:
         with store.session() as session:
             studies = sorted(set(session.scalars(select(TrialLink.study).where(TrialLink.nn == nn))))
-        if not studies:
-            return None
-        latency = load_study(studies[0], db=store, verbose=False).config.latency
-        return studies[0], (latency.height, latency.width)
+        for study in studies:
+            target = study_configuration(store, study)
+            if target.height is not None and target.width is not None:
+                return study, (target.height, target.width)
+        return None
     finally:
         store.dispose()
 
@@ -103,7 +112,7 @@ def _export_resolution(args: argparse.Namespace) -> tuple[int, int]:
 def cmd_export(args: argparse.Namespace) -> int:
     from nnsearch.export.student import export_student
 
-    result = export_student(args.nn, args.to, db=args.db, resolution=_export_resolution(args), prm=args.prm,
+    result = export_student(args.nn, args.out, db=args.db, resolution=_export_resolution(args), prm=args.prm,
                             weights_file=args.weights, data_spec=args.data, max_side=args.max_side,
                             trust_code=args.trust_code,
                             **({} if args.calibration_samples is None else
@@ -119,7 +128,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     from nnsearch.analysis.report import write_report
 
-    report = write_report(args.study, db=args.db, results_root=Path(args.results) if args.results else None,
+    report = write_report(args.study, db=args.db, results_root=Path(args.out) if args.out else None,
                           device=args.device, precision=parse_precision(args.precision))
     print(f"wrote {report.path} with {len(report.images)} plot(s)")
     return 0
@@ -143,7 +152,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     export = sub.add_parser("export", help="write a student as verified .tflite and .onnx, .py + .pt, MODEL_CARD.md")
     export.add_argument("nn", help="model name, e.g. DenoiseUNet-3f2a9c1b7e")
-    export.add_argument("--to", required=True, help="target directory (created if missing)")
+    add_out_option(export, "target folder (created if missing)", required=True, old=("--to",))
     export.add_argument("--resolution", default=None, metavar="HxW",
                         help="input size of the .tflite file (fixed) and of the verification, e.g. 1088x1920 "
                              "(default: the resolution of the study that found the student, else 256x256)")
@@ -152,13 +161,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     export.add_argument("--weights", default=None,
                         help="a state_dict (.pt, torch.save) of the model's Net to export instead of its stored "
                              "weights, e.g. for a model imported from the NN Dataset")
-    export.add_argument("--data", default=None, help="data whose training crops calibrate the int8 / w8a16 files "
-                        "and whose validation images measure each precision (as `search --data`; default built-in)")
-    export.add_argument("--max-side", type=int, default=None, metavar="PX",
-                        help="downscale those images to at most PX on the long side")
+    add_data_options(export, data_help="data whose training crops calibrate the int8 / w8a16 files and whose "
+                                       "validation images measure each precision (as `search --data`; default "
+                                       "built-in)")
     export.add_argument("--calibration-samples", type=int, default=None, metavar="N",
-                        help="seeded 64 px training crops for calibration (default: the library's, "
-                             "nnsearch.latency.quantize.CALIBRATION_SAMPLES)")
+                        help=f"seeded 64 px training crops for calibration (default {CALIBRATION_SAMPLES})")
     add_trust_option(export, "export a model whose stored code is not nnsearch's own (an imported model)")
     add_db_option(export)
     export.set_defaults(handler=cmd_export)
@@ -167,7 +174,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     report.add_argument("--study", required=True)
     report.add_argument("--device", default="host-cpu", help="device profile of the latency figures")
     add_precision_option(report, "report the quality and latency of this precision")
-    report.add_argument("--results", default=None, help="results directory (default: results/ of the checkout, "
-                        "else of the current directory, or $NNSEARCH_RESULTS)")
+    add_out_option(report, "results folder; the report goes to DIR/<study>/ (default: results/ of the checkout, "
+                           "else of the current directory, or $NNSEARCH_RESULTS)", old=("--results",))
     add_db_option(report)
     report.set_defaults(handler=cmd_report)

@@ -64,11 +64,21 @@ def cmd_query(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    from nnsearch.search.lost_trials import find_lost_trials, repair_lost_trials
+    from nnsearch.search.optuna_setup import optuna_storage
     from nnsearch.store.engine import Store
     from nnsearch.store.integrity import check_integrity
 
     store = Store(args.db, create=False)
     problems = check_integrity(store)
+    grace = args.grace_period
+    lost = find_lost_trials(store, grace)
+    if args.repair and lost:
+        repaired = repair_lost_trials(store, lost, optuna_storage(store))
+        for trial in repaired:
+            print(f"repaired: study {trial.study!r} trial {trial.number} failed, its retry is queued")
+        lost = [trial for trial in lost if trial not in repaired]
+    problems += [trial.line() for trial in lost]
     for line in problems:
         print(line)
     print(f"store {store.display_url}: " + (f"{len(problems)} problem(s)" if problems else "OK"),
@@ -124,7 +134,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_db_option(query)
     query.set_defaults(handler=cmd_query)
 
-    check = sub.add_parser("check", help="check the store's integrity (exit 1 when a problem is found)")
+    check = sub.add_parser("check", help="check the store's integrity and find lost trials (exit 1 when a problem "
+                                         "is found)")
+    check.add_argument("--repair", action="store_true",
+                       help="fail RUNNING trials without a live heartbeat and queue their retries")
+    from nnsearch.search.config import HeartbeatConfig  # light: no torch, pandas or Optuna
+
+    check.add_argument("--grace-period", type=int, metavar="S", default=HeartbeatConfig().grace_s,
+                       help="a RUNNING trial silent for S seconds is lost (default %(default)s)")
     add_db_option(check)
     check.set_defaults(handler=cmd_check)
 

@@ -53,7 +53,7 @@ def summarize(study: Study, results_root: Path | None = None) -> StudySummary:
     out = (results_root or default_results_root()) / study.config.name
     out.mkdir(parents=True, exist_ok=True)
     csv_path = out / "pareto.csv"
-    front[TABLE_COLUMNS].to_csv(csv_path, index=False)
+    front[_columns(front)].to_csv(csv_path, index=False)
     png_path = plot_pareto(rows, front, out / "pareto.png",
                            title=f"study {study.config.name}: PSNR vs latency ({len(rows)} candidates)")
     teacher = study.optuna.user_attrs.get(TEACHER_PSNR_ATTR) if study.config.distill.alpha > 0 else None
@@ -65,8 +65,13 @@ def format_table(front: pd.DataFrame) -> str:
     """The Pareto front as an aligned text table."""
     if front.empty:
         return "(no completed trials)"
-    shown = front[TABLE_COLUMNS].copy()
+    shown = front[_columns(front)].copy()
     return shown.to_string(index=False, formatters={
         "psnr": "{:.2f}".format, "ssim": "{:.4f}".format, "latency_ms": "{:.1f}".format,
         "params": "{:,}".format, "gmacs": "{:.3f}".format,
     })
+
+
+def _columns(front: pd.DataFrame) -> list[str]:
+    """The table's columns: with the rung each student reached when a multi-fidelity study continued any."""
+    return TABLE_COLUMNS + (["rung"] if "rung" in front and (front["rung"] > 0).any() else [])

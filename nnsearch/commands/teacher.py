@@ -6,7 +6,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from nnsearch.commands import add_teacher_option
+from nnsearch.commands import add_data_options, add_teacher_option
+from nnsearch.train.config import MIN_GAIN_DB
 from nnsearch.errors import NNSearchError
 
 
@@ -107,10 +108,9 @@ def _describe(info: dict, path: Path) -> str:
 
 
 def _data_args(parser: argparse.ArgumentParser, *, required_help: str) -> None:
-    parser.add_argument("--data", default=None, help=required_help)
+    add_data_options(parser, data_help=required_help)
     parser.add_argument("--seed", type=int, default=0,
                         help="data seed (synthetic noise and split), as `nnsearch search --seed` (default 0)")
-    parser.add_argument("--max-side", type=int, default=None, help="centre-crop images to at most PX per side")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -128,8 +128,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     _data_args(check, required_help="dataset path, 'clean:PATH', or omitted for the built-in data")
     add_teacher_option(check)
     check.add_argument("--steps", type=int, default=None, help="training steps of a preset (default: the preset's)")
-    check.add_argument("--margin", type=float, default=1.0, metavar="DB",
-                       help="the teacher must beat the noisy input by DB (default 1.0)")
+    check.add_argument("--margin", type=float, default=MIN_GAIN_DB, metavar="DB",
+                       help="the teacher must beat the noisy input by DB (default %(default)s)")
     check.set_defaults(handler=cmd_check)
 
     show = teacher_sub.add_parser("show", help="list cached teachers (only those of --data when given)")

@@ -71,8 +71,14 @@ class InterruptGuard:
             raise KeyboardInterrupt
 
     def defer(self) -> None:
-        """Hold back Ctrl-C from now until the guard exits."""
+        """Hold back Ctrl-C from now until the guard exits (or `allow()`)."""
         self._deferring = True
+
+    def allow(self) -> None:
+        """Stop holding back Ctrl-C; one that arrived while it was held back is raised now."""
+        self._deferring = False
+        if self.pending:
+            raise KeyboardInterrupt
 
     def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
                  tb: TracebackType | None) -> None:

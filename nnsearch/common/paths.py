@@ -45,10 +45,11 @@ def default_results_root() -> Path:
     return root / "results" if root else Path.cwd() / "results"
 
 
-def cache_dir() -> Path:
-    """$NNSEARCH_CACHE, else ~/.cache/nnsearch; created on first use."""
+def cache_dir(create: bool = True) -> Path:
+    """$NNSEARCH_CACHE, else ~/.cache/nnsearch; created on first use (unless `create` is False)."""
     path = Path(os.environ.get("NNSEARCH_CACHE") or Path.home() / ".cache" / "nnsearch")
-    path.mkdir(parents=True, exist_ok=True)
+    if create:
+        path.mkdir(parents=True, exist_ok=True)
     return path
 
 

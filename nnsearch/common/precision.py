@@ -82,6 +82,8 @@ _RECIPES = {
     Precision.INT8: "static_wi8_ai8: int8 weights, int8 activations",
 }
 
+#: Default number of calibration samples (seeded training crops) per quantized student.
+CALIBRATION_SAMPLES = 8
 #: Every precision, fp32 first.
 PRECISIONS: tuple[Precision, ...] = tuple(Precision)
 #: Their names, for messages and --help.

@@ -14,7 +14,8 @@ below the search, which calls it. One module answers each question:
   (measure here), `probes.export_probes` (one-op models to time on a device),
   `table.import_latencies` (the device's timings back);
 - the TFLite files themselves: `tflite` (writer, interpreter, timing) and
-  `quantize` (post-training quantization of a TFLite file).
+  `quantize` (post-training quantization of a TFLite file);
+- timing on the device itself: `agents` (measurement agents served through the store).
 
 Reading stored latencies (the rule "measured before predicted, minimum over
 runs") is the store's: `nnsearch.store.timings`.

@@ -38,7 +38,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from nnsearch.common.precision import QUANTIZED, Precision
+from nnsearch.common.precision import CALIBRATION_SAMPLES, QUANTIZED, Precision  # noqa: F401 - importable from here
 from nnsearch.errors import ExportError
 from nnsearch.latency.tflite import NATIVE_OPS, make_interpreter, read_op_names
 from nnsearch.latency.tflite.flatbuffer import SIGNATURE_KEY
@@ -50,8 +50,6 @@ QUANTIZED_OPS: frozenset[str] = NATIVE_OPS | {"QUANTIZE", "DEQUANTIZE"}
 #: briefly trained litedenoise students evaluated on other images than the crops', the observed ranges
 #: lost up to 2.2 dB (int8) / 1.9 dB (w8a16) where x2 lost <= 0.02 / 0.00 dB. int16 has bits to spare.
 HEADROOM: dict[Precision, float] = {Precision.INT8: 2.0, Precision.W8A16: 4.0}
-#: Default number of calibration samples (seeded training crops) per student.
-CALIBRATION_SAMPLES = 8
 
 Calibration = Mapping[str, Any]  # tensor name -> min/max statistics (the quantizer's QSVs); {} for fp16
 Sample = Mapping[str, np.ndarray]  # signature input name -> NHWC float32 array

@@ -19,6 +19,22 @@ from nnsearch.model import student as _student
 
 ARCH_FIELDS = ("widths", "blocks", "skips", "block", "downsample", "global_residual", "in_channels")
 
+#: Inclusive bounds of a student's fields. Wider, deeper or more levels than this no
+#: target NPU holds (a 1088x1920 activation of 1024 float channels is 8.5 GB) and
+#: training runs out of memory; a space is checked against them when it is read.
+LIMITS = {"widths": (2, 1024), "blocks": (0, 16), "levels": (1, 8)}
+
+
+def outside_limits(field_name: str, values: Any) -> list[int]:
+    """The values of `field_name` ('widths', 'blocks' or 'levels') outside `LIMITS`."""
+    low, high = LIMITS[field_name]
+    return [v for v in values if not low <= v <= high]
+
+
+def limit_text(field_name: str) -> str:
+    """'between 2 and 1024' for the field's bounds."""
+    return "between {} and {}".format(*LIMITS[field_name])
+
 
 @dataclass(frozen=True)
 class Arch:
@@ -53,18 +69,18 @@ class Arch:
     def validate(self) -> None:
         """Raise `SpaceError` if the fields do not describe a buildable student."""
         problems = []
-        if self.levels < 1:
-            problems.append("widths must list at least one level")
+        if outside_limits("levels", [self.levels]):
+            problems.append(f"a student has {limit_text('levels')} levels, got {self.levels}")
         if len(self.blocks) != self.levels:
             problems.append(f"blocks has {len(self.blocks)} entries, expected one per level ({self.levels})")
         if len(self.skips) != self.levels - 1:
             problems.append(f"skips has {len(self.skips)} entries, expected levels - 1 = {self.levels - 1}")
-        if any(w < 2 for w in self.widths):
-            problems.append(f"widths must be >= 2, got {list(self.widths)}")
+        if outside_limits("widths", self.widths):
+            problems.append(f"widths must be {limit_text('widths')}, got {list(self.widths)}")
         if self.block == "residual" and any(w % 2 for w in self.widths):
             problems.append(f"the residual block halves the width, so widths must be even, got {list(self.widths)}")
-        if any(b < 0 for b in self.blocks):
-            problems.append(f"blocks must be >= 0, got {list(self.blocks)}")
+        if outside_limits("blocks", self.blocks):
+            problems.append(f"blocks must be {limit_text('blocks')}, got {list(self.blocks)}")
         for name, value, allowed in (
             ("block", self.block, _student.BLOCK_TYPES),
             ("downsample", self.downsample, _student.DOWNSAMPLE_TYPES),

@@ -18,7 +18,7 @@ import yaml
 from nnsearch.common.paths import spaces_dir
 from nnsearch.errors import SpaceError
 from nnsearch.model import student as _student
-from nnsearch.model.arch import Arch
+from nnsearch.model.arch import Arch, limit_text, outside_limits
 
 #: The keys a space file may hold.
 SPACE_KEYS = {
@@ -202,7 +202,7 @@ def parse_space(raw: Any, source: str = "<memory>") -> SearchSpace:
     missing = [k for k in REQUIRED_KEYS if k not in raw]
     if missing:
         raise SpaceError(f"missing required key(s) {missing}")
-    levels = _int_list("levels", raw["levels"], minimum=1)
+    levels = _bounded("levels", _choice_list("levels", raw["levels"], int))
     n = max(levels)
     space = SearchSpace(
         name=str(raw.get("name") or Path(source).stem),
@@ -252,10 +252,11 @@ def _choice_list(key: str, value: Any, kind: type, allowed: Sequence[Any] | None
     return tuple(dict.fromkeys(out))
 
 
-def _int_list(key: str, value: Any, minimum: int) -> tuple[int, ...]:
-    items = _choice_list(key, value, int)
-    if any(v < minimum for v in items):
-        raise SpaceError(f"'{key}' choices must be >= {minimum}, got {list(items)}")
+def _bounded(key: str, items: tuple[int, ...], field_name: str | None = None) -> tuple[int, ...]:
+    """`items` if all lie within the student limits (`nnsearch.model.arch.LIMITS`) of `field_name`."""
+    bad = outside_limits(field_name or key, items)
+    if bad:
+        raise SpaceError(f"'{key}' choices must be integers {limit_text(field_name or key)}, got {bad}")
     return items
 
 
@@ -264,8 +265,10 @@ def _per_level(key: str, value: Any, levels: int, kind: type, allowed: Sequence[
     if isinstance(value, list) and value and all(isinstance(v, list) for v in value):
         if len(value) < levels:
             raise SpaceError(f"'{key}' gives choices for {len(value)} levels, but the space has up to {levels}")
-        return tuple(_choice_list(f"{key}[{i}]", v, kind, allowed) for i, v in enumerate(value))
-    shared = _choice_list(key, value, kind, allowed)
-    if kind is int and any(v < 0 for v in shared):
-        raise SpaceError(f"'{key}' choices must be >= 0, got {list(shared)}")
-    return tuple(shared for _ in range(levels))
+        per_level = [(f"{key}[{i}]", _choice_list(f"{key}[{i}]", v, kind, allowed)) for i, v in enumerate(value)]
+    else:
+        per_level = [(key, _choice_list(key, value, kind, allowed))] * levels
+    if kind is int:
+        for name, choices in per_level:
+            _bounded(name, choices, key)
+    return tuple(choices for _, choices in per_level)

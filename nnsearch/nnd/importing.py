@@ -258,7 +258,7 @@ def _trial_row(trial: Mapping[str, Any], where: str) -> dict[str, Any]:
             train[column] = value * factor
     skipped = set(RESERVED) | set(DIAGNOSTICS) | set(RESULTS)
     row = {"accuracy": accuracy, "duration": duration, "transform": transform,
-           "prm": {k: v for k, v in trial.items() if k not in skipped}, "train": train or None}
+           "prm": {k: v for k, v in trial.items() if k not in skipped}, "train": train or None, "source": where}
     if uid is not None:
         row["prm_uid"] = uid
     return row

@@ -1,3 +1,3 @@
-"""Search studies: `study` assembles config, Optuna set-up, training inputs, candidate evaluation and the trial loop;
+"""Search studies: `study` assembles config, Optuna set-up, training inputs, one candidate trial (`candidate_trial`) and the trial loop;
 also claims and heartbeats, workers, early stopping, live status, `samplers/`, and `api` (create/load by name).
 Latency comes from `nnsearch.latency`."""

@@ -2,37 +2,38 @@
 
 Workers (processes on one machine, or on many machines sharing a PostgreSQL
 store) each loop: take the study lock, fail trials whose worker stopped sending
-heartbeats (Optuna re-queues them as WAITING copies), then either claim a trial
-(a waiting retry first, else a new one while fewer than N are finished or
-running), wait for the others, or stop because N trials are finished.
+heartbeats or that never beat (`lost_trials`; Optuna re-queues them as WAITING
+copies), then either claim a trial
+(a waiting retry first, then a due multi-fidelity continuation, else a new one
+while fewer than N are finished or running), wait for the others, or stop
+because N trials are finished and no continuation is due or running. N counts
+candidates; continuations (`nnsearch.search.multifidelity`) are counted apart.
 
-The lock is an advisory lock on PostgreSQL (released by the server if the
-worker dies), `GET_LOCK` on MySQL/MariaDB, and for SQLite a POSIX byte-range
-lock in `<database file>.lock` (released by the kernel if the worker dies; it
-serialises processes, not threads of one process).
+The study lock is `nnsearch.store.locks.advisory_lock` (released by the server
+or the kernel if the worker dies).
 """
 
 from __future__ import annotations
 
-import fcntl
-import hashlib
 import os
 import socket
-from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Callable, Iterator
+from typing import TYPE_CHECKING, Callable
 
 import optuna
 from optuna.trial import TrialState
-from sqlalchemy import text
-from sqlalchemy.engine import make_url
 
+from nnsearch.common.interrupts import InterruptGuard
+from nnsearch.search.heartbeat import record_heartbeat
+from nnsearch.search.lost_trials import fail_lost_trials
+from nnsearch.search.outcomes import OUTCOME_ATTR, is_recorded_failure
 from nnsearch.search.quiet import quiet_optuna
 from nnsearch.store.engine import Store
+from nnsearch.store.locks import advisory_lock
 
-#: Trial user attribute set when a trial ended as a recorded failure (e.g. NaN loss).
-OUTCOME_ATTR = "outcome"
+if TYPE_CHECKING:
+    from nnsearch.search.multifidelity import Promotion
+
 #: Trial user attribute naming the worker (host:pid) that ran the trial.
 WORKER_ATTR = "worker"
 
@@ -44,31 +45,32 @@ def worker_name() -> str:
 
 @dataclass(frozen=True)
 class TrialCounts:
-    """How a study's trials stand, as the claim rule sees them."""
+    """How a study's trials stand, as the claim rule sees them (candidates; continuations apart)."""
 
     finished: int  # complete, stopped early, infeasible, or a recorded failure
     running: int
     waiting: int  # retries of trials whose worker died
     failed: int  # crashed, killed or interrupted (not counted as finished)
+    continued: int = 0  # multi-fidelity continuations finished
+    continuing: int = 0  # continuations running or waiting for a retry
 
     @classmethod
     def of(cls, study: optuna.Study) -> "TrialCounts":
-        finished = running = waiting = failed = 0
+        from nnsearch.search.multifidelity import is_continuation
+
+        counts = {"finished": 0, "running": 0, "waiting": 0, "failed": 0, "continued": 0, "continuing": 0}
         for trial in study.get_trials(deepcopy=False):
             if trial.state in (TrialState.COMPLETE, TrialState.PRUNED) or is_recorded_failure(trial):
-                finished += 1
-            elif trial.state == TrialState.RUNNING:
-                running += 1
-            elif trial.state == TrialState.WAITING:
-                waiting += 1
+                kind = "finished"
+            elif trial.state in (TrialState.RUNNING, TrialState.WAITING):
+                kind = "running" if trial.state == TrialState.RUNNING else "waiting"
             else:
-                failed += 1
-        return cls(finished, running, waiting, failed)
-
-
-def is_recorded_failure(trial: optuna.trial.FrozenTrial) -> bool:
-    """A failed trial whose failure is a result (recorded in the store), not a lost worker."""
-    return trial.state == TrialState.FAIL and trial.user_attrs.get(OUTCOME_ATTR) == "failed"
+                kind = "failed"
+            if is_continuation(trial):
+                kind = {"finished": "continued", "running": "continuing", "waiting": "continuing"}.get(kind)
+            if kind is not None:
+                counts[kind] += 1
+        return cls(**counts)
 
 
 @dataclass(frozen=True)
@@ -85,67 +87,59 @@ class Claim:
         return self.trial is None and not self.done
 
 
+#: Finds the next due multi-fidelity continuation of a study (under the study lock), or None.
+PromoteFn = Callable[[optuna.Study], "Promotion | None"]
+
+
 def claim_trial(study: optuna.Study, store: Store, total: int,
-                before_ask: Callable[[int], None] | None = None) -> Claim:
+                before_ask: Callable[[int], None] | None = None, promote: PromoteFn | None = None) -> Claim:
     """Claim the next trial of a study that should end with `total` finished trials.
 
     `before_ask(number)` runs under the lock just before a trial is created, with
     the number that trial will get (e.g. to seed the sampler per trial, so that
-    workers do not propose the same candidates).
+    workers do not propose the same candidates). `promote(study)` (multi-fidelity
+    studies) names a student due for its next rung: it is enqueued as a
+    continuation and claimed before any new candidate. The claimed trial has
+    recorded its first heartbeat; a Ctrl-C while it was being created (the
+    sampler runs inside `ask()`) fails it and raises KeyboardInterrupt.
     """
     with advisory_lock(store, f"study:{study.study_name}"), quiet_optuna():
-        optuna.storages.fail_stale_trials(study)
+        fail_lost_trials(study, store)
         counts = TrialCounts.of(study)
-        if counts.finished >= total:
-            return Claim(None, True, counts)
-        if counts.waiting or counts.finished + counts.running < total:
-            if before_ask is not None:
-                before_ask(len(study.get_trials(deepcopy=False)))
-            trial = study.ask()
+        retry = counts.waiting and counts.finished < total or _continuation_waiting(study)
+        promotion = None if retry or promote is None else promote(study)
+        if promotion is not None:
+            study.enqueue_trial(promotion.params, user_attrs=promotion.user_attrs())
+        elif counts.finished >= total and not retry:
+            return Claim(None, counts.continuing == 0, counts)
+        elif not retry and counts.finished + counts.running >= total:
+            return Claim(None, False, counts)
+        if before_ask is not None:
+            before_ask(len(study.get_trials(deepcopy=False)))
+        return Claim(_ask_with_heartbeat(study), False, counts)
+
+
+def _ask_with_heartbeat(study: optuna.Study) -> optuna.Trial:
+    """`study.ask()` with Ctrl-C held back until the trial has its worker and first heartbeat.
+
+    A Ctrl-C that arrived meanwhile fails the trial before KeyboardInterrupt is
+    raised, so no trial is left RUNNING by an interrupted process.
+    """
+    with InterruptGuard() as guard:
+        guard.defer()
+        trial = study.ask()
+        try:
             trial.set_user_attr(WORKER_ATTR, worker_name())
-            return Claim(trial, False, counts)
-        return Claim(None, False, counts)
+            record_heartbeat(study, trial._trial_id)
+        except BaseException:
+            study.tell(trial, state=TrialState.FAIL)
+            raise
+        if guard.pending:  # the guard raises KeyboardInterrupt as it exits
+            study.tell(trial, state=TrialState.FAIL)
+    return trial
 
 
-#: (acquire, release) statements of a server-side named lock, per dialect.
-_SERVER_LOCKS = {
-    "postgresql": ("SELECT pg_advisory_lock(:key)", "SELECT pg_advisory_unlock(:key)"),
-    "mysql": ("SELECT GET_LOCK(CONCAT('nnsearch_', :key), -1)", "SELECT RELEASE_LOCK(CONCAT('nnsearch_', :key))"),
-    "mariadb": ("SELECT GET_LOCK(CONCAT('nnsearch_', :key), -1)", "SELECT RELEASE_LOCK(CONCAT('nnsearch_', :key))"),
-}
+def _continuation_waiting(study: optuna.Study) -> bool:
+    from nnsearch.search.multifidelity import is_continuation
 
-
-@contextmanager
-def advisory_lock(store: Store, name: str) -> Iterator[None]:
-    """A lock named `name` held by one process at a time, across processes and (with a server) machines."""
-    key = int.from_bytes(hashlib.sha256(f"nnsearch:{name}".encode()).digest()[:8], "big", signed=True)
-    if store.dialect not in _SERVER_LOCKS:
-        with _file_lock(_sqlite_lock_path(store), key & 0x7FFFFFFF):
-            yield
-        return
-    acquire, release = _SERVER_LOCKS[store.dialect]
-    with store.engine.connect() as conn:
-        conn.execute(text(acquire), {"key": key})
-        try:
-            yield
-        finally:
-            conn.execute(text(release), {"key": key})
-            conn.commit()
-
-
-def _sqlite_lock_path(store: Store) -> Path:
-    """One lock file per SQLite database (each named lock is one byte of it)."""
-    database = make_url(store.url).database
-    if not database or database == ":memory:":
-        return Path(os.environ.get("TMPDIR", "/tmp")) / f"nnsearch-{os.getpid()}.lock"
-    return Path(f"{database}.lock")
-
-
-@contextmanager
-def _file_lock(path: Path, offset: int) -> Iterator[None]:
-    with open(path, "a+") as handle:
-        fcntl.lockf(handle, fcntl.LOCK_EX, 1, offset)
-        try:
-            yield
-        finally:
-            fcntl.lockf(handle, fcntl.LOCK_UN, 1, offset)
+    return any(t.state == TrialState.WAITING and is_continuation(t) for t in study.get_trials(deepcopy=False))

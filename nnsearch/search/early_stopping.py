@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from nnsearch.errors import NNSearchError
+from nnsearch.search.config import EarlyStopRule  # noqa: F401 - importable from here
 from nnsearch.store.engine import Store
 from nnsearch.store.query import StudyReader
 from nnsearch.store.timings import LatencyQuery, study_configuration
@@ -27,18 +28,6 @@ from nnsearch.store.timings import LatencyQuery, study_configuration
 
 class StoppedEarly(NNSearchError):
     """Raised from the epoch callback to stop a dominated candidate."""
-
-
-@dataclass(frozen=True)
-class EarlyStopRule:
-    """Stop when a no-slower finished trial was `margin_db` better at the same epoch."""
-
-    margin_db: float = 1.0
-    min_history: int = 3
-
-    def __post_init__(self) -> None:
-        if self.margin_db < 0:
-            raise NNSearchError(f"the early-stopping margin must be >= 0 dB, got {self.margin_db}")
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from nnsearch.model.arch import Arch
 from nnsearch.search.config import StudyConfig
 from nnsearch.store.engine import Store
 from nnsearch.store.stored_model import StoredModel, build_model, load_stored_model
+from nnsearch.train.config import DataConfig, TeacherConfig
 from nnsearch.train.datasets import DenoiseData
 from nnsearch.train.distill import DistillConfig
 from nnsearch.train.final_training import (
@@ -64,8 +65,8 @@ def train_further(store: Store, nn: str, distill: DistillConfig, *, data: Denois
     are recorded as what it was loaded from. Without `resume`, a checkpoint an interrupted
     earlier run of the same training left is removed first.
     """
-    request = FinalTraining(nn=nn, distill=distill, data_spec=data_spec, max_side=max_side, teacher=teacher,
-                            teacher_steps=teacher_steps, checkpoint_every=0)
+    request = FinalTraining(nn=nn, distill=distill, data=DataConfig(data_spec, max_side),
+                            teacher=TeacherConfig(teacher, teacher_steps), checkpoint_every=0)
     if not resume:
         request_checkpoint(request, store).unlink(missing_ok=True)
     result = train_student(request, store, device=device, verbose=verbose, data=data)

@@ -29,35 +29,43 @@ class TrainingInputs:
         self.log = log
         self._data = data
         self._announced = False
-        self._targets: TeacherTargets | None = None
+        self._teacher = None  # the checked teacher (prepared on first use)
+        self._targets: dict[int, TeacherTargets] = {}
 
     @property
     def data(self) -> DenoiseData:
         """Training and validation images (announced in the log once)."""
         if self._data is None:
-            self._data = load_data(self.config.data_spec, max_side=self.config.max_side, seed=self.config.seed)
+            self._data = load_data(self.config.data.spec, max_side=self.config.data.max_side, seed=self.config.seed)
         if not self._announced:
             self._announced = True
             self.log(f"data: {self._data.source}: {len(self._data.train)} train / {len(self._data.val)} "
                      "validation images")
         return self._data
 
-    def targets(self) -> TeacherTargets:
+    def targets(self, rung: int = 0) -> TeacherTargets:
         """The shared batch plan with teacher outputs (teacher trained or loaded once, and checked).
 
         The teacher (a preset or a file) must beat the noisy input on the validation
-        pairs by `teacher_margin_db` (`nnsearch.train.teacher_check`).
+        pairs by `teacher_margin_db` (`nnsearch.train.teacher_check`). A rung above 0
+        of a multi-fidelity study has a plan of its own (`RungSchedule.segment`).
         """
-        if self._targets is None:
+        if rung not in self._targets:
             config = self.config
-            teacher = None
-            if config.distill.alpha > 0:
-                teacher = prepare_teacher(config.teacher, self.data, steps=config.teacher_steps, device=self.device,
-                                          margin_db=config.teacher_margin_db, verbose=self.verbose)
-                if self.on_teacher is not None:
-                    self.on_teacher(teacher.quality.psnr)
+            distill = config.distill if rung == 0 or config.rungs is None else config.rungs.segment(config.distill, rung)
+            teacher = self._checked_teacher()
             multiple = 2 ** (config.space.max_levels - 1)
-            self._targets = TeacherTargets.build(teacher and teacher.module, self.data, config.distill,
-                                                 multiple=multiple, device=self.device, verbose=self.verbose,
-                                                 identity=teacher and teacher.identity)
-        return self._targets
+            self._targets[rung] = TeacherTargets.build(teacher and teacher.module, self.data, distill,
+                                                       multiple=multiple, device=self.device, verbose=self.verbose,
+                                                       identity=teacher and teacher.identity)
+        return self._targets[rung]
+
+    def _checked_teacher(self):  # -> PreparedTeacher | None
+        """The study's teacher, prepared and checked once (None without one: alpha 0)."""
+        if self._teacher is None and self.config.distill.alpha > 0:
+            config = self.config
+            self._teacher = prepare_teacher(config.teacher.source, self.data, steps=config.teacher.steps, device=self.device,
+                                            margin_db=config.teacher.margin_db, verbose=self.verbose)
+            if self.on_teacher is not None:
+                self.on_teacher(self._teacher.quality.psnr)
+        return self._teacher

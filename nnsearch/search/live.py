@@ -1,4 +1,9 @@
-"""Live study status: trials finished/running/failed, the last candidates, the Pareto set size."""
+"""Live study status: trials finished/running/failed, the last candidates, the Pareto set size.
+
+In a multi-fidelity study each student counts at the highest rung it reached,
+and the status says how many continuations ran and at which rungs the front's
+students stand.
+"""
 
 from __future__ import annotations
 
@@ -24,6 +29,7 @@ class StudyStatus:
     states: dict[str, int]  # recorded trial states: complete, stopped, infeasible, failed
     pareto_size: int
     recent: list[dict] = field(default_factory=list)  # last finished trials, newest last
+    front_rungs: dict[int, int] = field(default_factory=dict)  # rung -> students of the front at that rung
 
     @classmethod
     def read(cls, study: optuna.Study, store: Store, total: int, device: str = "host-cpu", recent: int = 3, *,
@@ -37,7 +43,7 @@ class StudyStatus:
         complete = rows[rows["state"] == "complete"].dropna(subset=["psnr", "latency_ms"])
         front = pareto(complete.drop_duplicates("nn"), {"psnr": "max", "latency_ms": "min"}) if len(complete) else complete
         return cls(total, counts, rows["state"].value_counts().to_dict(), len(front),
-                   _recent_rows(rows, recent))
+                   _recent_rows(rows, recent), {int(k): int(v) for k, v in front["rung"].value_counts().items()})
 
     def line(self) -> str:
         """One status line, e.g. for the end of every trial."""
@@ -49,7 +55,12 @@ class StudyStatus:
         for state, label in (("stopped", "stopped early"), ("infeasible", "infeasible"), ("failed", "diverged")):
             if self.states.get(state):
                 parts.append(f"{self.states[state]} {label}")
-        parts.append(f"Pareto set {self.pareto_size}")
+        if c.continued or c.continuing:
+            parts.append(f"{c.continued} continued to a higher rung, {c.continuing} continuing")
+        rungs = ""
+        if any(self.front_rungs.get(r) for r in self.front_rungs if r > 0):
+            rungs = " (" + ", ".join(f"{n} at rung {r}" for r, n in sorted(self.front_rungs.items(), reverse=True)) + ")"
+        parts.append(f"Pareto set {self.pareto_size}{rungs}")
         return "status: " + ", ".join(parts)
 
     def recent_lines(self) -> list[str]:
@@ -64,7 +75,8 @@ def _recent_rows(rows: pd.DataFrame, count: int) -> list[dict]:
 def _describe(row: dict) -> str:
     psnr = "-" if pd.isna(row.get("psnr")) else f"{row['psnr']:.2f} dB"
     latency = "-" if pd.isna(row.get("latency_ms")) else f"{row['latency_ms']:.1f} ms"
-    return f"  trial {int(row['trial'])}: {row['nn']} {row['state']}, PSNR {psnr}, latency {latency}"
+    rung = f" at rung {int(row['rung'])}" if row.get("rung") else ""
+    return f"  trial {int(row['trial'])}: {row['nn']} {row['state']}{rung}, PSNR {psnr}, latency {latency}"
 
 
 class LiveDisplay:
@@ -78,14 +90,15 @@ class LiveDisplay:
         self.stream = stream or sys.stderr
         self._bar = tqdm(total=total, desc="trials", file=self.stream, dynamic_ncols=True, leave=True) \
             if self.stream.isatty() else None
-        self._seen: set[int] = set()
+        self._seen: set[tuple[int, int]] = set()  # (trial, rung) shown
         self._last_line = ""
 
     def update(self, status: StudyStatus) -> None:
         """Print newly finished trials and the status line when it changed."""
         for row, text in zip(status.recent, status.recent_lines()):
-            if int(row["trial"]) not in self._seen:
-                self._seen.add(int(row["trial"]))
+            key = (int(row["trial"]), int(row.get("rung") or 0))
+            if key not in self._seen:
+                self._seen.add(key)
                 self._write(text.strip())
         line = status.line()
         if self._bar is not None:

@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import datetime, timezone
+from typing import Any, Iterable
 
 import optuna
 
 from nnsearch.errors import NNSearchError
-from nnsearch.search.claims import advisory_lock
-from nnsearch.search.config import CONFIG_ATTR, PRECISION_ATTR, SPACE_ATTR, HeartbeatConfig, StudyConfig
+from nnsearch.search.config import (
+    CHANGES_ATTR,
+    CONFIG_ATTR,
+    SPACE_ATTR,
+    HeartbeatConfig,
+    StudyConfig,
+    check_changes,
+)
 from nnsearch.search.quiet import quiet_optuna
+from nnsearch.store.locks import advisory_lock
 from nnsearch.store.engine import Store
 
 
@@ -26,14 +34,22 @@ def optuna_storage(store: Store, heartbeat: HeartbeatConfig = HeartbeatConfig())
 
 
 def open_optuna_study(config: StudyConfig, store: Store, sampler: optuna.samplers.BaseSampler,
-                      heartbeat: HeartbeatConfig = HeartbeatConfig()) -> optuna.Study:
-    """Create the study's Optuna study or resume it; refuse a resume with other objectives or another space.
+                      heartbeat: HeartbeatConfig = HeartbeatConfig(), *, allow_changes: Iterable[str] = (),
+                      load_if_exists: bool = True) -> optuna.Study:
+    """Create the study's Optuna study or resume it; refuse a resume with another configuration or space.
 
     A new study stores its search space (`SPACE_ATTR`, replay reads it) and its
-    other settings (`CONFIG_ATTR`, `nnsearch.load_study` reads them).
+    configuration (`CONFIG_ATTR`, `nnsearch.load_study` and every reader of its
+    latency target read it). Resuming with settings that differ from the stored
+    ones is an error naming each (`check_changes`), except those in
+    `allow_changes`: they replace the stored ones and are listed in `CHANGES_ATTR`.
+    `load_if_exists=False` refuses to open a study that exists.
     """
     with quiet_optuna():
-        study = optuna.create_study(storage=optuna_storage(store, heartbeat), study_name=config.name,
+        storage = optuna_storage(store, heartbeat)
+        if not load_if_exists and config.name in {s.study_name for s in storage.get_all_studies()}:
+            refuse_existing(config.name, store)
+        study = optuna.create_study(storage=storage, study_name=config.name,
                                     directions=list(config.objectives.values()), sampler=sampler, load_if_exists=True)
         if len(study.directions) != len(config.objectives):
             raise NNSearchError(
@@ -41,12 +57,37 @@ def open_optuna_study(config: StudyConfig, store: Store, sampler: optuna.sampler
                 f"this run asks for {list(config.objectives)}; use another --study name")
         study.set_metric_names(list(config.objectives))
         _check_space(study, config, store)
-        _check_precision(study, config, store)
         if CONFIG_ATTR not in study.user_attrs:
-            study.set_user_attr(CONFIG_ATTR, config.settings())
-            if config.start_from_references:
+            study.set_user_attr(CONFIG_ATTR, config.to_dict())
+            if config.sampler.start_from_references:
                 enqueue_references(study, config)
+        else:
+            _resume_with(study, config, allow_changes)
     return study
+
+
+def refuse_existing(name: str, store: Store) -> None:
+    """The error for opening a study that exists where a new one was asked for."""
+    raise NNSearchError(f"study '{name}' already exists in {store.display_url}; resume it with "
+                        "load_if_exists=True or choose another name")
+
+
+def _resume_with(study: optuna.Study, config: StudyConfig, allow_changes: Iterable[str]) -> None:
+    """Check `config` against the stored configuration; record the changes allowed."""
+    stored = StudyConfig.from_dict(config.name, config.space, study.user_attrs[CONFIG_ATTR])
+    changes = check_changes(stored, config, allow_changes)
+    if not changes and study.user_attrs[CONFIG_ATTR] == config.to_dict():
+        return
+    if changes:
+        at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        log = list(study.user_attrs.get(CHANGES_ATTR, []))
+        log += [{"at": at, "setting": d.setting.path, "from": _json(d.stored), "to": _json(d.given)} for d in changes]
+        study.set_user_attr(CHANGES_ATTR, log)
+    study.set_user_attr(CONFIG_ATTR, config.to_dict())  # runtime settings and new defaults too
+
+
+def _json(value: Any) -> Any:
+    return value if value is None or isinstance(value, (bool, int, float, str, list, dict)) else str(value)
 
 
 def enqueue_references(study: optuna.Study, config: StudyConfig) -> list[str]:
@@ -58,16 +99,6 @@ def enqueue_references(study: optuna.Study, config: StudyConfig) -> list[str]:
     for reference in config.space.references:
         study.enqueue_trial(config.space.params_of(reference), user_attrs={"reference": reference.label})
     return [reference.label for reference in config.space.references]
-
-
-def _check_precision(study: optuna.Study, config: StudyConfig, store: Store) -> None:
-    """Store the study's precision with it; refuse resuming it at another precision."""
-    stored = study.user_attrs.get(PRECISION_ATTR)
-    if stored is None:
-        study.set_user_attr(PRECISION_ATTR, config.precision)
-    elif stored != config.precision:
-        raise NNSearchError(f"study '{config.name}' in {store.display_url} searches at precision {stored}, "
-                            f"this run asks for {config.precision}; use --precision {stored} or another --study name")
 
 
 def _check_space(study: optuna.Study, config: StudyConfig, store: Store) -> None:

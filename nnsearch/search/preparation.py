@@ -9,8 +9,8 @@ from nnsearch.latency.candidate import CandidateLatency
 from nnsearch.latency.agents.service import fill_device_table, served_by_agents
 from nnsearch.latency.probes import space_keys
 from nnsearch.latency.service import HOST_DEVICE, clear_caches, fill_space_table
-from nnsearch.search.claims import advisory_lock
 from nnsearch.search.config import StudyConfig
+from nnsearch.store.locks import advisory_lock
 from nnsearch.search.samplers import PREDICTS_LATENCY
 from nnsearch.store.engine import Store
 
@@ -26,7 +26,7 @@ def fill_lookup_table(config: StudyConfig, store: Store, *, verbose: bool = True
     here, the measuring shows progress once instead of slowing early trials.
     """
     lat = config.latency
-    precision = config.precision
+    precision = config.latency.precision
     if lat.predict and served_by_agents(store, lat.device):
         queued, total = fill_device_table(store, lat.device, space_keys(config.space, lat.height, lat.width),
                                           lat.threads, precision, study=config.name, verbose=verbose)
@@ -35,7 +35,7 @@ def fill_lookup_table(config: StudyConfig, store: Store, *, verbose: bool = True
             log(f"lookup table: the agents of '{lat.device}' measured {queued} of the space's {total} layer "
                 f"latencies at {lat.height}x{lat.width}")
         return
-    if config.sampler not in PREDICTS_LATENCY or not lat.predict or lat.device != HOST_DEVICE:
+    if config.sampler.name not in PREDICTS_LATENCY or not lat.predict or lat.device != HOST_DEVICE:
         return
     with advisory_lock(store, f"lut-{lat.height}x{lat.width}-{lat.threads}-{precision}"):
         measured, total = fill_space_table(store, config.space, lat.height, lat.width, lat.threads, verbose=verbose,
@@ -47,7 +47,7 @@ def fill_lookup_table(config: StudyConfig, store: Store, *, verbose: bool = True
 
 def check_budget_reachable(config: StudyConfig, latency: CandidateLatency) -> None:
     """Refuse, before any training, a latency budget below the space's fastest student."""
-    budget = config.max_latency_ms
+    budget = config.budget.max_latency_ms
     if budget is None or not config.latency.predict:
         return
     fastest = min(config.space.fastest_candidates(), key=latency.predicted_ms)

@@ -7,8 +7,11 @@ import json
 from typing import Any
 
 import torch
+from sqlalchemy import select
 
 from nnsearch.common.interrupts import defer_interrupts
+from nnsearch.common.torch_files import load_tensors
+from nnsearch.errors import NNSearchError
 from nnsearch.model.arch import Arch
 from nnsearch.model.counting import conv_depth, count_macs, count_params
 from nnsearch.store.engine import Store
@@ -16,7 +19,7 @@ from nnsearch.store.hashing import prm_uid
 from nnsearch.store.query import StudyReader, study_results
 from nnsearch.store.record import TASK, LatencyRecord, ModelRecord, PrecisionRecord
 from nnsearch.store.recording import record_trial
-from nnsearch.store.schema import TrialLink
+from nnsearch.store.schema import TrialLink, Weights
 from nnsearch.store.timings import LatencyQuery
 from nnsearch.train.crops import transform_code, transform_name
 from nnsearch.train.distill import DistillConfig
@@ -43,22 +46,43 @@ class TrialRecorder:
         return study_results(self.store, self.study, latency=self.latency)
 
     def earlier_result(self, arch: Arch) -> dict[str, Any] | None:
-        """This study's completed result for `arch`, if a trial already trained it."""
-        rows = self.reader.results()
-        rows = rows[(rows["nn"] == arch.name) & (rows["state"] == "complete")].dropna(subset=["psnr", "latency_ms"])
+        """This study's completed result for `arch` at the first rung, if a trial already trained it."""
+        rows = self.reader.rung_results()
+        rows = rows[(rows["nn"] == arch.name) & (rows["state"] == "complete") & (rows["rung"] == 0)]
+        rows = rows.dropna(subset=["psnr", "latency_ms"])
         return None if rows.empty else rows.iloc[0].to_dict()
+
+    def rung_result(self, trial: int, rung: int) -> dict[str, Any] | None:
+        """Trial `trial`'s recorded result at `rung` (with its hyperparameter set uid, `prm`), if any."""
+        rows = self.reader.rung_results()
+        rows = rows[(rows["trial"] == trial) & (rows["rung"] == rung)]
+        return None if rows.empty else rows.iloc[0].to_dict()
+
+    def weights(self, nn: str, prm: str) -> dict[str, torch.Tensor]:
+        """The stored state_dict of model `nn` trained with hyperparameter set `prm` (a uid)."""
+        def read(conn) -> bytes | None:  # conn: a Connection
+            return conn.scalar(select(Weights.state).where(Weights.nn == nn, Weights.prm == prm))
+
+        state = self.store.reading(read)
+        if state is None:
+            raise NNSearchError(f"the store holds no weights of {nn} with hyperparameter set {prm}")
+        return load_tensors(state, f"the stored weights of {nn} (hyperparameter set {prm})")
 
     def link_repeat(self, number: int, arch: Arch, dataset: str) -> None:
         """Link a repeated trial to the student an earlier trial recorded."""
         uid = prm_uid(self.distill.hyperparameters())
         defer_interrupts()
         self.store.write(lambda session: session.merge(TrialLink(
-            study=self.study, trial_number=number, nn=arch.name, prm=uid, task=TASK, dataset=dataset,
+            study=self.study, trial_number=number, rung=0, nn=arch.name, prm=uid, task=TASK, dataset=dataset,
             state="complete")))
 
     def record(self, number: int, arch: Arch, student: torch.nn.Module, *, dataset: str, epochs: list,
-               latencies: list[LatencyRecord], state: str, precisions: list[PrecisionRecord] | None = None) -> None:
-        """One trial's rows in one transaction: model, code, epochs, latencies, weights (when trained)."""
+               latencies: list[LatencyRecord], state: str, precisions: list[PrecisionRecord] | None = None,
+               rung: int = 0, prm: dict[str, Any] | None = None) -> None:
+        """One trial's rows at `rung` in one transaction: model, code, epochs, latencies, weights (when trained).
+
+        `prm`: the hyperparameter set to record (default: the study's distillation settings).
+        """
         defer_interrupts()
         height, width = self.macs_hw
         buffer = io.BytesIO()
@@ -66,11 +90,11 @@ class TrialRecorder:
         params = count_params(student)
         record = ModelRecord(
             nn=arch.name, code=arch.model_code(), arch_json=json.dumps(arch.to_dict(), sort_keys=True),
-            prm=self.distill.hyperparameters(), dataset=dataset,
+            prm=prm or self.distill.hyperparameters(), dataset=dataset,
             transform=transform_name(self.distill.crops), transform_code=transform_code(self.distill.crops),
             params=params, macs=count_macs(student, arch, height, width), macs_hw=(height, width),
             depth=conv_depth(student), model_size_bytes=params * 4,
             epochs=epochs, latencies=latencies, weights=buffer.getvalue() if epochs else None,
-            precisions=precisions or [],
+            precisions=precisions or [], rung=rung,
         )
         record_trial(self.store, self.study, number, record, state=state)

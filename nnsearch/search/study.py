@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gc
 from pathlib import Path
+from typing import Iterable
 
 import optuna
 import torch
@@ -36,6 +37,7 @@ from nnsearch.search.config import (  # noqa: F401 - the study's vocabulary, imp
 )
 from nnsearch.search.early_stopping import EpochHistory
 from nnsearch.search.inputs import TrainingInputs, silent
+from nnsearch.search.multifidelity import Promotion, next_promotion, objective_senses
 from nnsearch.search.optuna_setup import open_optuna_study, optuna_storage  # noqa: F401
 from nnsearch.search.preparation import check_budget_reachable, fill_lookup_table
 from nnsearch.search.recorder import TrialRecorder
@@ -53,6 +55,9 @@ __all__ = ["HeartbeatConfig", "LatencyConfig", "Study", "StudyConfig", "TrialOut
 class Study:
     """A named study in a store: prepares data and teacher once, then runs trials.
 
+    A study that exists is resumed with `config` only where it equals the stored
+    configuration, or differs in the settings named in `allow_changes`
+    (`nnsearch.search.optuna_setup.open_optuna_study`).
     Results (exported .tflite files, worker logs) go to `results_root/<name>`
     (default `nnsearch.common.paths.default_results_root()`). Construction
     changes no global logging or warning filter.
@@ -60,7 +65,8 @@ class Study:
 
     def __init__(self, config: StudyConfig, store: Store, *, verbose: bool = True,
                  device: torch.device | None = None, heartbeat: HeartbeatConfig = HeartbeatConfig(),
-                 data: DenoiseData | None = None, results_root: Path | None = None) -> None:
+                 data: DenoiseData | None = None, results_root: Path | None = None,
+                 allow_changes: Iterable[str] = (), load_if_exists: bool = True) -> None:
         self.config = config
         self.store = store
         self.verbose = verbose
@@ -69,18 +75,19 @@ class Study:
         self.inputs = TrainingInputs(config, self.device, data=data, verbose=verbose, log=self.log,
                                      on_teacher=lambda psnr: self.optuna.set_user_attr(TEACHER_PSNR_ATTR, psnr))
         lat = config.latency
-        self.latency = CandidateLatency(store, lat, Path(), max_latency_ms=config.max_latency_ms,
-                                        precision=config.precision, study=config.name, log=self.log)
-        self.quantized = (None if not config.precision.quantized else
-                          QuantizedQuality(config.precision, config.calibration_samples, config.seed))
+        self.latency = CandidateLatency(store, lat, Path(), max_latency_ms=config.budget.max_latency_ms,
+                                        precision=config.latency.precision, study=config.name, log=self.log)
+        self.quantized = (None if not config.latency.precision.quantized else
+                          QuantizedQuality(config.latency.precision, config.latency.calibration_samples, config.seed))
         self.results_dir = (results_root or default_results_root()) / config.name
         self.recorder = TrialRecorder(store, config.name, config.distill, latency=self.latency_query(),
                                       macs_hw=(lat.height, lat.width))
         self.candidate_trial = CandidateTrial(
             config.space, config.distill, self.inputs, self.latency, self.recorder, seed=config.seed,
-            early_stop=config.early_stop, history=lambda: EpochHistory.of(self.recorder.reader),
-            device=self.device, verbose=verbose, log=self.log, quantized=self.quantized)
-        self.optuna = open_optuna_study(config, store, self._sampler(config.seed), heartbeat)
+            early_stop=config.budget.early_stop, history=lambda: EpochHistory.of(self.recorder.reader),
+            device=self.device, verbose=verbose, log=self.log, quantized=self.quantized, rungs=config.rungs)
+        self.optuna = open_optuna_study(config, store, self._sampler(config.seed), heartbeat,
+                                        allow_changes=allow_changes, load_if_exists=load_if_exists)
         self.loop = TrialLoop(self.optuna, self.candidate_trial.run, list(config.objectives), claim=self._claim,
                               log=self.log, after_trial=self._after_trial)
         self._total = 0
@@ -135,7 +142,7 @@ class Study:
         counts = self.counts()
         self.log(f"study '{self.config.name}': {counts.finished} of {trials} trials finished "
                  f"(space {self.config.space.name}, store {self.store.display_url})")
-        if counts.finished >= trials:
+        if self.complete(trials):
             self.log(f"study '{self.config.name}' already has its {trials} trials; raise --trials to add more")
             return counts
         self.prepare()
@@ -144,8 +151,15 @@ class Study:
         return self.counts()
 
     def counts(self) -> TrialCounts:
-        """How the study's trials stand now (finished, running, waiting, failed)."""
+        """How the study's trials stand now (finished, running, waiting, failed; continuations apart)."""
         return TrialCounts.of(self.optuna)
+
+    def complete(self, trials: int) -> bool:
+        """Whether the study has `trials` finished candidates and (multi-fidelity) no continuation due or running."""
+        counts = self.counts()
+        if counts.finished < trials:
+            return False
+        return self.config.rungs is None or (counts.continuing == 0 and self._promotion(self.optuna) is None)
 
     def run_trial(self, trial: optuna.Trial) -> TrialOutcome | None:
         """Run one claimed trial and tell Optuna how it ended (`TrialLoop.run_trial`)."""
@@ -166,7 +180,7 @@ class Study:
     def latency_query(self) -> LatencyQuery:
         """The study's latency configuration, for `nnsearch.store.timings` (device, size, threads)."""
         lat = self.config.latency
-        return LatencyQuery(lat.device, lat.height, lat.width, lat.threads, self.config.precision)
+        return LatencyQuery(lat.device, lat.height, lat.width, lat.threads, self.config.latency.precision)
 
     def reader(self) -> StudyReader:
         """This process's incremental reader of the study's results (each call reads only new trials)."""
@@ -179,7 +193,14 @@ class Study:
             self.log(StudyStatus.read(self.optuna, self.store, total, reader=self.reader()).line())
 
     def _claim(self, total: int):
-        return claim_trial(self.optuna, self.store, total, before_ask=self._seed_sampler)
+        promote = self._promotion if self.config.rungs is not None else None
+        return claim_trial(self.optuna, self.store, total, before_ask=self._seed_sampler, promote=promote)
+
+    def _promotion(self, study: optuna.Study) -> Promotion | None:
+        """The next student due for a higher rung (multi-fidelity), from the store's records."""
+        assert self.config.rungs is not None
+        return next_promotion(study, self.recorder.reader.rung_results(), self.config.rungs,
+                              objective_senses(self.config.objectives))
 
     def _after_trial(self, outcome: TrialOutcome | None) -> None:
         self.log_status(self._total)
@@ -192,8 +213,8 @@ class Study:
     def _sampler(self, seed: int) -> optuna.samplers.BaseSampler:
         """The configured sampler, told the space, the lookup-table latency and the budget."""
         latency = self.latency.predicted_or_none if self.config.latency.predict else None
-        context = SamplerContext(self.config.space, latency, self.config.max_latency_ms)
-        return SAMPLERS[self.config.sampler](seed, context)
+        context = SamplerContext(self.config.space, latency, self.config.budget.max_latency_ms)
+        return SAMPLERS[self.config.sampler.name](seed, context)
 
 
 def print_log(message: str) -> None:

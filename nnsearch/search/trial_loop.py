@@ -21,7 +21,8 @@ import optuna
 
 from nnsearch.common.interrupts import InterruptGuard
 from nnsearch.search.candidate_trial import RunTrial, TrialOutcome
-from nnsearch.search.claims import OUTCOME_ATTR, Claim, TrialCounts
+from nnsearch.search.claims import Claim, TrialCounts
+from nnsearch.search.outcomes import OUTCOME_ATTR
 from nnsearch.search.heartbeat import Heartbeat
 from nnsearch.search.inputs import silent
 from nnsearch.search.quiet import quiet_optuna
@@ -64,17 +65,24 @@ class TrialLoop:
         self.after_trial = after_trial
 
     def run(self, total: int, *, timeout_s: float | None = None, poll_s: float = 1.0) -> None:
-        """Claim and run trials until the study has `total` finished; with `timeout_s`, start none after that."""
+        """Claim and run trials until the study has `total` finished; with `timeout_s`, start none after that.
+
+        A Ctrl-C while a trial is claimed waits until the trial exists, then fails
+        it: no trial is left RUNNING by an interrupted run.
+        """
         began = time.monotonic()
         with quiet_optuna():
             while timeout_s is None or time.monotonic() - began < timeout_s:
-                claim = self.claim(total)
+                with InterruptGuard() as guard:
+                    guard.defer()
+                    claim = self.claim(total)
+                    if claim.trial is not None:
+                        outcome = self._run(claim.trial, guard, tells=True)
                 if claim.done:
                     return
                 if claim.trial is None:  # other workers run the remaining trials
                     time.sleep(poll_s)
                     continue
-                outcome = self.run_trial(claim.trial)
                 if self.after_trial is not None:
                     self.after_trial(outcome)
         self.log(f"study '{self.study.study_name}': timeout of {timeout_s:g} s reached, no new trials started")
@@ -103,24 +111,29 @@ class TrialLoop:
         return tuple(outcome.values(self.objectives))
 
     def _guarded(self, trial: optuna.Trial, *, tells: bool) -> TrialOutcome | None:
-        with InterruptGuard():
-            try:
-                with Heartbeat(self.study, trial):
-                    outcome = self.run_candidate(trial)
-            except DistillationDiverged as exc:
-                trial.set_user_attr(OUTCOME_ATTR, "failed")
-                self.log(f"trial {trial.number}: failed: {exc}")
-                if not tells:
-                    raise
-                self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
-                return None
-            except BaseException:
-                if tells:
-                    self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
-                self.log(f"trial {trial.number}: interrupted, nothing of it was recorded")
+        with InterruptGuard() as guard:
+            return self._run(trial, guard, tells=tells)
+
+    def _run(self, trial: optuna.Trial, guard: InterruptGuard, *, tells: bool) -> TrialOutcome | None:
+        """The trial under `guard` (Ctrl-C raises again from here on); tells Optuna if `tells`."""
+        try:
+            guard.allow()
+            with Heartbeat(self.study, trial):
+                outcome = self.run_candidate(trial)
+        except DistillationDiverged as exc:
+            trial.set_user_attr(OUTCOME_ATTR, "failed")
+            self.log(f"trial {trial.number}: failed: {exc}")
+            if not tells:
                 raise
+            self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            return None
+        except BaseException:
             if tells:
-                self._tell(trial, outcome)
+                self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            self.log(f"trial {trial.number}: interrupted, nothing of it was recorded")
+            raise
+        if tells:
+            self._tell(trial, outcome)
         return outcome
 
     def _tell(self, trial: optuna.Trial, outcome: TrialOutcome) -> None:

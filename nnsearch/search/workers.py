@@ -42,11 +42,11 @@ def run_workers(config: StudyConfig, store: Store, total: int, workers: int, *,
     """
     if workers < 1:
         raise NNSearchError(f"--workers must be >= 1, got {workers}")
-    data = load_data(config.data_spec, max_side=config.max_side, seed=config.seed)  # bad paths fail here
+    data = load_data(config.data.spec, max_side=config.data.max_side, seed=config.seed)  # bad paths fail here
     study = Study(config, store, heartbeat=heartbeat, data=data, results_root=results_root)
     finished = TrialCounts.of(study.optuna).finished
     print(f"study '{config.name}': {finished} of {total} trials finished", flush=True)
-    if finished >= total:
+    if study.complete(total):
         print(f"study '{config.name}' already has its {total} trials; raise --trials to add more", flush=True)
         return TrialCounts.of(study.optuna)
     study.prepare()

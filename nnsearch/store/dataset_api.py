@@ -3,7 +3,8 @@
 `data()` returns the NN Dataset's columns (`task, dataset, metric, metric_code,
 nn, nn_code, epoch, accuracy, duration, prm, transform_code`) and then ours:
 `transform` (its name), `prm_uid`, `run` (repeat index of a training with the
-same hyperparameters, 0 for the first), `params`, `macs` and one `latency_ms@<device>`
+same hyperparameters, 0 for the first), `rung` (the multi-fidelity rung the row
+belongs to, 0 for the first and for single-fidelity trainings), `params`, `macs` and one `latency_ms@<device>`
 column per device profile. A latency column holds, per model, its latency on
 that device by the one rule of `nnsearch.store.timings` (measured before
 predicted, the minimum over runs; at one study's configuration when `study`
@@ -45,12 +46,13 @@ from nnsearch.store.timings import LatencyQuery, student_latencies, study_config
 NND_COLUMNS = ("task", "dataset", "metric", "metric_code", "nn", "nn_code", "epoch", "accuracy", "duration",
                "prm", "transform_code")
 #: Columns nnsearch adds (then one `latency_ms@<device>` per device).
-EXTRA_COLUMNS = ("transform", "prm_uid", "run", "params", "macs")
+EXTRA_COLUMNS = ("transform", "prm_uid", "run", "rung", "params", "macs")
 LATENCY_PREFIX = "latency_ms@"
 RUN_COLUMNS = ("nn", "device", "runtime", "runtime_version", "precision", "threads", "height", "width", "kind",
                "median_ms", "min_ms", "max_ms", "runs", "created_at")
 _CHUNK = 2000
-_STAT_COLUMNS = ("task", "dataset", "metric", "nn", "epoch", "accuracy", "duration", "prm", "transform", "run")
+_STAT_COLUMNS = ("task", "dataset", "metric", "nn", "epoch", "accuracy", "duration", "prm", "transform", "run",
+                 "rung")
 
 Filter = Any  # a value, or a list/tuple/set of values meaning "any of"
 
@@ -68,18 +70,22 @@ def data(
     study: Filter = None,
     device: Filter = None,
     precision: Filter = None,
+    rung: Filter = None,
 ) -> pd.DataFrame:
     """Stat rows with their model, metric and transform code, hyperparameters, size and latency.
 
     `prm`: a hyperparameter-set uid (or several), or a mapping name -> value (or
     values), matched on the stored JSON text (so 1 and 1.0 differ). `study`: rows
-    of the models (nn and hyperparameters) that study's trials produced.
+    of the models (nn and hyperparameters) that study's trials produced. `rung`: rows of
+    these multi-fidelity rungs only.
     `only_best_accuracy`: per (task, dataset, metric, nn, epoch) only the rows
     with the highest accuracy. Rows are ordered by task, dataset, metric, nn,
     epoch; `max_rows` caps their number. `db`: a Store, URL or SQLite path.
     Rows of one hyperparameter set share one `prm` dict object: copy before changing it.
     """
     where = _stat_filters(task, dataset, metric, nn, epoch, prm, study)
+    if rung is not None:
+        where.append(_match(Stat.rung, rung))
     with open_store(db) as store:
         studies = _as_set(study)
         single = next(iter(studies)) if len(studies) == 1 else None
@@ -92,7 +98,8 @@ def _read_stats(conn: Connection, query: Any, device: Filter, precision: Filter,
     rows = _tuples(conn, query)
     frame = pd.DataFrame.from_records(rows, columns=list(_STAT_COLUMNS))
     frame = frame.rename(columns={"prm": "prm_uid"}).astype({"epoch": "int64", "duration": "Int64",
-                                                             "accuracy": "float64", "run": "int64"})
+                                                             "accuracy": "float64", "run": "int64",
+                                                             "rung": "int64"})
     keys = {column: _Keys(frame[column]) for column in ("metric", "nn", "transform", "prm_uid")}
     for model, column in ((Metric, "metric"), (NN, "nn"), (Transform, "transform")):
         codes = dict(_fetch_by(conn, model.name, (model.name, model.code), keys[column].distinct))
@@ -160,7 +167,7 @@ def _stat_query(where: list[ColumnElement[bool]], only_best: bool, max_rows: int
     if only_best:
         best = select(*group, func.max(Stat.accuracy).label("best")).where(*where).group_by(*group).subquery()
         query = query.join(best, and_(*(best.c[c.key] == c for c in group), best.c.best == Stat.accuracy))
-    return query.order_by(*group, Stat.transform, Stat.prm, Stat.run).limit(max_rows)  # the order of uq_stat_key
+    return query.order_by(*group, Stat.transform, Stat.prm, Stat.run, Stat.rung).limit(max_rows)  # the order of uq_stat_key
 
 
 def _chunks(values: Sequence[Any]) -> Iterator[list[Any]]:

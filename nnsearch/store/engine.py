@@ -20,6 +20,7 @@ from sqlalchemy import create_engine, event, inspect, text
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import (
     ArgumentError,
+    DatabaseError,
     IntegrityError,
     OperationalError,
     SQLAlchemyError,
@@ -49,9 +50,7 @@ def resolve_db_url(db: str | None = None) -> str:
     """
     value = str(db or os.environ.get("NNSEARCH_DB") or default_db_path())
     if "://" not in value:
-        path = Path(value).expanduser().resolve()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return f"sqlite:///{path}"
+        return f"sqlite:///{Path(value).expanduser().resolve()}"
     try:
         make_url(value)
     except (ArgumentError, ValueError) as exc:
@@ -99,14 +98,30 @@ class Store:
         self.url = resolve_db_url(db)
         try:
             url = make_url(self.url)
-            if not create and url.get_backend_name() == "sqlite" and not _sqlite_file_exists(url.database):
-                raise StoreError(f"no nnsearch store at {self.display_url} (the file does not exist)")
+            if url.get_backend_name() == "sqlite":
+                self._check_sqlite_file(url.database, create)
             self.engine = make_engine(self.url)
             self.write_engine = self.engine.execution_options(**{WRITE_OPTION: True})
             self._sessions = sessionmaker(self.write_engine, expire_on_commit=False)
             retrying(lambda: self._prepare(create), f"opening the store at {self.display_url}")
         except ModuleNotFoundError as exc:
             raise StoreError(f"the database driver for {self.display_url} is not installed ({exc.name})") from None
+        except DatabaseError as exc:  # e.g. a file that is not an SQLite database
+            raise StoreError(f"cannot open the store at {self.display_url}: {' '.join(str(exc.orig).split())}; "
+                             "expected an nnsearch store (an SQLite file or a database URL)") from None
+
+    def _check_sqlite_file(self, database: str | None, create: bool) -> None:
+        """A missing file is an error without `create`; with it, its folder is created (or a clear error)."""
+        if _sqlite_file_exists(database):
+            return
+        if not create:
+            raise StoreError(f"no nnsearch store at {self.display_url} (the file does not exist)")
+        folder = Path(str(database)).parent
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create the folder {folder} for the new store {self.display_url}: "
+                             f"{exc.strerror or exc}; give --db a file in a writable folder") from None
 
     @property
     def display_url(self) -> str:

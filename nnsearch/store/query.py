@@ -2,9 +2,10 @@
 
 `StudyReader` keeps what it has read and, on each `refresh`, reads only the
 trials it has not seen: those numbered above the highest seen, plus the few
-lower numbers that had no record yet (trials still running, or lost). A trial's
-rows are written once, all together (`nnsearch.store.record.record_trial`), so
-what was read stays true; the per-trial readers of a running study (early
+lower numbers that had no record yet (trials still running, or lost), plus the
+higher multi-fidelity rungs of trials that were continued since. A trial's rows
+at one rung are written once, all together (`nnsearch.store.record.record_trial`),
+so what was read stays true; the per-trial readers of a running study (early
 stopping, live status, the repeat check) therefore read O(new trials) rows per
 trial instead of the whole study. A latency recorded for a student after its
 trial was read (`nnsearch profile`) shows in a new reader, e.g. `study_results`.
@@ -18,7 +19,7 @@ from collections import defaultdict
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import or_, select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.engine import Connection
 
 from nnsearch.common.precision import Precision
@@ -28,11 +29,13 @@ from nnsearch.store.timings import LatencyQuery, StudentLatency, student_latenci
 
 #: Columns of `study_results`, in order.
 RESULT_COLUMNS = ["trial", "nn", "state", "dataset", "psnr", "ssim", "latency_ms", "measured_ms", "predicted_ms",
-                  "params", "macs"]
-EPOCH_COLUMNS = ["trial", "nn", "state", "metric", "epoch", "value"]
-_RESULT_TYPES = {"trial": "int64", "psnr": "float64", "ssim": "float64", "latency_ms": "float64",
+                  "params", "macs", "rung"]
+#: Columns of `StudyReader.rung_results`: one row per trial and rung, with the rung's hyperparameter set (uid).
+RUNG_COLUMNS = RESULT_COLUMNS + ["prm"]
+EPOCH_COLUMNS = ["trial", "rung", "nn", "state", "metric", "epoch", "value"]
+_RESULT_TYPES = {"trial": "int64", "rung": "int64", "psnr": "float64", "ssim": "float64", "latency_ms": "float64",
                  "measured_ms": "float64", "predicted_ms": "float64", "params": "Int64", "macs": "float64"}
-_EPOCH_TYPES = {"trial": "int64", "epoch": "int64", "value": "float64"}
+_EPOCH_TYPES = {"trial": "int64", "rung": "int64", "epoch": "int64", "value": "float64"}
 NAN = float("nan")
 _CHUNK = 2000
 
@@ -42,46 +45,64 @@ class StudyReader:
 
     def __init__(self, store: Store, study: str, query: LatencyQuery) -> None:
         self.store, self.study, self.query = store, study, query
-        self._seen: set[int] = set()
+        self._seen: set[tuple[int, int]] = set()  # (trial, rung) links read
+        self._rungs = _frame([], RUNG_COLUMNS, _RESULT_TYPES)
         self._results = _frame([], RESULT_COLUMNS, _RESULT_TYPES)
         self._epochs = _frame([], EPOCH_COLUMNS, _EPOCH_TYPES)
 
     def refresh(self) -> int:
-        """Read the trials recorded since the last refresh; returns how many were new."""
+        """Read the trials (and higher rungs of trials) recorded since the last refresh; returns how many were new."""
         results, epochs = self.store.reading(self._read_new)
         if results:
-            self._seen.update(row["trial"] for row in results)
-            self._results = _append(self._results, _frame(results, RESULT_COLUMNS, _RESULT_TYPES), ["trial"])
+            self._seen.update((row["trial"], row["rung"]) for row in results)
+            self._rungs = _append(self._rungs, _frame(results, RUNG_COLUMNS, _RESULT_TYPES), ["trial", "rung"])
             self._epochs = _append(self._epochs, _frame(epochs, EPOCH_COLUMNS, _EPOCH_TYPES),
-                                   ["trial", "metric", "epoch"])
+                                   ["trial", "rung", "metric", "epoch"])
+            highest = self._rungs.drop_duplicates("trial", keep="last")  # sorted by trial, rung
+            self._results = highest[RESULT_COLUMNS].reset_index(drop=True)
         return len(results)
 
     def results(self) -> pd.DataFrame:
-        """One row per recorded trial (`RESULT_COLUMNS`), after a refresh; do not modify it."""
+        """One row per recorded trial at the highest rung it reached (`RESULT_COLUMNS`); do not modify it."""
         self.refresh()
         return self._results
 
+    def rung_results(self) -> pd.DataFrame:
+        """One row per recorded trial and rung it reached (`RUNG_COLUMNS`, sorted by trial, rung); do not modify it."""
+        self.refresh()
+        return self._rungs
+
     def epochs(self, metric: str = "psnr", state: str = "complete") -> pd.DataFrame:
-        """Per-epoch values of `metric` of the trials in `state`: trial, nn, epoch, value (after a refresh)."""
+        """Per-epoch values of `metric` of the trials in `state`: trial, nn, rung, epoch, value (after a refresh).
+
+        A multi-fidelity student's later rungs continue its epoch numbers (rung 1 follows rung 0's last epoch).
+        """
         self.refresh()
         rows = self._epochs[(self._epochs["metric"] == metric) & (self._epochs["state"] == state)]
-        return rows[["trial", "nn", "epoch", "value"]].reset_index(drop=True)
+        return rows[["trial", "nn", "rung", "epoch", "value"]].reset_index(drop=True)
 
-    def _unseen_filter(self):  # -> ColumnElement[bool] | None
-        if not self._seen:
+    def _unseen_filter(self, conn: Connection):  # -> ColumnElement[bool] | None
+        trials = {trial for trial, rung in self._seen if rung == 0}
+        if not trials:
             return None
-        top = max(self._seen)
-        gaps = sorted(set(range(top)) - self._seen)  # running or lost trials below the newest seen
-        newer = TrialLink.trial_number > top
-        return or_(newer, TrialLink.trial_number.in_(gaps)) if gaps else newer
+        top = max(trials)
+        gaps = sorted(set(range(top)) - trials)  # running or lost trials below the newest seen
+        unseen = [TrialLink.trial_number > top]
+        if gaps:
+            unseen.append(TrialLink.trial_number.in_(gaps))
+        higher = conn.execute(select(TrialLink.trial_number, TrialLink.rung)
+                              .where(TrialLink.study == self.study, TrialLink.rung > 0)).all()
+        unseen += [and_(TrialLink.trial_number == trial, TrialLink.rung == rung)
+                   for trial, rung in higher if (trial, rung) not in self._seen]
+        return or_(*unseen)
 
     def _read_new(self, conn: Connection) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         where = [TrialLink.study == self.study]
-        unseen = self._unseen_filter()
+        unseen = self._unseen_filter(conn)
         if unseen is not None:
             where.append(unseen)
-        links = conn.execute(select(TrialLink.trial_number, TrialLink.nn, TrialLink.prm, TrialLink.state,
-                                    TrialLink.dataset).where(*where)).all()
+        links = conn.execute(select(TrialLink.trial_number, TrialLink.rung, TrialLink.nn, TrialLink.prm,
+                                    TrialLink.state, TrialLink.dataset).where(*where)).all()
         if not links:
             return [], []
         names = sorted({link.nn for link in links})
@@ -92,25 +113,28 @@ class StudyReader:
             conn, NNStat.nn, (NNStat.nn, NNStat.params, NNStat.macs), names)}
         found = student_latencies(conn, names, self.query)
         results, epochs = [], []
-        for trial, nn, prm, state, dataset in links:
+        for trial, rung, nn, prm, state, dataset in links:
             rows = stats.get((nn, prm, dataset), [])
             last = max((epoch for _, epoch, _ in rows), default=None)
             final = {metric: value for metric, epoch, value in rows if epoch == last}
             psnr, ssim = (final.get(Precision.parse(self.query.precision).metric(m), NAN) for m in ("psnr", "ssim"))
             measured, predicted = _ms(found.get(nn), "measured"), _ms(found.get(nn), "predicted")
             params, macs = sizes.get(nn, (None, None))
-            results.append({"trial": int(trial), "nn": nn, "state": state, "dataset": dataset,
+            results.append({"trial": int(trial), "rung": int(rung), "nn": nn, "state": state, "dataset": dataset,
                             "psnr": psnr, "ssim": ssim,
                             "latency_ms": predicted if math.isnan(measured) else measured, "measured_ms": measured,
-                            "predicted_ms": predicted, "params": params, "macs": NAN if macs is None else macs})
-            epochs += [{"trial": int(trial), "nn": nn, "state": state, "metric": metric, "epoch": epoch,
-                        "value": value} for metric, epoch, value in rows]
+                            "predicted_ms": predicted, "params": params, "macs": NAN if macs is None else macs,
+                            "prm": prm})
+            epochs += [{"trial": int(trial), "rung": int(rung), "nn": nn, "state": state, "metric": metric,
+                        "epoch": epoch, "value": value} for metric, epoch, value in rows]
         return results, epochs
 
 
 def study_results(store: Store, study: str, device: str = "host-cpu", *,
                   latency: LatencyQuery | None = None, precision: str | None = None) -> pd.DataFrame:
     """One row per recorded trial of `study`: final-epoch PSNR/SSIM, latency, size (`RESULT_COLUMNS`).
+
+    A multi-fidelity student shows at the highest rung it reached (column `rung`).
 
     Latency follows `nnsearch.store.timings`: at `latency`'s configuration, by
     default the study's own (`study_configuration` on `device`); `latency_ms` is
@@ -126,7 +150,7 @@ def study_results(store: Store, study: str, device: str = "host-cpu", *,
 
 
 def epoch_metric(store: Store, study: str, metric: str = "psnr", state: str = "complete") -> pd.DataFrame:
-    """Per-epoch values of `metric` for the trials of `study` in `state`: trial, nn, epoch, value."""
+    """Per-epoch values of `metric` for the trials of `study` in `state`: trial, nn, rung, epoch, value."""
     return StudyReader(store, study, LatencyQuery()).epochs(metric, state)
 
 
@@ -149,8 +173,9 @@ def _frame(rows: list[dict[str, Any]], columns: list[str], types: dict[str, str]
 
 def _append(old: pd.DataFrame, new: pd.DataFrame, order: list[str]) -> pd.DataFrame:
     """`old` and `new` rows in `order` (new trials usually come last, so usually no sort is needed)."""
+    new = new.sort_values(order, kind="stable")
     if old.empty:
-        return new.sort_values(order, kind="stable").reset_index(drop=True)
+        return new.reset_index(drop=True)
     both = pd.concat([old, new], ignore_index=True)
     if new.empty or new["trial"].min() > old["trial"].iloc[-1]:
         return both

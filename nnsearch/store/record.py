@@ -28,7 +28,7 @@ def precision_metric_code(metric: str, precision: str) -> str:
 
 
 #: Columns that identify a stat row (its unique key).
-STAT_KEY = ("task", "dataset", "metric", "nn", "epoch", "transform", "prm", "run")
+STAT_KEY = ("task", "dataset", "metric", "nn", "epoch", "transform", "prm", "run", "rung")
 #: Optional training diagnostics of a stat row (the `train_stat` table).
 TRAIN_FIELDS = ("train_loss", "val_loss", "grad_norm", "samples_per_s", "cpu_mem_mb", "gpu_mem_mb")
 NN_STAT_FIELDS = ("params", "macs", "macs_height", "macs_width", "depth", "model_size_bytes")
@@ -96,13 +96,14 @@ class ModelRecord:
     weights: bytes | None = None
     task: str = TASK
     precisions: list[PrecisionRecord] = field(default_factory=list)
+    rung: int = 0  # the multi-fidelity rung these epochs belong to (0: the first, or single-fidelity)
 
 
 @dataclass
 class Bundle:
     """Rows for one all-or-nothing write.
 
-    `stats`: mappings with the `STAT_KEY` columns (`run` may be left out: 0),
+    `stats`: mappings with the `STAT_KEY` columns (`run` and `rung` may be left out: 0),
     `accuracy` and `duration` (nanoseconds, or None when unknown), where `prm`
     is the hyperparameter dict; an optional `prm_uid` overrides the
     computed uid (imports keep the NN Dataset's own), and an optional `train`

@@ -4,7 +4,9 @@ Code tables (`nn`, `metric`, `transform`) hold source text keyed by name with
 `id` = md5 of the code; `prm` holds hyperparameters by `uid` (md5 of the
 hyperparameter dict); `stat` holds one metric value per model x
 hyperparameters x epoch x run (`run` numbers repeated trainings of the same
-hyperparameters, as the NN Dataset's files hold them; 0 for the first);
+hyperparameters, as the NN Dataset's files hold them; 0 for the first) x rung
+(the fidelity level of a multi-fidelity study the row belongs to; 0 for every
+single-fidelity training, see `nnsearch.search.multifidelity`);
 `duration` is NULL where the source did not record it. Our additions:
 `prm_set`, `train_stat`, `nn_stat`, `latency_run`, `latency_lut`, `weights`, `trial_link` (Optuna trial -> nn),
 and the measurement queue of device agents: `measure_job` and `measure_agent` (`nnsearch.latency.agents`).
@@ -40,7 +42,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from nnsearch.common.precision import Precision
 
 #: Bumped on every schema change; `nnsearch.store.versioning.MIGRATIONS` upgrades older stores.
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 
 def utcnow() -> datetime:
@@ -112,13 +114,13 @@ class Prm(Base):
 
 
 class Stat(Base):
-    """One metric value of one model x hyperparameters x epoch x run (repeat index, 0 for the first)."""
+    """One metric value of one model x hyperparameters x epoch x run (repeat index, 0 for the first) x rung."""
 
     __tablename__ = "stat"
     __table_args__ = (
         # Column order serves the query API: filters on task/dataset/metric/nn use a prefix,
         # and "best accuracy per (task, dataset, metric, nn, epoch)" groups along it.
-        UniqueConstraint("task", "dataset", "metric", "nn", "epoch", "transform", "prm", "run",
+        UniqueConstraint("task", "dataset", "metric", "nn", "epoch", "transform", "prm", "run", "rung",
                          name="uq_stat_key"),
     )
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -130,6 +132,7 @@ class Stat(Base):
     prm: Mapped[str] = mapped_column(_prm_fk(), index=True)
     epoch: Mapped[int] = mapped_column(Integer)
     run: Mapped[int] = mapped_column(Integer, default=0)
+    rung: Mapped[int] = mapped_column(Integer, default=0)  # multi-fidelity rung (0: the first, or single-fidelity)
     accuracy: Mapped[float] = mapped_column(Double)
     duration: Mapped[int | None] = mapped_column(BigInteger, nullable=True)  # ns; NULL: not recorded
 
@@ -230,12 +233,17 @@ class Weights(Base):
 
 
 class TrialLink(Base):
-    """Which nn (and hyperparameter set) an Optuna trial of a study produced."""
+    """Which nn (and hyperparameter set) an Optuna trial of a study produced, at each rung it reached.
+
+    A single-fidelity trial has one row (rung 0); a multi-fidelity student continued
+    to higher rungs has one row per rung, each naming that rung's hyperparameter set.
+    """
 
     __tablename__ = "trial_link"
     __table_args__ = (Index("ix_trial_link_model", "nn", "prm"),)
     study: Mapped[str] = mapped_column(String(128), primary_key=True)
     trial_number: Mapped[int] = mapped_column(Integer, primary_key=True)
+    rung: Mapped[int] = mapped_column(Integer, primary_key=True, default=0)
     nn: Mapped[str] = mapped_column(ForeignKey("nn.name", ondelete="CASCADE"))
     prm: Mapped[str] = mapped_column(_prm_fk())
     task: Mapped[str] = mapped_column(String(64))
@@ -269,7 +277,7 @@ class MeasureJob(Base):
     priority: Mapped[int] = mapped_column(Integer, default=0)  # lower first
     nn: Mapped[str | None] = mapped_column(String(128), nullable=True, index=True)
     op_key: Mapped[str | None] = mapped_column(String(255), nullable=True)  # JSON of the probe's OpKey
-    precision: Mapped[str] = mapped_column(String(16), default="fp32")
+    precision: Mapped[str] = mapped_column(String(16), default=Precision.FP32.value)
     threads: Mapped[int] = mapped_column(Integer)
     height: Mapped[int] = mapped_column(Integer)
     width: Mapped[int] = mapped_column(Integer)

@@ -7,9 +7,8 @@ D at HxW, T threads, precision P" from the store's `latency_run` records;
 1. **Records considered**: those of the student on the device profile name at
    the precision (default fp32), whatever runtime version wrote them.
 2. **Configuration** (input size and threads): what the caller gives. Where it
-   gives none: a study's readers use the study's own configuration (a running
-   study its `LatencyConfig`; a finished one the configuration most of its
-   latency records have, `study_configuration`); other readers (`data()`
+   gives none: a study's readers use the study's latency target from its
+   stored configuration (`study_configuration`); other readers (`data()`
    without one study) take the student's largest recorded input (height x
    width), then the fewest threads recorded at that size. A height or width or
    thread count that is given restricts the choice to it.
@@ -24,15 +23,18 @@ D at HxW, T threads, precision P" from the store's `latency_run` records;
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import inspect, select, text
 from sqlalchemy.engine import Connection
 
 from nnsearch.common.precision import Precision
+from nnsearch.common.study_attrs import CONFIG_ATTR
 from nnsearch.store.engine import Store
-from nnsearch.store.schema import LatencyRun, TrialLink
+from nnsearch.store.schema import LatencyRun
 from nnsearch.store.stat import LatencyStat
 
 _CHUNK = 2000
@@ -124,23 +126,42 @@ def _chosen(nn: str, query: LatencyQuery,
     return StudentLatency(nn, query.device, query.precision, height, width, threads, measured, predicted)
 
 
-def study_configuration(source: Store | Connection, study: str, device: str = "host-cpu",
-                        precision: str = Precision.FP32) -> LatencyQuery:
-    """The study's latency configuration: the (height, width, threads) most of its records on `device` have.
+def study_configuration(source: Store | Connection, study: str, device: str | None = None,
+                        precision: str | None = None) -> LatencyQuery:
+    """The study's latency target (device, height, width, threads, precision) from its stored configuration.
 
-    A study records each trial's prediction and measurement at its own
-    configuration, so that is the commonest one; extra timings of its students
-    (`nnsearch profile`) do not change it. Without records: `LatencyQuery(device)`.
+    `device` and `precision`, where given, replace the study's own (the same
+    resolution and threads on another device profile or at another precision).
+    A study without a stored configuration (or no such study) gives
+    `LatencyQuery(device)`: the module's rule then picks the configuration.
     """
-    query = (
-        select(LatencyRun.height, LatencyRun.width, LatencyRun.threads, func.count().label("n"))
-        .join(TrialLink, TrialLink.nn == LatencyRun.nn)
-        .where(TrialLink.study == study, LatencyRun.device == device, LatencyRun.precision == precision)
-        .group_by(LatencyRun.height, LatencyRun.width, LatencyRun.threads)
-        .order_by(func.count().desc(), LatencyRun.height.desc(), LatencyRun.width.desc(), LatencyRun.threads)
-    )
-    row = (source.reading(lambda conn: conn.execute(query).first()) if isinstance(source, Store)
-           else source.execute(query).first())
+    stored = stored_latency_target(source, study)
+    if stored is None:
+        return LatencyQuery(device or "host-cpu", precision=precision or Precision.FP32)
+    return LatencyQuery(device or str(stored.get("device", "host-cpu")), int(stored["height"]),
+                        int(stored["width"]), int(stored["threads"]),
+                        Precision.parse(precision or stored.get("precision") or Precision.FP32))
+
+
+def stored_latency_target(source: Store | Connection, study: str) -> dict[str, Any] | None:
+    """The `latency` section of study `study`'s stored configuration (`nnsearch.search.config`), or None.
+
+    Read with plain SQL from the Optuna study's user attribute `config` in the
+    same database, so readers of the store need neither Optuna nor the search stage.
+    """
+    if isinstance(source, Store):
+        return source.reading(lambda conn: stored_latency_target(conn, study))
+    if not inspect(source).has_table("study_user_attributes"):
+        return None
+    row = source.execute(text(
+        "SELECT a.value_json FROM study_user_attributes a JOIN studies s ON s.study_id = a.study_id "
+        "WHERE s.study_name = :study AND a.key = :key"), {"study": study, "key": CONFIG_ATTR}).first()
     if row is None:
-        return LatencyQuery(device, precision=precision)
-    return LatencyQuery(device, int(row.height), int(row.width), int(row.threads), precision)
+        return None
+    settings = json.loads(row[0])
+    latency = settings.get("latency") if isinstance(settings, dict) else None
+    if not isinstance(latency, dict) or not {"height", "width", "threads"} <= set(latency):
+        return None
+    if "precision" not in latency and "precision" in settings:  # the flat format of earlier versions
+        latency = {**latency, "precision": settings["precision"]}
+    return latency

@@ -96,9 +96,10 @@ def _add_precision(conn: Connection) -> None:
 def _stat_runs(conn: Connection) -> None:
     """2 -> 3: stats gain a repeat index `run` in their key (0 for every row before) and a nullable duration.
 
-    `train_stat` points at `stat`, so both are rebuilt together (no diagnostics row is lost).
+    `train_stat` points at `stat`, so both are rebuilt together (no diagnostics row is lost). The rebuild
+    gives `stat` its current shape, so the rung a later schema added is filled here too (0).
     """
-    rebuild_tables(conn, {"stat": {"run": 0}, "train_stat": {}})
+    rebuild_tables(conn, {"stat": {"run": 0, "rung": 0}, "train_stat": {}})
 
 
 def _measure_queue(conn: Connection) -> None:
@@ -107,8 +108,15 @@ def _measure_queue(conn: Connection) -> None:
         Base.metadata.tables[name].create(conn, checkfirst=True)
 
 
+def _rungs(conn: Connection) -> None:
+    """4 -> 5: stats and trial links carry a multi-fidelity rung (0 for every row before), part of their keys."""
+    rebuild_tables(conn, {"stat": {"rung": 0}, "train_stat": {}})
+    rebuild_table(conn, "trial_link", {"rung": 0})
+
+
 #: version -> the function that upgrades a store from that version to version + 1.
-MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _add_precision, 2: _stat_runs, 3: _measure_queue}
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _add_precision, 2: _stat_runs, 3: _measure_queue,
+                                                       4: _rungs}
 
 
 def migrate(conn: Connection, found: int, where: str = "the store") -> None:

@@ -16,36 +16,11 @@ import numpy as np
 import torch
 
 from nnsearch.errors import DataError
+from nnsearch.train.config import MAX_CROP, CropSchedule  # noqa: F401 - importable from here
 from nnsearch.train.datasets.synthetic import SyntheticPair
 from nnsearch.train.datasets.types import Pair
 
 #: Largest crop side a schedule may name (the paper's progressive training ends at 1024 px).
-MAX_CROP = 1024
-
-
-@dataclass(frozen=True)
-class CropSchedule:
-    """Crop sizes used in equal shares of the step budget, e.g. (48, 64, 96)."""
-
-    sizes: tuple[int, ...] = (48, 64)
-
-    def __post_init__(self) -> None:
-        sizes = tuple(self.sizes)
-        if not sizes or any(not isinstance(s, (int, np.integer)) or isinstance(s, bool) for s in sizes):
-            raise DataError(f"crop schedule must be a non-empty list of integers, got {list(self.sizes)}")
-        if any(not 1 <= s <= MAX_CROP for s in sizes):
-            raise DataError(f"crop sizes must be between 1 and {MAX_CROP} px, got {list(sizes)}")
-        if list(sizes) != sorted(sizes):
-            raise DataError(f"crop sizes must grow over the budget (non-decreasing), got {list(sizes)}")
-        object.__setattr__(self, "sizes", tuple(int(s) for s in sizes))
-
-    def size_at(self, step: int, steps: int) -> int:
-        """Crop side used at `step` of `steps` (sizes grow over the budget)."""
-        index = min(len(self.sizes) - 1, step * len(self.sizes) // max(steps, 1))
-        return self.sizes[index]
-
-    def describe(self) -> str:
-        return "crops " + "->".join(map(str, self.sizes))
 
 
 @dataclass(frozen=True)

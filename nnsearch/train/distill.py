@@ -24,53 +24,16 @@ from nnsearch.common.interrupts import raise_if_interrupted
 from nnsearch.common.progress import progress
 from nnsearch.errors import NNSearchError
 from nnsearch.store.record import EpochRecord
-from nnsearch.train.crops import Batch, CropSchedule, make_batch_plan
+from nnsearch.train.config import DistillConfig  # noqa: F401 - importable from here
+from nnsearch.train.crops import Batch, make_batch_plan
 from nnsearch.train.datasets import DenoiseData, Pair
 from nnsearch.train.metrics import mean_quality
-from nnsearch.train.prefetch import batch_stream, check_loader_workers, default_loader_workers
+from nnsearch.train.prefetch import batch_stream, default_loader_workers
 from nnsearch.train.teacher_outputs import cached_teacher_outputs, compute_teacher_outputs, teacher_prediction
 
 
 class DistillationDiverged(NNSearchError):
     """The training loss became NaN or infinite."""
-
-
-@dataclass(frozen=True)
-class DistillConfig:
-    """Budget and loss of one candidate's distillation."""
-
-    steps: int = 240
-    epochs: int = 2
-    batch: int = 8
-    crops: tuple[int, ...] = (48, 64)
-    lr: float = 2e-3
-    alpha: float = 0.9
-    loss: str = "l1"
-    seed: int = 0
-    amp: bool = True  # mixed precision on CUDA (bf16, else fp16); no effect on the CPU; not a hyperparameter
-    loader_workers: int | None = None  # background batch processes; None: default_loader_workers()
-
-    def __post_init__(self) -> None:
-        if not 0.0 <= self.alpha <= 1.0:
-            raise NNSearchError(f"alpha must be in [0, 1], got {self.alpha}")
-        if self.loss not in LOSSES:
-            raise NNSearchError(f"loss '{self.loss}' is not one of {sorted(LOSSES)}")
-        if self.steps < self.epochs or self.epochs < 1:
-            raise NNSearchError(f"need steps >= epochs >= 1, got steps={self.steps} epochs={self.epochs}")
-        if self.batch < 1:
-            raise NNSearchError(f"batch must be >= 1, got {self.batch}")
-        CropSchedule(tuple(self.crops))  # validates the sizes
-        if self.loader_workers is not None:
-            check_loader_workers(self.loader_workers)
-
-    def hyperparameters(self) -> dict[str, object]:
-        """The values recorded as the trial's `prm` set."""
-        return {"lr": self.lr, "batch": self.batch, "steps": self.steps, "epochs": self.epochs,
-                "alpha": self.alpha, "loss": self.loss, "crops": list(self.crops), "seed": self.seed}
-
-    @property
-    def schedule(self) -> CropSchedule:
-        return CropSchedule(self.crops)
 
 
 def charbonnier(pred: torch.Tensor, target: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:

@@ -38,11 +38,10 @@ from nnsearch.store.schema import NNStat, Prm, Stat
 from nnsearch.store.stored_model import StoredModel, load_stored_model
 from nnsearch.train.crops import transform_code, transform_name
 from nnsearch.train.datasets import DenoiseData, load_data
+from nnsearch.train.config import PAPER_CROPS, DataConfig, TeacherConfig  # noqa: F401 - PAPER_CROPS importable
 from nnsearch.train.distill import DistillConfig, TeacherTargets, distill
 from nnsearch.train.teacher import load_or_train_teacher, teacher_config
 
-#: Crop schedule of the paper's progressive training.
-PAPER_CROPS = (64, 128, 256, 512, 1024)
 CHECKPOINT_FORMAT = 1
 
 
@@ -52,10 +51,8 @@ class FinalTraining:
 
     nn: str
     distill: DistillConfig
-    data_spec: str | None = None
-    max_side: int | None = None
-    teacher: str = "cpu"
-    teacher_steps: int | None = None
+    data: DataConfig = DataConfig()
+    teacher: TeacherConfig = TeacherConfig()
     restart: bool = False  # from freshly initialised weights instead of the stored ones
     checkpoint_every: int = 50  # steps
     teacher_cache_bytes: int | None = None  # None: NNSEARCH_TEACHER_CACHE_GB
@@ -82,7 +79,8 @@ class FinalTrainingResult:
 
 def hyperparameters(request: FinalTraining, start: StoredModel) -> dict[str, Any]:
     """The new `prm` set: the distillation's values plus teacher and initial weights."""
-    return {**request.distill.hyperparameters(), "teacher": request.teacher, "teacher_steps": request.teacher_steps,
+    return {**request.distill.hyperparameters(), "teacher": request.teacher.source,
+            "teacher_steps": request.teacher.steps,
             "init": "scratch" if request.restart else f"prm:{start.prm_uid}"}
 
 
@@ -99,7 +97,7 @@ def train_student(request: FinalTraining, store: Store, *, device: torch.device 
                   verbose: bool = True, data: DenoiseData | None = None) -> FinalTrainingResult:
     """Run (or resume) the final training of `request.nn` and record it; see the module docstring.
 
-    `data` (default: loaded from `request.data_spec` with the distillation's seed) lets a caller keep
+    `data` (default: loaded from `request.data.spec` with the distillation's seed) lets a caller keep
     the train/validation split of the search the student came from.
     """
     if request.checkpoint_every < 0:
@@ -110,7 +108,7 @@ def train_student(request: FinalTraining, store: Store, *, device: torch.device 
     prm = hyperparameters(request, start)
     uid = prm_uid(prm)
     if data is None:
-        data = load_data(request.data_spec, seed=request.distill.seed, max_side=request.max_side)  # bad files fail here
+        data = load_data(request.data.spec, seed=request.distill.seed, max_side=request.data.max_side)  # bad files fail here
     say(f"data: {data.source}: {len(data.train)} train / {len(data.val)} validation images")
     if _recorded_epochs(store, request.nn, uid, data.name) >= request.distill.epochs:
         say(f"train: {request.nn} already has this training (hyperparameter set {uid}); nothing to do")
@@ -123,7 +121,7 @@ def train_student(request: FinalTraining, store: Store, *, device: torch.device 
         student.load_state_dict(load_tensors(start.state, f"the stored weights of {start.nn}"))
     teacher = None
     if request.distill.alpha > 0:
-        config = teacher_config(request.teacher, request.teacher_steps)
+        config = teacher_config(request.teacher.source, request.teacher.steps)
         teacher = load_or_train_teacher(config, data, device=device, verbose=verbose)
     say(f"train: {request.nn} for {request.distill.steps} steps, {request.distill.schedule.describe()}, "
         f"on {describe_device(device)}" + (f", resuming at step {resume['run']['step']}" if resume else ""))

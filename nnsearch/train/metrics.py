@@ -18,9 +18,10 @@ from scipy.ndimage import correlate1d
 
 from nnsearch.common.device import channels_last
 from nnsearch.train.datasets import Pair
+from nnsearch.train.datasets.images import MIN_SIDE
 
 _SSIM_SIGMA = 1.5
-_SSIM_RADIUS = 5  # int(3.5 * sigma + 0.5): skimage's truncation, an 11x11 window
+_SSIM_RADIUS = (MIN_SIDE - 1) // 2  # 5 = int(3.5 * sigma + 0.5): skimage's truncation, an 11x11 window
 _SSIM_K1, _SSIM_K2 = 0.01, 0.03
 _SIZE_MULTIPLE = 32  # 2**5: a U-Net with up to 5 levels needs sizes divisible by this
 

@@ -15,18 +15,13 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from nnsearch.errors import DataError, NNSearchError
+from nnsearch.train.config import check_loader_workers
 from nnsearch.train.crops import Batch
 
 
 def default_loader_workers() -> int:
     """One loader process per four cores, at least 1 and at most 4 (1 on a 2-core machine)."""
     return max(1, min(4, (os.cpu_count() or 1) // 4))
-
-
-def check_loader_workers(workers: int) -> int:
-    if not isinstance(workers, int) or workers < 0:
-        raise NNSearchError(f"--loader-workers must be a non-negative integer, got {workers!r}")
-    return workers
 
 
 _FAILED = "nnsearch: batch failed"

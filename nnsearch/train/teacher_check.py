@@ -28,14 +28,13 @@ from torch import nn
 
 from nnsearch.common.paths import cache_dir
 from nnsearch.errors import NNSearchError
+from nnsearch.train.config import MIN_GAIN_DB
 from nnsearch.train.datasets import DenoiseData, Pair
 from nnsearch.train.metrics import mean_quality, psnr
 from nnsearch.train.teacher import TEACHER_PRESETS, load_or_train_teacher, teacher_config
 from nnsearch.train.teacher_files import load_teacher_file
 from nnsearch.train.teacher_outputs import teacher_fingerprint
 
-#: A teacher must beat the noisy input's validation PSNR by at least this much (dB).
-MIN_GAIN_DB = 1.0
 
 
 class TeacherTooWeak(NNSearchError):

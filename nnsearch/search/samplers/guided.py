@@ -49,6 +49,7 @@ from optuna.trial import FrozenTrial, TrialState
 from nnsearch.analysis.pareto import nondominated_mask
 from nnsearch.model.arch import Arch
 from nnsearch.model.space import SearchSpace
+from nnsearch.search.multifidelity import CONTINUES_ATTR
 from nnsearch.search.samplers.base import LatencyFn, is_feasible
 from nnsearch.search.samplers.surrogate import ArchFeatures, BayesianRidge
 
@@ -187,6 +188,8 @@ class GuidedSampler(optuna.samplers.BaseSampler):
             if arch is None:
                 continue
             seen.add(arch)
+            if CONTINUES_ATTR in trial.user_attrs:  # a multi-fidelity continuation: a longer training, not a sample
+                continue
             values = trial.values if trial.state == TrialState.COMPLETE else None
             feasible = is_feasible(trial)
             if values and feasible and len(values) >= 2 and all(map(math.isfinite, values[:2])) and values[0] > 0:

@@ -17,7 +17,7 @@ import numpy as np
 from scipy.io import loadmat
 
 from nnsearch.errors import DataError
-from nnsearch.train.datasets.images import centre_crop, list_images, read_image
+from nnsearch.train.datasets.images import centre_crop, check_min_side, list_images, read_image
 from nnsearch.train.datasets.streaming import DecodedCache, streamed_pair
 from nnsearch.train.datasets.types import ImagePair, Pair
 
@@ -243,6 +243,7 @@ def load_sidd_mat(root: Path, max_side: int | None) -> list[GroupedPair]:
     clean = _read_mat_blocks(clean_path, _SIDD_MAT["clean"][1])
     if noisy.shape != clean.shape:
         raise DataError(f"size mismatch: {noisy_path} holds {noisy.shape} but {clean_path} holds {clean.shape}")
+    check_min_side(f"blocks of {noisy_path}", *noisy.shape[2:4])
     return [
         GroupedPair(
             f"{i:02d}",

@@ -17,6 +17,17 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 _SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
 
 
+#: Shortest image side nnsearch can score: SSIM compares 11x11 windows (`nnsearch.train.metrics`).
+MIN_SIDE = 11
+
+
+def check_min_side(what: object, height: int, width: int) -> None:
+    """DataError naming `what` (an image file) when it is smaller than `MIN_SIDE` on a side."""
+    if min(height, width) < MIN_SIDE:
+        raise DataError(f"image {what} is {width}x{height} px; nnsearch needs images of at least {MIN_SIDE} px on "
+                        f"each side (SSIM compares {MIN_SIDE}x{MIN_SIDE} windows): remove it or use a larger image")
+
+
 def is_image_file(path: Path) -> bool:
     """True for a regular file with an image extension (any case)."""
     return path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS
@@ -70,8 +81,10 @@ def image_size(path: Path) -> tuple[int, int]:
 
 
 def read_image(path: Path) -> np.ndarray:
-    """Read an image file as float32 HxWx3 in [0, 1]; raise DataError if it cannot be decoded."""
-    return np.ascontiguousarray(raw_to_float(read_raw(path)))
+    """Read an image file as float32 HxWx3 in [0, 1]; raise DataError if it cannot be decoded or is too small."""
+    image = np.ascontiguousarray(raw_to_float(read_raw(path)))
+    check_min_side(path, *image.shape[:2])
+    return image
 
 
 def centre_offset(height: int, width: int, max_side: int | None) -> tuple[int, int, int, int]:

@@ -25,6 +25,7 @@ from nnsearch.common.paths import cache_dir, size_limit_bytes
 from nnsearch.errors import DataError
 from nnsearch.train.datasets.images import (
     centre_offset,
+    check_min_side,
     image_size,
     raw_to_float,
     read_raw,
@@ -182,5 +183,6 @@ def streamed_pair(name: str, noisy_path: Path, clean_path: Path, max_side: int |
         raise DataError(
             f"size mismatch: noisy {noisy_path} is {noisy_size[1]}x{noisy_size[0]} but clean "
             f"{clean_path} is {clean_size[1]}x{clean_size[0]}; pairs must be aligned and equally sized")
+    check_min_side(noisy_path, *noisy_size)
     top, left, height, width = centre_offset(*noisy_size, max_side)
     return StreamedPair(name, noisy_path, clean_path, height, width, top, left, cache)
