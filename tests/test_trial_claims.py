@@ -7,7 +7,8 @@ import pytest
 from optuna.trial import TrialState
 
 from nnsearch.search.study import HeartbeatConfig, optuna_storage
-from nnsearch.search.claims import OUTCOME_ATTR, TrialCounts, claim_trial
+from nnsearch.search.claims import TrialCounts, claim_trial
+from nnsearch.search.outcomes import OUTCOME_ATTR
 
 
 @pytest.fixture

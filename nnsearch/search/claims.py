@@ -26,6 +26,7 @@ from optuna.trial import TrialState
 from nnsearch.common.interrupts import InterruptGuard
 from nnsearch.search.heartbeat import record_heartbeat
 from nnsearch.search.lost_trials import fail_lost_trials
+from nnsearch.search.outcomes import OUTCOME_ATTR, is_recorded_failure
 from nnsearch.search.quiet import quiet_optuna
 from nnsearch.store.engine import Store
 from nnsearch.store.locks import advisory_lock
@@ -33,8 +34,6 @@ from nnsearch.store.locks import advisory_lock
 if TYPE_CHECKING:
     from nnsearch.search.multifidelity import Promotion
 
-#: Trial user attribute set when a trial ended as a recorded failure (e.g. NaN loss).
-OUTCOME_ATTR = "outcome"
 #: Trial user attribute naming the worker (host:pid) that ran the trial.
 WORKER_ATTR = "worker"
 
@@ -73,11 +72,6 @@ class TrialCounts:
             if kind is not None:
                 counts[kind] += 1
         return cls(**counts)
-
-
-def is_recorded_failure(trial: optuna.trial.FrozenTrial) -> bool:
-    """A failed trial whose failure is a result (recorded in the store), not a lost worker."""
-    return trial.state == TrialState.FAIL and trial.user_attrs.get(OUTCOME_ATTR) == "failed"
 
 
 @dataclass(frozen=True)

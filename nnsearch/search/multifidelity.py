@@ -39,6 +39,7 @@ from optuna.trial import TrialState
 
 from nnsearch.analysis.pareto import hypervolume, nondominated_mask
 from nnsearch.errors import NNSearchError
+from nnsearch.search.outcomes import is_recorded_failure
 from nnsearch.store.hashing import prm_uid
 from nnsearch.train.distill import DistillConfig
 
@@ -184,8 +185,6 @@ def _stopped_last(members: pd.DataFrame, objectives: Mapping[str, str]) -> dict[
 
 def _taken(trials: Sequence[optuna.trial.FrozenTrial]) -> set[tuple[int, int]]:
     """(trial, rung) continuations that exist (waiting, running, finished) or were lost too often."""
-    from nnsearch.search.claims import is_recorded_failure
-
     taken: set[tuple[int, int]] = set()
     lost: dict[tuple[int, int], int] = {}
     for trial in trials:

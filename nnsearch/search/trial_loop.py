@@ -21,7 +21,8 @@ import optuna
 
 from nnsearch.common.interrupts import InterruptGuard
 from nnsearch.search.candidate_trial import RunTrial, TrialOutcome
-from nnsearch.search.claims import OUTCOME_ATTR, Claim, TrialCounts
+from nnsearch.search.claims import Claim, TrialCounts
+from nnsearch.search.outcomes import OUTCOME_ATTR
 from nnsearch.search.heartbeat import Heartbeat
 from nnsearch.search.inputs import silent
 from nnsearch.search.quiet import quiet_optuna
