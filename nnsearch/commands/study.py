@@ -79,6 +79,10 @@ def cmd_search(args: argparse.Namespace) -> int:
     if args.trials < 1:
         raise NNSearchError(f"--trials must be >= 1, got {args.trials}")
     safe_component(args.study, "study name")  # before the store is opened to look the study up
+    if args.space is not None:
+        from nnsearch.model.space import load_space
+
+        load_space(args.space)  # a bad space file is refused before the store is opened (or created)
     store = Store(args.db)
     config, heartbeat = search_config(args, stored_config(args.study, store))
     print(f"store: {store.display_url}")

@@ -11,6 +11,8 @@ is a pure lookup and repeatable. `nnsearch lut build` fills a table completely.
 
 from __future__ import annotations
 
+from sqlalchemy import select
+
 from nnsearch.errors import LatencyError
 from nnsearch.latency.probes import space_keys
 from nnsearch.latency.service import LatencyFn, resolve_profile
@@ -19,15 +21,23 @@ from nnsearch.latency.table import LatencyTable, MemoryBackend
 from nnsearch.model.arch import Arch
 from nnsearch.model.space import SearchSpace
 from nnsearch.store.engine import Store
+from nnsearch.store.schema import LatencyRun, TrialLink
 from nnsearch.store.timings import study_configuration
 
 
 def recorded_resolution(store: Store, study: str, device: str) -> tuple[int, int, int] | None:
     """(height, width, threads) of the study's latency configuration on `device` (`study_configuration`), or None."""
     found = study_configuration(store, study, device)
-    if found.height is None or found.width is None or found.threads is None:
-        return None
-    return found.height, found.width, found.threads
+    if found.height is not None and found.width is not None and found.threads is not None:
+        return found.height, found.width, found.threads
+    # no stored configuration (records written without a study): the students' largest recorded input,
+    # then the fewest threads there, as `nnsearch.store.timings` picks for readers without one
+    query = (select(LatencyRun.height, LatencyRun.width, LatencyRun.threads)
+             .join(TrialLink, TrialLink.nn == LatencyRun.nn)
+             .where(TrialLink.study == study, LatencyRun.device == device)
+             .order_by((LatencyRun.height * LatencyRun.width).desc(), LatencyRun.threads).limit(1))
+    row = store.reading(lambda conn: conn.execute(query).first())
+    return None if row is None else (int(row.height), int(row.width), int(row.threads))
 
 
 def stored_predictor(store: Store, study: str, space: SearchSpace, device: str) -> LatencyFn | None:
