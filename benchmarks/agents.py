@@ -52,19 +52,43 @@ _DONE_LINE = re.compile(r"job (\d+) \S+: [\d.]+ ms")
 
 def agent(db: str, device: str, name: str, log: Path) -> subprocess.Popen:
     """An `nnsearch agent` process writing its output to `log`."""
-    command = [sys.executable, "-m", "nnsearch", "agent", "--device", device, "--db", db, "--lease", str(LEASE_S),
-               "--poll", "0.3", "--name", name]
+    command = [
+        sys.executable,
+        "-m",
+        "nnsearch",
+        "agent",
+        "--device",
+        device,
+        "--db",
+        db,
+        "--lease",
+        str(LEASE_S),
+        "--poll",
+        "0.3",
+        "--name",
+        name,
+    ]
     return subprocess.Popen(command, env=_env(), stdout=log.open("a"), stderr=subprocess.STDOUT, cwd=log.parent)
 
 
 def _env() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (str(ROOT), os.environ.get("PYTHONPATH")))),
-            "PYTHONUNBUFFERED": "1"}
+    return {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, (str(ROOT), os.environ.get("PYTHONPATH")))),
+        "PYTHONUNBUFFERED": "1",
+    }
 
 
 def jobs(store: Store, device: str) -> list:
-    query = select(MeasureJob.id, MeasureJob.kind, MeasureJob.state, MeasureJob.agent, MeasureJob.attempts,
-                   MeasureJob.created_at, MeasureJob.finished_at).where(MeasureJob.device == device)
+    query = select(
+        MeasureJob.id,
+        MeasureJob.kind,
+        MeasureJob.state,
+        MeasureJob.agent,
+        MeasureJob.attempts,
+        MeasureJob.created_at,
+        MeasureJob.finished_at,
+    ).where(MeasureJob.device == device)
     return store.reading(lambda conn: conn.execute(query).all())
 
 
@@ -90,18 +114,56 @@ def main(argv: list[str] | None = None) -> int:
         store = Store(db)
         logs = [work / "agent0.log", work / "agent1.log", work / "agent0-restarted.log"]
         agents = [agent(db, device, f"agent{i}", logs[i]) for i in range(2)]
-        count = lambda: store.reading(lambda conn: conn.scalar(  # noqa: E731
-            select(func.count()).select_from(MeasureAgent).where(MeasureAgent.device == device)))
+        count = lambda: store.reading(  # noqa: E731
+            lambda conn: conn.scalar(
+                select(func.count()).select_from(MeasureAgent).where(MeasureAgent.device == device)
+            )
+        )
         wait(lambda: count() == 2, 300, "both agents to register")
         env = {**_env(), "NNSEARCH_CACHE": str(work / "cache")}
         search = subprocess.Popen(
-            [sys.executable, "-m", "nnsearch", "search", "--db", db, "--study", study, "--trials", str(trials),
-             "--space", "tiny", "--steps", "6", "--epochs", "2", "--batch", "2", "--crops", "32",
-             "--teacher-steps", "20", "--teacher-margin=-inf", "--max-side", "64", "--resolution", f"{side}x{side}",
-             "--no-early-stop", "--device", device],
-            env=env, cwd=work, stdout=(work / "search.log").open("w"), stderr=subprocess.STDOUT)
-        wait(lambda: any(j.state == "running" and j.agent == "agent0" for j in jobs(store, device)), 600,
-             "agent0 to hold a job")
+            [
+                sys.executable,
+                "-m",
+                "nnsearch",
+                "search",
+                "--db",
+                db,
+                "--study",
+                study,
+                "--trials",
+                str(trials),
+                "--space",
+                "tiny",
+                "--steps",
+                "6",
+                "--epochs",
+                "2",
+                "--batch",
+                "2",
+                "--crops",
+                "32",
+                "--teacher-steps",
+                "20",
+                "--teacher-margin=-inf",
+                "--max-side",
+                "64",
+                "--resolution",
+                f"{side}x{side}",
+                "--no-early-stop",
+                "--device",
+                device,
+            ],
+            env=env,
+            cwd=work,
+            stdout=(work / "search.log").open("w"),
+            stderr=subprocess.STDOUT,
+        )
+        wait(
+            lambda: any(j.state == "running" and j.agent == "agent0" for j in jobs(store, device)),
+            600,
+            "agent0 to hold a job",
+        )
         agents[0].send_signal(signal.SIGKILL)
         agents[0].wait()
         print("agents: killed agent0 (SIGKILL) while it held a job; restarting it", flush=True)
@@ -114,9 +176,13 @@ def main(argv: list[str] | None = None) -> int:
             process.wait(timeout=120)
         rows = jobs(store, device)
         reported = Counter(int(m.group(1)) for log in logs for m in _DONE_LINE.finditer(log.read_text()))
-        measured = store.reading(lambda conn: conn.execute(
-            select(LatencyRun.nn, func.count()).where(LatencyRun.device == device, LatencyRun.kind == "measured")
-            .group_by(LatencyRun.nn)).all())
+        measured = store.reading(
+            lambda conn: conn.execute(
+                select(LatencyRun.nn, func.count())
+                .where(LatencyRun.device == device, LatencyRun.kind == "measured")
+                .group_by(LatencyRun.nn)
+            ).all()
+        )
         duplicates = sum(n > 1 for n in reported.values()) + sum(n > 1 for _, n in measured)
         lost = sum(j.state not in ("done", "failed") for j in rows)
         recoveries = sum(j.attempts > 1 for j in rows)
@@ -124,15 +190,20 @@ def main(argv: list[str] | None = None) -> int:
         done = sum(j.state == "done" for j in rows)
         accuracy = prediction_accuracy(store, device)
         by_kind = Counter(j.kind for j in rows)
-        print(f"agents: {trials} trials at {side}x{side}; {by_kind['probe']} probe and {by_kind['model']} model jobs; "
-              f"{sum(j.state == 'failed' for j in rows)} failed; split "
-              f"{dict(sorted(Counter((j.agent or '').split('@')[0] for j in rows).items()))}", flush=True)
+        print(
+            f"agents: {trials} trials at {side}x{side}; {by_kind['probe']} probe and {by_kind['model']} model jobs; "
+            f"{sum(j.state == 'failed' for j in rows)} failed; split "
+            f"{dict(sorted(Counter((j.agent or '').split('@')[0] for j in rows).items()))}",
+            flush=True,
+        )
         if accuracy is not None:
             print(f"agents: {accuracy.line()}")
         store.dispose()
-    print(f"agents: jobs={len(rows)} jobs_per_min={done / minutes:.1f} duplicate_jobs={duplicates} lost_jobs={lost} "
-          f"lease_recoveries={recoveries} within10={accuracy.within10 if accuracy else float('nan'):.2f} "
-          f"spearman={accuracy.spearman if accuracy else float('nan'):.3f}")
+    print(
+        f"agents: jobs={len(rows)} jobs_per_min={done / minutes:.1f} duplicate_jobs={duplicates} lost_jobs={lost} "
+        f"lease_recoveries={recoveries} within10={accuracy.within10 if accuracy else float('nan'):.2f} "
+        f"spearman={accuracy.spearman if accuracy else float('nan'):.3f}"
+    )
     return 0
 
 

@@ -55,8 +55,10 @@ def main(argv: list[str] | None = None) -> None:
         stored = load_stored_model(store, best["nn"])
         store.dispose()
     student = build_model(stored, (1, 3, 64, 64))
-    print(f"best demo student {best['nn']}: {stored.arch.describe()}, validation PSNR {best['psnr']:.2f} dB "
-          f"on the built-in data")
+    print(
+        f"best demo student {best['nn']}: {stored.arch.describe()}, validation PSNR {best['psnr']:.2f} dB "
+        f"on the built-in data"
+    )
     name = f"student {best['nn']}"
     teacher = ("teacher (shipped cpu)", load_teacher("cpu", load_data(), verbose=False).module)
     gains, per_pair, teacher_gains = {}, [], {}
@@ -69,10 +71,12 @@ def main(argv: list[str] | None = None) -> None:
         teacher_gains[folder.name] = evaluation.gain(teacher[0])
         table = evaluation.scores.pivot(index="pair", columns="method", values="psnr")
         per_pair += list(table[name] - table[NOISY])
-    print(f"builtin_transfer: gain_db={np.mean(per_pair):.2f} "
-          + " ".join(f"{k}_gain_db={v:.2f}" for k, v in gains.items())
-          + f" worst_pair_gain_db={min(per_pair):.2f} "
-          + " ".join(f"teacher_{k}_gain_db={v:.2f}" for k, v in teacher_gains.items()))
+    print(
+        f"builtin_transfer: gain_db={np.mean(per_pair):.2f} "
+        + " ".join(f"{k}_gain_db={v:.2f}" for k, v in gains.items())
+        + f" worst_pair_gain_db={min(per_pair):.2f} "
+        + " ".join(f"teacher_{k}_gain_db={v:.2f}" for k, v in teacher_gains.items())
+    )
 
 
 if __name__ == "__main__":

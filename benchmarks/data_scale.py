@@ -74,13 +74,26 @@ def run_one(folder: str, steps: int, workers: int) -> None:
     # validation on full 12 MP images measures the model, not the loader: validate on one pair
     result = distill(build_student(arch), targets, data.val[:1], config)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"load_s": load_s, "peak_mb": peak_mb, "samples_per_s": result.final.samples_per_s,
-                      "pairs": len(data.train) + len(data.val)}))
+    print(
+        json.dumps(
+            {
+                "load_s": load_s,
+                "peak_mb": peak_mb,
+                "samples_per_s": result.final.samples_per_s,
+                "pairs": len(data.train) + len(data.val),
+            }
+        )
+    )
 
 
 def measure(folder: Path, steps: int, workers: int, env: dict) -> dict:
-    done = subprocess.run([sys.executable, __file__, "--run", str(folder), "--steps", str(steps),
-                           "--workers", str(workers)], env=env, capture_output=True, text=True, check=False)
+    done = subprocess.run(
+        [sys.executable, __file__, "--run", str(folder), "--steps", str(steps), "--workers", str(workers)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if done.returncode != 0:
         raise SystemExit(f"run on {folder} failed:\n{done.stderr}")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -119,12 +132,16 @@ def main() -> None:
         print(f"inline: {runs['inline']}\nworkers ({workers}): {runs['workers']}", flush=True)
     ratio = runs["large"]["peak_mb"] / runs["small"]["peak_mb"]
     inline, parallel = runs["inline"]["samples_per_s"], runs["workers"]["samples_per_s"]
-    print(f"peak RSS {runs['small']['peak_mb']:.0f} MB ({small} pairs) vs {runs['large']['peak_mb']:.0f} MB "
-          f"({large} pairs): {'ok' if ratio <= 1.3 else 'FAIL'} (<= 1.3); loader workers "
-          f"{'ok' if parallel >= 0.9 * inline else 'SLOWER'} ({parallel / inline:.2f}x inline, {os.cpu_count()} cores)")
-    print(f"data_scale: rss_ratio={ratio:.3f} load_s_small={runs['small']['load_s']:.2f} "
-          f"load_s_large={runs['large']['load_s']:.2f} samples_per_s_inline={inline:.1f} "
-          f"samples_per_s_workers={parallel:.1f}")
+    print(
+        f"peak RSS {runs['small']['peak_mb']:.0f} MB ({small} pairs) vs {runs['large']['peak_mb']:.0f} MB "
+        f"({large} pairs): {'ok' if ratio <= 1.3 else 'FAIL'} (<= 1.3); loader workers "
+        f"{'ok' if parallel >= 0.9 * inline else 'SLOWER'} ({parallel / inline:.2f}x inline, {os.cpu_count()} cores)"
+    )
+    print(
+        f"data_scale: rss_ratio={ratio:.3f} load_s_small={runs['small']['load_s']:.2f} "
+        f"load_s_large={runs['large']['load_s']:.2f} samples_per_s_inline={inline:.1f} "
+        f"samples_per_s_workers={parallel:.1f}"
+    )
 
 
 if __name__ == "__main__":

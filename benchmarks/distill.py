@@ -79,25 +79,38 @@ class Settings:
 
 def parse_args(argv: list[str] | None = None) -> Settings:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true",
-                        help="polyu at <= 256 px, 600 student steps, teacher 1200 steps (default: full size, "
-                             "1200 and 3000)")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="polyu at <= 256 px, 600 student steps, teacher 1200 steps (default: full size, 1200 and 3000)",
+    )
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--teacher-steps", type=int, help="default 1200 quick, 3000 full")
     parser.add_argument("--steps", type=int, help="student steps per candidate (default 600 quick, 1200 full)")
-    parser.add_argument("--train", action="append", metavar="SPEC",
-                        help="training data spec, repeatable, e.g. clean:../shared/data/clean/kodak24 for synthetic "
-                             "noise (default: the real pairs of ../shared/data/real/polyu)")
-    parser.add_argument("--eval", action="append", metavar="FOLDER",
-                        help="real-pair folder to evaluate on, repeatable (default: ../shared/data/real/nam)")
+    parser.add_argument(
+        "--train",
+        action="append",
+        metavar="SPEC",
+        help="training data spec, repeatable, e.g. clean:../shared/data/clean/kodak24 for synthetic "
+        "noise (default: the real pairs of ../shared/data/real/polyu)",
+    )
+    parser.add_argument(
+        "--eval",
+        action="append",
+        metavar="FOLDER",
+        help="real-pair folder to evaluate on, repeatable (default: ../shared/data/real/nam)",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "benchmarks" / "distill.png")
     a = parser.parse_args(argv)
     steps = a.steps or (600 if a.quick else 1200)
     return Settings(
-        train=a.train or [str(SHARED / "real" / "polyu")], real=a.eval or [str(SHARED / "real" / "nam")],
-        max_side=256 if a.quick else None, teacher_steps=a.teacher_steps or (1200 if a.quick else 3000),
+        train=a.train or [str(SHARED / "real" / "polyu")],
+        real=a.eval or [str(SHARED / "real" / "nam")],
+        max_side=256 if a.quick else None,
+        teacher_steps=a.teacher_steps or (1200 if a.quick else 3000),
         distill=DistillConfig(steps=steps, epochs=2, batch=8, crops=(48, 64), alpha=0.9),
-        seeds=list(range(a.seeds)), out=a.out,
+        seeds=list(range(a.seeds)),
+        out=a.out,
     )
 
 
@@ -107,9 +120,13 @@ def training_data(specs: list[str], max_side: int | None) -> DenoiseData:
     if len(parts) == 1:
         return parts[0]
     merged = hashlib.sha256("".join(p.fingerprint for p in parts).encode()).hexdigest()
-    return DenoiseData(name="+".join(p.name for p in parts), train=sum((p.train for p in parts), ()),
-                       val=sum((p.val for p in parts), ()), fingerprint=merged,
-                       source=" + ".join(p.source for p in parts))
+    return DenoiseData(
+        name="+".join(p.name for p in parts),
+        train=sum((p.train for p in parts), ()),
+        val=sum((p.val for p in parts), ()),
+        fingerprint=merged,
+        source=" + ".join(p.source for p in parts),
+    )
 
 
 def real_pairs(folders: list[str]) -> list[ImagePair]:
@@ -155,10 +172,17 @@ def plot(rows: list[dict], teacher_db: float, noisy_db: float, out: Path) -> Non
     axes[0].axhline(teacher_db, color="k", ls="--", lw=1, label=f"teacher {teacher_db:.2f} dB")
     axes[0].axhline(noisy_db, color="0.5", ls=":", lw=1, label=f"noisy input {noisy_db:.2f} dB")
     low = min(noisy_db, *(r["psnr_alpha0"] for r in rows), *(r["psnr_alpha0.9"] for r in rows)) - 0.5
-    axes[0].set(xticks=seeds, xlabel="seed", ylabel="PSNR on real pairs (dB)", ylim=(low, teacher_db + 0.5),
-                title="student PSNR per seed")
+    axes[0].set(
+        xticks=seeds,
+        xlabel="seed",
+        ylabel="PSNR on real pairs (dB)",
+        ylim=(low, teacher_db + 0.5),
+        title="student PSNR per seed",
+    )
     axes[0].legend(fontsize=8)
-    axes[1].bar([s - width / 2 for s in seeds], [r["seconds_uncached"] for r in rows], width, label="teacher run per candidate")
+    axes[1].bar(
+        [s - width / 2 for s in seeds], [r["seconds_uncached"] for r in rows], width, label="teacher run per candidate"
+    )
     axes[1].bar([s + width / 2 for s in seeds], [r["seconds_cached"] for r in rows], width, label="outputs from cache")
     axes[1].set(xticks=seeds, xlabel="seed", ylabel="seconds per candidate", title="time per candidate")
     axes[1].legend(fontsize=8)
@@ -187,10 +211,12 @@ def main(argv: list[str] | None = None) -> None:
     arch = space.reference("tiny-unet")
     multiple = 2 ** (space.max_levels - 1)
     params = sum(p.numel() for p in build_student(arch).parameters())
-    log(f"distill: train {data.name} ({len(data.train)} train / {len(data.val)} val, max side {s.max_side}); "
+    log(
+        f"distill: train {data.name} ({len(data.train)} train / {len(data.val)} val, max side {s.max_side}); "
         f"real pairs {len(real)} from {', '.join(Path(r).name for r in s.real)}; student tiny-unet ({params:,} "
         f"parameters), {s.distill.steps} steps x batch {s.distill.batch}, crops {list(s.distill.crops)}; "
-        f"teacher preset cpu, {s.teacher_steps} steps; seeds {s.seeds}; torch threads {torch.get_num_threads()}")
+        f"teacher preset cpu, {s.teacher_steps} steps; seeds {s.seeds}; torch threads {torch.get_num_threads()}"
+    )
 
     teacher = load_or_train_teacher(teacher_config("cpu", s.teacher_steps), data, device=torch.device("cpu"))
     log(f"teacher ready ({sum(p.numel() for p in teacher.parameters()):,} parameters)")
@@ -213,13 +239,23 @@ def main(argv: list[str] | None = None) -> None:
                 same = same_weights(student, uncached)
                 _, plain, _ = candidate(arch, data, replace(kd, alpha=0.0), None, multiple, cache=True)
                 kd_db, plain_db = mean_quality(student, real)["psnr"], mean_quality(plain, real)["psnr"]
-                rows.append({"seed": seed, "psnr_alpha0.9": round(kd_db, 4), "psnr_alpha0": round(plain_db, 4),
-                             "gain_db": round(kd_db - plain_db, 4), "seconds_cached": round(cached_s, 2),
-                             "seconds_uncached": round(uncached_s, 2), "cache_write_s": round(write_s, 2),
-                             "identical_students": same})
-                log(f"seed {seed}: alpha 0.9 {kd_db:.2f} dB, alpha 0 {plain_db:.2f} dB (gain {kd_db - plain_db:+.3f}); "
+                rows.append(
+                    {
+                        "seed": seed,
+                        "psnr_alpha0.9": round(kd_db, 4),
+                        "psnr_alpha0": round(plain_db, 4),
+                        "gain_db": round(kd_db - plain_db, 4),
+                        "seconds_cached": round(cached_s, 2),
+                        "seconds_uncached": round(uncached_s, 2),
+                        "cache_write_s": round(write_s, 2),
+                        "identical_students": same,
+                    }
+                )
+                log(
+                    f"seed {seed}: alpha 0.9 {kd_db:.2f} dB, alpha 0 {plain_db:.2f} dB (gain {kd_db - plain_db:+.3f}); "
                     f"candidate {uncached_s:.1f} s running the teacher vs {cached_s:.1f} s from the cache "
-                    f"(writing the cache {write_s:.1f} s); cached and uncached students identical: {same}")
+                    f"(writing the cache {write_s:.1f} s); cached and uncached students identical: {same}"
+                )
         finally:
             if user_cache is None:
                 os.environ.pop("NNSEARCH_CACHE", None)
@@ -234,12 +270,16 @@ def main(argv: list[str] | None = None) -> None:
     write_csv(rows, s.out.with_suffix(".csv"))
     log(f"wrote {s.out} and {s.out.with_suffix('.csv')}")
     gains = ", ".join(f"{r['gain_db']:+.3f}" for r in rows)
-    print(f"mean over {len(rows)} seeds: alpha 0.9 {student_db:.2f} dB, alpha 0 {plain_mean:.2f} dB "
-          f"(gain per seed {gains}); time per candidate "
-          f"{statistics.mean(r['seconds_uncached'] for r in rows):.1f} s without vs "
-          f"{statistics.mean(r['seconds_cached'] for r in rows):.1f} s with the cache")
-    print(f"distill: kd_gain_db={kd_gain:.2f} cache_speedup={speedup:.2f} teacher_db={teacher_db:.1f} "
-          f"student_db={student_db:.1f} noisy_db={noisy_db:.1f}")
+    print(
+        f"mean over {len(rows)} seeds: alpha 0.9 {student_db:.2f} dB, alpha 0 {plain_mean:.2f} dB "
+        f"(gain per seed {gains}); time per candidate "
+        f"{statistics.mean(r['seconds_uncached'] for r in rows):.1f} s without vs "
+        f"{statistics.mean(r['seconds_cached'] for r in rows):.1f} s with the cache"
+    )
+    print(
+        f"distill: kd_gain_db={kd_gain:.2f} cache_speedup={speedup:.2f} teacher_db={teacher_db:.1f} "
+        f"student_db={student_db:.1f} noisy_db={noisy_db:.1f}"
+    )
 
 
 if __name__ == "__main__":

@@ -63,8 +63,13 @@ def log(message: str) -> None:
 
 def student(widths: str, blocks: str, skips: str, block: str = "residual", downsample: str = "conv") -> Arch:
     """A litedenoise student from compact text, e.g. student('8-16-32', '000', 'add/add', 'plain')."""
-    return Arch(widths=tuple(int(w) for w in widths.split("-")), blocks=tuple(int(b) for b in blocks),
-                skips=tuple(skips.split("/")), block=block, downsample=downsample)
+    return Arch(
+        widths=tuple(int(w) for w in widths.split("-")),
+        blocks=tuple(int(b) for b in blocks),
+        skips=tuple(skips.split("/")),
+        block=block,
+        downsample=downsample,
+    )
 
 
 #: The small student trained with several seeds (with LiteDenoiseNet) for the noise floor.
@@ -103,8 +108,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--multiple", type=int, default=8, help="long budget / brief budget in steps (default 8)")
     parser.add_argument("--long-crops", help="crops of the continuation (default 48,64,96 quick, 64,128,256 full)")
     parser.add_argument("--alpha", type=float, help="weight of the teacher term (default 0 quick, 0.9 full)")
-    parser.add_argument("--vary-plan", action=argparse.BooleanOptionalAction, default=None,
-                        help="seeds also change the batch plan, not only the initial weights (default: full mode)")
+    parser.add_argument(
+        "--vary-plan",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="seeds also change the batch plan, not only the initial weights (default: full mode)",
+    )
     parser.add_argument("--eval-pairs", type=int, help="nam pairs evaluated at full resolution (default 5 quick, all)")
     parser.add_argument("--threads", type=int, help="torch threads (default torch's; 1 on a busy machine)")
     parser.add_argument("--train", default=str(SHARED / "polyu"), help="training pairs (default polyu)")
@@ -116,7 +125,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"--students must be between 3 and {len(STUDENTS) + 1}")
     if args.multiple < 2 or args.seeds < 2:
         parser.error("--multiple and --seeds must be at least 2")
-    args.long_crops = tuple(int(c) for c in (args.long_crops or ("48,64,96" if args.quick else "64,128,256")).split(","))
+    args.long_crops = tuple(
+        int(c) for c in (args.long_crops or ("48,64,96" if args.quick else "64,128,256")).split(",")
+    )
     args.alpha = (0.0 if args.quick else DistillConfig().alpha) if args.alpha is None else args.alpha
     args.vary_plan = (not args.quick) if args.vary_plan is None else args.vary_plan
     args.max_side = 256 if args.quick else None
@@ -142,8 +153,9 @@ def evenly(items: list, count: int | None) -> list:
 
 def nam_psnr(models: dict[str, torch.nn.Module], pairs: list) -> dict[str, float]:
     """Mean full-resolution PSNR of each model on `pairs`."""
-    evaluation = evaluate_methods([model_method(name, model) for name, model in models.items()], pairs,
-                                  keep=0, verbose=False)
+    evaluation = evaluate_methods(
+        [model_method(name, model) for name, model in models.items()], pairs, keep=0, verbose=False
+    )
     return evaluation.scores.groupby("method")["psnr"].mean().to_dict()
 
 
@@ -153,7 +165,7 @@ def main(argv: list[str] | None = None) -> None:
         torch.set_num_threads(args.threads)
     space = load_space("litedenoise")
     lite = replace(space.reference("LiteDenoiseNet"), label=None)
-    archs = list(STUDENTS[:args.students - 1]) + [lite]
+    archs = list(STUDENTS[: args.students - 1]) + [lite]
     archs = archs if SMALL in archs else [SMALL] + archs[1:]  # the noise-floor student is always one of them
     runs = [Run(arch, 0, arch.describe()) for arch in archs]
     runs += [Run(arch, seed, arch.describe()) for arch in (SMALL, lite) for seed in range(1, args.seeds)]
@@ -163,12 +175,14 @@ def main(argv: list[str] | None = None) -> None:
     brief = DistillConfig(alpha=args.alpha)  # the study's default per-candidate budget
     brief = replace(brief, steps=args.brief_steps) if args.brief_steps else brief
     long_steps = args.multiple * brief.steps
-    log(f"train {data.name}: {len(data.train)} train / {len(data.val)} val (max side {args.max_side}); evaluate on "
+    log(
+        f"train {data.name}: {len(data.train)} train / {len(data.val)} val (max side {args.max_side}); evaluate on "
         f"{len(pairs)} {real.name} pairs at full resolution; {len(archs)} students, {args.seeds} seeds of "
         f"{SMALL.describe()} and LiteDenoiseNet ({'initial weights and batch plan' if args.vary_plan else 'initial weights'}"
         f"); brief {brief.steps} steps crops {list(brief.crops)}, long {long_steps} steps in all (continued "
         f"{long_steps - brief.steps} steps, crops {list(args.long_crops)}); alpha {args.alpha}; "
-        f"torch threads {torch.get_num_threads()}")
+        f"torch threads {torch.get_num_threads()}"
+    )
     rows: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="fidelity-") as scratch:
         stores = {}
@@ -177,16 +191,32 @@ def main(argv: list[str] | None = None) -> None:
             chosen = [r.arch for r in runs if r.seed == seed]
             log(f"brief: seed {seed}, {len(chosen)} students as a study's candidates")
             plan_seed = seed if args.vary_plan else 0
-            config = StudyConfig.build(name=f"fidelity-seed{seed}", space=space, data=args.train,
-                                 max_side=args.max_side, distill=replace(brief, seed=plan_seed), seed=seed,
-                                 sampler="random", early_stop=None,
-                                 latency=LatencyConfig(height=1088, width=1920, threads=1, measure=False))
+            config = StudyConfig.build(
+                name=f"fidelity-seed{seed}",
+                space=space,
+                data=args.train,
+                max_side=args.max_side,
+                distill=replace(brief, seed=plan_seed),
+                seed=seed,
+                sampler="random",
+                early_stop=None,
+                latency=LatencyConfig(height=1088, width=1920, threads=1, measure=False),
+            )
             results = train_as_candidates(config, stores[seed], chosen, data=data, results_root=Path(scratch))
             for run in (r for r in runs if r.seed == seed):
                 row = results[results["nn"] == run.arch.name].iloc[0]
-                rows.append({"nn": run.arch.name, "student": run.label, "seed": seed, "reference": run.arch == lite,
-                             "macs_g": row["macs"] / 1e9, "params": int(row["params"]),
-                             "latency_ms": row["latency_ms"], "brief_val_psnr": row["psnr"]})
+                rows.append(
+                    {
+                        "nn": run.arch.name,
+                        "student": run.label,
+                        "seed": seed,
+                        "reference": run.arch == lite,
+                        "macs_g": row["macs"] / 1e9,
+                        "params": int(row["params"]),
+                        "latency_ms": row["latency_ms"],
+                        "brief_val_psnr": row["psnr"],
+                    }
+                )
         table = pd.DataFrame(rows)
         log("brief: evaluating on nam")
         brief_models = {f"{r.nn}/{r.seed}": as_module(_stored(stores[r.seed], r.nn)) for r in table.itertuples()}
@@ -198,14 +228,26 @@ def main(argv: list[str] | None = None) -> None:
             r = table.loc[index]
             plan_seed = int(r["seed"]) if args.vary_plan else 0
             config = with_defaults(replace(brief, seed=plan_seed), long_steps - brief.steps, args.long_crops, None)
-            log(f"long {done}/{len(order)}: {r['student']} seed {r['seed']} ({r['macs_g']:.1f} GMAC), "
-                f"{config.steps} more steps")
-            stored = train_further(stores[r["seed"]], r["nn"], config, data=data, data_spec=args.train,
-                                   max_side=args.max_side, verbose=True, resume=False)
+            log(
+                f"long {done}/{len(order)}: {r['student']} seed {r['seed']} ({r['macs_g']:.1f} GMAC), "
+                f"{config.steps} more steps"
+            )
+            stored = train_further(
+                stores[r["seed"]],
+                r["nn"],
+                config,
+                data=data,
+                data_spec=args.train,
+                max_side=args.max_side,
+                verbose=True,
+                resume=False,
+            )
             table.loc[index, "long_nam_psnr"] = nam_psnr({"m": as_module(stored)}, pairs)["m"]
             table.loc[index, "long_val_psnr"] = _final_psnr(stores[r["seed"]], r["nn"], stored.prm_uid)
-            log(f"long {done}/{len(order)}: nam {table.loc[index, 'brief_nam_psnr']:.2f} dB after {brief.steps} "
-                f"steps -> {table.loc[index, 'long_nam_psnr']:.2f} dB after {long_steps}")
+            log(
+                f"long {done}/{len(order)}: nam {table.loc[index, 'brief_nam_psnr']:.2f} dB after {brief.steps} "
+                f"steps -> {table.loc[index, 'long_nam_psnr']:.2f} dB after {long_steps}"
+            )
             _write_csv(table, args.out)
         for store in stores.values():
             store.dispose()
@@ -225,8 +267,9 @@ def _final_psnr(store: Store, nn: str, prm: str) -> float:
     from nnsearch.store.schema import Stat
 
     with store.read() as connection:
-        rows = connection.execute(select(Stat.epoch, Stat.accuracy).where(
-            Stat.nn == nn, Stat.prm == prm, Stat.metric == "psnr")).all()
+        rows = connection.execute(
+            select(Stat.epoch, Stat.accuracy).where(Stat.nn == nn, Stat.prm == prm, Stat.metric == "psnr")
+        ).all()
     return float(max(rows)[1]) if rows else float("nan")
 
 
@@ -241,8 +284,11 @@ def report(table: pd.DataFrame, args: argparse.Namespace, brief_steps: int, long
     """Print the per-student table, the rank agreement, the regret and the noise floor; write CSV and PNG."""
     main_runs = table[table["seed"] == 0].sort_values("latency_ms").reset_index(drop=True)
     lite = main_runs[main_runs["reference"]].iloc[0]
-    print(main_runs[["student", "latency_ms", "macs_g", "brief_val_psnr", "brief_nam_psnr", "long_nam_psnr"]]
-          .to_string(index=False, float_format="%.2f"))
+    print(
+        main_runs[["student", "latency_ms", "macs_g", "brief_val_psnr", "brief_nam_psnr", "long_nam_psnr"]].to_string(
+            index=False, float_format="%.2f"
+        )
+    )
     eligible = (main_runs["latency_ms"] <= lite["latency_ms"]).to_numpy()
     agreement = rank_agreement(main_runs["brief_nam_psnr"], main_runs["long_nam_psnr"])
     regret = regret_db(main_runs["brief_nam_psnr"], main_runs["long_nam_psnr"], eligible)
@@ -250,28 +296,37 @@ def report(table: pd.DataFrame, args: argparse.Namespace, brief_steps: int, long
     study_regret = regret_db(main_runs["brief_val_psnr"], main_runs["long_nam_psnr"], eligible)
     floors = {}
     for budget in ("brief", "long"):
-        seeded = {name: group[f"{budget}_nam_psnr"].tolist() for name, group in table.groupby("student")
-                  if len(group) > 1}
+        seeded = {
+            name: group[f"{budget}_nam_psnr"].tolist() for name, group in table.groupby("student") if len(group) > 1
+        }
         for name, values in seeded.items():
-            print(f"noise floor, {budget} ({len(values)} seeds) {name}: nam PSNR {min(values):.2f}..{max(values):.2f} "
-                  f"dB, spread {max(values) - min(values):.3f} dB, std {np.std(values, ddof=1):.3f} dB")
+            print(
+                f"noise floor, {budget} ({len(values)} seeds) {name}: nam PSNR {min(values):.2f}..{max(values):.2f} "
+                f"dB, spread {max(values) - min(values):.3f} dB, std {np.std(values, ddof=1):.3f} dB"
+            )
         floors[budget] = noise_floor(seeded)
     best_long = main_runs.loc[main_runs[eligible]["long_nam_psnr"].idxmax()]
     print(f"rank agreement, brief nam vs long nam: {agreement.line()}")
     print(f"rank agreement, brief validation (what the study ranks by) vs long nam: {study_view.line()}")
-    print(f"regret within LiteDenoiseNet's latency ({lite['latency_ms']:.1f} ms, {int(eligible.sum())} students): "
-          f"choosing by brief nam PSNR loses {regret:.3f} dB, by brief validation PSNR {study_regret:.3f} dB; "
-          f"noise floor at the long budget {floors['long']:.3f} dB (regret exceeds it: "
-          f"{exceeds(regret, floors['long'])})")
+    print(
+        f"regret within LiteDenoiseNet's latency ({lite['latency_ms']:.1f} ms, {int(eligible.sum())} students): "
+        f"choosing by brief nam PSNR loses {regret:.3f} dB, by brief validation PSNR {study_regret:.3f} dB; "
+        f"noise floor at the long budget {floors['long']:.3f} dB (regret exceeds it: "
+        f"{exceeds(regret, floors['long'])})"
+    )
     margin = best_long["long_nam_psnr"] - lite["long_nam_psnr"]
-    print(f"best at the long budget within the latency: {best_long['student']} {best_long['long_nam_psnr']:.2f} dB, "
-          f"{margin:+.3f} dB vs LiteDenoiseNet (exceeds the floor: {exceeds(margin, floors['long'])})")
+    print(
+        f"best at the long budget within the latency: {best_long['student']} {best_long['long_nam_psnr']:.2f} dB, "
+        f"{margin:+.3f} dB vs LiteDenoiseNet (exceeds the floor: {exceeds(margin, floors['long'])})"
+    )
     csv_path = _write_csv(table, args.out)
     png_path = plot(table, args.out / "fidelity.png", brief_steps, long_steps)
     log(f"wrote {csv_path} and {png_path}")
-    print(f"fidelity: n={agreement.n} kendall_tau={agreement.kendall_tau:.3f} spearman={agreement.spearman:.3f} "
-          f"top3_overlap={agreement.top_overlap} regret_db={regret:.3f} brief_steps={brief_steps} "
-          f"long_steps={long_steps} noise_floor_brief_db={floors['brief']:.3f} noise_floor_long_db={floors['long']:.3f}")
+    print(
+        f"fidelity: n={agreement.n} kendall_tau={agreement.kendall_tau:.3f} spearman={agreement.spearman:.3f} "
+        f"top3_overlap={agreement.top_overlap} regret_db={regret:.3f} brief_steps={brief_steps} "
+        f"long_steps={long_steps} noise_floor_brief_db={floors['brief']:.3f} noise_floor_long_db={floors['long']:.3f}"
+    )
 
 
 def plot(table: pd.DataFrame, path: Path, brief_steps: int, long_steps: int) -> Path:
@@ -287,10 +342,23 @@ def plot(table: pd.DataFrame, path: Path, brief_steps: int, long_steps: int) -> 
         xerr = [[x.mean() - x.min()], [x.max() - x.mean()]]
         yerr = [[y.mean() - y.min()], [y.max() - y.mean()]]
         reference = bool(group["reference"].iloc[0])
-        ax.errorbar(x.mean(), y.mean(), xerr=xerr, yerr=yerr, fmt="*" if reference else "o", capsize=3,
-                    markersize=12 if reference else 6, color="crimson" if reference else "tab:blue")
-        ax.annotate("LiteDenoiseNet" if reference else f"{group['latency_ms'].iloc[0]:.0f} ms", (x.mean(), y.mean()),
-                    fontsize=7, xytext=(4, 4), textcoords="offset points")
+        ax.errorbar(
+            x.mean(),
+            y.mean(),
+            xerr=xerr,
+            yerr=yerr,
+            fmt="*" if reference else "o",
+            capsize=3,
+            markersize=12 if reference else 6,
+            color="crimson" if reference else "tab:blue",
+        )
+        ax.annotate(
+            "LiteDenoiseNet" if reference else f"{group['latency_ms'].iloc[0]:.0f} ms",
+            (x.mean(), y.mean()),
+            fontsize=7,
+            xytext=(4, 4),
+            textcoords="offset points",
+        )
     ax.set_xlabel(f"nam PSNR after {brief_steps} steps (a study's candidate), dB")
     ax.set_ylabel(f"nam PSNR after {long_steps} steps (continued as nnsearch train), dB")
     ax.set_title("Brief vs long training (labels: predicted latency at 1088x1920)", fontsize=9)

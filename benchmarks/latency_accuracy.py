@@ -38,11 +38,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from nnsearch.common.progress import progress  # noqa: E402
 from nnsearch.latency import probes as lut_probes  # noqa: E402
 from nnsearch.latency import table as latency  # noqa: E402
 from nnsearch.latency import tflite  # noqa: E402
 from nnsearch.model.arch import Arch  # noqa: E402
-from nnsearch.common.progress import progress  # noqa: E402
 from nnsearch.model.space import load_space  # noqa: E402
 from nnsearch.model.student import build_student  # noqa: E402
 
@@ -73,13 +73,21 @@ def parse_args(argv: list[str] | None = None) -> Settings:
     parser.add_argument("--calib", type=int, default=6, help="other students that fit the calibrations")
     parser.add_argument("--passes", type=int, help="interleaved timing passes, even, >= 2 (default 4 quick, 2 full)")
     parser.add_argument("--runs", type=int, help="timed calls per whole model per pass (default 2 quick, 1 full)")
-    parser.add_argument("--probe-runs", type=int,
-                        help="timed calls per probe per pass, more for short probes (default 2 quick, 1 full)")
+    parser.add_argument(
+        "--probe-runs", type=int, help="timed calls per probe per pass, more for short probes (default 2 quick, 1 full)"
+    )
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--clock", choices=("auto", "wall"), default="auto",
-                        help="auto: the library's thread CPU time; wall: wall clock (to see what contention does)")
-    parser.add_argument("--out", type=Path, help="scatter PNG (default results/benchmarks/latency_accuracy[_quick].png;"
-                                                 " the CSV goes next to it)")
+    parser.add_argument(
+        "--clock",
+        choices=("auto", "wall"),
+        default="auto",
+        help="auto: the library's thread CPU time; wall: wall clock (to see what contention does)",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="scatter PNG (default results/benchmarks/latency_accuracy[_quick].png; the CSV goes next to it)",
+    )
     a = parser.parse_args(argv)
     height, width = QUICK if a.quick else FULL
     passes = max(a.passes or (4 if a.quick else 2), 2)
@@ -124,8 +132,9 @@ def export_all(arches: list[Arch], s: Settings, folder: Path) -> list[Measured]:
     return models
 
 
-def run_passes(models: list[Measured], keys: list[latency.OpKey], probe_dir: Path, s: Settings,
-               device: latency.DeviceProfile) -> tuple[list[latency.LutEntry], float]:
+def run_passes(
+    models: list[Measured], keys: list[latency.OpKey], probe_dir: Path, s: Settings, device: latency.DeviceProfile
+) -> tuple[list[latency.LutEntry], float]:
     """Interleaved passes; in each, every probe and every model is timed once, in one shuffled order.
 
     Shuffling probes and models together makes both see the same mix of quiet
@@ -142,12 +151,19 @@ def run_passes(models: list[Measured], keys: list[latency.OpKey], probe_dir: Pat
             start = time.perf_counter()
             if isinstance(job, int):
                 model = models[job]
-                model.timings.append(tflite.time_tflite(model.path, runs=s.runs, warmup=1, threads=device.threads,
-                                                        clock=s.clock))
+                model.timings.append(
+                    tflite.time_tflite(model.path, runs=s.runs, warmup=1, threads=device.threads, clock=s.clock)
+                )
                 model.wall_s.append(time.perf_counter() - start)
             else:
-                timing = tflite.time_tflite(probes[job], runs=s.probe_runs, warmup=1, threads=device.threads,
-                                            clock=s.clock, min_total_ms=latency.PROBE_MIN_TOTAL_MS)
+                timing = tflite.time_tflite(
+                    probes[job],
+                    runs=s.probe_runs,
+                    warmup=1,
+                    threads=device.threads,
+                    clock=s.clock,
+                    min_total_ms=latency.PROBE_MIN_TOTAL_MS,
+                )
                 entries.append(latency.LutEntry(device, job, **timing.stat_values()))
                 probe_s += time.perf_counter() - start
         print(f"  pass {k + 1}/{s.passes} done ({time.perf_counter() - START:.0f} s)", flush=True)
@@ -160,13 +176,19 @@ def agreement(predicted: list[float], measured: list[float]) -> dict[str, float]
 
     p, m = np.asarray(predicted), np.asarray(measured)
     errors = np.abs(p - m) / m
-    return {"within10": float(np.mean(errors <= 0.10)), "mape": float(np.mean(errors)),
-            "spearman": float(spearmanr(p, m).statistic), "bias": float(np.median(m / p))}
+    return {
+        "within10": float(np.mean(errors <= 0.10)),
+        "mape": float(np.mean(errors)),
+        "spearman": float(spearmanr(p, m).statistic),
+        "bias": float(np.median(m / p)),
+    }
 
 
 def fmt(stats: dict[str, float]) -> str:
-    return (f"within10={stats['within10']:.2f} mape={stats['mape']:.3f} spearman={stats['spearman']:.3f} "
-            f"median measured/predicted={stats['bias']:.3f}")
+    return (
+        f"within10={stats['within10']:.2f} mape={stats['mape']:.3f} spearman={stats['spearman']:.3f} "
+        f"median measured/predicted={stats['bias']:.3f}"
+    )
 
 
 def op_totals(table: latency.LatencyTable, arch: Arch, s: Settings, ops: list[str]) -> list[float]:
@@ -177,8 +199,9 @@ def op_totals(table: latency.LatencyTable, arch: Arch, s: Settings, ops: list[st
     return [totals[op] for op in ops]
 
 
-def alternative_fits(measured: np.ndarray, predicted: np.ndarray, by_op: np.ndarray,
-                     calib: slice, test: slice) -> dict[str, np.ndarray]:
+def alternative_fits(
+    measured: np.ndarray, predicted: np.ndarray, by_op: np.ndarray, calib: slice, test: slice
+) -> dict[str, np.ndarray]:
     """Test-set predictions of calibration forms fitted on the calibration students only.
 
     'scale': the library's form (`latency.fit_scale`, median ratio);
@@ -191,8 +214,11 @@ def alternative_fits(measured: np.ndarray, predicted: np.ndarray, by_op: np.ndar
     used = by_op[calib].sum(axis=0) > 0
     factors = np.ones(by_op.shape[1])
     factors[used] = np.linalg.lstsq(by_op[calib][:, used], measured[calib], rcond=None)[0]
-    return {"scale": predicted[test] * scale, "scale+intercept": a * predicted[test] + b,
-            "per-op": by_op[test] @ factors}
+    return {
+        "scale": predicted[test] * scale,
+        "scale+intercept": a * predicted[test] + b,
+        "per-op": by_op[test] @ factors,
+    }
 
 
 def predict_cost_ms(table: latency.LatencyTable, arches: list[Arch], s: Settings) -> tuple[float, float]:
@@ -210,8 +236,9 @@ def predict_cost_ms(table: latency.LatencyTable, arches: list[Arch], s: Settings
     return cold, (time.perf_counter() - start) * 1000 / (reps * len(arches))
 
 
-def plot(predicted: list[float], measured: list[float], half_a: list[float], half_b: list[float],
-         s: Settings, clock: str) -> None:
+def plot(
+    predicted: list[float], measured: list[float], half_a: list[float], half_b: list[float], s: Settings, clock: str
+) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -219,9 +246,17 @@ def plot(predicted: list[float], measured: list[float], half_a: list[float], hal
     from matplotlib import ticker
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.6))
-    panels = [(axes[0], measured, predicted, "measured whole model (min) ms", "LUT prediction (sum of mins) ms",
-               "table vs measurement"),
-              (axes[1], half_a, half_b, "odd passes (min) ms", "even passes (min) ms", "repeat vs repeat")]
+    panels = [
+        (
+            axes[0],
+            measured,
+            predicted,
+            "measured whole model (min) ms",
+            "LUT prediction (sum of mins) ms",
+            "table vs measurement",
+        ),
+        (axes[1], half_a, half_b, "odd passes (min) ms", "even passes (min) ms", "repeat vs repeat"),
+    ]
     for ax, x, y, xlabel, ylabel, title in panels:
         lo, hi = min(min(x), min(y)) * 0.8, max(max(x), max(y)) * 1.2
         line = np.array([lo, hi])
@@ -234,27 +269,59 @@ def plot(predicted: list[float], measured: list[float], half_a: list[float], hal
             axis.set_major_formatter(ticker.FormatStrFormatter("%g"))
             axis.set_minor_formatter(ticker.NullFormatter())
         ax.legend(loc="upper left")
-    fig.suptitle(f"{len(measured)} {s.space} test students at {s.height}x{s.width}, {tflite.runtime_version()}, "
-                 f"1 thread, {clock} clock")
+    fig.suptitle(
+        f"{len(measured)} {s.space} test students at {s.height}x{s.width}, {tflite.runtime_version()}, "
+        f"1 thread, {clock} clock"
+    )
     fig.tight_layout()
     s.out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(s.out, dpi=120)
     plt.close(fig)
 
 
-def write_csv(path: Path, arches: list[Arch], models: list[Measured], predicted: list[float],
-              by_op: np.ndarray, ops: list[str], n: int) -> None:
+def write_csv(
+    path: Path,
+    arches: list[Arch],
+    models: list[Measured],
+    predicted: list[float],
+    by_op: np.ndarray,
+    ops: list[str],
+    n: int,
+) -> None:
     with path.open("w", newline="") as handle:
         writer = csv.writer(handle)
         passes = len(models[0].timings)
-        writer.writerow(["index", "role", "nn", "arch", "measured_min_ms", "measured_median_ms", "predicted_ms",
-                         *[f"pass{k + 1}_min_ms" for k in range(passes)], *[f"pred_{op.lower()}_ms" for op in ops],
-                         "export_s", "time_s_per_pass"])
+        writer.writerow(
+            [
+                "index",
+                "role",
+                "nn",
+                "arch",
+                "measured_min_ms",
+                "measured_median_ms",
+                "predicted_ms",
+                *[f"pass{k + 1}_min_ms" for k in range(passes)],
+                *[f"pred_{op.lower()}_ms" for op in ops],
+                "export_s",
+                "time_s_per_pass",
+            ]
+        )
         for i, (arch, model) in enumerate(zip(arches, models, strict=True)):
-            writer.writerow([i, "test" if i < n else "calibration", arch.name, arch.describe(),
-                             f"{model.best():.3f}", f"{model.median():.3f}", f"{predicted[i]:.3f}",
-                             *[f"{t.min_ms:.3f}" for t in model.timings], *[f"{v:.3f}" for v in by_op[i]],
-                             f"{model.export_s:.3f}", f"{statistics.mean(model.wall_s):.3f}"])
+            writer.writerow(
+                [
+                    i,
+                    "test" if i < n else "calibration",
+                    arch.name,
+                    arch.describe(),
+                    f"{model.best():.3f}",
+                    f"{model.median():.3f}",
+                    f"{predicted[i]:.3f}",
+                    *[f"{t.min_ms:.3f}" for t in model.timings],
+                    *[f"{v:.3f}" for v in by_op[i]],
+                    f"{model.export_s:.3f}",
+                    f"{statistics.mean(model.wall_s):.3f}",
+                ]
+            )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -265,10 +332,13 @@ def main(argv: list[str] | None = None) -> None:
     table = latency.LatencyTable(device)
     keys = sorted({key for a in arches for key, _ in table.keys(a, s.height, s.width)})
     clock = tflite.resolve_clock(s.clock, device.threads)
-    print(f"latency_accuracy: {n} test + {s.calib} calibration students of '{s.space}' at {s.height}x{s.width}"
-          f"{' (--quick: reduced from 1088x1920)' if (s.height, s.width) == QUICK else ''}; {device}; "
-          f"{len(keys)} LUT keys; {s.passes} interleaved passes x ({s.runs} run(s) per model, >= {s.probe_runs} per "
-          f"probe); statistic: min of {clock} time", flush=True)
+    print(
+        f"latency_accuracy: {n} test + {s.calib} calibration students of '{s.space}' at {s.height}x{s.width}"
+        f"{' (--quick: reduced from 1088x1920)' if (s.height, s.width) == QUICK else ''}; {device}; "
+        f"{len(keys)} LUT keys; {s.passes} interleaved passes x ({s.runs} run(s) per model, >= {s.probe_runs} per "
+        f"probe); statistic: min of {clock} time",
+        flush=True,
+    )
     with tempfile.TemporaryDirectory(prefix="latency-accuracy-") as folder:
         models = export_all(arches, s, Path(folder))
         entries, probe_s = run_passes(models, keys, Path(folder) / "probes", s, device)
@@ -289,8 +359,10 @@ def main(argv: list[str] | None = None) -> None:
     csv_path = s.out.with_suffix(".csv")
     write_csv(csv_path, arches, models, list(predicted), by_op, ops, n)
 
-    print(f"measured whole-model latency (min of {clock} time): median {np.median(measured[:n]):.1f} ms, "
-          f"range {measured[:n].min():.1f}-{measured[:n].max():.1f} ms")
+    print(
+        f"measured whole-model latency (min of {clock} time): median {np.median(measured[:n]):.1f} ms, "
+        f"range {measured[:n].min():.1f}-{measured[:n].max():.1f} ms"
+    )
     print(f"table, plain sum (the library's prediction): {fmt(plain)}")
     print(f"repeat vs repeat (odd vs even passes):       {fmt(repeat)}")
     print(f"plain sum vs measured median of runs:        {fmt(medians)}")
@@ -299,14 +371,20 @@ def main(argv: list[str] | None = None) -> None:
         scale = latency.fit_scale(list(measured[n:]), list(predicted[n:]))
         print(f"calibration scale (median measured/predicted of the {s.calib} calibration students): {scale:.3f}")
         for form, values in fits.items():
-            print(f"calibrated ({form}, fitted on the {s.calib} calibration students): "
-                  f"{fmt(agreement(list(values), list(measured[:n])))}")
-    print(f"cost: probes {probe_s:.1f} s for {len(keys)} keys x {s.passes} passes; prediction {warm_ms * 1000:.1f} us "
-          f"warm, {cold_ms:.1f} ms with key decomposition; one measurement (export + interpreter + 1 warm-up + "
-          f"{s.runs} run(s)) {measure_ms:.0f} ms; total {time.perf_counter() - START:.0f} s")
+            print(
+                f"calibrated ({form}, fitted on the {s.calib} calibration students): "
+                f"{fmt(agreement(list(values), list(measured[:n])))}"
+            )
+    print(
+        f"cost: probes {probe_s:.1f} s for {len(keys)} keys x {s.passes} passes; prediction {warm_ms * 1000:.1f} us "
+        f"warm, {cold_ms:.1f} ms with key decomposition; one measurement (export + interpreter + 1 warm-up + "
+        f"{s.runs} run(s)) {measure_ms:.0f} ms; total {time.perf_counter() - START:.0f} s"
+    )
     print(f"scatter plot: {s.out}; per-student CSV: {csv_path}")
-    print(f"latency_accuracy: n={n} within10={plain['within10']:.2f} mape={plain['mape']:.3f} "
-          f"spearman={plain['spearman']:.3f} predict_ms={warm_ms:.4f} measure_ms={measure_ms:.0f}")
+    print(
+        f"latency_accuracy: n={n} within10={plain['within10']:.2f} mape={plain['mape']:.3f} "
+        f"spearman={plain['spearman']:.3f} predict_ms={warm_ms:.4f} measure_ms={measure_ms:.0f}"
+    )
 
 
 if __name__ == "__main__":

@@ -65,7 +65,9 @@ def log(message: str) -> None:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="small crops, no teacher, rungs 40,120,360 (see the docstring)")
+    parser.add_argument(
+        "--quick", action="store_true", help="small crops, no teacher, rungs 40,120,360 (see the docstring)"
+    )
     parser.add_argument("--candidates", type=int, help="multi-fidelity candidates (default 12 quick, 27 full)")
     parser.add_argument("--seeds", type=int, help="seeds, each a pair of studies (default 1 quick, 2 full)")
     parser.add_argument("--first-seed", type=int, default=0, help="the first seed (default 0)")
@@ -76,8 +78,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     args.candidates = args.candidates or (12 if args.quick else 27)
     args.seeds = args.seeds or (1 if args.quick else 2)
-    args.rungs = tuple(int(v) for v in args.rungs.split(",")) if args.rungs else \
-        (40, 120, 360) if args.quick else (300, 1200, 4800)
+    args.rungs = (
+        tuple(int(v) for v in args.rungs.split(","))
+        if args.rungs
+        else (40, 120, 360)
+        if args.quick
+        else (300, 1200, 4800)
+    )
     args.max_side = 256 if args.quick else 512
     args.crops, args.batch = ((32, 48), 4) if args.quick else ((48, 64), 8)
     args.alpha = 0.0 if args.quick else 0.9
@@ -99,11 +106,18 @@ def config(args: argparse.Namespace, name: str, seed: int, steps: int, budget: f
     """A study of the benchmark: real polyu pairs, the latency budget, no early stopping, predicted latency only."""
     height, width = args.resolution
     return StudyConfig(
-        name=name, space=load_space("litedenoise"), data_spec=args.train, max_side=args.max_side, seed=seed,
-        teacher_steps=1200, distill=DistillConfig(steps=steps, epochs=2, batch=args.batch, crops=args.crops,
-                                                  alpha=args.alpha, seed=seed),
-        latency=LatencyConfig(height=height, width=width, threads=1, measure=False), max_latency_ms=budget,
-        early_stop=None, **extra)
+        name=name,
+        space=load_space("litedenoise"),
+        data_spec=args.train,
+        max_side=args.max_side,
+        seed=seed,
+        teacher_steps=1200,
+        distill=DistillConfig(steps=steps, epochs=2, batch=args.batch, crops=args.crops, alpha=args.alpha, seed=seed),
+        latency=LatencyConfig(height=height, width=width, threads=1, measure=False),
+        max_latency_ms=budget,
+        early_stop=None,
+        **extra,
+    )
 
 
 def steps_spent(study: Study) -> int:
@@ -133,8 +147,7 @@ def top_rung_models(study: Study) -> list[tuple[str, float, torch.nn.Module]]:
 def score(name: str, study: Study, pairs, budget: float, noisy_db: float) -> Scored:
     models = top_rung_models(study)
     log(f"{name}: scoring {len(models)} top-rung students on {len(pairs)} evaluation pairs at full resolution")
-    evaluation = evaluate_methods([model_method(nn, model) for nn, _, model in models], pairs, keep=0,
-                                  verbose=False)
+    evaluation = evaluate_methods([model_method(nn, model) for nn, _, model in models], pairs, keep=0, verbose=False)
     psnr = evaluation.scores.groupby("method")["psnr"].mean()
     table = pd.DataFrame({"nn": [nn for nn, _, _ in models], "latency_ms": [ms for _, ms, _ in models]})
     table["nam_psnr"] = table["nn"].map(psnr)
@@ -149,36 +162,49 @@ def volume(front: pd.DataFrame, noisy_db: float, budget: float) -> float:
     return hypervolume(points, [noisy_db, budget], ["max", "min"])
 
 
-def run_seed(args: argparse.Namespace, store: Store, data, pairs, seed: int, budget: float,
-             noisy_db: float) -> dict[str, float]:
+def run_seed(
+    args: argparse.Namespace, store: Store, data, pairs, seed: int, budget: float, noisy_db: float
+) -> dict[str, float]:
     rungs = RungSchedule(args.rungs, 3)
     log(f"seed {seed}: multi-fidelity study, {args.candidates} candidates, rungs {rungs.steps}, eta 3")
     multi = Study(config(args, f"multi-{seed}", seed, rungs.steps[0], budget, rungs=rungs), store, data=data)
     multi.run(args.candidates)
     target = steps_spent(multi)
-    log(f"seed {seed}: multi-fidelity study spent {target} steps; single-fidelity study at {rungs.steps[-1]} steps "
-        "per candidate until it has spent as many")
+    log(
+        f"seed {seed}: multi-fidelity study spent {target} steps; single-fidelity study at {rungs.steps[-1]} steps "
+        "per candidate until it has spent as many"
+    )
     single = Study(config(args, f"single-{seed}", seed, rungs.steps[-1], budget), store, data=data)
     trials = 0
     while trials == 0 or steps_spent(single) + rungs.steps[-1] / 2 <= target:  # the nearest number of trainings
         trials += 1
         single.run(trials)
     log(f"seed {seed}: LiteDenoiseNet at {rungs.steps[-1]} steps (the same code path: a one-trial study)")
-    lite = Study(config(args, f"litedenoise-{seed}", seed, rungs.steps[-1], None, start_from_references=True),
-                 store, data=data)
+    lite = Study(
+        config(args, f"litedenoise-{seed}", seed, rungs.steps[-1], None, start_from_references=True), store, data=data
+    )
     lite.run(1)
-    scored = [score(name, study, pairs, budget, noisy_db) for name, study in
-              (("multi-fidelity", multi), ("single-fidelity", single), ("LiteDenoiseNet", lite))]
+    scored = [
+        score(name, study, pairs, budget, noisy_db)
+        for name, study in (("multi-fidelity", multi), ("single-fidelity", single), ("LiteDenoiseNet", lite))
+    ]
     for item in scored:
-        shown = item.front.to_string(index=False, formatters={"nam_psnr": "{:.2f}".format,
-                                                             "latency_ms": "{:.1f}".format})
-        log(f"seed {seed} {item.name}: {item.students} top-rung students, {item.steps} steps, HV "
-            f"{volume(item.front, noisy_db, budget):.4g}; front within the budget:\n{shown}")
+        shown = item.front.to_string(
+            index=False, formatters={"nam_psnr": "{:.2f}".format, "latency_ms": "{:.1f}".format}
+        )
+        log(
+            f"seed {seed} {item.name}: {item.students} top-rung students, {item.steps} steps, HV "
+            f"{volume(item.front, noisy_db, budget):.4g}; front within the budget:\n{shown}"
+        )
     mf, sf, ld = scored
     best = lambda s: float(s.front["nam_psnr"].max()) if len(s.front) else float("nan")  # noqa: E731
-    figures = {"hv_ratio": volume(mf.front, noisy_db, budget) / volume(sf.front, noisy_db, budget),
-               "best_within_budget_db": best(mf), "single_best_within_budget_db": best(sf),
-               "litedenoise_db": float(ld.front["nam_psnr"].max()), "compute_ratio": mf.steps / sf.steps}
+    figures = {
+        "hv_ratio": volume(mf.front, noisy_db, budget) / volume(sf.front, noisy_db, budget),
+        "best_within_budget_db": best(mf),
+        "single_best_within_budget_db": best(sf),
+        "litedenoise_db": float(ld.front["nam_psnr"].max()),
+        "compute_ratio": mf.steps / sf.steps,
+    }
     log(f"seed {seed}: " + " ".join(f"{k}={v:.3f}" for k, v in figures.items()))
     return figures
 
@@ -190,23 +216,31 @@ def main(argv: list[str] | None = None) -> None:
     pairs = list(real.train + real.val)
     noisy = evaluate_methods([Method(NOISY, lambda image: image)], pairs, keep=0, verbose=False)
     noisy_db = float(noisy.scores["psnr"].mean())
-    log(f"train {data.name}: {len(data.train)} train / {len(data.val)} val (max side {args.max_side}); evaluate on "
-        f"{len(pairs)} {real.name} pairs (noisy input {noisy_db:.2f} dB); torch threads {torch.get_num_threads()}")
+    log(
+        f"train {data.name}: {len(data.train)} train / {len(data.val)} val (max side {args.max_side}); evaluate on "
+        f"{len(pairs)} {real.name} pairs (noisy input {noisy_db:.2f} dB); torch threads {torch.get_num_threads()}"
+    )
     with tempfile.TemporaryDirectory(prefix="multifidelity-") as scratch:
         store = Store(args.db or f"sqlite:///{Path(scratch) / 'store.db'}")
         height, width = args.resolution
         lite = load_space("litedenoise").reference("LiteDenoiseNet")
         budget = predict_latency(store, lite, "host-cpu", height, width, threads=1)
         log(f"budget: LiteDenoiseNet predicted {budget:.1f} ms at {height}x{width} (host-cpu, 1 thread)")
-        runs = [run_seed(args, store, data, pairs, seed, budget, noisy_db)
-                for seed in range(args.first_seed, args.first_seed + args.seeds)]
+        runs = [
+            run_seed(args, store, data, pairs, seed, budget, noisy_db)
+            for seed in range(args.first_seed, args.first_seed + args.seeds)
+        ]
         store.dispose()
     means = {key: statistics.fmean(run[key] for run in runs) for key in runs[0]}
     if len(runs) > 1:
-        log("spread over seeds: " + " ".join(f"{k}={min(r[k] for r in runs):.3f}..{max(r[k] for r in runs):.3f}"
-                                            for k in means))
-    print("multifidelity: " + " ".join(f"{key}={value:.3f}" if "ratio" in key else f"{key}={value:.2f}"
-                                       for key, value in means.items()))
+        log(
+            "spread over seeds: "
+            + " ".join(f"{k}={min(r[k] for r in runs):.3f}..{max(r[k] for r in runs):.3f}" for k in means)
+        )
+    print(
+        "multifidelity: "
+        + " ".join(f"{key}={value:.3f}" if "ratio" in key else f"{key}={value:.2f}" for key, value in means.items())
+    )
 
 
 if __name__ == "__main__":

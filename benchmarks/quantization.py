@@ -47,8 +47,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from nnsearch.export.precisions import StudentQuantizer  # noqa: E402
 from nnsearch.common.precision import PRECISIONS  # noqa: E402
+from nnsearch.export.precisions import StudentQuantizer  # noqa: E402
 from nnsearch.latency.tflite import time_tflite  # noqa: E402
 from nnsearch.model.space import load_space  # noqa: E402
 from nnsearch.model.student import build_student  # noqa: E402
@@ -80,8 +80,11 @@ def parse_args(argv: list[str] | None = None) -> Settings:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "benchmarks" / "quantization.png")
     args = parser.parse_args(argv)
-    full = {} if args.quick else dict(students=16, steps=300, train_side=256, eval_pairs=12, eval_side=256,
-                                      resolution=(544, 960), passes=3)
+    full = (
+        {}
+        if args.quick
+        else dict(students=16, steps=300, train_side=256, eval_pairs=12, eval_side=256, resolution=(544, 960), passes=3)
+    )
     if args.students is not None:
         full["students"] = args.students
     return Settings(**full, seed=args.seed, out=args.out)
@@ -93,8 +96,13 @@ def centre_crops(pairs: list[ImagePair], side: int) -> list[ImagePair]:
     for p in pairs:
         h, w = p.noisy.shape[:2]
         y, x = (h - side) // 2, (w - side) // 2
-        out.append(ImagePair(p.name, np.ascontiguousarray(p.noisy[y:y + side, x:x + side]),
-                             np.ascontiguousarray(p.clean[y:y + side, x:x + side])))
+        out.append(
+            ImagePair(
+                p.name,
+                np.ascontiguousarray(p.noisy[y : y + side, x : x + side]),
+                np.ascontiguousarray(p.clean[y : y + side, x : x + side]),
+            )
+        )
     return out
 
 
@@ -123,8 +131,11 @@ def main(argv: list[str] | None = None) -> int:
     config = DistillConfig(steps=s.steps, epochs=1, batch=4, crops=(64,), alpha=0.0, seed=s.seed, lr=2e-3)
     targets = TeacherTargets.build(None, train, config, multiple=32)
     val = list(train.val[:2])
-    print(f"train: {train.source}: {len(train.train)} pairs at <= {s.train_side} px; evaluation: {len(evaluation)} "
-          f"Nam crops of {s.eval_side} px; {s.students} students x {s.steps} steps", flush=True)
+    print(
+        f"train: {train.source}: {len(train.train)} pairs at <= {s.train_side} px; evaluation: {len(evaluation)} "
+        f"Nam crops of {s.eval_side} px; {s.students} students x {s.steps} steps",
+        flush=True,
+    )
     rows, ratios = [], []
     for index, arch in enumerate(sample_students(s.students, s.seed)):
         torch.manual_seed(s.seed + index)
@@ -141,12 +152,24 @@ def main(argv: list[str] | None = None) -> int:
         ms = {p: min(v) for p, v in times.items()}
         ratios.append(ms["fp32"] / ms["int8"])
         for p in PRECISIONS:
-            rows.append({"nn": arch.name, "arch": arch.describe(), "precision": p, "psnr": quality[p].psnr,
-                         "ssim": quality[p].ssim, "drop_db": quality["fp32"].psnr - quality[p].psnr,
-                         "latency_ms": ms.get(p, math.nan), "eval_s": quality[p].seconds})
+            rows.append(
+                {
+                    "nn": arch.name,
+                    "arch": arch.describe(),
+                    "precision": p,
+                    "psnr": quality[p].psnr,
+                    "ssim": quality[p].ssim,
+                    "drop_db": quality["fp32"].psnr - quality[p].psnr,
+                    "latency_ms": ms.get(p, math.nan),
+                    "eval_s": quality[p].seconds,
+                }
+            )
         drops = " ".join(f"{p} {quality['fp32'].psnr - quality[p].psnr:+.3f}" for p in PRECISIONS[1:])
-        print(f"[{index + 1}/{s.students}] {arch.describe()}: fp32 {quality['fp32'].psnr:.2f} dB, drop {drops} dB; "
-              f"{ms['fp32']:.1f} / {ms['int8']:.1f} ms fp32 / int8 ({time.perf_counter() - began:.0f} s)", flush=True)
+        print(
+            f"[{index + 1}/{s.students}] {arch.describe()}: fp32 {quality['fp32'].psnr:.2f} dB, drop {drops} dB; "
+            f"{ms['fp32']:.1f} / {ms['int8']:.1f} ms fp32 / int8 ({time.perf_counter() - began:.0f} s)",
+            flush=True,
+        )
     summary = summarize(rows, ratios)
     write_outputs(rows, s.out)
     print(f"wrote {s.out.with_suffix('.csv')} and {s.out} ({time.perf_counter() - began:.0f} s)")
@@ -159,7 +182,8 @@ def summarize(rows: list[dict], ratios: list[float]) -> dict[str, str]:
     drop = {p: statistics.mean(r["drop_db"] for r in by[p]) for p in PRECISIONS}
     return {
         "n": str(len(by["fp32"])),
-        "drop_int8_db": f"{drop['int8']:.3f}", "drop_w8a16_db": f"{drop['w8a16']:.3f}",
+        "drop_int8_db": f"{drop['int8']:.3f}",
+        "drop_w8a16_db": f"{drop['w8a16']:.3f}",
         "drop_fp16_db": f"{drop['fp16']:.3f}",
         "max_drop_int8_db": f"{max(r['drop_db'] for r in by['int8']):.3f}",
         "rank_spearman_int8": f"{spearman([r['psnr'] for r in by['fp32']], [r['psnr'] for r in by['int8']]):.3f}",
@@ -186,8 +210,9 @@ def write_outputs(rows: list[dict], png: Path) -> None:
     left.plot([lo, hi], [lo, hi], "k--", lw=0.8)
     left.set(xlabel="fp32 PSNR (dB)", ylabel="quantized PSNR (dB)", title="per student, Nam crops")
     left.legend()
-    right.boxplot([[r["drop_db"] for r in rows if r["precision"] == p] for p in PRECISIONS[1:]],
-                  tick_labels=list(PRECISIONS[1:]))
+    right.boxplot(
+        [[r["drop_db"] for r in rows if r["precision"] == p] for p in PRECISIONS[1:]], tick_labels=list(PRECISIONS[1:])
+    )
     right.axhline(0, color="k", lw=0.8)
     right.set(ylabel="PSNR drop vs fp32 (dB)", title="drop per precision")
     fig.tight_layout()

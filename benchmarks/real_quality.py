@@ -101,8 +101,16 @@ def extra_seeds(args: argparse.Namespace) -> range:
 
 def side_config(config: StudyConfig, name: str, seed: int, **distill) -> StudyConfig:
     """`config` for a study of named students: another seed (initial weights), the whole budget for each."""
-    return replace(config, name=name, seed=seed, distill=replace(config.distill, **distill), sampler="random",
-                   early_stop=None, max_latency_ms=None, start_from_references=False)
+    return replace(
+        config,
+        name=name,
+        seed=seed,
+        distill=replace(config.distill, **distill),
+        sampler="random",
+        early_stop=None,
+        max_latency_ms=None,
+        start_from_references=False,
+    )
 
 
 def as_candidates(config: StudyConfig, archs: list[Arch], data, scratch: Path) -> dict[str, torch.nn.Module]:
@@ -120,8 +128,10 @@ def main(argv: list[str] | None = None) -> None:
     data = load_data(args.train, max_side=args.max_side)
     real = load_data(args.eval)
     real_pairs = list(real.train + real.val)
-    log(f"train {data.name}: {len(data.train)} train / {len(data.val)} val (max side {args.max_side}); "
-        f"evaluate on {len(real_pairs)} {real.name} pairs; torch threads {torch.get_num_threads()}")
+    log(
+        f"train {data.name}: {len(data.train)} train / {len(data.val)} val (max side {args.max_side}); "
+        f"evaluate on {len(real_pairs)} {real.name} pairs; torch threads {torch.get_num_threads()}"
+    )
     with tempfile.TemporaryDirectory(prefix="real-quality-") as scratch:
         store = Store(args.db or f"sqlite:///{Path(scratch) / 'store.db'}")
         space = load_space("litedenoise")
@@ -129,10 +139,17 @@ def main(argv: list[str] | None = None) -> None:
         budget = predict_latency(store, lite, "host-cpu", 1088, 1920, threads=1)
         log(f"budget: LiteDenoiseNet predicted {budget:.1f} ms at 1088x1920 (host-cpu, 1 thread)")
         distill_config = DistillConfig(steps=args.steps, epochs=2, batch=8, crops=(48, 64), alpha=0.9)
-        config = StudyConfig.build(name="real-quality", space=space, data=args.train, max_side=args.max_side,
-                             teacher_steps=args.teacher_steps or (1200 if args.quick else None),  # quick: distill.py's
-                             distill=distill_config, max_latency_ms=budget, start_from_references=True,
-                             latency=LatencyConfig(height=1088, width=1920, threads=1, measure=False))
+        config = StudyConfig.build(
+            name="real-quality",
+            space=space,
+            data=args.train,
+            max_side=args.max_side,
+            teacher_steps=args.teacher_steps or (1200 if args.quick else None),  # quick: distill.py's
+            distill=distill_config,
+            max_latency_ms=budget,
+            start_from_references=True,
+            latency=LatencyConfig(height=1088, width=1920, threads=1, measure=False),
+        )
         study = Study(config, store, data=data)
         study.run(args.trials)
         quality = study.optuna.user_attrs.get("teacher_psnr")
@@ -144,26 +161,39 @@ def main(argv: list[str] | None = None) -> None:
         stored = load_stored_model(store, best["nn"])
         best_model = as_module(stored)
         lite_model = as_module(load_stored_model(store, lite.name))  # the study's own training of it: same path
-        log(f"best student {best['nn']}: {stored.arch.describe()}, validation {best['psnr']:.2f} dB, "
+        log(
+            f"best student {best['nn']}: {stored.arch.describe()}, validation {best['psnr']:.2f} dB, "
             f"predicted {best['latency_ms']:.1f} ms (teacher validation {quality:.2f} dB)"
-            + (" = LiteDenoiseNet" if best["nn"] == lite.name else ""))
+            + (" = LiteDenoiseNet" if best["nn"] == lite.name else "")
+        )
 
         seeded = [lite] + ([stored.arch] if best["nn"] != lite.name else [])
         runs = {0: {lite.name: lite_model, best["nn"]: best_model}}
         for seed in extra_seeds(args):
             log(f"noise floor: seed {seed}, {len(seeded)} students as a study's candidates")
-            runs[seed] = as_candidates(side_config(config, f"real-quality-seed{seed}", 1000 * seed), seeded, data,
-                                       Path(scratch))
+            runs[seed] = as_candidates(
+                side_config(config, f"real-quality-seed{seed}", 1000 * seed), seeded, data, Path(scratch)
+            )
         log("kd: the best student as a candidate with alpha 0 (no teacher), same budget")
-        plain = as_candidates(side_config(config, "real-quality-alpha0", 0, alpha=0.0), [stored.arch], data,
-                              Path(scratch))[best["nn"]]
+        plain = as_candidates(
+            side_config(config, "real-quality-alpha0", 0, alpha=0.0), [stored.arch], data, Path(scratch)
+        )[best["nn"]]
         teacher = targets_teacher(study)
 
-        methods = [Method(NOISY, lambda noisy: noisy), model_method(f"best {best['nn']}", best_model),
-                   model_method("LiteDenoiseNet", lite_model), model_method("best, alpha 0", plain),
-                   model_method("teacher", teacher), Method(CLASSICAL, nl_means)]
-        methods += [model_method(f"seed {seed} {nn}", model) for seed, models in runs.items() if seed
-                    for nn, model in models.items()]
+        methods = [
+            Method(NOISY, lambda noisy: noisy),
+            model_method(f"best {best['nn']}", best_model),
+            model_method("LiteDenoiseNet", lite_model),
+            model_method("best, alpha 0", plain),
+            model_method("teacher", teacher),
+            Method(CLASSICAL, nl_means),
+        ]
+        methods += [
+            model_method(f"seed {seed} {nn}", model)
+            for seed, models in runs.items()
+            if seed
+            for nn, model in models.items()
+        ]
         evaluation = evaluate_methods(methods, real_pairs)
         write_evaluation(evaluation, args.out)
         print(format_summary(evaluation))
@@ -177,20 +207,27 @@ def main(argv: list[str] | None = None) -> None:
         name = f"best {best['nn']}" if arch.name == best["nn"] else "LiteDenoiseNet"
         gains = [gain(name)] + [gain(f"seed {seed} {arch.name}") for seed in extra_seeds(args)]
         spreads[arch.describe()] = gains
-        print(f"noise floor: {arch.describe()} Nam gain over {len(gains)} seeds "
-              + " ".join(f"{g:+.2f}" for g in gains) + f" dB, spread {max(gains) - min(gains):.2f} dB")
+        print(
+            f"noise floor: {arch.describe()} Nam gain over {len(gains)} seeds "
+            + " ".join(f"{g:+.2f}" for g in gains)
+            + f" dB, spread {max(gains) - min(gains):.2f} dB"
+        )
     floor = noise_floor(spreads)
     best_gain, lite_gain = gain(f"best {best['nn']}"), gain("LiteDenoiseNet")
     kd = best_gain - gain("best, alpha 0")
     beats = exceeds(best_gain - lite_gain, floor)
-    print(f"noise floor {floor:.2f} dB: best vs LiteDenoiseNet {best_gain - lite_gain:+.2f} dB "
-          f"({'exceeds' if beats else 'within'} the floor), kd gain {kd:+.2f} dB "
-          f"({'exceeds' if exceeds(kd, floor) else 'within'} the floor)")
-    print(f"real_quality: best_gain_db={best_gain:.2f} litedenoise_gain_db={lite_gain:.2f} "
-          f"best_vs_litedenoise_db={best_gain - lite_gain:.2f} best_latency_ratio={best['latency_ms'] / budget:.2f} "
-          f"kd_gain_db={kd:.2f} teacher_gain_db={gain('teacher'):.2f} noise_floor_db={floor:.2f} "
-          f"best_vs_litedenoise_exceeds_floor={'yes' if beats else 'no'} "
-          f"kd_gain_exceeds_floor={'yes' if exceeds(kd, floor) else 'no'}")
+    print(
+        f"noise floor {floor:.2f} dB: best vs LiteDenoiseNet {best_gain - lite_gain:+.2f} dB "
+        f"({'exceeds' if beats else 'within'} the floor), kd gain {kd:+.2f} dB "
+        f"({'exceeds' if exceeds(kd, floor) else 'within'} the floor)"
+    )
+    print(
+        f"real_quality: best_gain_db={best_gain:.2f} litedenoise_gain_db={lite_gain:.2f} "
+        f"best_vs_litedenoise_db={best_gain - lite_gain:.2f} best_latency_ratio={best['latency_ms'] / budget:.2f} "
+        f"kd_gain_db={kd:.2f} teacher_gain_db={gain('teacher'):.2f} noise_floor_db={floor:.2f} "
+        f"best_vs_litedenoise_exceeds_floor={'yes' if beats else 'no'} "
+        f"kd_gain_exceeds_floor={'yes' if exceeds(kd, floor) else 'no'}"
+    )
 
 
 def targets_teacher(study: Study) -> torch.nn.Module:

@@ -78,24 +78,47 @@ class Fidelity:
 
     def config(self) -> StudyConfig:
         return StudyConfig.build(
-            name=self.name, space=load_space("litedenoise"), sampler="random", seed=self.seed,
+            name=self.name,
+            space=load_space("litedenoise"),
+            sampler="random",
+            seed=self.seed,
             distill=DistillConfig(steps=self.steps, epochs=1, batch=self.batch, crops=self.crops),
-            latency=LATENCY, max_side=self.max_side, teacher_steps=self.teacher_steps,
+            latency=LATENCY,
+            max_side=self.max_side,
+            teacher_steps=self.teacher_steps,
             early_stop=None,  # a tabular benchmark needs every student's final value
             teacher_margin_db=-math.inf,  # samplers are compared on a fixed table; teacher quality does not matter
         )
 
     def describe(self) -> str:
-        return (f"{self.candidates} random students of litedenoise, 1 epoch of {self.steps} distillation steps "
-                f"(batch {self.batch}, crops {'-'.join(map(str, self.crops))} px) on the built-in data at <= "
-                f"{self.max_side} px, teacher {self.teacher_steps or 'default'} steps, latency predicted from the "
-                f"lookup table at {LATENCY.height}x{LATENCY.width}")
+        return (
+            f"{self.candidates} random students of litedenoise, 1 epoch of {self.steps} distillation steps "
+            f"(batch {self.batch}, crops {'-'.join(map(str, self.crops))} px) on the built-in data at <= "
+            f"{self.max_side} px, teacher {self.teacher_steps or 'default'} steps, latency predicted from the "
+            f"lookup table at {LATENCY.height}x{LATENCY.width}"
+        )
 
 
-QUICK = Fidelity("search-efficiency-quick", candidates=200, steps=8, crops=(32,), max_side=96, teacher_steps=100,
-                 trials=100, seeds=10)
-FULL = Fidelity("search-efficiency", candidates=300, steps=24, crops=(32, 48), max_side=128, teacher_steps=None,
-                trials=150, seeds=20)
+QUICK = Fidelity(
+    "search-efficiency-quick",
+    candidates=200,
+    steps=8,
+    crops=(32,),
+    max_side=96,
+    teacher_steps=100,
+    trials=100,
+    seeds=10,
+)
+FULL = Fidelity(
+    "search-efficiency",
+    candidates=300,
+    steps=24,
+    crops=(32, 48),
+    max_side=128,
+    teacher_steps=None,
+    trials=150,
+    seeds=20,
+)
 
 
 def log(message: str) -> None:
@@ -128,20 +151,30 @@ def build(store: Store, fidelity: Fidelity, max_rounds: int = 3) -> None:
     have = recorded_candidates(store, fidelity.name)
     if have < fidelity.candidates:
         raise SystemExit(f"only {have} distinct students after {max_rounds} rounds; see the study's failed trials")
-    log(f"recorded {added} trials in {time.perf_counter() - began:.0f} s "
-        f"({(time.perf_counter() - began) / max(added, 1):.1f} s per trial, lookup-table probes included)")
+    log(
+        f"recorded {added} trials in {time.perf_counter() - began:.0f} s "
+        f"({(time.perf_counter() - began) / max(added, 1):.1f} s per trial, lookup-table probes included)"
+    )
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[Fidelity, Path, Path]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer, cheaper students and fewer seeds")
-    parser.add_argument("--db", type=Path, default=ROOT / "results" / "benchmarks" / "search_efficiency.db",
-                        help="SQLite file of the recorded studies (default %(default)s)")
+    parser.add_argument(
+        "--db",
+        type=Path,
+        default=ROOT / "results" / "benchmarks" / "search_efficiency.db",
+        help="SQLite file of the recorded studies (default %(default)s)",
+    )
     parser.add_argument("--trials", type=int, help="trials per replay run (default 100 quick, 150 full)")
     parser.add_argument("--seeds", type=int, help="replay runs per sampler (default 10 quick, 20 full)")
-    parser.add_argument("--table-seed", type=int, default=0,
-                        help="seed of the recorded study: another seed records another random sample of students "
-                             "into its own study (default %(default)s)")
+    parser.add_argument(
+        "--table-seed",
+        type=int,
+        default=0,
+        help="seed of the recorded study: another seed records another random sample of students "
+        "into its own study (default %(default)s)",
+    )
     args = parser.parse_args(argv)
     fidelity = QUICK if args.quick else FULL
     overrides = {k: v for k, v in (("trials", args.trials), ("seeds", args.seeds)) if v is not None}
@@ -159,24 +192,32 @@ def main(argv: list[str] | None = None) -> None:
     try:
         build(store, fidelity)
         began = time.perf_counter()
-        measured, total = fill_space_table(store, fidelity.config().space, LATENCY.height, LATENCY.width,
-                                           LATENCY.threads)
-        log(f"lookup table: {total} layer keys of the space at {LATENCY.height}x{LATENCY.width}, {measured} measured "
-            f"now ({time.perf_counter() - began:.0f} s); the guided sampler predicts every proposal from it")
+        measured, total = fill_space_table(
+            store, fidelity.config().space, LATENCY.height, LATENCY.width, LATENCY.threads
+        )
+        log(
+            f"lookup table: {total} layer keys of the space at {LATENCY.height}x{LATENCY.width}, {measured} measured "
+            f"now ({time.perf_counter() - began:.0f} s); the guided sampler predicts every proposal from it"
+        )
         table = ReplayTable.load(store, fidelity.name, device=LATENCY.device)
     finally:
         store.dispose()
     log(f"table: {len(table)} students; space read from the {table.space.source}")
     result = replay(table, SAMPLERS, trials=fidelity.trials, seeds=fidelity.seeds)
-    log("reference point: " + ", ".join(f"{c}={v:.5g}" for c, v in result.reference.items())
-        + f"; hypervolume of the whole table {result.table_volume:.6g}")
+    log(
+        "reference point: "
+        + ", ".join(f"{c}={v:.5g}" for c, v in result.reference.items())
+        + f"; hypervolume of the whole table {result.table_volume:.6g}"
+    )
     print(f"{result.trials} trials x {fidelity.seeds} seeds per sampler, mean +- std over seeds:")
     print(result.table_text())
     random_final = float(result.at_fraction("random", 1.0).mean())
     print(f"neighbour rule '{result.rule}' (see nnsearch/replay.py)")
     for sampler in SAMPLERS:
-        print(f"{sampler}: reaches random's mean final hypervolume ({random_final:.6g}) after "
-              f"{result.trials_to_reach(sampler, random_final):.2f} of the trials")
+        print(
+            f"{sampler}: reaches random's mean final hypervolume ({random_final:.6g}) after "
+            f"{result.trials_to_reach(sampler, random_final):.2f} of the trials"
+        )
     for path in write_outputs(result, out):
         log(f"wrote {path.relative_to(ROOT)}")
     compare_nearest_rule(table, fidelity, result.reference)
@@ -195,10 +236,19 @@ def verdict(result: ReplayResult) -> tuple[float, float]:
 
 def compare_nearest_rule(table: ReplayTable, fidelity: Fidelity, reference: dict[str, float]) -> None:
     """The default sampler and random again under the "nearest" neighbour rule, for comparison."""
-    result = replay(table, (DEFAULT_SAMPLER, "random"), trials=fidelity.trials, seeds=fidelity.seeds,
-                    reference=reference, rule="nearest", verbose=False)
-    print("for comparison, neighbour rule 'nearest' (a proposal gets the nearest recorded student even if "
-          "other proposals got it):")
+    result = replay(
+        table,
+        (DEFAULT_SAMPLER, "random"),
+        trials=fidelity.trials,
+        seeds=fidelity.seeds,
+        reference=reference,
+        rule="nearest",
+        verbose=False,
+    )
+    print(
+        "for comparison, neighbour rule 'nearest' (a proposal gets the nearest recorded student even if "
+        "other proposals got it):"
+    )
     print(result.table_text())
     ratio, needed = verdict(result)
     print(f"rule 'nearest': hv_ratio_default_vs_random={ratio:.2f} trials_to_random_final={needed:.2f}")

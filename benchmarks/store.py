@@ -30,8 +30,9 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -59,13 +60,28 @@ def workload(rows: int, seed: int = 0) -> tuple[list[dict[str, Any]], dict[str, 
         nn = f"BenchNet-{m:06d}"
         code[nn] = f"# {nn}\n{body}"
         for _ in range(PRM_SETS):
-            prm = {"lr": rng.uniform(1e-4, 1e-2), "batch": rng.choice([4, 8, 16]), "alpha": 0.9, "steps": 240,
-                   "crops": [64, 128]}
+            prm = {
+                "lr": rng.uniform(1e-4, 1e-2),
+                "batch": rng.choice([4, 8, 16]),
+                "alpha": 0.9,
+                "steps": 240,
+                "crops": [64, 128],
+            }
             for epoch in range(EPOCHS):
                 for metric in METRIC_CODE:
-                    stats.append({"task": "img-denoising", "dataset": "bench", "metric": metric, "nn": nn,
-                                  "transform": "crop", "epoch": epoch, "prm": prm,
-                                  "accuracy": rng.uniform(20, 40), "duration": rng.randrange(10**9, 10**11)})
+                    stats.append(
+                        {
+                            "task": "img-denoising",
+                            "dataset": "bench",
+                            "metric": metric,
+                            "nn": nn,
+                            "transform": "crop",
+                            "epoch": epoch,
+                            "prm": prm,
+                            "accuracy": rng.uniform(20, 40),
+                            "duration": rng.randrange(10**9, 10**11),
+                        }
+                    )
     return stats, code
 
 
@@ -75,8 +91,9 @@ def measure(url: str, rows: int) -> str:
     store = Store(url)
     try:
         began = time.perf_counter()
-        new = record_stats_bulk(store, stats, nn_code=code, metric_code=METRIC_CODE,
-                                transform_code={"crop": "# crop\n"})
+        new = record_stats_bulk(
+            store, stats, nn_code=code, metric_code=METRIC_CODE, transform_code={"crop": "# crop\n"}
+        )
         insert_s = time.perf_counter() - began
         assert new == len(stats), (new, len(stats))
         reads = []
@@ -88,8 +105,10 @@ def measure(url: str, rows: int) -> str:
     finally:
         store.dispose()
     label = f"{len(stats) // 1000}k" if len(stats) % 1000 == 0 else str(len(stats))
-    return (f"store: engine={store.dialect} rows={len(stats)} insert_rows_per_s={len(stats) / insert_s:.0f} "
-            f"data_{label}_s={statistics.median(reads):.3f}")
+    return (
+        f"store: engine={store.dialect} rows={len(stats)} insert_rows_per_s={len(stats) / insert_s:.0f} "
+        f"data_{label}_s={statistics.median(reads):.3f}"
+    )
 
 
 def trial_record(number: int):  # -> ModelRecord
@@ -98,14 +117,37 @@ def trial_record(number: int):  # -> ModelRecord
 
     rng = random.Random(number)
     arch = Arch(widths=(8 + 2 * (number % 7), 16), blocks=(1, number % 3), skips=("concat",))
-    latencies = [LatencyRecord(device="host-cpu", runtime="tflite-cpu", runtime_version="bench", threads=1,
-                               height=64, width=96, kind=kind, median_ms=ms, min_ms=ms, runs=3)
-                 for kind, ms in (("predicted", rng.uniform(1, 9)), ("measured", rng.uniform(1, 9)))]
+    latencies = [
+        LatencyRecord(
+            device="host-cpu",
+            runtime="tflite-cpu",
+            runtime_version="bench",
+            threads=1,
+            height=64,
+            width=96,
+            kind=kind,
+            median_ms=ms,
+            min_ms=ms,
+            runs=3,
+        )
+        for kind, ms in (("predicted", rng.uniform(1, 9)), ("measured", rng.uniform(1, 9)))
+    ]
     return ModelRecord(
-        nn=f"BenchNet-{number:06d}", code=f"# {number}\n", arch_json=json.dumps(arch.to_dict()),
-        prm={"steps": 6}, dataset="bench", transform="crops_32", transform_code="# crops\n", params=1000 + number,
-        macs=1e6, macs_hw=(64, 96), depth=4, model_size_bytes=4000, latencies=latencies,
-        epochs=[EpochRecord(epoch=e, psnr=rng.uniform(20, 30) + e, ssim=0.8, duration_ns=10**9) for e in range(3)])
+        nn=f"BenchNet-{number:06d}",
+        code=f"# {number}\n",
+        arch_json=json.dumps(arch.to_dict()),
+        prm={"steps": 6},
+        dataset="bench",
+        transform="crops_32",
+        transform_code="# crops\n",
+        params=1000 + number,
+        macs=1e6,
+        macs_hw=(64, 96),
+        depth=4,
+        model_size_bytes=4000,
+        latencies=latencies,
+        epochs=[EpochRecord(epoch=e, psnr=rng.uniform(20, 30) + e, ssim=0.8, duration_ns=10**9) for e in range(3)],
+    )
 
 
 def per_trial_overhead(url: str, recorded: int, more: int = 10) -> tuple[float, float]:
@@ -147,8 +189,9 @@ def overhead_line(folder: Path) -> str:
     for recorded in (10, 1000):
         url = f"sqlite:///{folder / f'trials-{recorded}.db'}"
         figures[f"per_trial_ms_{recorded}"], figures[f"full_ms_{recorded}"] = per_trial_overhead(url, recorded)
-    return "store: " + " ".join(f"{name}={value:.1f}" for name, value in sorted(figures.items(),
-                                                                                 key=lambda kv: kv[0].startswith("full")))
+    return "store: " + " ".join(
+        f"{name}={value:.1f}" for name, value in sorted(figures.items(), key=lambda kv: kv[0].startswith("full"))
+    )
 
 
 def postgres_schema(admin_url: str) -> Iterator[str]:

@@ -5,11 +5,10 @@ from __future__ import annotations
 import argparse
 import errno
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from nnsearch.commands import register_all
 from nnsearch.errors import NNSearchError
-
 
 #: Write failures the environment causes (full disk or quota, file-size limit, read-only or forbidden folder).
 ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM}
@@ -20,9 +19,11 @@ def environment_error(exc: OSError) -> str:
     from nnsearch.common.paths import cache_dir
 
     where = f"{exc.filename}: " if exc.filename else ""
-    return (f"{where}{exc.strerror or exc} ({errno.errorcode.get(exc.errno or 0, 'OSError')}). The cache folder is "
-            f"{cache_dir(create=False)} (set NNSEARCH_CACHE to use another); free space or fix the folder's permissions, then "
-            "run the same command again: finished work is kept and interrupted work is redone")
+    return (
+        f"{where}{exc.strerror or exc} ({errno.errorcode.get(exc.errno or 0, 'OSError')}). The cache folder is "
+        f"{cache_dir(create=False)} (set NNSEARCH_CACHE to use another); free space or fix the folder's permissions, then "
+        "run the same command again: finished work is kept and interrupted work is redone"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,8 +46,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"nnsearch: error: {environment_error(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("\nnnsearch: interrupted; finished trials are saved, run the same command again to resume",
-              file=sys.stderr)
+        print(
+            "\nnnsearch: interrupted; finished trials are saved, run the same command again to resume", file=sys.stderr
+        )
         return 130
 
 

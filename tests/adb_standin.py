@@ -29,9 +29,13 @@ def _benchmark(arguments: list[str]) -> int:
     from nnsearch.latency.tflite import time_tflite
 
     try:
-        timing = time_tflite(_on_device(flags["graph"]), runs=int(flags.get("num_runs", 50)),
-                             warmup=int(flags.get("warmup_runs", 1)), threads=int(flags.get("num_threads", 1)),
-                             clock="wall")
+        timing = time_tflite(
+            _on_device(flags["graph"]),
+            runs=int(flags.get("num_runs", 50)),
+            warmup=int(flags.get("warmup_runs", 1)),
+            threads=int(flags.get("num_threads", 1)),
+            clock="wall",
+        )
     except ExportError as exc:
         print(f"ERROR: {exc}")
         print("Benchmarking failed.")
@@ -41,10 +45,14 @@ def _benchmark(arguments: list[str]) -> int:
     print("INFO: STARTING!")
     print(f"INFO: Graph: [{flags['graph']}]")
     print(f"INFO: count=1 curr={us[0]:.0f}")
-    print(f"INFO: count={len(us)} first={us[0]:.0f} curr={us[-1]:.0f} min={min(us):.0f} max={max(us):.0f} "
-          f"avg={average:.1f} std={0:.0f}")
-    print(f"INFO: Inference timings in us: Init: 1000, First inference: {us[0]:.0f}, Warmup (avg): {us[0]:.0f}, "
-          f"Inference (avg): {average:.1f}")
+    print(
+        f"INFO: count={len(us)} first={us[0]:.0f} curr={us[-1]:.0f} min={min(us):.0f} max={max(us):.0f} "
+        f"avg={average:.1f} std={0:.0f}"
+    )
+    print(
+        f"INFO: Inference timings in us: Init: 1000, First inference: {us[0]:.0f}, Warmup (avg): {us[0]:.0f}, "
+        f"Inference (avg): {average:.1f}"
+    )
     return 0
 
 

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -34,8 +34,10 @@ def _admin(url: URL):  # -> Engine in autocommit mode
 
 def _unusable(server: URL, exc: Exception, setting: str) -> None:
     """Skip (fail under CI) when a database server cannot be used."""
-    message = (f"{server.get_backend_name()} at {server.render_as_string(hide_password=True)} is not usable "
-               f"({str(exc).splitlines()[0]}); set {setting} to a server URL")
+    message = (
+        f"{server.get_backend_name()} at {server.render_as_string(hide_password=True)} is not usable "
+        f"({str(exc).splitlines()[0]}); set {setting} to a server URL"
+    )
     if os.environ.get("CI"):
         pytest.fail(message)
     pytest.skip(message)
@@ -119,8 +121,16 @@ ARCH_FIELDS = [  # small, distinct students
 ]
 
 
-def model_record(arch: int = 0, prm: dict | None = None, *, epochs: int = 2, dataset: str = "builtin",
-                 latency_ms: float | None = 5.0, weights: bytes | None = b"w", **changes):  # -> ModelRecord
+def model_record(
+    arch: int = 0,
+    prm: dict | None = None,
+    *,
+    epochs: int = 2,
+    dataset: str = "builtin",
+    latency_ms: float | None = 5.0,
+    weights: bytes | None = b"w",
+    **changes,
+):  # -> ModelRecord
     """A small but complete ModelRecord for architecture number `arch` of `ARCH_FIELDS`."""
     import json
     from datetime import datetime
@@ -130,17 +140,51 @@ def model_record(arch: int = 0, prm: dict | None = None, *, epochs: int = 2, dat
 
     spec = Arch(**ARCH_FIELDS[arch])
     prm = {"lr": 1e-3, "batch": 4} if prm is None else prm
-    latencies = [] if latency_ms is None else [LatencyRecord(
-        device="host-cpu", runtime="litert", runtime_version="2.3.0", threads=1, height=64, width=96,
-        kind="measured", median_ms=latency_ms, min_ms=latency_ms * 0.9, max_ms=latency_ms * 1.2, runs=3,
-        created_at=datetime(2026, 1, 1, 12, 0, arch, 123456))]
+    latencies = (
+        []
+        if latency_ms is None
+        else [
+            LatencyRecord(
+                device="host-cpu",
+                runtime="litert",
+                runtime_version="2.3.0",
+                threads=1,
+                height=64,
+                width=96,
+                kind="measured",
+                median_ms=latency_ms,
+                min_ms=latency_ms * 0.9,
+                max_ms=latency_ms * 1.2,
+                runs=3,
+                created_at=datetime(2026, 1, 1, 12, 0, arch, 123456),
+            )
+        ]
+    )
     fields = dict(
-        nn=spec.name, code=spec.model_code(), arch_json=json.dumps(spec.to_dict(), sort_keys=True), prm=prm,
-        dataset=dataset, transform="crops-32", transform_code="# crop schedule 32\n", params=1000 + arch,
-        macs=2.5e6 * (arch + 1), macs_hw=(64, 96), depth=6, model_size_bytes=4000 + 4 * arch,
-        epochs=[EpochRecord(epoch=e, psnr=28.0 + e + arch / 7, ssim=0.8 + e / 100, duration_ns=10**9 * (e + 1),
-                            train_loss=0.1 / (e + 1)) for e in range(epochs)],
-        latencies=latencies, weights=weights,
+        nn=spec.name,
+        code=spec.model_code(),
+        arch_json=json.dumps(spec.to_dict(), sort_keys=True),
+        prm=prm,
+        dataset=dataset,
+        transform="crops-32",
+        transform_code="# crop schedule 32\n",
+        params=1000 + arch,
+        macs=2.5e6 * (arch + 1),
+        macs_hw=(64, 96),
+        depth=6,
+        model_size_bytes=4000 + 4 * arch,
+        epochs=[
+            EpochRecord(
+                epoch=e,
+                psnr=28.0 + e + arch / 7,
+                ssim=0.8 + e / 100,
+                duration_ns=10**9 * (e + 1),
+                train_loss=0.1 / (e + 1),
+            )
+            for e in range(epochs)
+        ],
+        latencies=latencies,
+        weights=weights,
     )
     fields.update(changes)
     return ModelRecord(**fields)

@@ -45,14 +45,21 @@ REPO = Path(__file__).resolve().parents[1]
 def arches(count: int) -> list[Arch]:
     """`count` distinct small students."""
     widths = [(4, 8), (8, 16), (4, 16), (8, 8), (12, 16), (16, 24), (8, 24), (12, 24)]
-    return [Arch(w, (1, i % 2), ("concat" if i % 3 else "add",), "residual", "conv", True)
-            for i, w in enumerate(widths[:count])]
+    return [
+        Arch(w, (1, i % 2), ("concat" if i % 3 else "add",), "residual", "conv", True)
+        for i, w in enumerate(widths[:count])
+    ]
 
 
 def record_models(store: Store, models: list[Arch], folder: Path, side: int = 64) -> dict[str, bytes]:
     """Store the models (code and architecture) and return their exported .tflite bytes by name."""
-    record_bundle(store, Bundle(nn_code={a.name: a.model_code() for a in models},
-                                nn_arch={a.name: json.dumps(a.to_dict(), sort_keys=True) for a in models}))
+    record_bundle(
+        store,
+        Bundle(
+            nn_code={a.name: a.model_code() for a in models},
+            nn_arch={a.name: json.dumps(a.to_dict(), sort_keys=True) for a in models},
+        ),
+    )
     files = {}
     for arch in models:
         path = export_tflite(build_student(arch).eval(), folder / f"{arch.name}.tflite", (1, 3, side, side))
@@ -71,14 +78,29 @@ def jobs(store: Store) -> list[MeasureJob]:
 
 def measured_rows(store: Store) -> dict[str, int]:
     """Measured latency_run rows per model on the stand-in device."""
-    query = (select(LatencyRun.nn, func.count()).where(LatencyRun.device == DEVICE, LatencyRun.kind == "measured")
-             .group_by(LatencyRun.nn))
+    query = (
+        select(LatencyRun.nn, func.count())
+        .where(LatencyRun.device == DEVICE, LatencyRun.kind == "measured")
+        .group_by(LatencyRun.nn)
+    )
     return dict(store.reading(lambda conn: conn.execute(query).all()))
 
 
 def agent_command(db: str, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "nnsearch", "agent", "--device", DEVICE, "--db", db, "--poll", "0.2",
-            "--no-repeat", *extra]
+    return [
+        sys.executable,
+        "-m",
+        "nnsearch",
+        "agent",
+        "--device",
+        DEVICE,
+        "--db",
+        db,
+        "--poll",
+        "0.2",
+        "--no-repeat",
+        *extra,
+    ]
 
 
 def environment() -> dict[str, str]:
@@ -123,18 +145,30 @@ def test_a_sigkilled_agent_job_is_finished_by_the_restarted_agent_once(tmp_path)
     files = record_models(store, arches(3), tmp_path)
     queue_models(store, files)
     # the victim times with so many runs that it is surely still timing its first job when it is killed
-    victim = subprocess.Popen(agent_command(db, "--lease", "3", "--runs", "1000000", "--name", "victim"),
-                              env=environment(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    victim = subprocess.Popen(
+        agent_command(db, "--lease", "3", "--runs", "1000000", "--name", "victim"),
+        env=environment(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
-        wait_until(lambda: any(j.state == "running" and j.agent == "victim" for j in jobs(store)),
-                   what="the victim to claim a job")
+        wait_until(
+            lambda: any(j.state == "running" and j.agent == "victim" for j in jobs(store)),
+            what="the victim to claim a job",
+        )
         killed = next(j.id for j in jobs(store) if j.state == "running")
         victim.send_signal(signal.SIGKILL)
         victim.wait(timeout=30)
     finally:
         victim.kill()
-    restarted = subprocess.run(agent_command(db, "--lease", "3", "--idle-exit", "8", "--name", "restarted"),
-                               env=environment(), capture_output=True, text=True, timeout=300)
+    restarted = subprocess.run(
+        agent_command(db, "--lease", "3", "--idle-exit", "8", "--name", "restarted"),
+        env=environment(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert restarted.returncode == 0, restarted.stdout + restarted.stderr
     assert "claimed again after its lease ran out" in restarted.stdout
     finished = {j.id: j for j in jobs(store)}
@@ -150,9 +184,16 @@ def test_two_agents_on_one_profile_split_the_work(tmp_path):
     store = Store(db)
     files = record_models(store, arches(6), tmp_path, side=128)
     # each job takes seconds (1500 runs), so the second agent claims work while the first is busy, even under load
-    agents = [subprocess.Popen(agent_command(db, "--runs", "1500", "--idle-exit", "4", "--name", f"agent{i}"),
-                               env=environment(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-              for i in range(2)]
+    agents = [
+        subprocess.Popen(
+            agent_command(db, "--runs", "1500", "--idle-exit", "4", "--name", f"agent{i}"),
+            env=environment(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for i in range(2)
+    ]
     try:
         wait_until(lambda: len(jobs(store)) == 0 and _registered(store) == 2, what="both agents to register")
         queue_models(store, files, side=128)
@@ -201,16 +242,22 @@ def test_adb_runner_pushes_runs_benchmark_model_and_parses_its_timing(tmp_path, 
     assert result[bad].state == "failed" and "not a valid Flatbuffer" in result[bad].message
     calls = (tmp_path / "phone" / "calls.log").read_text().splitlines()
     model = next(iter(files))
-    assert calls[0].startswith("-s emulator-5554 push ") and calls[0].endswith(f"/data/local/tmp/nnsearch/{model}.tflite")
-    assert calls[1] == (f"-s emulator-5554 shell /data/local/tmp/benchmark_model "
-                        f"--graph=/data/local/tmp/nnsearch/{model}.tflite --num_threads=1 --num_runs=20 --warmup_runs=1")
+    assert calls[0].startswith("-s emulator-5554 push ") and calls[0].endswith(
+        f"/data/local/tmp/nnsearch/{model}.tflite"
+    )
+    assert calls[1] == (
+        f"-s emulator-5554 shell /data/local/tmp/benchmark_model "
+        f"--graph=/data/local/tmp/nnsearch/{model}.tflite --num_threads=1 --num_runs=20 --warmup_runs=1"
+    )
     assert measured_rows(store) == {model: 1}
     store.dispose()
 
 
 def test_benchmark_model_output_parsing():
-    output = ("count=1 curr=2100\ncount=50 first=2000 curr=1510 min=1500 max=2100 avg=1600.5 std=50\n"
-              "Inference timings in us: Init: 300, First inference: 2000, Warmup (avg): 2100, Inference (avg): 1600.5\n")
+    output = (
+        "count=1 curr=2100\ncount=50 first=2000 curr=1510 min=1500 max=2100 avg=1600.5 std=50\n"
+        "Inference timings in us: Init: 300, First inference: 2000, Warmup (avg): 2100, Inference (avg): 1600.5\n"
+    )
     parsed = parse_benchmark_output(output)
     assert (parsed.min_ms, parsed.max_ms, parsed.median_ms, parsed.runs) == (1.5, 2.1, 1.6005, 50)
     only_average = parse_benchmark_output("Inference timings in us: Init: 1, Inference (avg): 2500")
@@ -219,21 +266,44 @@ def test_benchmark_model_output_parsing():
         parse_benchmark_output("ERROR: failed to load\n")
 
 
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # litert's Delegate.__del__ after a failed load
+@pytest.mark.filterwarnings(
+    "ignore::pytest.PytestUnraisableExceptionWarning"
+)  # litert's Delegate.__del__ after a failed load
 def test_runner_choice_errors_are_plain(capsys):
-    for argv, message in ((["--runner", "nope"], "unknown runner 'nope'"),
-                          (["--runner", "no_such_module:make"], "cannot import runner plugin"),
-                          (["--delegate-option", "a=b"], "--delegate-option needs --delegate"),
-                          (["--runner-option", "novalue"], "takes KEY=VALUE")):
+    for argv, message in (
+        (["--runner", "nope"], "unknown runner 'nope'"),
+        (["--runner", "no_such_module:make"], "cannot import runner plugin"),
+        (["--delegate-option", "a=b"], "--delegate-option needs --delegate"),
+        (["--runner-option", "novalue"], "takes KEY=VALUE"),
+    ):
         assert main(["agent", "--device", DEVICE, "--db", "sqlite:///:memory:", *argv]) == 2
         assert message in capsys.readouterr().err
     with pytest.raises(Exception, match="cannot load the TFLite delegate"):
         LocalRunner(delegate="/no/such/libdelegate.so")
 
 
-TINY_STUDY = ["--space", "tiny", "--steps", "6", "--epochs", "2", "--batch", "2", "--crops", "32",
-              "--teacher-steps", "20", "--teacher-margin=-inf", "--max-side", "64", "--resolution", "64x64",
-              "--no-early-stop", "--device", DEVICE]  # a 20-step teacher only exercises the pipeline
+TINY_STUDY = [
+    "--space",
+    "tiny",
+    "--steps",
+    "6",
+    "--epochs",
+    "2",
+    "--batch",
+    "2",
+    "--crops",
+    "32",
+    "--teacher-steps",
+    "20",
+    "--teacher-margin=-inf",
+    "--max-side",
+    "64",
+    "--resolution",
+    "64x64",
+    "--no-early-stop",
+    "--device",
+    DEVICE,
+]  # a 20-step teacher only exercises the pipeline
 
 
 def test_a_postgresql_study_served_by_one_agent_records_its_measurements(pg_url, capsys):
@@ -245,11 +315,29 @@ def test_a_postgresql_study_served_by_one_agent_records_its_measurements(pg_url,
         assert main(["search", "--db", pg_url, "--study", "served", "--trials", "3", *TINY_STUDY]) == 0
         waited = capsys.readouterr().out
         # the same device without waiting: the trials go on with the prediction, the measurement lands later
-        assert main(["search", "--db", pg_url, "--study", "unwaited", "--trials", "2", "--seed", "7",
-                     "--no-latency-wait", *TINY_STUDY]) == 0
+        assert (
+            main(
+                [
+                    "search",
+                    "--db",
+                    pg_url,
+                    "--study",
+                    "unwaited",
+                    "--trials",
+                    "2",
+                    "--seed",
+                    "7",
+                    "--no-latency-wait",
+                    *TINY_STUDY,
+                ]
+            )
+            == 0
+        )
         unwaited = capsys.readouterr().out
-        wait_until(lambda: all(j.state == "done" for j in jobs(store) if j.kind == "model"),
-                   what="the agent to time the unwaited study's models")
+        wait_until(
+            lambda: all(j.state == "done" for j in jobs(store) if j.kind == "model"),
+            what="the agent to time the unwaited study's models",
+        )
     finally:
         agent.send_signal(signal.SIGTERM)
         output = agent.communicate(timeout=60)[0]
@@ -301,8 +389,10 @@ def test_a_model_the_table_over_predicts_gets_its_inflated_entries_re_measured(s
     rechecks = [j for j in by_id.values() if j.kind == "probe" and j.round == 1]
     assert len(rechecks) == len(keys) and {j.state for j in rechecks} == {"done"}
     with store.session() as session:
-        now = {(r.op, r.in_h, r.in_w, r.in_c, r.out_c, r.kernel, r.stride, r.activation): r.min_ms
-               for r in session.scalars(select(LatencyLUT).where(LatencyLUT.device == DEVICE))}
+        now = {
+            (r.op, r.in_h, r.in_w, r.in_c, r.out_c, r.kernel, r.stride, r.activation): r.min_ms
+            for r in session.scalars(select(LatencyLUT).where(LatencyLUT.device == DEVICE))
+        }
     assert all(now[key] < 5.0 * quiet[key] for key in quiet)  # the repeat's quieter minimum replaced each one
     assert main(["agent", "--status", "--db", store.url]) == 0
     status = capsys.readouterr().out
@@ -319,8 +409,12 @@ def test_host_remeasure_replaces_inflated_entries_with_the_quieter_timing():
     keys = [key for key, _ in arch_keys(arch, 32, 32)][:4]
     device = host_profile()
     measured = measure_keys(keys, device, runs=3)
-    busy = [LutEntry(device, e.key, "measured", median_ms=e.median_ms * 4, min_ms=e.min_ms * 4,
-                     max_ms=e.max_ms * 4, runs=e.runs) for e in measured]
+    busy = [
+        LutEntry(
+            device, e.key, "measured", median_ms=e.median_ms * 4, min_ms=e.min_ms * 4, max_ms=e.max_ms * 4, runs=e.runs
+        )
+        for e in measured
+    ]
     table = LatencyTable(device, MemoryBackend(busy), runs=3)
     inflated = remeasure(table, keys)
     assert {key for key, _, _ in inflated} == set(keys)
@@ -338,8 +432,23 @@ def test_each_device_s_prediction_error_pairs_measurements_with_predictions(stor
     rows = []
     for i, arch in enumerate(models):  # predictions 2x the measurement: a table that fits this device badly
         for kind, ms in (("measured", 1.0 + i), ("predicted", 2.0 * (1.0 + i))):
-            rows.append(dict(nn=arch.name, device=DEVICE, precision="fp32", runtime="tflite-cpu", runtime_version="x",
-                             threads=1, height=64, width=64, kind=kind, median_ms=ms, min_ms=ms, max_ms=ms, runs=1))
+            rows.append(
+                dict(
+                    nn=arch.name,
+                    device=DEVICE,
+                    precision="fp32",
+                    runtime="tflite-cpu",
+                    runtime_version="x",
+                    threads=1,
+                    height=64,
+                    width=64,
+                    kind=kind,
+                    median_ms=ms,
+                    min_ms=ms,
+                    max_ms=ms,
+                    runs=1,
+                )
+            )
     record_bundle(store, Bundle(latencies=rows))
     accuracy = prediction_accuracy(store, DEVICE)
     assert (accuracy.pairs, accuracy.within10, accuracy.median_ratio) == (5, 0.0, 2.0)

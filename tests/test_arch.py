@@ -1,17 +1,22 @@
 """Arch: stable identity and self-contained model code."""
 
+import pytest
 import torch
 
-from nnsearch.model.arch import Arch, load_model_code
 from nnsearch.errors import SpaceError
+from nnsearch.model.arch import Arch, load_model_code
 from nnsearch.model.student import build_student
-
-import pytest
 
 
 def make_arch(**changes):
-    fields = dict(widths=(8, 16, 24), blocks=(1, 0, 1), skips=("concat", "add"), block="residual",
-                  downsample="maxpool", global_residual=True)
+    fields = dict(
+        widths=(8, 16, 24),
+        blocks=(1, 0, 1),
+        skips=("concat", "add"),
+        block="residual",
+        downsample="maxpool",
+        global_residual=True,
+    )
     fields.update(changes)
     return Arch(**fields)
 
@@ -73,8 +78,13 @@ def test_model_file_trains_under_lemurs_hyperparameter_sampling():
     assert declared == {"lr", "momentum"}  # batch is LEMUR's own choice, never a [0, 1] float
     rng = random.Random(0)
     for _ in range(3):
-        prm = {"lr": math.exp(rng.uniform(math.log(1e-4), math.log(1e-1))), "momentum": rng.uniform(0, 1),
-               "batch": 4, "transform": "denoise", "epoch_max": 1}
+        prm = {
+            "lr": math.exp(rng.uniform(math.log(1e-4), math.log(1e-1))),
+            "momentum": rng.uniform(0, 1),
+            "batch": 4,
+            "transform": "denoise",
+            "epoch_max": 1,
+        }
         net = module.Net((4, 3, 16, 16), (4, 3, 16, 16), prm, "cpu")
         group = net.optimizer.param_groups[0]
         assert group["lr"] == prm["lr"] and group["betas"] == (0.5 + 0.499 * prm["momentum"], 0.999)

@@ -77,15 +77,20 @@ def _stage(module: str) -> str:
 #: The stages, top to bottom: a stage imports only stages below it (`nnsearch` itself, the facade, any).
 #: docs/architecture.md says what each holds.
 STAGES = [
-    "__main__", "cli", "commands",    # the command line
-    "replay", "search",               # studies: replaying one, running one
-    "analysis", "export",             # reading results; writing a student's files
-    "latency",                        # lookup tables, probes, TFLite, the latency of a candidate
-    "train",                          # data, teacher, distillation, final training, quality metrics
-    "nnd",                            # the NN Dataset's file layout: import and export
-    "store",                          # the SQL store, and loading a stored student
-    "model",                          # search spaces, architectures, students
-    "common", "errors",               # shared helpers, the error types
+    "__main__",
+    "cli",
+    "commands",  # the command line
+    "replay",
+    "search",  # studies: replaying one, running one
+    "analysis",
+    "export",  # reading results; writing a student's files
+    "latency",  # lookup tables, probes, TFLite, the latency of a candidate
+    "train",  # data, teacher, distillation, final training, quality metrics
+    "nnd",  # the NN Dataset's file layout: import and export
+    "store",  # the SQL store, and loading a stored student
+    "model",  # search spaces, architectures, students
+    "common",
+    "errors",  # shared helpers, the error types
 ]
 
 
@@ -100,7 +105,8 @@ def test_stage_subpackages_import_one_way():
         if _stage(module) in ("nnsearch", "cli", "commands", "__main__"):
             continue
         stages.setdefault(_stage(module), set()).update(
-            _stage(t) for t in targets if _stage(t) not in ("nnsearch", _stage(module)))
+            _stage(t) for t in targets if _stage(t) not in ("nnsearch", _stage(module))
+        )
     assert _cycles(stages) == [], stages
 
 
@@ -111,9 +117,11 @@ def test_every_stage_is_declared_in_order():
 def test_stages_import_only_downwards():
     upward = sorted(
         f"{module} -> {target}"
-        for module, targets in import_graph().items() if _stage(module) != "nnsearch"
+        for module, targets in import_graph().items()
+        if _stage(module) != "nnsearch"
         for target in targets
-        if _stage(target) != "nnsearch" and STAGES.index(_stage(target)) < STAGES.index(_stage(module)))
+        if _stage(target) != "nnsearch" and STAGES.index(_stage(target)) < STAGES.index(_stage(module))
+    )
     assert upward == []
 
 

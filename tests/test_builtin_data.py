@@ -8,9 +8,9 @@ import sys
 import numpy as np
 import pytest
 
+from nnsearch.errors import DataError
 from nnsearch.train.datasets import DenoiseData, load_data
 from nnsearch.train.datasets.builtin import BUILTIN_FILES, MAX_LONG_SIDE
-from nnsearch.errors import DataError
 
 
 @pytest.fixture(scope="module")

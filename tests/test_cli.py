@@ -12,8 +12,7 @@ def test_missing_space_file_exits_2_naming_the_file(tmp_path, capsys):
 
 def test_missing_data_path_exits_2_naming_the_path(tmp_path, capsys):
     missing = tmp_path / "no-data"
-    code = main(["search", "--space", "tiny", "--data", str(missing), "--trials", "1",
-                 "--db", str(tmp_path / "s.db")])
+    code = main(["search", "--space", "tiny", "--data", str(missing), "--trials", "1", "--db", str(tmp_path / "s.db")])
     assert code == 2
     assert str(missing) in capsys.readouterr().err
 
@@ -54,8 +53,8 @@ def test_space_file_errors_name_the_file_key_and_allowed_values(tmp_path, capsys
 
 def test_bad_data_path_leaves_no_study_behind(tmp_path, capsys):
 
-    from nnsearch.store.engine import Store
     from nnsearch.search.study import optuna_storage
+    from nnsearch.store.engine import Store
 
     db = str(tmp_path / "s.db")
     assert main(["search", "--space", "tiny", "--data", str(tmp_path / "none"), "--study", "x", "--db", db]) == 2
@@ -75,9 +74,29 @@ def test_search_defaults_are_the_library_defaults_and_options_override_them():
     assert config.distill == DistillConfig() and config.latency == LatencyConfig()
     assert heartbeat == HeartbeatConfig() and config.budget.early_stop == EarlyStopRule()
     assert (config.teacher.source, config.seed, config.sampler.name) == ("cpu", 0, "guided")
-    args = build_parser().parse_args(["search", "--space", "tiny", "--steps", "7", "--epochs", "1", "--crops", "32",
-                                      "--seed", "3", "--resolution", "64x96", "--no-early-stop",
-                                      "--heartbeat-interval", "5", "--grace-period", "9", "--no-measure"])
+    args = build_parser().parse_args(
+        [
+            "search",
+            "--space",
+            "tiny",
+            "--steps",
+            "7",
+            "--epochs",
+            "1",
+            "--crops",
+            "32",
+            "--seed",
+            "3",
+            "--resolution",
+            "64x96",
+            "--no-early-stop",
+            "--heartbeat-interval",
+            "5",
+            "--grace-period",
+            "9",
+            "--no-measure",
+        ]
+    )
     config, heartbeat = search_config(args)
     assert (config.distill.steps, config.distill.epochs, config.distill.crops) == (7, 1, (32,))
     assert config.distill.seed == config.seed == 3 and config.budget.early_stop is None
@@ -89,8 +108,9 @@ def test_demo_and_search_trials_both_mean_finished_trials_in_all():
     from nnsearch.cli import build_parser
 
     for command in ("demo", "search"):
-        action = next(a for a in build_parser()._subparsers._group_actions[0].choices[command]._actions
-                      if a.dest == "trials")
+        action = next(
+            a for a in build_parser()._subparsers._group_actions[0].choices[command]._actions if a.dest == "trials"
+        )
         assert "finished trials the study should have" in action.help
 
 
@@ -98,10 +118,12 @@ def test_building_the_parser_loads_no_heavy_library():
     import subprocess
     import sys
 
-    code = ("import sys, time; t = time.perf_counter(); from nnsearch.cli import build_parser; "
-            "build_parser().format_help(); "
-            "[p.format_help() for p in build_parser()._subparsers._group_actions[0].choices.values()]; "
-            "print(sorted(m for m in ('torch', 'optuna', 'pandas', 'sqlalchemy', 'numpy') if m in sys.modules))")
+    code = (
+        "import sys, time; t = time.perf_counter(); from nnsearch.cli import build_parser; "
+        "build_parser().format_help(); "
+        "[p.format_help() for p in build_parser()._subparsers._group_actions[0].choices.values()]; "
+        "print(sorted(m for m in ('torch', 'optuna', 'pandas', 'sqlalchemy', 'numpy') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 
@@ -111,15 +133,22 @@ def test_shared_options_have_one_spelling_and_old_spellings_still_work():
 
     parser = build_parser()
     commands = parser._subparsers._group_actions[0].choices
-    helps = {name: {a.option_strings[0]: a.help for a in command._actions if a.option_strings}
-             for name, command in commands.items()}
+    helps = {
+        name: {a.option_strings[0]: a.help for a in command._actions if a.option_strings}
+        for name, command in commands.items()
+    }
     max_side = {name: h["--max-side"] for name, h in helps.items() if "--max-side" in h}
     assert set(max_side) >= {"search", "export", "evaluate", "train"}
     assert all(text.startswith("centre-crop every image to at most PX per side") for text in max_side.values())
-    assert parser.parse_args(["export", "NN", "--to", "d"]).out == "d" == parser.parse_args(["export", "NN", "--out", "d"]).out
+    assert (
+        parser.parse_args(["export", "NN", "--to", "d"]).out
+        == "d"
+        == parser.parse_args(["export", "NN", "--out", "d"]).out
+    )
     assert parser.parse_args(["report", "--study", "s", "--results", "r"]).out == "r"
     assert parser.parse_args(["replay", "--study", "s", "--results", "r"]).out == "r"
     assert parser.parse_args(["replay", "--study", "s", "--sampler", "tpe", "--sampler", "random"]).sampler == [
-        "tpe", "random"]
+        "tpe",
+        "random",
+    ]
     assert "--to" not in commands["export"].format_help() and "--results" not in commands["report"].format_help()
-

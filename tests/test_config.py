@@ -170,6 +170,9 @@ def test_the_configuration_guide_lists_every_setting():
     from pathlib import Path
 
     page = (Path(__file__).resolve().parents[1] / "docs" / "configuration.md").read_text()
-    rows = {line.split("|")[1].strip(" `"): line.split("|")[2].strip(" `") for line in page.splitlines()
-            if line.startswith("| `")}
+    rows = {
+        line.split("|")[1].strip(" `"): line.split("|")[2].strip(" `")
+        for line in page.splitlines()
+        if line.startswith("| `")
+    }
     assert rows == {s.path: s.key for s in SETTINGS.values()}

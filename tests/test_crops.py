@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
+from nnsearch.errors import DataError, NNSearchError
 from nnsearch.train.crops import MAX_CROP, CropSchedule, make_batch_plan
 from nnsearch.train.datasets import DenoiseData, ImagePair
 from nnsearch.train.distill import DistillConfig
-from nnsearch.errors import DataError, NNSearchError
 
 
 def synthetic_data(sizes: list[tuple[int, int]], seed: int = 0, name: str = "synthetic") -> DenoiseData:
@@ -20,8 +20,13 @@ def synthetic_data(sizes: list[tuple[int, int]], seed: int = 0, name: str = "syn
         clean = rng.random((height, width, 3), dtype=np.float32)
         noisy = np.clip(clean + rng.normal(0, 0.1, clean.shape), 0, 1).astype(np.float32)
         pairs.append(ImagePair(f"img{index}", noisy, clean))
-    return DenoiseData(name=name, train=tuple(pairs[:-1]), val=tuple(pairs[-1:]),
-                       fingerprint=f"{name}-{seed}-{sizes}", source="test images")
+    return DenoiseData(
+        name=name,
+        train=tuple(pairs[:-1]),
+        val=tuple(pairs[-1:]),
+        fingerprint=f"{name}-{seed}-{sizes}",
+        source="test images",
+    )
 
 
 def test_sizes_grow_over_the_budget_in_equal_shares() -> None:
@@ -93,11 +98,16 @@ def test_crops_are_aligned_cuts_of_the_training_pairs() -> None:
     batch = make_batch_plan(data.train, CropSchedule((32,)), steps=1, batch=8, seed=0, multiple=16)[0]
     for noisy, clean in zip(batch.noisy, batch.clean):
         noisy, clean = noisy.permute(1, 2, 0).numpy(), clean.permute(1, 2, 0).numpy()
-        found = [(y, x, flip) for flip in (False, True) for y in range(9) for x in range(25)
-                 if np.array_equal((image.clean[:, ::-1] if flip else image.clean)[y:y + 32, x:x + 32], clean)]
+        found = [
+            (y, x, flip)
+            for flip in (False, True)
+            for y in range(9)
+            for x in range(25)
+            if np.array_equal((image.clean[:, ::-1] if flip else image.clean)[y : y + 32, x : x + 32], clean)
+        ]
         assert len(found) == 1
         y, x, flip = found[0]
-        assert np.array_equal((image.noisy[:, ::-1] if flip else image.noisy)[y:y + 32, x:x + 32], noisy)
+        assert np.array_equal((image.noisy[:, ::-1] if flip else image.noisy)[y : y + 32, x : x + 32], noisy)
 
 
 def test_synthetic_pairs_get_fresh_noise_per_crop_and_the_plan_stays_reproducible() -> None:
@@ -117,5 +127,8 @@ def test_synthetic_pairs_get_fresh_noise_per_crop_and_the_plan_stays_reproducibl
 
 def _contains(image: np.ndarray, crop: np.ndarray) -> bool:
     size = crop.shape[0]
-    return any(np.array_equal(np.sort(image[y:y + size, x:x + size], axis=2), np.sort(crop, axis=2))
-               for y in range(image.shape[0] - size + 1) for x in range(image.shape[1] - size + 1))
+    return any(
+        np.array_equal(np.sort(image[y : y + size, x : x + size], axis=2), np.sort(crop, axis=2))
+        for y in range(image.shape[0] - size + 1)
+        for x in range(image.shape[1] - size + 1)
+    )

@@ -7,13 +7,12 @@ import json
 import warnings
 from wsgiref.util import setup_testing_defaults
 
-
 from nnsearch.model.space import load_space
-from nnsearch.store.engine import Store
 from nnsearch.search.config import StudyConfig
 from nnsearch.search.optuna_setup import open_optuna_study
 from nnsearch.search.quiet import quiet_optuna
 from nnsearch.search.samplers import SAMPLERS, SamplerContext, is_feasible, set_latency_constraint
+from nnsearch.store.engine import Store
 
 #: (psnr, latency_ms, budget excess) of the trials told; the second is over the budget (and would be
 #: Pareto-optimal if it were feasible).

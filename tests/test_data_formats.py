@@ -9,8 +9,8 @@ import pytest
 from PIL import Image
 from scipy.io import savemat
 
-from nnsearch.train.datasets import DenoiseData, load_data
 from nnsearch.errors import DataError
+from nnsearch.train.datasets import DenoiseData, load_data
 
 SHARED = Path("/work/shared/data")
 
@@ -41,9 +41,7 @@ def _all_pairs(data: DenoiseData) -> dict:
 # ---------------------------------------------------------------- layouts
 
 
-@pytest.mark.parametrize(
-    ("noisy", "clean"), [("noisy/{}.png", "clean/{}.png"), ("original/{}.png", "denoised/{}.png")]
-)
+@pytest.mark.parametrize(("noisy", "clean"), [("noisy/{}.png", "clean/{}.png"), ("original/{}.png", "denoised/{}.png")])
 def test_folder_layouts_load_pixels_exactly(tmp_path: Path, noisy: str, clean: str) -> None:
     _write_pairs(tmp_path, noisy, clean, ["a", "b", "c"])
     data = load_data(str(tmp_path))

@@ -11,8 +11,8 @@ import torch
 from test_crops import synthetic_data
 
 from nnsearch.model.arch import Arch
-from nnsearch.train.distill import DistillConfig, TeacherTargets, distill
 from nnsearch.model.student import build_student
+from nnsearch.train.distill import DistillConfig, TeacherTargets, distill
 from nnsearch.train.teacher_outputs import outputs_dir
 
 CONFIG = DistillConfig(steps=6, epochs=2, batch=2, crops=(16, 32), seed=0)
@@ -102,12 +102,16 @@ def _flip_last_byte(path: Path) -> None:
     path.write_bytes(bytes(raw))
 
 
-@pytest.mark.parametrize("damage", [
-    lambda path: path.write_bytes(path.read_bytes()[:-100]),  # truncated payload
-    lambda path: path.write_bytes(path.read_bytes()[:20]),  # truncated header
-    _flip_last_byte,  # altered payload, same length
-    lambda path: path.write_bytes(b"not a cache file at all"),
-], ids=["truncated", "header-cut", "bit-flip", "garbage"])
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda path: path.write_bytes(path.read_bytes()[:-100]),  # truncated payload
+        lambda path: path.write_bytes(path.read_bytes()[:20]),  # truncated header
+        _flip_last_byte,  # altered payload, same length
+        lambda path: path.write_bytes(b"not a cache file at all"),
+    ],
+    ids=["truncated", "header-cut", "bit-flip", "garbage"],
+)
 def test_a_damaged_cache_file_is_detected_and_rebuilt(damage, capsys: pytest.CaptureFixture) -> None:
     teacher = make_teacher()
     good = build(teacher)

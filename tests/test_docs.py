@@ -29,8 +29,11 @@ PAGES = [ROOT / "README.md", *sorted(DOCS.rglob("*.md"))]
 API_GUIDE = DOCS / "python-api.md"
 FENCE = re.compile(r"^(?P<indent> *)```(?P<lang>[\w-]*)[^\n]*\n(?P<code>.*?)^(?P=indent)```[ \t]*$", re.M | re.S)
 #: The last line a benchmark prints (`name: key=value ...`); each is quoted once in the docs.
-SUMMARY_LINE = re.compile(r"^(?:demo|builtin_transfer|real_quality|distill|search_efficiency|latency_accuracy|"
-                          r"quantization|data_scale|store|agents): \w+=.*$", re.M)
+SUMMARY_LINE = re.compile(
+    r"^(?:demo|builtin_transfer|real_quality|distill|search_efficiency|latency_accuracy|"
+    r"quantization|data_scale|store|agents): \w+=.*$",
+    re.M,
+)
 
 
 def blocks(page: Path, lang: str) -> list[str]:

@@ -29,12 +29,15 @@ def test_candidate_dominated_at_the_same_epoch_is_stopped(history):
         check_epoch(EarlyStopRule(margin_db=1.0), history, epoch=0, last_epoch=1, psnr=26.0, latency_ms=12.0)
 
 
-@pytest.mark.parametrize("psnr, latency, epoch, rule", [
-    (27.5, 12.0, 0, EarlyStopRule(margin_db=1.0)),  # within the margin
-    (20.0, 4.0, 0, EarlyStopRule(margin_db=1.0)),  # faster than every finished trial
-    (20.0, 12.0, 1, EarlyStopRule(margin_db=1.0)),  # the last epoch always finishes
-    (20.0, 12.0, 0, EarlyStopRule(margin_db=1.0, min_history=4)),  # too little history yet
-])
+@pytest.mark.parametrize(
+    "psnr, latency, epoch, rule",
+    [
+        (27.5, 12.0, 0, EarlyStopRule(margin_db=1.0)),  # within the margin
+        (20.0, 4.0, 0, EarlyStopRule(margin_db=1.0)),  # faster than every finished trial
+        (20.0, 12.0, 1, EarlyStopRule(margin_db=1.0)),  # the last epoch always finishes
+        (20.0, 12.0, 0, EarlyStopRule(margin_db=1.0, min_history=4)),  # too little history yet
+    ],
+)
 def test_candidate_that_may_still_be_pareto_optimal_continues(history, psnr, latency, epoch, rule):
     check_epoch(rule, history, epoch=epoch, last_epoch=1, psnr=psnr, latency_ms=latency)
 

@@ -3,20 +3,20 @@
 import json
 import math
 
-import optuna
 import numpy as np
+import optuna
 import pytest
 import torch
 from sqlalchemy import func, select
 
-from nnsearch.model.arch import Arch, load_model_code
 from nnsearch.commands.summary import summarize
-from nnsearch.train.distill import DistillConfig
 from nnsearch.errors import NNSearchError
+from nnsearch.model.arch import Arch, load_model_code
 from nnsearch.model.space import load_space
+from nnsearch.search.study import LatencyConfig, Study, StudyConfig
 from nnsearch.store.engine import Store
 from nnsearch.store.schema import NN, LatencyRun, Stat, TrainStat, TrialLink, Weights
-from nnsearch.search.study import LatencyConfig, Study, StudyConfig
+from nnsearch.train.distill import DistillConfig
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +24,11 @@ def finished_study(tmp_path_factory):
     root = tmp_path_factory.mktemp("e2e")
     store = Store(f"sqlite:///{root / 'store.db'}")
     config = StudyConfig.build(
-        name="e2e", space=load_space("tiny"), data=None, max_side=64, teacher_steps=20,
+        name="e2e",
+        space=load_space("tiny"),
+        data=None,
+        max_side=64,
+        teacher_steps=20,
         teacher_margin_db=-math.inf,  # a 20-step teacher only exercises the pipeline; quality: test_teacher_check
         distill=DistillConfig(steps=6, epochs=2, batch=2, crops=(32,)),
         latency=LatencyConfig(height=64, width=96, runs=2, warmup=1),
@@ -43,8 +47,9 @@ def test_trials_and_rows_are_recorded(finished_study):
         links = s.scalars(select(TrialLink).where(TrialLink.study == "e2e")).all()
         assert sorted(link.trial_number for link in links) == [0, 1]
         for link in links:
-            epochs = s.scalars(select(Stat.epoch).where(Stat.nn == link.nn, Stat.prm == link.prm,
-                                                        Stat.metric == "psnr")).all()
+            epochs = s.scalars(
+                select(Stat.epoch).where(Stat.nn == link.nn, Stat.prm == link.prm, Stat.metric == "psnr")
+            ).all()
             assert sorted(epochs) == [0, 1]
             assert s.scalar(select(func.count()).select_from(LatencyRun).where(LatencyRun.nn == link.nn)) >= 1
             assert s.get(Weights, (link.nn, link.prm)) is not None
@@ -65,6 +70,7 @@ def test_stored_code_rebuilds_the_same_architecture(finished_study):
             net = module.Net((1, 3, 32, 32), (1, 3, 32, 32), {"lr": 1e-3}, "cpu")
             weights = s.scalars(select(Weights).where(Weights.nn == row.name)).first()
             import io
+
             net.load_state_dict(torch.load(io.BytesIO(weights.state)))
             assert net(torch.rand(1, 3, 32, 32)).shape == (1, 3, 32, 32)
 
@@ -87,11 +93,16 @@ def test_study_resumes_and_summary_is_written(finished_study):
 def _budget_study(tmp_path, budget_ms, sampler="random", name=None):
     store = Store(f"sqlite:///{tmp_path / 'budget.db'}")
     config = StudyConfig.build(
-        name=name or f"budget-{sampler}", space=load_space("tiny"), data=None, max_side=64, teacher_steps=20,
+        name=name or f"budget-{sampler}",
+        space=load_space("tiny"),
+        data=None,
+        max_side=64,
+        teacher_steps=20,
         teacher_margin_db=-math.inf,  # a 20-step teacher only exercises the pipeline; quality: test_teacher_check
         sampler=sampler,
         distill=DistillConfig(steps=4, epochs=1, batch=2, crops=(32,)),
-        latency=LatencyConfig(height=32, width=32, runs=1, warmup=0), max_latency_ms=budget_ms,
+        latency=LatencyConfig(height=32, width=32, runs=1, warmup=0),
+        max_latency_ms=budget_ms,
     )
     study = Study(config, store, verbose=False)
     study.results_dir = tmp_path / "results"
@@ -129,8 +140,12 @@ def test_latency_budget_skips_training_of_slow_candidates(tmp_path):
 def test_the_guided_sampler_spends_no_trial_over_the_budget(tmp_path):
     probe, _ = _budget_study(tmp_path, None, name="probe")  # its own study: a budget is a setting
     space = probe.config.space
-    budget = float(np.median([probe.predicted_ms(space.sample(lambda _n, c, i=i: c[i % len(c)])) for i in range(2)]
-                             + [probe.predicted_ms(a) for a in space.fastest_candidates()]))
+    budget = float(
+        np.median(
+            [probe.predicted_ms(space.sample(lambda _n, c, i=i: c[i % len(c)])) for i in range(2)]
+            + [probe.predicted_ms(a) for a in space.fastest_candidates()]
+        )
+    )
     study, _ = _budget_study(tmp_path, budget, sampler="guided")
     study.run(3)
     rows = study.results()

@@ -8,13 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from test_teacher_check import box_blur, script
 
 from nnsearch.cli import main
 from nnsearch.model.space import load_space
 from nnsearch.search.study import LatencyConfig, Study, StudyConfig
 from nnsearch.store.engine import Store
 from nnsearch.train.distill import DistillConfig
-from test_teacher_check import box_blur, script
 
 
 @pytest.fixture
@@ -23,9 +23,15 @@ def recorded_student(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[s
     monkeypatch.setenv("NNSEARCH_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("NNSEARCH_RESULTS", str(tmp_path / "results"))
     url = f"sqlite:///{tmp_path / 'store.db'}"
-    config = StudyConfig.build(name="ev", space=load_space("tiny"), max_side=64, sampler="random",
-                         distill=DistillConfig(steps=4, epochs=1, batch=2, crops=(32,), alpha=0.0),
-                         latency=LatencyConfig(height=32, width=32, runs=1, warmup=0), early_stop=None)
+    config = StudyConfig.build(
+        name="ev",
+        space=load_space("tiny"),
+        max_side=64,
+        sampler="random",
+        distill=DistillConfig(steps=4, epochs=1, batch=2, crops=(32,), alpha=0.0),
+        latency=LatencyConfig(height=32, width=32, runs=1, warmup=0),
+        early_stop=None,
+    )
     study = Study(config, Store(url), verbose=False)
     study.results_dir = tmp_path / "results" / "ev"
     study.run(1)
@@ -47,8 +53,9 @@ def pair_folder(root: Path, count: int = 3, size: int = 80) -> Path:
     return root
 
 
-def test_evaluate_writes_table_csv_and_crops(recorded_student: tuple[str, str], tmp_path: Path,
-                                             capsys: pytest.CaptureFixture) -> None:
+def test_evaluate_writes_table_csv_and_crops(
+    recorded_student: tuple[str, str], tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     url, name = recorded_student
     folder = pair_folder(tmp_path / "pairs")
     teacher = script(box_blur(), tmp_path / "blur.pt")
@@ -71,8 +78,9 @@ def test_evaluate_writes_table_csv_and_crops(recorded_student: tuple[str, str], 
     assert png.size[0] > 500 and png.size[1] > 300
 
 
-def test_evaluate_names_an_unknown_student(recorded_student: tuple[str, str], tmp_path: Path,
-                                           capsys: pytest.CaptureFixture) -> None:
+def test_evaluate_names_an_unknown_student(
+    recorded_student: tuple[str, str], tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     url, _ = recorded_student
     code = main(["evaluate", "nope", "--data", str(pair_folder(tmp_path / "pairs")), "--db", url])
     assert code == 2 and "no model named 'nope'" in capsys.readouterr().err

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from conftest import RunsCode
+
 from nnsearch.cli import main
 from nnsearch.errors import ExportError
 from nnsearch.export.onnx import run_onnx
@@ -21,8 +21,16 @@ from nnsearch.store.engine import Store
 from nnsearch.store.recording import record_trial
 from nnsearch.train.distill import DistillConfig
 
-FILES = ("{}.tflite", "{}.int8.tflite", "{}.w8a16.tflite", "{}.fp16.tflite", "{}.onnx", "{}.py", "{}.pt",
-         "MODEL_CARD.md")
+FILES = (
+    "{}.tflite",
+    "{}.int8.tflite",
+    "{}.w8a16.tflite",
+    "{}.fp16.tflite",
+    "{}.onnx",
+    "{}.py",
+    "{}.pt",
+    "MODEL_CARD.md",
+)
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +39,11 @@ def tiny_study(tmp_path_factory):
     root = tmp_path_factory.mktemp("select")
     url = f"sqlite:///{root / 'store.db'}"
     config = StudyConfig.build(
-        name="tiny", space=load_space("tiny"), data=None, max_side=64, teacher_steps=20,
+        name="tiny",
+        space=load_space("tiny"),
+        data=None,
+        max_side=64,
+        teacher_steps=20,
         teacher_margin_db=-math.inf,  # a 20-step teacher only exercises the pipeline; quality: test_teacher_check
         distill=DistillConfig(steps=6, epochs=2, batch=2, crops=(32,)),
         latency=LatencyConfig(height=64, width=96, runs=2, warmup=1),
@@ -123,10 +135,24 @@ def test_model_card_latency_table_accepts_rows_without_a_spread() -> None:
 
     from nnsearch.export.student import _latency_lines
 
-    row = dict(device="host-cpu", kind="predicted", runtime="lut", runtime_version="-", threads=1, height=1088,
-               width=1920, median_ms=12.5, runs=0)
-    runs = pd.DataFrame([{**row, "min_ms": 11.0, "max_ms": None}, {**row, "min_ms": None, "max_ms": None},
-                         {**row, "min_ms": 11.0, "max_ms": 14.0}])
+    row = dict(
+        device="host-cpu",
+        kind="predicted",
+        runtime="lut",
+        runtime_version="-",
+        threads=1,
+        height=1088,
+        width=1920,
+        median_ms=12.5,
+        runs=0,
+    )
+    runs = pd.DataFrame(
+        [
+            {**row, "min_ms": 11.0, "max_ms": None},
+            {**row, "min_ms": None, "max_ms": None},
+            {**row, "min_ms": 11.0, "max_ms": 14.0},
+        ]
+    )
     lines = _latency_lines(runs)
     assert [line.split("|")[8].strip() for line in lines[2:5]] == ["-", "-", "11.00-14.00"]
     assert [line.split("|")[6].strip() for line in lines[2:5]] == ["11.00", "12.50", "11.00"]  # LatencyStat.ms
@@ -152,8 +178,9 @@ def test_cli_export_writes_the_tflite_at_the_study_resolution(tiny_study, export
 
 
 @pytest.mark.parametrize("kind", ["random bytes", "code-running pickle", "not a state_dict", "other network"])
-def test_a_weights_file_that_is_not_this_models_state_dict_exits_2_naming_it(tiny_study, exported, tmp_path,
-                                                                            capsys, kind):
+def test_a_weights_file_that_is_not_this_models_state_dict_exits_2_naming_it(
+    tiny_study, exported, tmp_path, capsys, kind
+):
     _, url, _ = tiny_study
     name, _ = exported
     weights, marker = tmp_path / "given.pt", tmp_path / "ran"

@@ -18,8 +18,7 @@ def test_same_order_agrees_fully_and_reversed_order_not_at_all():
     same = rank_agreement([30.0, 31.0, 32.0, 33.0], [35.0, 35.5, 36.0, 37.0])
     assert (same.kendall_tau, same.spearman, same.top_overlap) == (pytest.approx(1.0), pytest.approx(1.0), 3)
     reverse = rank_agreement([30.0, 31.0, 32.0, 33.0], [37.0, 36.0, 35.5, 35.0])
-    assert (reverse.kendall_tau, reverse.spearman, reverse.top_overlap) == (
-        pytest.approx(-1.0), pytest.approx(-1.0), 2)
+    assert (reverse.kendall_tau, reverse.spearman, reverse.top_overlap) == (pytest.approx(-1.0), pytest.approx(-1.0), 2)
 
 
 def test_one_swap_lowers_tau_by_the_share_of_discordant_pairs():

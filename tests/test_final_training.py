@@ -12,24 +12,42 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import RunsCode
 from PIL import Image
 from sqlalchemy import select
 
-from conftest import RunsCode
 from nnsearch.store.engine import Store
 from nnsearch.store.integrity import check_integrity
 from nnsearch.store.schema import NN, Stat, Weights
 from nnsearch.store.stored_model import load_stored_model
 
-TINY_SEARCH = ["--space", "tiny", "--steps", "6", "--epochs", "2", "--batch", "2", "--crops", "32",
-               "--teacher-steps", "20", "--teacher-margin=-inf", "--max-side", "64", "--resolution", "64x96",
-               "--no-early-stop"]
+TINY_SEARCH = [
+    "--space",
+    "tiny",
+    "--steps",
+    "6",
+    "--epochs",
+    "2",
+    "--batch",
+    "2",
+    "--crops",
+    "32",
+    "--teacher-steps",
+    "20",
+    "--teacher-margin=-inf",
+    "--max-side",
+    "64",
+    "--resolution",
+    "64x96",
+    "--no-early-stop",
+]
 TRAIN = ["--teacher-steps", "20", "--max-side", "64", "--batch", "2", "--loader-workers", "0"]
 
 
 def nnsearch(*args: str, env: dict, cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "nnsearch", *args], env=env, cwd=cwd, capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "nnsearch", *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout
+    )
 
 
 @pytest.fixture(scope="module")
@@ -80,8 +98,13 @@ def test_a_killed_or_interrupted_run_resumes_from_its_checkpoint(studied, sig: i
     args = ["train", name, "--db", db, "--steps", steps, "--crops", "32,64", "--checkpoint-every", "5", *TRAIN]
     checkpoints = root / "cache" / "training"
     before = stat_rows(db, name)
-    process = subprocess.Popen([sys.executable, "-m", "nnsearch", *args], env=env, cwd=root,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "nnsearch", *args],
+        env=env,
+        cwd=root,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 300
     while not list(checkpoints.glob("*.ckpt")) and time.monotonic() < deadline and process.poll() is None:
         time.sleep(0.05)
@@ -98,13 +121,17 @@ def test_a_killed_or_interrupted_run_resumes_from_its_checkpoint(studied, sig: i
     assert not list(checkpoints.glob("*.ckpt"))  # removed once recorded
 
 
-
 def test_a_checkpoint_that_would_run_code_is_refused_naming_it(studied, tmp_path) -> None:
     db, name, env, root = studied
     args = ["train", name, "--db", db, "--steps", "500", "--crops", "32,64", "--checkpoint-every", "5", *TRAIN]
     checkpoints = root / "cache" / "training"
-    process = subprocess.Popen([sys.executable, "-m", "nnsearch", *args], env=env, cwd=root,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "nnsearch", *args],
+        env=env,
+        cwd=root,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 300
     while not list(checkpoints.glob("*.ckpt")) and time.monotonic() < deadline and process.poll() is None:
         time.sleep(0.05)
@@ -141,8 +168,23 @@ def test_a_bad_folder_fails_before_training_naming_the_file(studied, tmp_path, d
     else:
         Image.fromarray(np.zeros((40, 80, 3), np.uint8)).save(bad)
     before = stat_rows(db, name)
-    done = nnsearch("train", name, "--db", db, "--steps", "20", "--crops", "32", "--alpha", "0",
-                    "--data", str(tmp_path / "data"), *TRAIN, env=env, cwd=root)
+    done = nnsearch(
+        "train",
+        name,
+        "--db",
+        db,
+        "--steps",
+        "20",
+        "--crops",
+        "32",
+        "--alpha",
+        "0",
+        "--data",
+        str(tmp_path / "data"),
+        *TRAIN,
+        env=env,
+        cwd=root,
+    )
     assert done.returncode == 2 and str(bad) in done.stderr and "Traceback" not in done.stderr
     assert "train: " not in done.stdout  # stopped before training
     assert stat_rows(db, name) == before
@@ -154,9 +196,24 @@ def test_an_image_that_breaks_mid_run_stops_cleanly_without_a_record(studied, tm
     bad = tmp_path / "data" / "noisy" / "p1.png"
     bad.write_bytes(bad.read_bytes()[:120])  # the header reads, the pixels do not
     before = stat_rows(db, name)
-    done = nnsearch("train", name, "--db", db, "--steps", "20", "--crops", "32", "--alpha", "0",
-                    "--data", str(tmp_path / "data"), *TRAIN[:-1], "1",  # met in a loader worker process
-                    env={**env, "NNSEARCH_DATA_CACHE_GB": "0"}, cwd=root)
+    done = nnsearch(
+        "train",
+        name,
+        "--db",
+        db,
+        "--steps",
+        "20",
+        "--crops",
+        "32",
+        "--alpha",
+        "0",
+        "--data",
+        str(tmp_path / "data"),
+        *TRAIN[:-1],
+        "1",  # met in a loader worker process
+        env={**env, "NNSEARCH_DATA_CACHE_GB": "0"},
+        cwd=root,
+    )
     assert done.returncode == 2 and str(bad) in done.stderr and "Traceback" not in done.stderr
     assert "train: " in done.stdout  # it had started
     assert stat_rows(db, name) == before

@@ -27,9 +27,15 @@ OTHER = Arch(widths=(8, 16, 16), blocks=(1, 0, 1), skips=("concat", "add"))
 def setting(tmp_path, monkeypatch):
     monkeypatch.setenv("NNSEARCH_CACHE", str(tmp_path / "cache"))
     data = load_data(None, max_side=64)
-    config = StudyConfig.build(name="given", space=load_space("tiny"), max_side=64, sampler="random", early_stop=None,
-                         distill=DistillConfig(steps=4, epochs=1, batch=2, crops=(32,), alpha=0.0, loader_workers=0),
-                         latency=LatencyConfig(height=64, width=96, measure=False))
+    config = StudyConfig.build(
+        name="given",
+        space=load_space("tiny"),
+        max_side=64,
+        sampler="random",
+        early_stop=None,
+        distill=DistillConfig(steps=4, epochs=1, batch=2, crops=(32,), alpha=0.0, loader_workers=0),
+        latency=LatencyConfig(height=64, width=96, measure=False),
+    )
     return config, data, tmp_path
 
 
@@ -40,8 +46,9 @@ def test_exactly_the_given_students_are_trained_and_their_weights_do_not_depend_
         torch.manual_seed(noise)  # what ran before in the process must not change a candidate's initial weights
         torch.rand(noise * 7)
         store = Store(f"sqlite:///{tmp_path / f'run{run}.db'}")
-        frames.append(train_as_candidates(config, store, [SMALL, OTHER], data=data, verbose=False,
-                                          results_root=tmp_path))
+        frames.append(
+            train_as_candidates(config, store, [SMALL, OTHER], data=data, verbose=False, results_root=tmp_path)
+        )
         store.dispose()
     first, second = frames
     assert first["nn"].tolist() == [SMALL.name, OTHER.name]

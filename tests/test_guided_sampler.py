@@ -8,13 +8,13 @@ import numpy as np
 import optuna
 import pytest
 
-from nnsearch.model.arch import Arch
-from nnsearch.search.samplers.guided import GuidedSampler, best_below, front_improvement
 from nnsearch.analysis.pareto import hypervolume
-from nnsearch.search.samplers import CONSTRAINT_ATTR, SAMPLERS, SamplerContext
+from nnsearch.model.arch import Arch
 from nnsearch.model.space import load_space
-from nnsearch.search.study import DIRECTIONS
+from nnsearch.search.samplers import CONSTRAINT_ATTR, SAMPLERS, SamplerContext
+from nnsearch.search.samplers.guided import GuidedSampler, best_below, front_improvement
 from nnsearch.search.samplers.surrogate import ArchFeatures, BayesianRidge
+from nnsearch.search.study import DIRECTIONS
 
 TINY = load_space("tiny")
 
@@ -33,8 +33,9 @@ def test_front_improvement_is_the_hypervolume_a_point_adds() -> None:
 
 
 def test_best_below_is_the_front_staircase() -> None:
-    best = best_below(np.array([30.0, 32.0, 31.0]), np.array([5.0, 20.0, 10.0]), np.array([1.0, 5.0, 12.0, 50.0]),
-                      floor=-1.0)
+    best = best_below(
+        np.array([30.0, 32.0, 31.0]), np.array([5.0, 20.0, 10.0]), np.array([1.0, 5.0, 12.0, 50.0]), floor=-1.0
+    )
     assert list(best) == [-1.0, 30.0, 31.0, 32.0]
 
 
@@ -87,8 +88,11 @@ def test_guided_sampler_proposes_new_students_within_the_budget() -> None:
     archs = [TINY.sample(lambda name, choices, t=t: t.params[name]) for t in study.trials]
     assert len(set(archs)) == len(archs)  # never the same student twice
     assert all(work_latency(a) <= budget for a in archs)
-    assert all(isinstance(t.distributions[n], optuna.distributions.CategoricalDistribution)
-               for t in study.trials for n in t.params)  # trials look like those of any other sampler
+    assert all(
+        isinstance(t.distributions[n], optuna.distributions.CategoricalDistribution)
+        for t in study.trials
+        for n in t.params
+    )  # trials look like those of any other sampler
 
 
 def test_guided_sampler_is_reproducible_per_seed() -> None:

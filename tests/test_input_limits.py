@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import resource
 import signal
@@ -13,22 +12,24 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-
-from test_store_nnd import TRIALS, write_nnd
+from test_store_nnd import write_nnd
 
 HUGE = 2**70  # beyond 64 bits
 
 
 def nnsearch(*args: str, env: dict | None = None, **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "nnsearch", *args], capture_output=True, text=True, timeout=300,
-                          env=env, **kwargs)
+    return subprocess.run(
+        [sys.executable, "-m", "nnsearch", *args], capture_output=True, text=True, timeout=300, env=env, **kwargs
+    )
 
 
 def refused(done: subprocess.CompletedProcess, *named: str) -> str:
     """The error paragraph of a run that exited 2 without a traceback and names every one of `named`."""
     assert done.returncode == 2, done.stdout + done.stderr
     assert "Traceback" not in done.stderr, done.stderr
-    lines = [line for line in done.stderr.splitlines() if line.startswith(("nnsearch: error:", "nnsearch search: error:"))]
+    lines = [
+        line for line in done.stderr.splitlines() if line.startswith(("nnsearch: error:", "nnsearch search: error:"))
+    ]
     assert len(lines) == 1, done.stderr
     for name in named:
         assert name in lines[0], lines[0]
@@ -36,6 +37,7 @@ def refused(done: subprocess.CompletedProcess, *named: str) -> str:
 
 
 # ---- the store ----------------------------------------------------------------------------------
+
 
 def test_a_file_that_is_not_a_database_is_refused(tmp_path):
     junk = tmp_path / "photo.db"
@@ -61,17 +63,22 @@ def test_a_new_store_gets_its_folder_or_a_clear_error(tmp_path):
 
 # ---- search spaces ------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("widths, field, value", [
-    ("[1000000000]", "'widths'", "1000000000"),
-    ("[[8, 16], [-4]]", "'widths[1]'", "-4"),
-    ("[[8, 16], [0, 8]]", "'widths[1]'", "[0]"),
-])
+
+@pytest.mark.parametrize(
+    "widths, field, value",
+    [
+        ("[1000000000]", "'widths'", "1000000000"),
+        ("[[8, 16], [-4]]", "'widths[1]'", "-4"),
+        ("[[8, 16], [0, 8]]", "'widths[1]'", "[0]"),
+    ],
+)
 def test_space_widths_are_bounded_when_the_space_is_read(tmp_path, widths, field, value):
     space = tmp_path / "space.yaml"
     space.write_text(f"levels: [2]\nwidths: {widths}\n")
     db = tmp_path / "store.db"
-    message = refused(nnsearch("search", "--space", str(space), "--db", str(db), "--trials", "1"),
-                      str(space), field, value)
+    message = refused(
+        nnsearch("search", "--space", str(space), "--db", str(db), "--trials", "1"), str(space), field, value
+    )
     assert "between 2 and 1024" in message
     assert not db.exists()  # refused before the store or any trial
 
@@ -86,6 +93,7 @@ def test_space_blocks_and_levels_are_bounded(tmp_path):
 
 # ---- images -------------------------------------------------------------------------------------
 
+
 def write_image(path: Path, height: int, width: int) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     pixels = np.random.default_rng(0).integers(0, 256, (height, width, 3), dtype=np.uint8)
@@ -97,21 +105,27 @@ def test_images_smaller_than_the_ssim_window_are_refused_when_read(tmp_path, lay
     data = tmp_path / "data"
     small = data / ("noisy" if layout == "pairs" else "") / "tiny.png"
     for stem, (height, width) in {"big": (32, 32), "tiny": (10, 40)}.items():
-        for role in (("noisy", "clean") if layout == "pairs" else ("",)):
+        for role in ("noisy", "clean") if layout == "pairs" else ("",):
             write_image(data / role / f"{stem}.png", height, width)
     spec = str(data) if layout == "pairs" else f"clean:{data}"
-    message = refused(nnsearch("search", "--space", "tiny", "--data", spec, "--db", str(tmp_path / "s.db"),
-                               "--trials", "1"), str(small), "40x10")
+    message = refused(
+        nnsearch("search", "--space", "tiny", "--data", spec, "--db", str(tmp_path / "s.db"), "--trials", "1"),
+        str(small),
+        "40x10",
+    )
     assert "at least 11 px" in message
     refused(nnsearch("search", "--space", "tiny", "--max-side", "8", "--trials", "1"), "--max-side", ">= 11")
 
 
 # ---- integers and names the store cannot hold ----------------------------------------------------
 
+
 def test_a_latency_csv_integer_beyond_64_bits_names_the_line(tmp_path):
     csv = tmp_path / "phone.csv"
-    csv.write_text("op,in_h,in_w,in_c,out_c,kernel,stride,activation,median_ms\n"
-                   f"CONV_2D,64,64,8,8,3,1,RELU,0.5\nCONV_2D,{HUGE},64,8,8,3,1,RELU,0.5\n")
+    csv.write_text(
+        "op,in_h,in_w,in_c,out_c,kernel,stride,activation,median_ms\n"
+        f"CONV_2D,64,64,8,8,3,1,RELU,0.5\nCONV_2D,{HUGE},64,8,8,3,1,RELU,0.5\n"
+    )
     db = tmp_path / "store.db"
     refused(nnsearch("lut", "import", str(csv), "--device", "phone", "--db", str(db)), f"{csv}:3", "in_h", str(HUGE))
     done = nnsearch("lut", "show", "--device", "phone", "--db", str(db))
@@ -148,10 +162,12 @@ def test_names_longer_than_their_column_are_refused_on_every_engine(tmp_path, db
 
 # ---- the cache ----------------------------------------------------------------------------------
 
+
 def _file_size_limit(limit: int):
     def apply() -> None:
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails (EFBIG) instead of killing
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
     return apply
 
 
@@ -161,7 +177,18 @@ def test_a_cache_that_cannot_take_more_is_a_clear_error(tmp_path, pg_url):
     for stem in ("a", "b"):
         for role in ("noisy", "clean"):
             write_image(tmp_path / "data" / role / f"{stem}.png", 32, 32)
-    done = nnsearch("search", "--space", "tiny", "--data", str(tmp_path / "data"), "--db", pg_url, "--trials", "1",
-                    env=env, preexec_fn=_file_size_limit(16))  # the store is on the server: only the cache fills
+    done = nnsearch(
+        "search",
+        "--space",
+        "tiny",
+        "--data",
+        str(tmp_path / "data"),
+        "--db",
+        pg_url,
+        "--trials",
+        "1",
+        env=env,
+        preexec_fn=_file_size_limit(16),
+    )  # the store is on the server: only the cache fills
     message = refused(done, str(cache), "EFBIG")
     assert "NNSEARCH_CACHE" in message

@@ -10,6 +10,7 @@ import pytest
 
 from nnsearch.common.interrupts import InterruptGuard, raise_if_interrupted
 
+
 class Thing:
     pass
 

@@ -160,7 +160,12 @@ def test_backends_store_replace_and_separate_devices(make_backend: str, tmp_path
     backend = MemoryBackend() if make_backend == "memory" else SqlLutBackend(Store(f"sqlite:///{tmp_path / 's.db'}"))
     host = latency.host_profile(1)
     key, other = OpKey("ADD", 8, 8, 4, 4, 0, 1, "RELU"), OpKey("RELU", 8, 8, 4, 4, 0, 1, "NONE")
-    backend.put([LutEntry(host, key, median_ms=1.0, min_ms=0.9, max_ms=1.2, runs=3), LutEntry(PHONE, key, "imported", median_ms=5.0)])
+    backend.put(
+        [
+            LutEntry(host, key, median_ms=1.0, min_ms=0.9, max_ms=1.2, runs=3),
+            LutEntry(PHONE, key, "imported", median_ms=5.0),
+        ]
+    )
     backend.put([LutEntry(host, key, median_ms=2.0, min_ms=1.9, max_ms=2.1, runs=5)])
     assert backend.get(host, [key, other]) == {key: LutEntry(host, key, median_ms=2.0, min_ms=1.9, max_ms=2.1, runs=5)}
     assert backend.get(PHONE, [key])[key].median_ms == 5.0
@@ -169,7 +174,9 @@ def test_backends_store_replace_and_separate_devices(make_backend: str, tmp_path
 
 def test_repeated_entries_are_pooled() -> None:
     host, key = latency.host_profile(1), OpKey("ADD", 8, 8, 4, 4, 0, 1, "NONE")
-    pooled = latency.combine_entries([LutEntry(host, key, median_ms=m, min_ms=m - 0.5, max_ms=m + 0.5, runs=2) for m in (1.0, 3.0, 2.0)])
+    pooled = latency.combine_entries(
+        [LutEntry(host, key, median_ms=m, min_ms=m - 0.5, max_ms=m + 0.5, runs=2) for m in (1.0, 3.0, 2.0)]
+    )
     assert pooled == [LutEntry(host, key, median_ms=2.0, min_ms=0.5, max_ms=3.5, runs=6)]
 
 

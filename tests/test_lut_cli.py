@@ -55,8 +55,9 @@ def latency_rows(db: str) -> list[LatencyRun]:
         store.dispose()
 
 
-def test_build_measures_once_then_reuses(db: str, capsys: pytest.CaptureFixture[str], tmp_path: Path,
-                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_build_measures_once_then_reuses(
+    db: str, capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("NNSEARCH_CACHE", str(tmp_path / "fresh-cache"))  # no machine table measured before
     total = len(space_keys(load_space("tiny"), RES, RES))
     args = ("lut", "build", "--space", "tiny", "--resolution", f"{RES}x{RES}", "--runs", "1", "--db", db)
@@ -72,8 +73,9 @@ def test_build_measures_once_then_reuses(db: str, capsys: pytest.CaptureFixture[
 
 def test_export_probes_writes_files_and_manifest(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out_dir = tmp_path / "probes"
-    code, out, _ = run(capsys, "lut", "export-probes", "--space", "tiny", "--resolution", "32x64", "--out",
-                       str(out_dir))
+    code, out, _ = run(
+        capsys, "lut", "export-probes", "--space", "tiny", "--resolution", "32x64", "--out", str(out_dir)
+    )
     with (out_dir / "manifest.csv").open() as handle:
         rows = list(csv.DictReader(handle))
     assert code == 0 and f"wrote {len(rows)} probe(s)" in out
@@ -82,13 +84,24 @@ def test_export_probes_writes_files_and_manifest(tmp_path: Path, capsys: pytest.
     assert len(list(out_dir.glob("*.tflite"))) == len(rows)
 
 
-def test_imported_device_predicts_the_sum_of_its_numbers(db: str, tmp_path: Path,
-                                                         capsys: pytest.CaptureFixture[str]) -> None:
+def test_imported_device_predicts_the_sum_of_its_numbers(
+    db: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     keys = arch_keys(TINY, RES, RES)
     values = {key: 0.25 * (i + 1) for i, (key, _) in enumerate(keys)}
     rows = [{**key._asdict(), "median_ms": values[key]} for key, _ in keys]
-    code, out, _ = run(capsys, "lut", "import", str(write_csv(tmp_path / "phone.csv", rows)),
-                       "--device", "phone-x", "--runtime-version", "tflite 2.16", "--db", db)
+    code, out, _ = run(
+        capsys,
+        "lut",
+        "import",
+        str(write_csv(tmp_path / "phone.csv", rows)),
+        "--device",
+        "phone-x",
+        "--runtime-version",
+        "tflite 2.16",
+        "--db",
+        db,
+    )
     assert code == 0 and f"{len(rows)} entries for phone-x" in out
     store = Store(db)
     try:
@@ -108,8 +121,9 @@ def test_imported_device_predicts_the_sum_of_its_numbers(db: str, tmp_path: Path
     assert "phone-x (tflite-benchmark_model, tflite 2.16, 1 thread(s))" in out and "imported" in out
 
 
-def test_bad_csv_exits_2_naming_file_row_and_column(db: str, tmp_path: Path,
-                                                    capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_csv_exits_2_naming_file_row_and_column(
+    db: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     good = {**next(iter(arch_keys(TINY, RES, RES)))[0]._asdict(), "median_ms": 0.5}
     cases = [
         ([good, {**good, "in_w": "x"}], r"bad\.csv:3: column 'in_w' is 'x'"),
@@ -126,8 +140,9 @@ def test_bad_csv_exits_2_naming_file_row_and_column(db: str, tmp_path: Path,
     assert code == 2 and "bad.csv lacks column(s) ['in_w'" in err
 
 
-def test_host_predictions_measure_missing_keys_and_are_recorded(db: str, tmp_path: Path,
-                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_host_predictions_measure_missing_keys_and_are_recorded(
+    db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("NNSEARCH_CACHE", str(tmp_path / "fresh-cache"))  # no machine table measured before
     store = Store(db)
     try:
@@ -143,7 +158,13 @@ def test_host_predictions_measure_missing_keys_and_are_recorded(db: str, tmp_pat
         store.dispose()
     (row,) = latency_rows(db)
     assert (row.nn, row.kind, row.device, row.median_ms, row.min_ms, row.height) == (
-        TINY.name, "predicted", "host-cpu", ms, ms, RES)
+        TINY.name,
+        "predicted",
+        "host-cpu",
+        ms,
+        ms,
+        RES,
+    )
 
 
 def _store_model(store: Store, arch: Arch) -> None:
@@ -155,19 +176,27 @@ def test_profile_records_a_measured_latency_run(db: str, capsys: pytest.CaptureF
     store = Store(db)
     _store_model(store, TINY)
     store.dispose()
-    code, out, _ = run(capsys, "profile", TINY.name, "--resolution", "32x64", "--runs", "3", "--warmup", "1",
-                       "--db", db)
+    code, out, _ = run(
+        capsys, "profile", TINY.name, "--resolution", "32x64", "--runs", "3", "--warmup", "1", "--db", db
+    )
     assert code == 0 and f"profile {TINY.name}: min" in out and "thread-cpu clock" in out
     (row,) = latency_rows(db)
-    assert (row.kind, row.device, row.threads, row.height, row.width, row.runs) == ("measured", "host-cpu", 1,
-                                                                                  32, 64, 3)
+    assert (row.kind, row.device, row.threads, row.height, row.width, row.runs) == (
+        "measured",
+        "host-cpu",
+        1,
+        32,
+        64,
+        3,
+    )
     assert row.runtime_version.startswith("ai-edge-litert") and row.median_ms > 0
     code, _, err = run(capsys, "profile", "DenoiseUNet-absent", "--resolution", "32x32", "--db", db)
     assert code == 2 and "no model 'DenoiseUNet-absent'" in err
 
 
-def test_a_second_store_on_this_machine_measures_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_second_store_on_this_machine_measures_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     from nnsearch.latency.machine_table import FILE_NAME, MachineLut
     from nnsearch.latency.service import clear_caches, predict_latency
 
@@ -184,12 +213,15 @@ def test_a_second_store_on_this_machine_measures_nothing(tmp_path: Path, capsys:
     assert f"{total} entries ({total} measured)" in out
     arch = load_space("tiny").reference("tiny-unet")
     clear_caches()
-    predictions = [predict_latency(Store(url), arch, "host-cpu", RES, RES, measure_missing=False)
-                   for url in (first, second)]
+    predictions = [
+        predict_latency(Store(url), arch, "host-cpu", RES, RES, measure_missing=False) for url in (first, second)
+    ]
     assert predictions[0] == predictions[1]
     from nnsearch.search.study import LatencyConfig, Study, StudyConfig  # a study in a third new store starts at once
 
-    config = StudyConfig.build(name="first-trial", space=load_space("tiny"), latency=LatencyConfig(height=RES, width=RES))
+    config = StudyConfig.build(
+        name="first-trial", space=load_space("tiny"), latency=LatencyConfig(height=RES, width=RES)
+    )
     third = Store(f"sqlite:///{tmp_path / 'third.db'}")
     Study(config, third).fill_lookup_table()
     out = capsys.readouterr().out
@@ -197,8 +229,9 @@ def test_a_second_store_on_this_machine_measures_nothing(tmp_path: Path, capsys:
     third.dispose()
 
 
-def test_an_unreadable_machine_table_is_moved_aside_and_rebuilt(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_unreadable_machine_table_is_moved_aside_and_rebuilt(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     from nnsearch.latency.machine_table import FILE_NAME, MachineLut
 
     cache = tmp_path / "cache"
@@ -206,8 +239,19 @@ def test_an_unreadable_machine_table_is_moved_aside_and_rebuilt(tmp_path: Path, 
     (cache / FILE_NAME).write_bytes(b"not an sqlite file at all " * 100)
     monkeypatch.setenv("NNSEARCH_CACHE", str(cache))
     total = len(space_keys(load_space("tiny"), RES, RES))
-    code, out, err = run(capsys, "lut", "build", "--space", "tiny", "--resolution", f"{RES}x{RES}", "--runs", "1",
-                         "--db", f"sqlite:///{tmp_path / 'store.db'}")
+    code, out, err = run(
+        capsys,
+        "lut",
+        "build",
+        "--space",
+        "tiny",
+        "--resolution",
+        f"{RES}x{RES}",
+        "--runs",
+        "1",
+        "--db",
+        f"sqlite:///{tmp_path / 'store.db'}",
+    )
     assert code == 0 and f"measured {total}, reused 0 of {total} keys" in out
     assert "is not a readable machine lookup table" in err and "started a new one" in err
     assert len(list(cache.glob(f"{FILE_NAME}.unreadable-*"))) == 1

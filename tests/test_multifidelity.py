@@ -87,10 +87,16 @@ def test_the_command_line_takes_rungs_and_refuses_a_reduction_factor_without_the
 
 def tiny_config(name: str, trials_rungs=(6, 12)) -> StudyConfig:
     return StudyConfig.build(
-        name=name, space=load_space("tiny"), max_side=64, teacher_steps=20, teacher_margin_db=-math.inf,
+        name=name,
+        space=load_space("tiny"),
+        max_side=64,
+        teacher_steps=20,
+        teacher_margin_db=-math.inf,
         distill=DistillConfig(steps=trials_rungs[0], epochs=2, batch=2, crops=(32,)),
         latency=LatencyConfig(height=64, width=96, runs=1, warmup=0, measure=False),
-        rungs=RungSchedule(trials_rungs, 3), early_stop=None)
+        rungs=RungSchedule(trials_rungs, 3),
+        early_stop=None,
+    )
 
 
 def test_a_two_rung_study_promotes_the_top_third_and_continues_them_from_their_weights(store, tmp_path):
@@ -106,7 +112,7 @@ def test_a_two_rung_study_promotes_the_top_third_and_continues_them_from_their_w
         number = continuation.user_attrs[CONTINUES_ATTR]
         assert continuation.user_attrs[RUNG_ATTR] == 1 and continuation.params == trials[number].params
         members = rung_members(first[first["trial"] < continuation.number], 0)
-        assert number in promotion_order(members, OBJECTIVES)[:len(members) // 3]
+        assert number in promotion_order(members, OBJECTIVES)[: len(members) // 3]
     promoted = sorted(t.user_attrs[CONTINUES_ATTR] for t in continuations)
     final_top = promotion_order(rung_members(first, 0), OBJECTIVES)[:2]
     assert set(final_top) <= set(promoted) and len(set(promoted)) == len(promoted)
@@ -125,8 +131,11 @@ def test_a_two_rung_study_promotes_the_top_third_and_continues_them_from_their_w
     distill(scratch, study.inputs.targets(1), study.data.val, segment)
     assert not all(torch.equal(stored[k], v) for k, v in scratch.state_dict().items())
     with study.store.session() as s:  # rung 1 continues the epoch numbers under a set naming rung 0's
-        epochs = s.scalars(select(Stat.epoch).where(Stat.nn == above["nn"], Stat.prm == above["prm"],
-                                                    Stat.metric == "psnr", Stat.rung == 1)).all()
+        epochs = s.scalars(
+            select(Stat.epoch).where(
+                Stat.nn == above["nn"], Stat.prm == above["prm"], Stat.metric == "psnr", Stat.rung == 1
+            )
+        ).all()
     assert sorted(epochs) == [2, 3]
     assert above["prm"] == prm_uid(study.config.rungs.hyperparameters(study.config.distill, 1))
     front_reports_each_students_highest_rung(study)
@@ -187,9 +196,12 @@ def wait_for_continuation(db: str, study: str, pid: int, timeout_s: float = 300)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         for trial in trials_of(db, study):
-            if (trial.state == TrialState.RUNNING and CONTINUES_ATTR in trial.user_attrs
-                    and trial.user_attrs.get(PHASE_ATTR) == "distill"
-                    and trial.user_attrs.get("worker", "").endswith(f":{pid}")):
+            if (
+                trial.state == TrialState.RUNNING
+                and CONTINUES_ATTR in trial.user_attrs
+                and trial.user_attrs.get(PHASE_ATTR) == "distill"
+                and trial.user_attrs.get("worker", "").endswith(f":{pid}")
+            ):
                 return trial
         time.sleep(0.3)
     raise AssertionError(f"process {pid} never started a continuation in study {study}")
@@ -204,17 +216,21 @@ def assert_consistent(db: str, study: str, candidates_total: int) -> None:
     """`candidates_total` finished candidates, every complete continuation recorded once at its rung."""
     trials = trials_of(db, study)
     first = sorted(t.number for t in trials if t.state == TrialState.COMPLETE and CONTINUES_ATTR not in t.user_attrs)
-    continued = sorted((t.user_attrs[CONTINUES_ATTR], t.user_attrs[RUNG_ATTR]) for t in trials
-                       if t.state == TrialState.COMPLETE and CONTINUES_ATTR in t.user_attrs)
+    continued = sorted(
+        (t.user_attrs[CONTINUES_ATTR], t.user_attrs[RUNG_ATTR])
+        for t in trials
+        if t.state == TrialState.COMPLETE and CONTINUES_ATTR in t.user_attrs
+    )
     assert len(first) == candidates_total and continued
     assert rung_links(db, study) == sorted([(n, 0) for n in first] + continued)
     assert check_integrity(db) == []
 
 
-def test_a_killed_continuation_leaves_the_store_consistent_and_is_retried(tmp_path, env, store_url):  # noqa: F811
+def test_a_killed_continuation_leaves_the_store_consistent_and_is_retried(tmp_path, env, store_url):
     command = search_command(store_url, "killed", 3, *RUNGS, "--heartbeat-interval", "1", "--grace-period", "3")
-    victim = subprocess.Popen(command, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              text=True)
+    victim = subprocess.Popen(
+        command, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     lost = wait_for_continuation(store_url, "killed", victim.pid)
     victim.send_signal(signal.SIGKILL)
     victim.wait(timeout=30)
@@ -229,11 +245,10 @@ def test_a_killed_continuation_leaves_the_store_consistent_and_is_retried(tmp_pa
     assert_consistent(store_url, "killed", 3)
 
 
-def test_ctrl_c_during_a_continuation_and_the_same_command_resumes(tmp_path, env):  # noqa: F811
+def test_ctrl_c_during_a_continuation_and_the_same_command_resumes(tmp_path, env):
     db = f"sqlite:///{tmp_path / 'store.db'}"
     command = search_command(db, "resumed", 3, *RUNGS)
-    worker = subprocess.Popen(command, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True)
+    worker = subprocess.Popen(command, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     interrupted = wait_for_continuation(db, "resumed", worker.pid)
     worker.send_signal(signal.SIGINT)
     _, err = worker.communicate(timeout=120)

@@ -23,8 +23,10 @@ from nnsearch.store.stored_model import stored_arch
 CODE = Path(__file__).parent / "data" / "nnd_code" / "LiteDenoiseNet.py"
 REFERENCE = load_space("litedenoise").reference("LiteDenoiseNet")
 
-needs_real = pytest.mark.skipif(not (REAL / "ab" / "nn" / "stat" / "train").is_dir(),
-                                reason="the real NN Dataset files (../shared/data/nnd) are not here")
+needs_real = pytest.mark.skipif(
+    not (REAL / "ab" / "nn" / "stat" / "train").is_dir(),
+    reason="the real NN Dataset files (../shared/data/nnd) are not here",
+)
 
 
 def with_code(root: Path, files: dict[str, str]) -> Path:
@@ -38,27 +40,40 @@ def test_the_signature_sees_modules_and_wiring_not_names():
     net = build_net(CODE.read_text(), "LiteDenoiseNet", trusted=True)
     assert network_signature(net) == network_signature(build_student(REFERENCE))
     assert matching_arch(net, [REFERENCE]) == REFERENCE
-    rewired = CODE.read_text().replace("torch.cat([self.grow(h), skips[level]], 1)",
-                                       "torch.cat([skips[level], self.grow(h)], 1)")
-    assert network_signature(build_net(rewired, "Rewired", trusted=True)) != network_signature(net)  # same modules, other wiring
-    for change in ({"skips": ("concat", "concat", "concat", "add")}, {"global_residual": False},
-                   {"downsample": "maxpool"}):
+    rewired = CODE.read_text().replace(
+        "torch.cat([self.grow(h), skips[level]], 1)", "torch.cat([skips[level], self.grow(h)], 1)"
+    )
+    assert network_signature(build_net(rewired, "Rewired", trusted=True)) != network_signature(
+        net
+    )  # same modules, other wiring
+    for change in (
+        {"skips": ("concat", "concat", "concat", "add")},
+        {"global_residual": False},
+        {"downsample": "maxpool"},
+    ):
         assert matching_arch(net, [dataclasses.replace(REFERENCE, **change)]) is None
 
 
 def test_broken_code_is_a_clear_error_and_runs_in_its_own_namespace():
     with pytest.raises(ModelCodeError, match="model 'Broken': its code does not build a Net: NameError"):
-        build_net("def supported_hyperparameters():\n    return {'lr'}\nclass Net:\n"
-                  "    def __init__(self, *a):\n        undefined_name\n", "Broken", trusted=True)
-    leaky = "import torch\nSEEN = globals().get('SEEN', 0) + 1\nclass Net(torch.nn.Module):\n" \
-            "    def __init__(self, i, o, prm, device):\n        super().__init__()\n        self.seen = SEEN\n"
+        build_net(
+            "def supported_hyperparameters():\n    return {'lr'}\nclass Net:\n"
+            "    def __init__(self, *a):\n        undefined_name\n",
+            "Broken",
+            trusted=True,
+        )
+    leaky = (
+        "import torch\nSEEN = globals().get('SEEN', 0) + 1\nclass Net(torch.nn.Module):\n"
+        "    def __init__(self, i, o, prm, device):\n        super().__init__()\n        self.seen = SEEN\n"
+    )
     assert build_net(leaky, "A", trusted=True).seen == build_net(leaky, "B", trusted=True).seen == 1
 
 
 @needs_real
 def test_imported_litedenoisenet_is_counted_linked_profiled_and_exported(tmp_path, store):
-    root = with_code(real_copy(tmp_path), {"LiteDenoiseNet": CODE.read_text(),
-                                           "DenoiseUNet": "raise RuntimeError('needs a GPU')\n"})
+    root = with_code(
+        real_copy(tmp_path), {"LiteDenoiseNet": CODE.read_text(), "DenoiseUNet": "raise RuntimeError('needs a GPU')\n"}
+    )
     summary = import_nnd(root, db=store, trust_code=True)
     assert summary.linked == {"LiteDenoiseNet": "LiteDenoiseNet"} and "1 linked" in summary.line()
     assert "DenoiseUNet" in summary.not_rebuilt and "needs a GPU" in summary.not_rebuilt["DenoiseUNet"]
@@ -74,8 +89,9 @@ def test_imported_litedenoisenet_is_counted_linked_profiled_and_exported(tmp_pat
     torch.save(build_net(CODE.read_text(), "LiteDenoiseNet", trusted=True).state_dict(), buffer)
     weights = tmp_path / "LiteDenoiseNet.pt"
     weights.write_bytes(buffer.getvalue())
-    result = export_student("LiteDenoiseNet", tmp_path / "ship", db=store, resolution=(32, 32), weights_file=weights,
-                            trust_code=True)
+    result = export_student(
+        "LiteDenoiseNet", tmp_path / "ship", db=store, resolution=(32, 32), weights_file=weights, trust_code=True
+    )
     assert result.tflite_error < 1e-4 and (tmp_path / "ship" / "LiteDenoiseNet.tflite").stat().st_size > 0
     with pytest.raises(StoreError, match="no stored architecture"):  # no code: nothing to rebuild from
         profile_nn(store, "HeavyDenoiseNet", 32, 32, runs=1, warmup=0)

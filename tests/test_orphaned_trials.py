@@ -18,12 +18,11 @@ import time
 
 import pytest
 from optuna.trial import TrialState
-
 from test_workers import assert_exactly, env, linked_trials, search_command, trials_of  # noqa: F401 - env is a fixture
 
 HEARTBEAT = ["--heartbeat-interval", "1", "--grace-period", "3"]
 
-DRIVER = '''
+DRIVER = """
 import pathlib, sys, time
 from nnsearch.cli import main
 from nnsearch.search.study import Study
@@ -58,18 +57,25 @@ else:  # the trial's record is committed, Optuna not told yet
 
     TrialLoop._tell = pausing_tell
 sys.exit(main(sys.argv[3:]))
-'''
+"""
 
 
-def orphan_first_trial(tmp_path, env, db: str, study: str, signum: int,
-                       moment: str = "ask") -> subprocess.CompletedProcess:
+def orphan_first_trial(
+    tmp_path, env, db: str, study: str, signum: int, moment: str = "ask"
+) -> subprocess.CompletedProcess:
     """Run the study in the driver and send `signum` while its first trial is at `moment` ('ask' or 'tell')."""
     driver = tmp_path / "driver.py"
     driver.write_text(DRIVER)
     marker = tmp_path / f"{study}.paused"
     command = search_command(db, study, 2, *HEARTBEAT)
-    process = subprocess.Popen([sys.executable, str(driver), str(marker), moment, *command[3:]], env=env,
-                               cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [sys.executable, str(driver), str(marker), moment, *command[3:]],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 300
     while not marker.exists():
         assert process.poll() is None and time.monotonic() < deadline, process.communicate()
@@ -80,13 +86,19 @@ def orphan_first_trial(tmp_path, env, db: str, study: str, signum: int,
 
 
 def check(db: str, env, *extra: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "nnsearch", "check", "--db", db, *extra], env=env,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "nnsearch", "check", "--db", db, *extra],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def resume(tmp_path, env, db: str, study: str) -> subprocess.CompletedProcess:
-    return subprocess.run(search_command(db, study, 2, *HEARTBEAT), env=env, cwd=tmp_path, capture_output=True,
-                          text=True, timeout=600)
+    return subprocess.run(
+        search_command(db, study, 2, *HEARTBEAT), env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600
+    )
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

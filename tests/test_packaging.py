@@ -5,11 +5,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import tomllib
 import zipfile
 from pathlib import Path
 
 import pytest
+import tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -24,8 +24,11 @@ def test_pyproject_lists_every_package():
 def installed(tmp_path_factory) -> Path:
     """The wheel of this checkout, unpacked as site-packages would hold it."""
     out = tmp_path_factory.mktemp("wheel")
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
-                    str(ROOT), "-w", str(out)], check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", str(ROOT), "-w", str(out)],
+        check=True,
+        capture_output=True,
+    )
     (wheel,) = out.glob("nnsearch-*.whl")
     site = out / "site"
     zipfile.ZipFile(wheel).extractall(site)
@@ -40,13 +43,16 @@ def test_the_wheel_ships_the_search_spaces(installed):
 def test_an_installed_nnsearch_finds_its_spaces_and_a_store_outside_any_checkout(installed, tmp_path):
     work, home = tmp_path / "empty", tmp_path / "home"
     work.mkdir()
-    code = ("import nnsearch, nnsearch.common.paths as p\n"
-            "from nnsearch.model.space import load_space\n"
-            "print(nnsearch.__file__); print(load_space('tiny').name); print(p.default_db_path())")
+    code = (
+        "import nnsearch, nnsearch.common.paths as p\n"
+        "from nnsearch.model.space import load_space\n"
+        "print(nnsearch.__file__); print(load_space('tiny').name); print(p.default_db_path())"
+    )
     env = {**os.environ, "PYTHONPATH": str(installed), "HOME": str(home), "XDG_DATA_HOME": ""}
     env.pop("NNSEARCH_DB", None)
-    lines = subprocess.run([sys.executable, "-c", code], cwd=work, env=env, capture_output=True, text=True,
-                           check=True).stdout.split()
+    lines = subprocess.run(
+        [sys.executable, "-c", code], cwd=work, env=env, capture_output=True, text=True, check=True
+    ).stdout.split()
     assert lines[0].startswith(str(installed))
     assert lines[1] == "tiny"
     assert lines[2] == str(home / ".local" / "share" / "nnsearch" / "nnsearch.db")

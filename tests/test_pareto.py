@@ -7,15 +7,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from optuna._hypervolume import compute_hypervolume
 
-from nnsearch.errors import NNSearchError
 from nnsearch.analysis.pareto import (
     default_reference,
     hypervolume,
     knee_point,
     nondominated_mask,
-    parse_objectives,
     pareto,
+    parse_objectives,
 )
+from nnsearch.errors import NNSearchError
 
 # Small integer grids make ties and duplicates likely, which is where dominance bugs hide.
 values = st.integers(min_value=0, max_value=6).map(float)
@@ -33,8 +33,7 @@ def point_sets(draw):
 def brute_force_front(points: np.ndarray, senses: list[str]) -> set[int]:
     signs = np.array([1.0 if s == "min" else -1.0 for s in senses])
     p = points * signs
-    return {i for i in range(len(p))
-            if not any(np.all(p[j] <= p[i]) and np.any(p[j] < p[i]) for j in range(len(p)))}
+    return {i for i in range(len(p)) if not any(np.all(p[j] <= p[i]) and np.any(p[j] < p[i]) for j in range(len(p)))}
 
 
 def frame(points: np.ndarray) -> tuple[pd.DataFrame, list[str]]:
@@ -101,7 +100,10 @@ def test_constraints_filter_before_selection():
 
 def test_parse_objectives():
     assert parse_objectives("psnr:max,latency_ms@host-cpu:min,params:min") == {
-        "psnr": "max", "latency_ms@host-cpu": "min", "params": "min"}
+        "psnr": "max",
+        "latency_ms@host-cpu": "min",
+        "params": "min",
+    }
     for bad in ("psnr", "psnr:up", "psnr:max,psnr:min"):
         with pytest.raises(NNSearchError):
             parse_objectives(bad)

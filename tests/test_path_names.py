@@ -39,16 +39,40 @@ def test_plain_names_pass_unchanged(name: str) -> None:
 
 
 @pytest.mark.parametrize("study", ["../../x", "/abs/x"])
-def test_search_refuses_a_study_name_that_leads_outside_the_results_folder(store_url, tmp_path, monkeypatch,
-                                                                           capsys, study: str) -> None:
+def test_search_refuses_a_study_name_that_leads_outside_the_results_folder(
+    store_url, tmp_path, monkeypatch, capsys, study: str
+) -> None:
     work = tmp_path / "a" / "b"
     work.mkdir(parents=True)
     monkeypatch.chdir(work)
     monkeypatch.setenv("NNSEARCH_RESULTS", str(work / "results"))
     name = str(tmp_path / "abs" / "x") if study.startswith("/") else study
     before = tree(tmp_path)
-    code = main(["search", "--db", store_url, "--study", name, "--space", "tiny", "--trials", "1", "--steps", "2",
-                 "--epochs", "1", "--batch", "2", "--crops", "32", "--max-side", "64", "--resolution", "64x64"])
+    code = main(
+        [
+            "search",
+            "--db",
+            store_url,
+            "--study",
+            name,
+            "--space",
+            "tiny",
+            "--trials",
+            "1",
+            "--steps",
+            "2",
+            "--epochs",
+            "1",
+            "--batch",
+            "2",
+            "--crops",
+            "32",
+            "--max-side",
+            "64",
+            "--resolution",
+            "64x64",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and "study name" in err and "Traceback" not in err
     assert tree(tmp_path) - before <= {tmp_path / "store.db"}  # at most the (SQLite) store the user named
@@ -57,8 +81,17 @@ def test_search_refuses_a_study_name_that_leads_outside_the_results_folder(store
 @pytest.mark.parametrize("command", ["report", "replay"])
 def test_report_and_replay_refuse_a_study_name_that_leads_outside(tmp_path, capsys, command: str) -> None:
     before = tree(tmp_path)
-    code = main([command, "--study", "../../x", "--db", f"sqlite:///{tmp_path / 'store.db'}",
-                 "--results", str(tmp_path / "results")])
+    code = main(
+        [
+            command,
+            "--study",
+            "../../x",
+            "--db",
+            f"sqlite:///{tmp_path / 'store.db'}",
+            "--results",
+            str(tmp_path / "results"),
+        ]
+    )
     assert code == 2 and "study name '../../x'" in capsys.readouterr().err
     assert tree(tmp_path) == before
 
@@ -93,25 +126,57 @@ def test_a_transform_name_that_leads_outside_is_refused_naming_the_file(tmp_path
 
 
 def test_a_sidecar_runtime_that_leads_outside_is_refused_naming_the_file(tmp_path, store) -> None:
-    run = {"runtime": "../../../../escaped", "runtime_version": NND_RUNTIME_VERSION, "precision": "int8",
-           "device": "android_X-cpu", "threads": 0, "kind": "measured", "height": 0, "width": 0, "runs": 1,
-           "median_ms": 1.0, "min_ms": None, "max_ms": None, "created_at": "1970-01-01T00:00:00"}
+    run = {
+        "runtime": "../../../../escaped",
+        "runtime_version": NND_RUNTIME_VERSION,
+        "precision": "int8",
+        "device": "android_X-cpu",
+        "threads": 0,
+        "kind": "measured",
+        "height": 0,
+        "width": 0,
+        "runs": 1,
+        "median_ms": 1.0,
+        "min_ms": None,
+        "max_ms": None,
+        "created_at": "1970-01-01T00:00:00",
+    }
     root = write_folder(tmp_path / "nnd", [TRIAL], {"arch": None, "nn_stat": None, "latency": [run]})
     with pytest.raises(NNSearchError, match="Crafted.json: latency run 'runtime' '../../../../escaped' cannot be"):
         import_nnd(root, db=store)
     assert data(db=store).empty and run_data(db=store).empty
 
 
-@pytest.mark.parametrize("key,value", [("runtime", "../../../../escaped"), ("precision", "/abs/escaped"),
-                                       ("device", "../../../../../escaped/android_X-cpu")])
+@pytest.mark.parametrize(
+    "key,value",
+    [
+        ("runtime", "../../../../escaped"),
+        ("precision", "/abs/escaped"),
+        ("device", "../../../../../escaped/android_X-cpu"),
+    ],
+)
 @pytest.mark.parametrize("force", [False, True], ids=["plain", "force"])
-def test_export_nnd_writes_nothing_outside_its_target_whatever_the_store_holds(tmp_path, store, key: str,
-                                                                               value: str, force: bool) -> None:
+def test_export_nnd_writes_nothing_outside_its_target_whatever_the_store_holds(
+    tmp_path, store, key: str, value: str, force: bool
+) -> None:
     """Names recorded by other means (an older version, the Python API) are checked again on export."""
     import_nnd(write_folder(tmp_path / "nnd", [TRIAL]), db=store)
-    run = {"nn": "Crafted", "runtime": "tflite", "runtime_version": NND_RUNTIME_VERSION, "precision": "int8",
-           "device": "android_X-cpu", "threads": 0, "kind": "measured", "height": 0, "width": 0, "runs": 1,
-           "median_ms": 1.0, "min_ms": None, "max_ms": None, "created_at": UNKNOWN_TIME}
+    run = {
+        "nn": "Crafted",
+        "runtime": "tflite",
+        "runtime_version": NND_RUNTIME_VERSION,
+        "precision": "int8",
+        "device": "android_X-cpu",
+        "threads": 0,
+        "kind": "measured",
+        "height": 0,
+        "width": 0,
+        "runs": 1,
+        "median_ms": 1.0,
+        "min_ms": None,
+        "max_ms": None,
+        "created_at": UNKNOWN_TIME,
+    }
     record_bundle(store, Bundle(latencies=[{**run, key: value}]))
     target = tmp_path / "deep" / "er" / "out"
     before = tree(tmp_path)
@@ -140,8 +205,22 @@ def test_a_measurement_job_cannot_write_its_model_outside_the_agents_folder(tmp_
 
     folder = tmp_path / "a" / "b"
     folder.mkdir(parents=True)
-    job = Claim(id=7, token="t", device="phone", kind="model", target="x", round=0, nn="../../escaped", key=None,
-                precision="fp32", threads=1, height=64, width=64, payload=b"tflite bytes", attempts=0)
+    job = Claim(
+        id=7,
+        token="t",
+        device="phone",
+        kind="model",
+        target="x",
+        round=0,
+        nn="../../escaped",
+        key=None,
+        precision="fp32",
+        threads=1,
+        height=64,
+        width=64,
+        payload=b"tflite bytes",
+        attempts=0,
+    )
     with pytest.raises(RunnerError, match="job 7: model name '../../escaped' cannot be used"):
         Agent._file(job, folder)
     assert tree(tmp_path) == {tmp_path / "a", folder}

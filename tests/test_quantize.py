@@ -82,7 +82,9 @@ def test_calibration_that_does_not_fit_names_the_student_and_step(tmp_path, stud
     path = export_tflite(student, tmp_path / "s.tflite", (1, 3, 32, 32))
     with pytest.raises(QuantizeError, match=r"student tiny: calibration sample 0 has shape \(1, 16, 16, 3\)"):
         calibrate(path, "int8", [{"x": np.zeros((1, 16, 16, 3), np.float32)}], "student tiny")
-    with pytest.raises(QuantizeError, match="student tiny: calibration data: calibration crops of 512 px do not fit training image"):
+    with pytest.raises(
+        QuantizeError, match="student tiny: calibration data: calibration crops of 512 px do not fit training image"
+    ):
         StudentQuantizer(student, "tiny", images.train, crop=512)
     with pytest.raises(NNSearchError, match="unknown precision 'int4'"):
         Precision.parse("int4")
@@ -103,8 +105,23 @@ def test_per_precision_lookup_tables_are_kept_apart(tmp_path):
 
 def test_export_probes_at_int8_writes_integer_probes(tmp_path, capsys):
     out = tmp_path / "probes"
-    assert main(["lut", "export-probes", "--space", "tiny", "--resolution", "32x32", "--out", str(out),
-                 "--precision", "int8"]) == 0
+    assert (
+        main(
+            [
+                "lut",
+                "export-probes",
+                "--space",
+                "tiny",
+                "--resolution",
+                "32x32",
+                "--out",
+                str(out),
+                "--precision",
+                "int8",
+            ]
+        )
+        == 0
+    )
     assert "probe(s) (int8)" in capsys.readouterr().out
     with (out / "manifest.csv").open() as handle:
         rows = list(csv.DictReader(handle))
@@ -112,9 +129,14 @@ def test_export_probes_at_int8_writes_integer_probes(tmp_path, capsys):
     assert all("INT8" in _tensor_types(out / r["file"]) for r in rows)
 
 
-@pytest.mark.parametrize("argv", [["search", "--precision", "int4", "--trials", "1"],
-                                  ["lut", "export-probes", "--out", "x", "--precision", "bf16"],
-                                  ["pareto", "--precision", "INT8"]])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["search", "--precision", "int4", "--trials", "1"],
+        ["lut", "export-probes", "--out", "x", "--precision", "bf16"],
+        ["pareto", "--precision", "INT8"],
+    ],
+)
 def test_an_unknown_precision_exits_2_with_one_line(argv, tmp_path, capsys):
     assert main([*argv, "--db", str(tmp_path / "s.db")] if argv[0] != "lut" else argv) == 2
     err = capsys.readouterr().err
@@ -124,10 +146,18 @@ def test_an_unknown_precision_exits_2_with_one_line(argv, tmp_path, capsys):
 def test_an_int8_study_records_int8_quality_and_latency(tmp_path):
     url = f"sqlite:///{tmp_path / 'store.db'}"
     config = StudyConfig.build(
-        name="q8", space=load_space("tiny"), data=None, max_side=64, teacher_steps=10, sampler="random",
+        name="q8",
+        space=load_space("tiny"),
+        data=None,
+        max_side=64,
+        teacher_steps=10,
+        sampler="random",
         teacher_margin_db=-math.inf,  # a 10-step teacher only exercises the pipeline; quality: test_teacher_check
-        distill=DistillConfig(steps=4, epochs=1, batch=2, crops=(32,)), early_stop=None,
-        latency=LatencyConfig(height=32, width=32, runs=2, warmup=1), precision="int8", calibration_samples=2,
+        distill=DistillConfig(steps=4, epochs=1, batch=2, crops=(32,)),
+        early_stop=None,
+        latency=LatencyConfig(height=32, width=32, runs=2, warmup=1),
+        precision="int8",
+        calibration_samples=2,
     )
     store = Store(url)
     study = Study(config, store, verbose=False)

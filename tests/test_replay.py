@@ -44,26 +44,52 @@ def objectives_of(arch: Arch, params: int) -> tuple[float, float]:
 def record(store, archs: list[Arch], study: str = STUDY, with_optuna: bool = False) -> dict[str, tuple[float, float]]:
     """Record `archs` as completed trials of `study` (real students, their parameter counts); returns nn -> values."""
     values = {}
-    optuna_study = (optuna.create_study(storage=optuna_storage(store), study_name=study, directions=list(DIRECTIONS))
-                    if with_optuna else None)
+    optuna_study = (
+        optuna.create_study(storage=optuna_storage(store), study_name=study, directions=list(DIRECTIONS))
+        if with_optuna
+        else None
+    )
     for number, arch in enumerate(archs):
         params = sum(p.numel() for p in build_student(arch).parameters())
         psnr, latency = objectives_of(arch, params)
         values[arch.name] = (psnr, latency)
         rec = ModelRecord(
-            nn=arch.name, code=arch.model_code(), arch_json=json.dumps(arch.to_dict(), sort_keys=True),
-            prm={"steps": 2}, dataset="builtin", transform="crops_32", transform_code="# crops 32\n",
-            params=params, macs=1e6, macs_hw=(64, 96), depth=4, model_size_bytes=4 * params,
+            nn=arch.name,
+            code=arch.model_code(),
+            arch_json=json.dumps(arch.to_dict(), sort_keys=True),
+            prm={"steps": 2},
+            dataset="builtin",
+            transform="crops_32",
+            transform_code="# crops 32\n",
+            params=params,
+            macs=1e6,
+            macs_hw=(64, 96),
+            depth=4,
+            model_size_bytes=4 * params,
             epochs=[EpochRecord(epoch=0, psnr=psnr, ssim=0.5, duration_ns=10**6)],
-            latencies=[LatencyRecord(device="host-cpu", runtime="litert", runtime_version="test", threads=1,
-                                     height=64, width=96, kind="predicted", median_ms=latency)],
+            latencies=[
+                LatencyRecord(
+                    device="host-cpu",
+                    runtime="litert",
+                    runtime_version="test",
+                    threads=1,
+                    height=64,
+                    width=96,
+                    kind="predicted",
+                    median_ms=latency,
+                )
+            ],
         )
         record_trial(store, study, number, rec)
         if optuna_study is not None:
             names = TINY.params_of(arch)
-            optuna_study.add_trial(optuna.trial.create_trial(
-                params=names, values=[psnr, latency],
-                distributions={n: optuna.distributions.CategoricalDistribution(TINY.choices_of(n)) for n in names}))
+            optuna_study.add_trial(
+                optuna.trial.create_trial(
+                    params=names,
+                    values=[psnr, latency],
+                    distributions={n: optuna.distributions.CategoricalDistribution(TINY.choices_of(n)) for n in names},
+                )
+            )
     return values
 
 
@@ -102,8 +128,19 @@ def two_student_table() -> tuple[ReplayTable, Arch]:
     """A table of a 3-level student (row 0) and a 2-level one (row 1, returned too)."""
     near = Arch(widths=(4, 8), blocks=(1, 1), skips=("concat",), block="plain", downsample="conv")
     far = Arch(widths=(8, 16, 24), blocks=(0, 0, 0), skips=("add", "add"), block="residual", downsample="maxpool")
-    return ReplayTable("t", pd.DataFrame({"nn": [far.name, near.name], "trial": [0, 1], "psnr": [30.0, 25.0],
-                                          "latency_ms": [9.0, 4.0], "arch": [far, near]}), TINY), near
+    return ReplayTable(
+        "t",
+        pd.DataFrame(
+            {
+                "nn": [far.name, near.name],
+                "trial": [0, 1],
+                "psnr": [30.0, 25.0],
+                "latency_ms": [9.0, 4.0],
+                "arch": [far, near],
+            }
+        ),
+        TINY,
+    ), near
 
 
 def test_unrecorded_arch_gets_the_nearest_recorded_candidate():
@@ -136,9 +173,13 @@ def test_under_the_distinct_rule_random_proposals_get_more_distinct_students(rec
     assert distinct.rule == "distinct" and nearest.rule == "nearest"
     # random proposals do not depend on the answers, so both rules see the same proposals;
     # "nearest" collapses close ones onto one student, "distinct" gives each its own
-    per_seed = {rule: result.runs[result.runs["sampler"] == "random"].groupby("seed")["nn"].nunique()
-                for rule, result in (("distinct", distinct), ("nearest", nearest))}
-    assert (per_seed["distinct"] >= per_seed["nearest"]).all() and per_seed["distinct"].sum() > per_seed["nearest"].sum()
+    per_seed = {
+        rule: result.runs[result.runs["sampler"] == "random"].groupby("seed")["nn"].nunique()
+        for rule, result in (("distinct", distinct), ("nearest", nearest))
+    }
+    assert (per_seed["distinct"] >= per_seed["nearest"]).all() and per_seed["distinct"].sum() > per_seed[
+        "nearest"
+    ].sum()
     assert distinct.summary()["distinct_candidates"].min() > 0.6 * len(table)
 
 
@@ -204,8 +245,27 @@ def test_errors_are_clear(recorded):
 
 def test_cli_prints_the_table_and_writes_csv_and_png(recorded, tmp_path, capsys):
     store, _, _ = recorded
-    args = ["replay", "--study", STUDY, "--db", store.url, "--space", "tiny", "--trials", "8", "--seeds", "2",
-            "--sampler", "tpe,random", "--reference", "20,60", "--results", str(tmp_path), "--neighbour", "nearest"]
+    args = [
+        "replay",
+        "--study",
+        STUDY,
+        "--db",
+        store.url,
+        "--space",
+        "tiny",
+        "--trials",
+        "8",
+        "--seeds",
+        "2",
+        "--sampler",
+        "tpe,random",
+        "--reference",
+        "20,60",
+        "--results",
+        str(tmp_path),
+        "--neighbour",
+        "nearest",
+    ]
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "neighbour rule 'nearest'" in out

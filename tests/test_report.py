@@ -28,19 +28,32 @@ def set_predictions(url: str, factor: float | None) -> int:
     store = Store(url)
     with store.session() as session:
         session.execute(delete(LatencyRun).where(LatencyRun.kind == "predicted"))
-        measured = [] if factor is None else session.scalars(
-            select(LatencyRun).where(LatencyRun.kind == "measured")).all()
+        measured = (
+            [] if factor is None else session.scalars(select(LatencyRun).where(LatencyRun.kind == "measured")).all()
+        )
         for run in measured:
-            session.add(LatencyRun(nn=run.nn, device=run.device, runtime="lut", runtime_version=run.runtime_version,
-                                   threads=run.threads, height=run.height, width=run.width, kind="predicted",
-                                   median_ms=(run.min_ms or run.median_ms) * factor, min_ms=None, max_ms=None,
-                                   runs=1,
-                                   created_at=datetime(2026, 1, 1)))
+            session.add(
+                LatencyRun(
+                    nn=run.nn,
+                    device=run.device,
+                    runtime="lut",
+                    runtime_version=run.runtime_version,
+                    threads=run.threads,
+                    height=run.height,
+                    width=run.width,
+                    kind="predicted",
+                    median_ms=(run.min_ms or run.median_ms) * factor,
+                    min_ms=None,
+                    max_ms=None,
+                    runs=1,
+                    created_at=datetime(2026, 1, 1),
+                )
+            )
     store.dispose()
     return len(measured)
 
 
-def test_report_without_predictions_says_so(tiny_study, capsys):  # noqa: F811
+def test_report_without_predictions_says_so(tiny_study, capsys):
     _, url, root = tiny_study
     set_predictions(url, None)
     assert main(["report", "--study", "tiny", "--db", url, "--results", str(root / "r1")]) == 0
@@ -54,7 +67,7 @@ def test_report_without_predictions_says_so(tiny_study, capsys):  # noqa: F811
     assert "Knee point" in text and "Hypervolume" in text and "| trial | nn |" in text
 
 
-def test_report_with_predictions_plots_them(tiny_study):  # noqa: F811
+def test_report_with_predictions_plots_them(tiny_study):
     _, url, root = tiny_study
     assert set_predictions(url, 1.1) >= 1
     assert main(["report", "--study", "tiny", "--db", url, "--results", str(root / "r2")]) == 0
@@ -64,16 +77,30 @@ def test_report_with_predictions_plots_them(tiny_study):  # noqa: F811
     assert "mean absolute error 10.0%" in (out / "report.md").read_text()
 
 
-def test_report_of_unknown_study_is_a_clear_error(tiny_study, capsys):  # noqa: F811
+def test_report_of_unknown_study_is_a_clear_error(tiny_study, capsys):
     _, url, root = tiny_study
     assert main(["report", "--study", "nope", "--db", url, "--results", str(root / "r3")]) == 2
     assert "no recorded trials" in capsys.readouterr().err
 
 
-def test_pareto_command(tiny_study, capsys):  # noqa: F811
+def test_pareto_command(tiny_study, capsys):
     _, url, _ = tiny_study
-    assert main(["pareto", "--study", "tiny", "--db", url, "--format", "json",
-                 "--objectives", "psnr:max,latency_ms@host-cpu:min,params:min"]) == 0
+    assert (
+        main(
+            [
+                "pareto",
+                "--study",
+                "tiny",
+                "--db",
+                url,
+                "--format",
+                "json",
+                "--objectives",
+                "psnr:max,latency_ms@host-cpu:min,params:min",
+            ]
+        )
+        == 0
+    )
     result = json.loads(capsys.readouterr().out)
     assert result["knee"] in {row["nn"] for row in result["front"]}
     assert result["hypervolume"] > 0 and set(result["reference"]) == {"psnr", "latency_ms@host-cpu", "params"}
@@ -84,7 +111,7 @@ def test_pareto_command(tiny_study, capsys):  # noqa: F811
     assert main(["pareto", "--db", url, "--objectives", "psnr:best"]) == 2
 
 
-def test_measured_lite_denoise_net_is_drawn(tiny_study):  # noqa: F811
+def test_measured_lite_denoise_net_is_drawn(tiny_study):
     from conftest import model_record
 
     from nnsearch.analysis.report import reference_model_name
@@ -94,8 +121,9 @@ def test_measured_lite_denoise_net_is_drawn(tiny_study):  # noqa: F811
     _, url, root = tiny_study
     arch = load_space("litedenoise").reference("LiteDenoiseNet")
     assert arch.name == reference_model_name()
-    rec = model_record(0, nn=arch.name, code=arch.model_code(), arch_json=json.dumps(arch.to_dict()),
-                       latency_ms=3.0, weights=None)
+    rec = model_record(
+        0, nn=arch.name, code=arch.model_code(), arch_json=json.dumps(arch.to_dict()), latency_ms=3.0, weights=None
+    )
     record_trial(Store(url), "reference", 0, rec)
     assert main(["report", "--study", "tiny", "--db", url, "--results", str(root / "r4")]) == 0
     text = (root / "r4" / "tiny" / "report.md").read_text()
@@ -103,7 +131,7 @@ def test_measured_lite_denoise_net_is_drawn(tiny_study):  # noqa: F811
     assert_real_image(root / "r4" / "tiny" / "pareto.png")
 
 
-def test_one_latency_for_a_student_timed_at_two_resolutions_and_thread_counts(tiny_study, capsys):  # noqa: F811
+def test_one_latency_for_a_student_timed_at_two_resolutions_and_thread_counts(tiny_study, capsys):
     """The study, its live status, the report, `nnsearch pareto`, data() and replay agree on a student's latency."""
     from nnsearch.latency.service import profile_nn
     from nnsearch.replay.table import study_candidates

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import RunsCode
+
 from nnsearch.common.torch_files import DamagedFileError, UnsafeFileError, load_tensors
 from nnsearch.train.teacher import read_checkpoint_info
 
@@ -22,8 +22,9 @@ def test_tensors_numbers_and_containers_load(tmp_path: Path) -> None:
 def test_a_pickle_that_would_run_code_is_refused_before_it_runs(tmp_path: Path) -> None:
     path, marker = tmp_path / "crafted.pt", tmp_path / "ran"
     torch.save({"model": RunsCode(marker)}, path)
-    with pytest.raises(UnsafeFileError, match=f"checkpoint {path} is not a file of tensors that loads without "
-                                              "running code .*GLOBAL"):
+    with pytest.raises(
+        UnsafeFileError, match=f"checkpoint {path} is not a file of tensors that loads without running code .*GLOBAL"
+    ):
         load_tensors(path, "checkpoint")
     assert not marker.exists()
 

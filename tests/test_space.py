@@ -38,18 +38,23 @@ def test_params_of_inverts_sample():
     assert space.sample(lambda name, choices: params[name]) == arch
 
 
-@pytest.mark.parametrize("text, fragment", [
-    ("levels: [2]\nwidths: [[8], [16]]\ncolour: red\n", "unknown key(s) ['colour']"),
-    ("levels: [2]\nwidths: [[8], [16]]\nskip: [concat, sum]\n", "'sum' is not a known option"),
-    ("levels: [2]\nwidths: [[8], [16]]\nblock: [transposed]\n", "'transposed' is not a known option"),
-    ("widths: [[8], [16]]\n", "missing required key(s) ['levels']"),
-    ("levels: [3]\nwidths: [[8], [16]]\n", "choices for 2 levels"),
-    ("levels: [2]\nwidths: [[8], [16]\n", "not valid YAML"),
-    ("- just\n- a list\n", "expected a mapping"),
-    ("levels: [2]\nwidths: [[7], [16]]\n", "odd"),
-    ("levels: [2]\nwidths: [[8], [16]]\nreference:\n  big: {widths: [64, 16], blocks: [1, 1], skips: [concat]}\n",
-     "lies outside the space"),
-])
+@pytest.mark.parametrize(
+    "text, fragment",
+    [
+        ("levels: [2]\nwidths: [[8], [16]]\ncolour: red\n", "unknown key(s) ['colour']"),
+        ("levels: [2]\nwidths: [[8], [16]]\nskip: [concat, sum]\n", "'sum' is not a known option"),
+        ("levels: [2]\nwidths: [[8], [16]]\nblock: [transposed]\n", "'transposed' is not a known option"),
+        ("widths: [[8], [16]]\n", "missing required key(s) ['levels']"),
+        ("levels: [3]\nwidths: [[8], [16]]\n", "choices for 2 levels"),
+        ("levels: [2]\nwidths: [[8], [16]\n", "not valid YAML"),
+        ("- just\n- a list\n", "expected a mapping"),
+        ("levels: [2]\nwidths: [[7], [16]]\n", "odd"),
+        (
+            "levels: [2]\nwidths: [[8], [16]]\nreference:\n  big: {widths: [64, 16], blocks: [1, 1], skips: [concat]}\n",
+            "lies outside the space",
+        ),
+    ],
+)
 def test_bad_space_files_name_file_and_problem(tmp_path, text, fragment):
     path = tmp_path / "bad.yaml"
     path.write_text(text)

@@ -26,11 +26,29 @@ def worker(url: str, index: int, records: list, barrier, results) -> None:
         store = Store(url)
         for number, record in records:
             record_trial(store, "race", number, record)
-        rows = [{"task": "img-denoising", "dataset": "bulk", "metric": metric, "nn": f"Bulk-{m}", "transform": "none",
-                 "epoch": e, "prm": {"seed": m % 2}, "accuracy": float(m + e), "duration": e}
-                for m in range(BULK_MODELS) for e in range(3) for metric in METRIC_CODE]
-        record_stats_bulk(store, rows, nn_code={f"Bulk-{m}": f"# {m}\n" for m in range(BULK_MODELS)},
-                          metric_code=METRIC_CODE, transform_code={"none": ""})
+        rows = [
+            {
+                "task": "img-denoising",
+                "dataset": "bulk",
+                "metric": metric,
+                "nn": f"Bulk-{m}",
+                "transform": "none",
+                "epoch": e,
+                "prm": {"seed": m % 2},
+                "accuracy": float(m + e),
+                "duration": e,
+            }
+            for m in range(BULK_MODELS)
+            for e in range(3)
+            for metric in METRIC_CODE
+        ]
+        record_stats_bulk(
+            store,
+            rows,
+            nn_code={f"Bulk-{m}": f"# {m}\n" for m in range(BULK_MODELS)},
+            metric_code=METRIC_CODE,
+            transform_code={"none": ""},
+        )
         store.dispose()
         results.put((index, None))
     except BaseException:  # reported to the parent, which fails the test with it
@@ -50,8 +68,9 @@ def worker_records(index: int) -> list:
 def test_concurrent_writers(store_url):
     ctx = multiprocessing.get_context("spawn")
     barrier, results = ctx.Barrier(WORKERS), ctx.Queue()
-    procs = [ctx.Process(target=worker, args=(store_url, i, worker_records(i), barrier, results))
-             for i in range(WORKERS)]
+    procs = [
+        ctx.Process(target=worker, args=(store_url, i, worker_records(i), barrier, results)) for i in range(WORKERS)
+    ]
     for proc in procs:
         proc.start()
     outcomes = dict(results.get(timeout=180) for _ in procs)
@@ -63,6 +82,7 @@ def test_concurrent_writers(store_url):
     store = Store(store_url, create=False)
     epochs = 2
     with store.read() as conn:
+
         def count(model, *where) -> int:
             return conn.scalar(select(func.count()).select_from(model).where(*where))
 
@@ -76,9 +96,11 @@ def test_concurrent_writers(store_url):
         assert count(Weights) == models
         assert count(TrialLink) == WORKERS * MODELS + MODELS
         assert count(LatencyRun) == MODELS  # identical measurements (same instant) are stored once
-        duplicates = select(Stat.task, Stat.dataset, Stat.metric, Stat.nn, Stat.epoch, Stat.transform, Stat.prm) \
-            .group_by(Stat.task, Stat.dataset, Stat.metric, Stat.nn, Stat.epoch, Stat.transform, Stat.prm) \
+        duplicates = (
+            select(Stat.task, Stat.dataset, Stat.metric, Stat.nn, Stat.epoch, Stat.transform, Stat.prm)
+            .group_by(Stat.task, Stat.dataset, Stat.metric, Stat.nn, Stat.epoch, Stat.transform, Stat.prm)
             .having(func.count() > 1)
+        )
         assert conn.execute(duplicates).all() == []
     assert check_integrity(store) == []
     store.dispose()

@@ -39,16 +39,19 @@ def test_sound_store_has_no_problems(store):
     assert check_integrity(store.url) == []
 
 
-@pytest.mark.parametrize("statement, expected", [
-    ("DELETE FROM nn", "stat.nn: 4 row(s) name a missing nn.name"),
-    ("DELETE FROM prm_set", "stat.prm: 4 row(s) name a missing prm_set.uid"),
-    ("UPDATE trial_link SET nn = 'Gone'", "trial_link.nn: 1 row(s) name a missing nn.name (e.g. 'Gone')"),
-    ("DELETE FROM stat", "train_stat.stat_id: 2 row(s) name a missing stat.id"),
-    ("UPDATE nn SET code = 'changed'", "nn: 1 row(s) whose id is not the md5 of their code"),
-    ("UPDATE metric SET id = 'x' WHERE name = 'psnr'", "metric: 1 row(s) whose id is not the md5"),
-    ("UPDATE weights SET sha256 = 'x'", "weights: 1 row(s) whose sha256 does not match"),
-    ("UPDATE schema_info SET value = '0'", "schema_info: version stamp '0'"),
-])
+@pytest.mark.parametrize(
+    "statement, expected",
+    [
+        ("DELETE FROM nn", "stat.nn: 4 row(s) name a missing nn.name"),
+        ("DELETE FROM prm_set", "stat.prm: 4 row(s) name a missing prm_set.uid"),
+        ("UPDATE trial_link SET nn = 'Gone'", "trial_link.nn: 1 row(s) name a missing nn.name (e.g. 'Gone')"),
+        ("DELETE FROM stat", "train_stat.stat_id: 2 row(s) name a missing stat.id"),
+        ("UPDATE nn SET code = 'changed'", "nn: 1 row(s) whose id is not the md5 of their code"),
+        ("UPDATE metric SET id = 'x' WHERE name = 'psnr'", "metric: 1 row(s) whose id is not the md5"),
+        ("UPDATE weights SET sha256 = 'x'", "weights: 1 row(s) whose sha256 does not match"),
+        ("UPDATE schema_info SET value = '0'", "schema_info: version stamp '0'"),
+    ],
+)
 def test_problems_are_found(store, statement, expected):
     record_trial(store, "s", 0, model_record(0))
     with foreign_keys_off(store) as conn:

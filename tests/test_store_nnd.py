@@ -20,12 +20,26 @@ from nnsearch.store.recording import record_trial
 
 CONFIG = "img-classification_celeba-gender_acc_AlexNet"
 TRIALS = [
-    {"accuracy": 0.6267408075343152, "batch": 256, "dropout": 0.43383192893398725, "duration": 62378821936,
-     "lr": 0.11139364594548308, "momentum": 0.41838524881308503, "transform": "echo_32_flip",
-     "uid": "096b8b9ec1ab89323e203150343f378c"},
-    {"accuracy": 0.613515679791604, "batch": 16, "dropout": 0.24801712643894785, "duration": 121971398591,
-     "lr": 0.8090505193815676, "momentum": 0.9596922490370101, "transform": "norm_64",
-     "uid": "25cd9380798be179816a04ee99d53574"},
+    {
+        "accuracy": 0.6267408075343152,
+        "batch": 256,
+        "dropout": 0.43383192893398725,
+        "duration": 62378821936,
+        "lr": 0.11139364594548308,
+        "momentum": 0.41838524881308503,
+        "transform": "echo_32_flip",
+        "uid": "096b8b9ec1ab89323e203150343f378c",
+    },
+    {
+        "accuracy": 0.613515679791604,
+        "batch": 16,
+        "dropout": 0.24801712643894785,
+        "duration": 121971398591,
+        "lr": 0.8090505193815676,
+        "momentum": 0.9596922490370101,
+        "transform": "norm_64",
+        "uid": "25cd9380798be179816a04ee99d53574",
+    },
 ]
 
 
@@ -95,8 +109,9 @@ def test_round_trip_keeps_every_value(tmp_path, store, store_url):
 
 def _identical(cmp: filecmp.dircmp) -> bool:
     _, mismatch, errors = filecmp.cmpfiles(cmp.left, cmp.right, cmp.common_files, shallow=False)
-    return (not (cmp.left_only or cmp.right_only or mismatch or errors)
-            and all(_identical(sub) for sub in cmp.subdirs.values()))
+    return not (cmp.left_only or cmp.right_only or mismatch or errors) and all(
+        _identical(sub) for sub in cmp.subdirs.values()
+    )
 
 
 def test_export_can_be_filtered(tmp_path, store):
@@ -121,19 +136,29 @@ def test_export_refuses_reserved_hyperparameter_names(tmp_path, store):
 
 BAD_INPUT = {
     "missing folder": (lambda root: root / "nowhere", "does not exist"),
-    "malformed json": (lambda root: _broken(write_nnd(root), "1.json", "[{\"accuracy\": 0.5,"),
-                       f"{CONFIG}/1.json: malformed JSON"),
+    "malformed json": (
+        lambda root: _broken(write_nnd(root), "1.json", '[{"accuracy": 0.5,'),
+        f"{CONFIG}/1.json: malformed JSON",
+    ),
     "not a list": (lambda root: write_nnd(root, trials={"accuracy": 1}), "1.json: expected a JSON list"),
-    "no accuracy": (lambda root: write_nnd(root, trials=[{"duration": 1, "uid": "u1"}]),
-                    "1.json: trial 0 (uid u1): 'accuracy' must be a number"),
-    "float duration": (lambda root: write_nnd(root, trials=[{"accuracy": 1.0, "duration": 1.5}]),
-                       "'duration' must be an integer"),
-    "long uid": (lambda root: write_nnd(root, trials=[{"accuracy": 1.0, "duration": 1, "uid": "u" * 40}]),
-                 "'uid' must be a string of at most 32"),
+    "no accuracy": (
+        lambda root: write_nnd(root, trials=[{"duration": 1, "uid": "u1"}]),
+        "1.json: trial 0 (uid u1): 'accuracy' must be a number",
+    ),
+    "float duration": (
+        lambda root: write_nnd(root, trials=[{"accuracy": 1.0, "duration": 1.5}]),
+        "'duration' must be an integer",
+    ),
+    "long uid": (
+        lambda root: write_nnd(root, trials=[{"accuracy": 1.0, "duration": 1, "uid": "u" * 40}]),
+        "'uid' must be a string of at most 32",
+    ),
     "empty": (lambda root: (root / "stat" / "train").mkdir(parents=True) or root, "no NN Dataset statistics"),
     "only non-stats": (lambda root: write_nnd(root, config="img-denoising_only-three"), "no NN Dataset statistics"),
-    "bad diagnostics": (lambda root: write_nnd(root, trials=[{"accuracy": 1.0, "train_stat": {"train_loss": "x"}}]),
-                        "'train_loss' must be a number"),
+    "bad diagnostics": (
+        lambda root: write_nnd(root, trials=[{"accuracy": 1.0, "train_stat": {"train_loss": "x"}}]),
+        "'train_loss' must be a number",
+    ),
 }
 
 
@@ -159,7 +184,9 @@ def test_exports_of_earlier_versions_still_import_their_model_facts(tmp_path, st
     nn = model_record(0).nn
     sidecar = tmp_path / "out" / "stat" / "nnsearch" / f"{nn}.json"
     # earlier versions kept nnsearch's facts under a "nnsearch" key of stat/nn/<nn>.json
-    (tmp_path / "out" / "stat" / "nn" / f"{nn}.json").write_text(json.dumps({"nnsearch": json.loads(sidecar.read_text())}))
+    (tmp_path / "out" / "stat" / "nn" / f"{nn}.json").write_text(
+        json.dumps({"nnsearch": json.loads(sidecar.read_text())})
+    )
     sidecar.unlink()
     copy = Store(f"sqlite:///{tmp_path / 'copy.db'}")
     import_nnd(tmp_path / "out", db=copy)

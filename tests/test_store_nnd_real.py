@@ -20,25 +20,44 @@ from nnsearch.store.schema import TrainStat
 REAL = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "nnd"
 LITE = "img-denoising_denoise_psnr_LiteDenoiseNet"
 TRIALS = {  # trials per config in the real files
-    LITE: 14 + 14 + 2, "img-denoising_denoise_psnr_HeavyDenoiseNet": 1,
-    "img-denoising_denoise_psnr_DenoiseUNet": 16, "img-classification_cifar-10_acc_AlexNet": 9,
+    LITE: 14 + 14 + 2,
+    "img-denoising_denoise_psnr_HeavyDenoiseNet": 1,
+    "img-denoising_denoise_psnr_DenoiseUNet": 16,
+    "img-classification_cifar-10_acc_AlexNet": 9,
 }
 #: An on-device runtime file as the NN Dataset records them (fields and values of a real
 #: stat/run/tflite/int8/.../android_SM-P613.json, its raw benchmark logs left out).
 RUNTIME = {
-    "model_name": "LiteDenoiseNet", "precision": "int8", "device_type": "SM-P613", "valid": True,
-    "emulator": False, "iterations": 20, "duration": 26650900, "unit": "Adreno (TM) 618",
-    "cpu_duration": 93093800, "cpu_min_duration": 92193000, "cpu_max_duration": 97106000,
-    "gpu_duration": 26650900, "gpu_min_duration": 26497000, "gpu_max_duration": 26821000,
-    "npu_duration": 26721700, "npu_min_duration": 26433000, "npu_max_duration": 27232000,
-    "duration_ms": 26650900, "benchmark": {"cpu": {"avg_ms": 93093800.0, "status": "ok"},
-                                           "gpu": {"avg_ms": 26650900.0, "status": "ok"},
-                                           "npu": {"avg_ms": 26721700.0, "status": "ok"}},
+    "model_name": "LiteDenoiseNet",
+    "precision": "int8",
+    "device_type": "SM-P613",
+    "valid": True,
+    "emulator": False,
+    "iterations": 20,
+    "duration": 26650900,
+    "unit": "Adreno (TM) 618",
+    "cpu_duration": 93093800,
+    "cpu_min_duration": 92193000,
+    "cpu_max_duration": 97106000,
+    "gpu_duration": 26650900,
+    "gpu_min_duration": 26497000,
+    "gpu_max_duration": 26821000,
+    "npu_duration": 26721700,
+    "npu_min_duration": 26433000,
+    "npu_max_duration": 27232000,
+    "duration_ms": 26650900,
+    "benchmark": {
+        "cpu": {"avg_ms": 93093800.0, "status": "ok"},
+        "gpu": {"avg_ms": 26650900.0, "status": "ok"},
+        "npu": {"avg_ms": 26721700.0, "status": "ok"},
+    },
     "device_analytics": {"timestamp": 1778936801.4403088},
 }
 
-pytestmark = pytest.mark.skipif(not (REAL / "ab" / "nn" / "stat" / "train").is_dir(),
-                                reason="the real NN Dataset files (../shared/data/nnd) are not here")
+pytestmark = pytest.mark.skipif(
+    not (REAL / "ab" / "nn" / "stat" / "train").is_dir(),
+    reason="the real NN Dataset files (../shared/data/nnd) are not here",
+)
 
 
 def real_copy(tmp_path: Path) -> Path:
@@ -61,8 +80,11 @@ def stats_of(frame: pd.DataFrame) -> pd.DataFrame:
 
 def test_a_real_checkout_imports_with_non_stats_skipped_and_every_trial_kept(tmp_path, store):
     summary = import_nnd(real_copy(tmp_path), db=store)
-    assert sorted(summary.skipped) == ["stat/train/RESULTS_RLFN/", "stat/train/conversion_report.json",
-                                       f"stat/train/{LITE}/notes.txt"]
+    assert sorted(summary.skipped) == [
+        "stat/train/RESULTS_RLFN/",
+        "stat/train/conversion_report.json",
+        f"stat/train/{LITE}/notes.txt",
+    ]
     assert "skipped 3 files or folders that are not" in summary.line()
     assert summary.stats == summary.new_stats == sum(TRIALS.values())
     frame = data(db=store)
@@ -186,8 +208,10 @@ def test_per_model_statistics_are_written_in_the_repository_format(tmp_path, sto
 def test_on_device_runtimes_import_as_latency_runs_and_export_back(tmp_path, store):
     root = real_copy(tmp_path)
     runs = root / "ab" / "nn" / "stat" / "run" / "tflite"
-    for precision, record in (("int8", RUNTIME), ("fp32", {**RUNTIME, "precision": "fp32", "in_dim_0": 1,
-                                                            "in_dim_1": 256, "in_dim_2": 256, "in_dim_3": 3})):
+    for precision, record in (
+        ("int8", RUNTIME),
+        ("fp32", {**RUNTIME, "precision": "fp32", "in_dim_0": 1, "in_dim_1": 256, "in_dim_2": 256, "in_dim_3": 3}),
+    ):
         folder = runs / precision / LITE
         folder.mkdir(parents=True)
         (folder / "android_SM-P613.json").write_text(json.dumps(record, indent=2))
@@ -207,8 +231,11 @@ def test_on_device_runtimes_import_as_latency_runs_and_export_back(tmp_path, sto
     out = tmp_path / "out"
     export_nnd(out, db=store)
     exported = json.loads((out / "stat" / "run" / "tflite" / "int8" / LITE / "android_SM-P613.json").read_text())
-    assert (exported["gpu_duration"], exported["npu_min_duration"], exported["duration"]) == (26650900, 26433000,
-                                                                                             26650900)
+    assert (exported["gpu_duration"], exported["npu_min_duration"], exported["duration"]) == (
+        26650900,
+        26433000,
+        26650900,
+    )
     copy = Store(f"sqlite:///{tmp_path / 'copy.db'}")
     import_nnd(out, db=copy)
     pd.testing.assert_frame_equal(run_data(db=copy), run_data(db=store))

@@ -30,12 +30,39 @@ def filled(store):
             rec = model_record(arch, dict(prm))
             if arch == 0:  # a second device, and a larger input that must win on host-cpu
                 rec.latencies += [
-                    LatencyRecord("phone-npu", "litert", "2.3.0", 4, 1088, 1920, "measured", median_ms=34.0,
-                                  created_at=datetime(2026, 1, 2)),
-                    LatencyRecord("host-cpu", "litert", "2.3.0", 1, 1088, 1920, "measured", median_ms=900.0,
-                                  created_at=datetime(2026, 1, 3)),
-                    LatencyRecord("host-cpu", "litert", "2.3.0", 1, 1088, 1920, "predicted", median_ms=1.0,
-                                  created_at=datetime(2026, 1, 4)),
+                    LatencyRecord(
+                        "phone-npu",
+                        "litert",
+                        "2.3.0",
+                        4,
+                        1088,
+                        1920,
+                        "measured",
+                        median_ms=34.0,
+                        created_at=datetime(2026, 1, 2),
+                    ),
+                    LatencyRecord(
+                        "host-cpu",
+                        "litert",
+                        "2.3.0",
+                        1,
+                        1088,
+                        1920,
+                        "measured",
+                        median_ms=900.0,
+                        created_at=datetime(2026, 1, 3),
+                    ),
+                    LatencyRecord(
+                        "host-cpu",
+                        "litert",
+                        "2.3.0",
+                        1,
+                        1088,
+                        1920,
+                        "predicted",
+                        median_ms=1.0,
+                        created_at=datetime(2026, 1, 4),
+                    ),
                 ]
             record_trial(store, study, number, rec)
             number += 1
@@ -47,8 +74,9 @@ def test_columns_and_values(filled):
     assert list(frame.columns) == [*NND_COLUMNS, *EXTRA_COLUMNS, "latency_ms@host-cpu", "latency_ms@phone-npu"]
     assert len(frame) == 3 * 2 * 2 * 2
     rec = model_record(1, dict(PRM_B))
-    row = frame[(frame.nn == rec.nn) & (frame.metric == "psnr") & (frame.epoch == 1)
-                & (frame.prm_uid == prm_uid(PRM_B))].iloc[0]
+    row = frame[
+        (frame.nn == rec.nn) & (frame.metric == "psnr") & (frame.epoch == 1) & (frame.prm_uid == prm_uid(PRM_B))
+    ].iloc[0]
     assert row.prm == PRM_B and row.nn_code == rec.code and row.transform_code == rec.transform_code
     assert row.metric_code == METRIC_CODE["psnr"] and row["transform"] == rec.transform
     assert (row.accuracy, row.duration, row.params, row.macs) == (rec.epochs[1].psnr, 2 * 10**9, 1001, 5e6)
@@ -95,8 +123,20 @@ def test_only_best_accuracy_keeps_the_best_rows_and_ties(filled):
 
 
 def test_only_best_picks_the_maximum(store):
-    rows = [{"task": "t", "dataset": "d", "metric": "psnr", "nn": "Net", "transform": "none", "epoch": 0,
-             "prm": {"lr": lr}, "accuracy": acc, "duration": 1} for lr, acc in ((1, 30.0), (2, 32.5), (3, 31.0))]
+    rows = [
+        {
+            "task": "t",
+            "dataset": "d",
+            "metric": "psnr",
+            "nn": "Net",
+            "transform": "none",
+            "epoch": 0,
+            "prm": {"lr": lr},
+            "accuracy": acc,
+            "duration": 1,
+        }
+        for lr, acc in ((1, 30.0), (2, 32.5), (3, 31.0))
+    ]
     record_stats_bulk(store, rows, nn_code={"Net": ""}, metric_code={"psnr": ""}, transform_code={"none": ""})
     best = data(db=store, only_best_accuracy=True)
     assert best.accuracy.tolist() == [32.5] and best.prm.tolist() == [{"lr": 2}]
@@ -138,8 +178,20 @@ def test_run_data(filled):
 
 def test_study_results_keeps_its_shape(filled):
     frame = study_results(filled, "alpha")
-    assert list(frame.columns) == ["trial", "nn", "state", "dataset", "psnr", "ssim", "latency_ms", "measured_ms",
-                                   "predicted_ms", "params", "macs", "rung"]
+    assert list(frame.columns) == [
+        "trial",
+        "nn",
+        "state",
+        "dataset",
+        "psnr",
+        "ssim",
+        "latency_ms",
+        "measured_ms",
+        "predicted_ms",
+        "params",
+        "macs",
+        "rung",
+    ]
     assert frame.trial.tolist() == [0, 2, 4]
     assert frame.psnr.tolist() == [model_record(a).epochs[-1].psnr for a in range(3)]
 
@@ -151,12 +203,29 @@ def test_data_is_fast_on_sqlite(tmp_path):
     for m in range(n_models):
         for p in range(5):
             prm = {"lr": 1e-4 * (m * 5 + p + 1), "batch": 4}
-            rows += [{"task": "t", "dataset": "d", "metric": metric, "nn": f"Net-{m}", "transform": "none",
-                      "epoch": e, "prm": prm, "accuracy": 30.0, "duration": 1}
-                     for e in range(5) for metric in ("psnr", "ssim")]
+            rows += [
+                {
+                    "task": "t",
+                    "dataset": "d",
+                    "metric": metric,
+                    "nn": f"Net-{m}",
+                    "transform": "none",
+                    "epoch": e,
+                    "prm": prm,
+                    "accuracy": 30.0,
+                    "duration": 1,
+                }
+                for e in range(5)
+                for metric in ("psnr", "ssim")
+            ]
     began = time.perf_counter()
-    record_stats_bulk(store, rows, nn_code={f"Net-{m}": "# " + "x" * 5000 for m in range(n_models)},
-                      metric_code={"psnr": "", "ssim": ""}, transform_code={"none": ""})
+    record_stats_bulk(
+        store,
+        rows,
+        nn_code={f"Net-{m}": "# " + "x" * 5000 for m in range(n_models)},
+        metric_code={"psnr": "", "ssim": ""},
+        transform_code={"none": ""},
+    )
     insert_s = time.perf_counter() - began
     began = time.perf_counter()
     frame = data(db=store)
@@ -171,14 +240,30 @@ def test_student_latency_rule(store):
     from nnsearch.store.timings import student_latency
 
     def run(height, kind, ms, low=None, threads=1, precision="fp32", second=0):
-        return LatencyRecord("host-cpu", "litert", "2.3.0", threads, height, height, kind, precision=precision,
-                             median_ms=ms, min_ms=low, created_at=datetime(2026, 1, 1, 0, 0, second))
+        return LatencyRecord(
+            "host-cpu",
+            "litert",
+            "2.3.0",
+            threads,
+            height,
+            height,
+            kind,
+            precision=precision,
+            median_ms=ms,
+            min_ms=low,
+            created_at=datetime(2026, 1, 1, 0, 0, second),
+        )
 
     rec = model_record(0, latency_ms=None)
-    rec.latencies += [run(64, "measured", 10.0, 9.0), run(64, "measured", 11.0, 8.5, second=1),
-                      run(64, "predicted", 7.0), run(64, "measured", 6.0, 5.0, threads=2),
-                      run(32, "measured", 2.0, 1.5), run(96, "predicted", 30.0), run(64, "measured", 3.0,
-                                                                                      precision="int8")]
+    rec.latencies += [
+        run(64, "measured", 10.0, 9.0),
+        run(64, "measured", 11.0, 8.5, second=1),
+        run(64, "predicted", 7.0),
+        run(64, "measured", 6.0, 5.0, threads=2),
+        run(32, "measured", 2.0, 1.5),
+        run(96, "predicted", 30.0),
+        run(64, "measured", 3.0, precision="int8"),
+    ]
     record_trial(store, "rule", 0, rec)
     nn = rec.nn
     top = student_latency(store, nn)  # unset: the largest input (96), only predicted there

@@ -38,8 +38,19 @@ def test_record_trial_writes_every_table(store):
     rec = model_record(prm={"lr": 0.002, "batch": 8, "crops": [32, 64]})
     uid = record_trial(store, "study", 3, rec)
     assert uid == prm_uid(rec.prm)
-    assert counts(store) == {"nn": 1, "metric": 2, "transform": 1, "prm_set": 1, "prm": 3, "stat": 4,
-                             "train_stat": 2, "nn_stat": 1, "latency_run": 1, "weights": 1, "trial_link": 1}
+    assert counts(store) == {
+        "nn": 1,
+        "metric": 2,
+        "transform": 1,
+        "prm_set": 1,
+        "prm": 3,
+        "stat": 4,
+        "train_stat": 2,
+        "nn_stat": 1,
+        "latency_run": 1,
+        "weights": 1,
+        "trial_link": 1,
+    }
     with store.read() as conn:
         nn = conn.execute(select(NN)).one()
         assert nn.id == hashlib.md5(rec.code.encode()).hexdigest() and nn.arch == rec.arch_json
@@ -90,18 +101,31 @@ def bulk_rows(n_models: int, prm_sets: int = 2, epochs: int = 3) -> list[dict]:
     rows = []
     for m in range(n_models):
         for p in range(prm_sets):
-            prm = {"lr": 10.0 ** -(p + 2), "batch": 2 ** p}
+            prm = {"lr": 10.0 ** -(p + 2), "batch": 2**p}
             for e in range(epochs):
                 for metric in METRIC_CODE:
-                    rows.append({"task": "img-denoising", "dataset": "bulk", "metric": metric, "nn": f"Net-{m}",
-                                 "transform": "none", "epoch": e, "prm": prm, "accuracy": 20.0 + m + p / 10 + e,
-                                 "duration": 1000 * (e + 1)})
+                    rows.append(
+                        {
+                            "task": "img-denoising",
+                            "dataset": "bulk",
+                            "metric": metric,
+                            "nn": f"Net-{m}",
+                            "transform": "none",
+                            "epoch": e,
+                            "prm": prm,
+                            "accuracy": 20.0 + m + p / 10 + e,
+                            "duration": 1000 * (e + 1),
+                        }
+                    )
     return rows
 
 
 def bulk_codes(n_models: int) -> dict:
-    return {"nn_code": {f"Net-{m}": f"# net {m}\n" for m in range(n_models)}, "metric_code": METRIC_CODE,
-            "transform_code": {"none": ""}}
+    return {
+        "nn_code": {f"Net-{m}": f"# net {m}\n" for m in range(n_models)},
+        "metric_code": METRIC_CODE,
+        "transform_code": {"none": ""},
+    }
 
 
 def test_bulk_stats_are_written_once(store):
@@ -129,7 +153,9 @@ def test_bulk_keeps_an_explicit_uid(store):
     with store.read() as conn:
         assert set(conn.scalars(select(Stat.prm))) == {"nnd-uid-1"}
         assert dict(conn.execute(select(Prm.name, Prm.value).where(Prm.uid == "nnd-uid-1")).all()) == {
-            "lr": "0.01", "batch": "1"}
+            "lr": "0.01",
+            "batch": "1",
+        }
 
 
 def test_bulk_row_without_hyperparameters_is_an_error(store):

@@ -5,18 +5,17 @@ from __future__ import annotations
 import hashlib
 import json
 
-from sqlalchemy import select
-
 import pytest
-
 from conftest import model_record
+from sqlalchemy import select
+from test_input_limits import nnsearch, refused
+from test_store_nnd import TRIALS, write_nnd
+
 from nnsearch.errors import StoreError
 from nnsearch.nnd.importing import import_nnd
 from nnsearch.store.dataset_api import data
 from nnsearch.store.recording import record_trial
 from nnsearch.store.schema import Stat, Weights
-from test_input_limits import nnsearch, refused
-from test_store_nnd import TRIALS, write_nnd
 
 
 def test_nan_and_infinite_accuracies_are_refused_naming_the_file(tmp_path, store_url):
@@ -26,8 +25,13 @@ def test_nan_and_infinite_accuracies_are_refused_naming_the_file(tmp_path, store
         epoch_file = next((tree / "stat" / "train").glob("*/1.json"))
         epoch_file.write_text(epoch_file.read_text().replace(str(TRIALS[1]["accuracy"]), value))
         if value == "NaN":  # the command line: exit 2, one paragraph
-            refused(nnsearch("import-nnd", str(tree), "--db", store_url), str(epoch_file), "accuracy",
-                              "expected a finite number", "nothing was written")
+            refused(
+                nnsearch("import-nnd", str(tree), "--db", store_url),
+                str(epoch_file),
+                "accuracy",
+                "expected a finite number",
+                "nothing was written",
+            )
         else:
             with pytest.raises(StoreError, match="expected a finite number") as raised:
                 import_nnd(tree, db=store_url)
@@ -41,13 +45,21 @@ def test_a_uid_reused_with_other_values_is_refused_naming_both_sets(tmp_path, st
     before = data(db=store_url).sort_values("prm_uid")
     changed = [{**TRIALS[0], "lr": 0.5, "extra": 1}, TRIALS[1]]
     tree = write_nnd(tmp_path / "second", config="img-classification_celeba-gender_acc_Other", trials=changed)
-    message = refused(nnsearch("import-nnd", str(tree), "--db", store_url), TRIALS[0]["uid"],
-                      f'"lr": {TRIALS[0]["lr"]}', '"lr": 0.5', '"extra": 1')
+    message = refused(
+        nnsearch("import-nnd", str(tree), "--db", store_url),
+        TRIALS[0]["uid"],
+        f'"lr": {TRIALS[0]["lr"]}',
+        '"lr": 0.5',
+        '"extra": 1',
+    )
     assert "nothing was written" in message
     after = data(db=store_url).sort_values("prm_uid")
     assert after.prm.tolist() == before.prm.tolist() and len(after) == len(before)  # earlier rows unchanged
-    within = write_nnd(tmp_path / "third", config="img-classification_celeba-gender_acc_Third",
-                       trials=[TRIALS[1], {**TRIALS[1], "lr": 0.25}])  # one file, one uid, two sets
+    within = write_nnd(
+        tmp_path / "third",
+        config="img-classification_celeba-gender_acc_Third",
+        trials=[TRIALS[1], {**TRIALS[1], "lr": 0.25}],
+    )  # one file, one uid, two sets
     with pytest.raises(StoreError, match=f'{TRIALS[1]["uid"]}.*"lr": 0.25'):
         import_nnd(within, db=store_url)
 

@@ -66,9 +66,14 @@ def test_foreign_keys_are_enforced(store, column, value):
         assert conn.scalar(select(func.count()).select_from(Stat).where(Stat.epoch == 99)) == 0
 
 
-@pytest.mark.parametrize("value, message", [(str(SCHEMA_VERSION + 1), "newer nnsearch"),
-                                            ("banana", "unknown schema version 'banana'"),
-                                            (None, "unknown schema version None")])
+@pytest.mark.parametrize(
+    "value, message",
+    [
+        (str(SCHEMA_VERSION + 1), "newer nnsearch"),
+        ("banana", "unknown schema version 'banana'"),
+        (None, "unknown schema version None"),
+    ],
+)
 def test_bad_version_stamp_is_a_clear_error(store, value, message):
     stamp(store, value)
     with pytest.raises(StoreError, match=message):
@@ -96,6 +101,7 @@ def test_older_store_runs_registered_migrations(store, monkeypatch):
 def test_failing_migration_changes_nothing(store, monkeypatch):
     if store.dialect in ("mysql", "mariadb"):
         pytest.skip("MySQL/MariaDB commit DDL at once: a failed migration can leave its tables")
+
     def broken_step(conn):
         conn.execute(text("CREATE TABLE half_done (x INTEGER)"))
         raise StoreError("step failed")
@@ -178,14 +184,17 @@ def test_a_schema_1_store_gains_precision_and_keeps_its_latency_rows(store):
 def _schema_2_stat(metadata: MetaData) -> Table:
     """The `stat` table as schema 2 defined it: no `run`, key without it, duration NOT NULL."""
     return Table(
-        "stat", metadata,
+        "stat",
+        metadata,
         Column("id", Integer, primary_key=True, autoincrement=True),
-        Column("task", String(64), nullable=False), Column("dataset", String(128), nullable=False),
+        Column("task", String(64), nullable=False),
+        Column("dataset", String(128), nullable=False),
         Column("metric", ForeignKey("metric.name", ondelete="RESTRICT"), nullable=False),
         Column("nn", ForeignKey("nn.name", ondelete="RESTRICT"), nullable=False, index=True),
         Column("transform", ForeignKey("transform.name", ondelete="RESTRICT"), nullable=False),
         Column("prm", ForeignKey("prm_set.uid", ondelete="RESTRICT"), nullable=False, index=True),
-        Column("epoch", Integer, nullable=False), Column("accuracy", Double, nullable=False),
+        Column("epoch", Integer, nullable=False),
+        Column("accuracy", Double, nullable=False),
         Column("duration", BigInteger, nullable=False),
         UniqueConstraint("task", "dataset", "metric", "nn", "epoch", "transform", "prm", name="uq_stat_key"),
     )
@@ -210,8 +219,9 @@ def test_a_schema_2_store_gains_stat_runs_and_keeps_stats_and_train_stats(store)
         conn.execute(text("DROP TABLE stat"))
         old.tables["stat"].create(conn)
         old.tables["train_stat"].create(conn)
-        conn.execute(old.tables["stat"].insert(), [{k: v for k, v in r.items() if k not in ("run", "rung")}
-                                                    for r in stat_rows])
+        conn.execute(
+            old.tables["stat"].insert(), [{k: v for k, v in r.items() if k not in ("run", "rung")} for r in stat_rows]
+        )
         conn.execute(old.tables["train_stat"].insert(), train_rows)
     stamp(store, "2")
     with store.read() as conn:

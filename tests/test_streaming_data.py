@@ -34,10 +34,10 @@ def test_pairs_stream_from_disk_and_match_decoding_the_files(tmp_path: Path) -> 
     assert isinstance(pair, StreamedPair) and pair.shape == (64, 64, 3)
     full = read_image(pair.noisy_path)
     top, left = (70 - 64) // 2, (90 - 64) // 2
-    np.testing.assert_array_equal(pair.noisy, full[top:top + 64, left:left + 64])
+    np.testing.assert_array_equal(pair.noisy, full[top : top + 64, left : left + 64])
     noisy, clean = pair.crop(5, 7, 16)
-    np.testing.assert_array_equal(noisy, full[top + 5:top + 21, left + 7:left + 23])
-    np.testing.assert_array_equal(clean, read_image(pair.clean_path)[top + 5:top + 21, left + 7:left + 23])
+    np.testing.assert_array_equal(noisy, full[top + 5 : top + 21, left + 7 : left + 23])
+    np.testing.assert_array_equal(clean, read_image(pair.clean_path)[top + 5 : top + 21, left + 7 : left + 23])
 
 
 def test_the_fingerprint_follows_file_contents_and_is_not_recomputed(tmp_path: Path, monkeypatch) -> None:
@@ -126,7 +126,9 @@ def test_distillation_with_loader_workers_matches_inline(tmp_path: Path, workers
     torch.manual_seed(0)
     base = distill(build_student(arch), targets, data.val, config)
     torch.manual_seed(0)
-    other = distill(build_student(arch), targets, data.val, DistillConfig(**{**config.__dict__, "loader_workers": workers}))
+    other = distill(
+        build_student(arch), targets, data.val, DistillConfig(**{**config.__dict__, "loader_workers": workers})
+    )
     assert [e.train_loss for e in base.epochs] == pytest.approx([e.train_loss for e in other.epochs], rel=1e-6)
 
 

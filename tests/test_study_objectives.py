@@ -46,8 +46,9 @@ def test_constructing_a_study_changes_no_global_logging_or_warning_filter(store,
     import optuna
 
     filters, verbosity = list(warnings.filters), optuna.logging.get_verbosity()
-    study = Study(StudyConfig.build(name="polite", space=load_space("tiny")), store, verbose=False,
-                  results_root=tmp_path / "out")
+    study = Study(
+        StudyConfig.build(name="polite", space=load_space("tiny")), store, verbose=False, results_root=tmp_path / "out"
+    )
     assert list(warnings.filters) == filters and optuna.logging.get_verbosity() == verbosity
     assert study.results_dir == tmp_path / "out" / "polite"
 
@@ -55,13 +56,28 @@ def test_constructing_a_study_changes_no_global_logging_or_warning_filter(store,
 def test_facade_loads_a_study_with_its_settings_and_names_bad_input(store, tmp_path):
     import nnsearch
 
-    created = nnsearch.create_study("facade", space="tiny", db=store, sampler="random", steps=7, epochs=1,
-                                    height=32, width=48, max_latency_ms=50.0, early_stop=0.5, verbose=False,
-                                    results_root=tmp_path)
+    created = nnsearch.create_study(
+        "facade",
+        space="tiny",
+        db=store,
+        sampler="random",
+        steps=7,
+        epochs=1,
+        height=32,
+        width=48,
+        max_latency_ms=50.0,
+        early_stop=0.5,
+        verbose=False,
+        results_root=tmp_path,
+    )
     loaded = nnsearch.load_study("facade", db=store, verbose=False, results_root=tmp_path)
     assert loaded.config.to_dict() == created.config.to_dict()
     assert loaded.config.space.to_mapping() == created.config.space.to_mapping()
-    assert (loaded.config.distill.steps, loaded.config.latency.width, loaded.config.budget.early_stop.margin_db) == (7, 48, 0.5)
+    assert (loaded.config.distill.steps, loaded.config.latency.width, loaded.config.budget.early_stop.margin_db) == (
+        7,
+        48,
+        0.5,
+    )
     with pytest.raises(NNSearchError, match="no study 'nope' in .*its studies: \\['facade'\\]"):
         nnsearch.load_study("nope", db=store)
     with pytest.raises(NNSearchError, match="unknown setting\\(s\\) \\['stepz'\\]"):

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Iterable, Iterator
 
 import numpy as np
 import pytest
@@ -56,11 +56,13 @@ def test_train_prints_the_checkpoint_and_reuses_it(images: str, capsys: pytest.C
 
 def _interrupt_after(count: int):
     """A stand-in for nnsearch.common.progress.progress that raises KeyboardInterrupt (Ctrl-C) after `count` items."""
+
     def interrupted(items: Iterable, **_: object) -> Iterator:
         for index, item in enumerate(items):
             if index == count:
                 raise KeyboardInterrupt
             yield item
+
     return interrupted
 
 
@@ -88,14 +90,18 @@ def test_an_interrupted_training_resumes_where_it_stopped(
         torch.testing.assert_close(resumed[name], value, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize(("argv", "message"), [
-    (["--preset", "huge"], "unknown teacher preset 'huge'"),
-    (["--steps", "0"], "teacher steps must be a positive integer, got 0"),
-    (["--steps", "-3"], "got -3"),
-    (["--data", "/no/such/folder"], "dataset path /no/such/folder does not exist"),
-])
-def test_bad_input_is_a_one_line_error(argv: list[str], message: str, capsys: pytest.CaptureFixture,
-                                       monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--preset", "huge"], "unknown teacher preset 'huge'"),
+        (["--steps", "0"], "teacher steps must be a positive integer, got 0"),
+        (["--steps", "-3"], "got -3"),
+        (["--data", "/no/such/folder"], "dataset path /no/such/folder does not exist"),
+    ],
+)
+def test_bad_input_is_a_one_line_error(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.setenv("NNSEARCH_CACHE", str(tmp_path / "cache"))
     code, _out, err = run(capsys, "train", *argv)
     assert code == 2 and message in err and err.startswith("nnsearch: error:") and len(err.strip().splitlines()) == 1

@@ -14,8 +14,25 @@ from nnsearch.cli import main
 from nnsearch.train.datasets import load_data
 from nnsearch.train.teacher_check import TeacherTooWeak, prepare_teacher
 
-TINY_SEARCH = ["--space", "tiny", "--sampler", "random", "--steps", "4", "--epochs", "1", "--batch", "2",
-               "--crops", "32", "--resolution", "32x32", "--threads", "1", "--no-early-stop"]
+TINY_SEARCH = [
+    "--space",
+    "tiny",
+    "--sampler",
+    "random",
+    "--steps",
+    "4",
+    "--epochs",
+    "1",
+    "--batch",
+    "2",
+    "--crops",
+    "32",
+    "--resolution",
+    "32x32",
+    "--threads",
+    "1",
+    "--no-early-stop",
+]
 
 
 class Blur(nn.Module):
@@ -79,19 +96,35 @@ def factory_file(folder: Path) -> str:
         "    def forward(self, x):\n"
         "        return self.conv(x)\n\n\n"
         "def build_teacher():\n"
-        "    return Blur()\n")
+        "    return Blur()\n"
+    )
     return str(path)
 
 
 def search(capsys: pytest.CaptureFixture, db: Path, data: str, teacher: str, trials: int = 2):
-    code = main(["search", "--db", str(db), "--study", "t", "--trials", str(trials), "--data", data,
-                 "--teacher", teacher, *TINY_SEARCH])
+    code = main(
+        [
+            "search",
+            "--db",
+            str(db),
+            "--study",
+            "t",
+            "--trials",
+            str(trials),
+            "--data",
+            data,
+            "--teacher",
+            teacher,
+            *TINY_SEARCH,
+        ]
+    )
     captured = capsys.readouterr()
     return code, captured.out, captured.err
 
 
-def test_a_teacher_no_better_than_the_input_is_refused(data_spec: str, tmp_path: Path,
-                                                       capsys: pytest.CaptureFixture) -> None:
+def test_a_teacher_no_better_than_the_input_is_refused(
+    data_spec: str, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     identity = script(Identity(), tmp_path / "identity.pt")
     with pytest.raises(TeacherTooWeak, match=r"not clearly better than the noisy input .*--teacher-steps"):
         prepare_teacher(identity, load_data(data_spec), verbose=False)
@@ -103,8 +136,9 @@ def test_a_teacher_no_better_than_the_input_is_refused(data_spec: str, tmp_path:
 
 
 @pytest.mark.parametrize("form", ["torchscript", "factory"])
-def test_a_teacher_file_runs_a_two_trial_study(form: str, data_spec: str, tmp_path: Path,
-                                               capsys: pytest.CaptureFixture) -> None:
+def test_a_teacher_file_runs_a_two_trial_study(
+    form: str, data_spec: str, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     teacher = script(box_blur(), tmp_path / "blur.pt") if form == "torchscript" else factory_file(tmp_path)
     code, out, err = search(capsys, tmp_path / "s.db", data_spec, teacher)
     assert code == 0, err
@@ -117,8 +151,9 @@ def test_a_teacher_file_runs_a_two_trial_study(form: str, data_spec: str, tmp_pa
     assert "teacher outputs: computing" in out
 
 
-def test_teacher_outputs_are_keyed_by_the_file_content(data_spec: str, tmp_path: Path,
-                                                       capsys: pytest.CaptureFixture) -> None:
+def test_teacher_outputs_are_keyed_by_the_file_content(
+    data_spec: str, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     first = script(box_blur(), tmp_path / "a.pt")
     assert search(capsys, tmp_path / "a.db", data_spec, first, trials=1)[0] == 0
     copy = tmp_path / "elsewhere" / "b.pt"
@@ -128,14 +163,24 @@ def test_teacher_outputs_are_keyed_by_the_file_content(data_spec: str, tmp_path:
     assert code == 0 and "teacher outputs: loaded" in out and "teacher outputs: computing" not in out
 
 
-@pytest.mark.parametrize("make, expected", [
-    (lambda d: str(d / "missing.pt"), "missing.pt does not exist"),
-    (lambda d: (d / "junk.pt").write_text("not a model") and str(d / "junk.pt"), "junk.pt does not load as TorchScript"),
-    (lambda d: script(FirstChannel(), d / "gray.pt"), "gray.pt returns (1, 1, 64, 96) for a (1, 3, 64, 96) input"),
-    (lambda d: (d / "nofactory.py").write_text("x = 1\n") and str(d / "nofactory.py"), "nofactory.py defines no build_teacher"),
-])
-def test_a_bad_teacher_file_gives_a_one_line_error_naming_it(make, expected: str, data_spec: str, tmp_path: Path,
-                                                             capsys: pytest.CaptureFixture) -> None:
+@pytest.mark.parametrize(
+    "make, expected",
+    [
+        (lambda d: str(d / "missing.pt"), "missing.pt does not exist"),
+        (
+            lambda d: (d / "junk.pt").write_text("not a model") and str(d / "junk.pt"),
+            "junk.pt does not load as TorchScript",
+        ),
+        (lambda d: script(FirstChannel(), d / "gray.pt"), "gray.pt returns (1, 1, 64, 96) for a (1, 3, 64, 96) input"),
+        (
+            lambda d: (d / "nofactory.py").write_text("x = 1\n") and str(d / "nofactory.py"),
+            "nofactory.py defines no build_teacher",
+        ),
+    ],
+)
+def test_a_bad_teacher_file_gives_a_one_line_error_naming_it(
+    make, expected: str, data_spec: str, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     code, _, err = search(capsys, tmp_path / "s.db", data_spec, make(tmp_path))
     assert code == 2 and expected in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
 
@@ -144,8 +189,11 @@ def test_a_torch_export_program_loads_and_a_static_one_is_refused(tmp_path: Path
     from nnsearch.train.teacher_files import TeacherFileError, load_teacher_file
 
     x = torch.rand(2, 3, 64, 64)
-    dims = {0: torch.export.Dim("b"), 2: torch.export.Dim("h", min=8, max=4096),
-            3: torch.export.Dim("w", min=8, max=4096)}
+    dims = {
+        0: torch.export.Dim("b"),
+        2: torch.export.Dim("h", min=8, max=4096),
+        3: torch.export.Dim("w", min=8, max=4096),
+    }
     torch.export.save(torch.export.export(box_blur(), (x,), dynamic_shapes={"x": dims}), tmp_path / "blur.pt2")
     loaded = load_teacher_file(tmp_path / "blur.pt2")
     noisy = torch.rand(1, 3, 96, 128)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import pytest
@@ -12,9 +13,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nnsearch.errors import ExportError
 from nnsearch.latency import tflite
 from nnsearch.model.arch import Arch
-from nnsearch.errors import ExportError
 from nnsearch.model.space import load_space
 from nnsearch.model.student import build_student
 
@@ -35,12 +36,45 @@ def chooser(seed: int, **fixed: Any) -> Callable[[str, Sequence[Any]], Any]:
 CASES: list[tuple[str, dict[str, Any]]] = [
     ("tiny", dict(levels=2, downsample="maxpool", block="plain", skip_0="add", blocks_0=0, blocks_1=0)),
     ("tiny", dict(levels=3, downsample="conv", block="residual", skip_0="concat", skip_1="add", blocks_0=1)),
-    ("litedenoise", dict(levels=3, downsample="maxpool", block="residual", skip_0="none", skip_1="concat",
-                         global_residual=False, blocks_0=2)),
-    ("litedenoise", dict(levels=4, downsample="conv", block="plain", skip_0="add", skip_1="none", skip_2="concat",
-                         global_residual=True, blocks_2=2)),
-    ("litedenoise", dict(levels=5, downsample="conv", block="residual", global_residual=False,
-                         blocks_0=0, blocks_1=0, blocks_2=0, blocks_3=0, blocks_4=0)),
+    (
+        "litedenoise",
+        dict(
+            levels=3,
+            downsample="maxpool",
+            block="residual",
+            skip_0="none",
+            skip_1="concat",
+            global_residual=False,
+            blocks_0=2,
+        ),
+    ),
+    (
+        "litedenoise",
+        dict(
+            levels=4,
+            downsample="conv",
+            block="plain",
+            skip_0="add",
+            skip_1="none",
+            skip_2="concat",
+            global_residual=True,
+            blocks_2=2,
+        ),
+    ),
+    (
+        "litedenoise",
+        dict(
+            levels=5,
+            downsample="conv",
+            block="residual",
+            global_residual=False,
+            blocks_0=0,
+            blocks_1=0,
+            blocks_2=0,
+            blocks_3=0,
+            blocks_4=0,
+        ),
+    ),
 ]
 SHAPES = [(1, 3, 32, 48), (1, 3, 64, 64), (1, 3, 32, 48), (1, 3, 48, 32), (1, 3, 32, 32)]
 
@@ -50,8 +84,9 @@ def case_arch(index: int) -> Arch:
     return load_space(space_name).sample(chooser(index, **fixed))
 
 
-def export_and_compare(model: nn.Module, shape: tuple[int, int, int, int],
-                       path: Path) -> tuple[float, list[str], np.ndarray]:
+def export_and_compare(
+    model: nn.Module, shape: tuple[int, int, int, int], path: Path
+) -> tuple[float, list[str], np.ndarray]:
     """Export, run both ways on a random input; returns (max abs error, op names, torch output)."""
     model.eval()
     tflite.export_tflite(model, path, shape)
@@ -143,16 +178,19 @@ class Functional(nn.Module):
         return self.fn(x)
 
 
-@pytest.mark.parametrize("name, module, words", [
-    ("upsample", nn.Upsample(scale_factor=2, mode="bilinear"), "Upsample(mode='bilinear'"),
-    ("act", nn.Sigmoid(), "Sigmoid"),
-    ("norm", nn.BatchNorm2d(4), "BatchNorm2d"),
-    ("up", nn.ConvTranspose2d(4, 4, 2, stride=2), "ConvTranspose2d"),
-    ("conv", nn.Conv2d(4, 4, 5, padding=2), "kernel_size=(5, 5)"),
-    ("conv", nn.Conv2d(4, 4, 3, padding=1, groups=2), "groups=2"),
-    ("conv", nn.Conv2d(4, 4, 3, padding=2, dilation=2), "dilation=(2, 2)"),
-    ("pool", nn.MaxPool2d(3, stride=1), "MaxPool2d"),
-])
+@pytest.mark.parametrize(
+    "name, module, words",
+    [
+        ("upsample", nn.Upsample(scale_factor=2, mode="bilinear"), "Upsample(mode='bilinear'"),
+        ("act", nn.Sigmoid(), "Sigmoid"),
+        ("norm", nn.BatchNorm2d(4), "BatchNorm2d"),
+        ("up", nn.ConvTranspose2d(4, 4, 2, stride=2), "ConvTranspose2d"),
+        ("conv", nn.Conv2d(4, 4, 5, padding=2), "kernel_size=(5, 5)"),
+        ("conv", nn.Conv2d(4, 4, 3, padding=1, groups=2), "groups=2"),
+        ("conv", nn.Conv2d(4, 4, 3, padding=2, dilation=2), "dilation=(2, 2)"),
+        ("pool", nn.MaxPool2d(3, stride=1), "MaxPool2d"),
+    ],
+)
 def test_unsupported_module_is_refused(name: str, module: nn.Module, words: str, tmp_path: Path) -> None:
     with pytest.raises(ExportError) as info:
         tflite.export_tflite(Wrapper(name, module), tmp_path / "bad.tflite", (1, 3, 16, 16))
@@ -162,14 +200,18 @@ def test_unsupported_module_is_refused(name: str, module: nn.Module, words: str,
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("fn, words", [
-    (lambda x: torch.clamp(x, 0, 2), "clamp(min=0, max=2)"),
-    (lambda x: F.interpolate(x, scale_factor=2.0), "interpolate"),
-    (lambda x: x * 2, "mul"),
-    (lambda x: x + 1, "constant 1"),
-])
-def test_unsupported_function_is_refused(fn: Callable[[torch.Tensor], torch.Tensor], words: str,
-                                         tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "fn, words",
+    [
+        (lambda x: torch.clamp(x, 0, 2), "clamp(min=0, max=2)"),
+        (lambda x: F.interpolate(x, scale_factor=2.0), "interpolate"),
+        (lambda x: x * 2, "mul"),
+        (lambda x: x + 1, "constant 1"),
+    ],
+)
+def test_unsupported_function_is_refused(
+    fn: Callable[[torch.Tensor], torch.Tensor], words: str, tmp_path: Path
+) -> None:
     with pytest.raises(ExportError, match="not an NPU-native op") as info:
         tflite.export_tflite(Functional(fn), tmp_path / "bad.tflite", (1, 3, 16, 16))
     assert words in str(info.value)

@@ -6,15 +6,16 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from nnsearch.search.study import HeartbeatConfig, optuna_storage
 from nnsearch.search.claims import TrialCounts, claim_trial
 from nnsearch.search.outcomes import OUTCOME_ATTR
+from nnsearch.search.study import HeartbeatConfig, optuna_storage
 
 
 @pytest.fixture
 def study(store) -> optuna.Study:
-    return optuna.create_study(storage=optuna_storage(store, HeartbeatConfig(1, 2)), study_name="claims",
-                               directions=["maximize", "minimize"])
+    return optuna.create_study(
+        storage=optuna_storage(store, HeartbeatConfig(1, 2)), study_name="claims", directions=["maximize", "minimize"]
+    )
 
 
 def test_claims_stop_at_the_requested_number(store, study):

@@ -12,11 +12,11 @@ import pytest
 
 from nnsearch.common import interrupts
 from nnsearch.model.space import load_space
-from nnsearch.store.engine import Store
-from nnsearch.search.config import HeartbeatConfig, StudyConfig
 from nnsearch.search.candidate_trial import TrialOutcome
+from nnsearch.search.config import HeartbeatConfig, StudyConfig
 from nnsearch.search.optuna_setup import open_optuna_study
 from nnsearch.search.trial_loop import TrialLoop
+from nnsearch.store.engine import Store
 
 TINY = load_space("tiny")
 
@@ -75,6 +75,7 @@ def test_a_new_study_can_start_from_the_spaces_reference_students(tmp_path):
     trials = reopened.trials
     assert [t.state for t in trials] == [optuna.trial.TrialState.COMPLETE] * 3
     labels = [a.label for a in TINY.references]
-    assert [t.user_attrs.get("reference") for t in trials[:len(labels)]] == labels
+    assert [t.user_attrs.get("reference") for t in trials[: len(labels)]] == labels
     assert [TINY.params_of(a) for a in TINY.references] == [
-        {k: v for k, v in t.params.items()} for t in trials[:len(labels)]]
+        {k: v for k, v in t.params.items()} for t in trials[: len(labels)]
+    ]

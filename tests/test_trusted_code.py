@@ -20,8 +20,10 @@ from nnsearch.store.dataset_api import data
 from nnsearch.store.recording import record_trial
 
 ARCH = Arch(**ARCH_FIELDS[0])
-TRIALS = [{"accuracy": 30.5, "duration": 7, "lr": 0.01, "uid": "a" * 32},
-          {"accuracy": 31.0, "duration": 8, "lr": 0.02, "uid": "b" * 32}]
+TRIALS = [
+    {"accuracy": 30.5, "duration": 7, "lr": 0.01, "uid": "a" * 32},
+    {"accuracy": 31.0, "duration": 8, "lr": 0.02, "uid": "b" * 32},
+]
 
 
 def marking_code(marker: Path) -> str:
@@ -56,7 +58,8 @@ def test_import_without_the_opt_in_runs_nothing_and_keeps_every_statistic(tmp_pa
 
 
 def test_import_with_the_opt_in_rebuilds_the_model_but_never_runs_files_among_the_statistics(
-        tmp_path, store, monkeypatch) -> None:
+    tmp_path, store, monkeypatch
+) -> None:
     monkeypatch.delenv(TRUST_ENV, raising=False)
     marker = tmp_path / "ran"
     summary = import_nnd(crafted_folder(tmp_path / "nnd", marker), db=store, trust_code=True)
@@ -78,8 +81,9 @@ def test_the_cli_warns_naming_the_opt_in_and_the_setting_gives_it(tmp_path, stor
     assert marker.exists() and "1 model(s) rebuilt" in capsys.readouterr().out
 
 
-def test_export_runs_stored_code_that_is_not_nnsearchs_own_only_with_the_opt_in(tmp_path, store, store_url,
-                                                                               monkeypatch, capsys) -> None:
+def test_export_runs_stored_code_that_is_not_nnsearchs_own_only_with_the_opt_in(
+    tmp_path, store, store_url, monkeypatch, capsys
+) -> None:
     monkeypatch.delenv(TRUST_ENV, raising=False)
     marker = tmp_path / "ran"
     buffer = io.BytesIO()

@@ -13,21 +13,50 @@ import pytest
 from optuna.trial import TrialState
 from sqlalchemy import select
 
-from nnsearch.train.datasets import load_data
+from nnsearch.search.study import PHASE_ATTR, HeartbeatConfig, optuna_storage
 from nnsearch.store.engine import Store
 from nnsearch.store.integrity import check_integrity
 from nnsearch.store.schema import TrialLink
-from nnsearch.search.study import PHASE_ATTR, HeartbeatConfig, optuna_storage
+from nnsearch.train.datasets import load_data
 from nnsearch.train.teacher import load_or_train_teacher, teacher_config
 
-TINY = ["--space", "tiny", "--steps", "6", "--epochs", "2", "--batch", "2", "--crops", "32",
-        "--teacher-steps", "20", "--teacher-margin=-inf", "--max-side", "64", "--resolution", "64x96",
-        "--no-early-stop"]  # a 20-step teacher only exercises the pipeline
+TINY = [
+    "--space",
+    "tiny",
+    "--steps",
+    "6",
+    "--epochs",
+    "2",
+    "--batch",
+    "2",
+    "--crops",
+    "32",
+    "--teacher-steps",
+    "20",
+    "--teacher-margin=-inf",
+    "--max-side",
+    "64",
+    "--resolution",
+    "64x96",
+    "--no-early-stop",
+]  # a 20-step teacher only exercises the pipeline
 
 
 def search_command(db: str, study: str, trials: int, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "nnsearch", "search", "--db", db, "--study", study,
-            "--trials", str(trials), *TINY, *extra]
+    return [
+        sys.executable,
+        "-m",
+        "nnsearch",
+        "search",
+        "--db",
+        db,
+        "--study",
+        study,
+        "--trials",
+        str(trials),
+        *TINY,
+        *extra,
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -55,8 +84,11 @@ def wait_for_distillation(db: str, study: str, pid: int, timeout_s: float = 300)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         for trial in trials_of(db, study):
-            if (trial.state == TrialState.RUNNING and trial.user_attrs.get(PHASE_ATTR) == "distill"
-                    and trial.user_attrs.get("worker", "").endswith(f":{pid}")):
+            if (
+                trial.state == TrialState.RUNNING
+                and trial.user_attrs.get(PHASE_ATTR) == "distill"
+                and trial.user_attrs.get("worker", "").endswith(f":{pid}")
+            ):
                 return trial.number
         time.sleep(0.3)
     raise AssertionError(f"process {pid} never started distilling in study {study}")
@@ -78,22 +110,43 @@ def assert_exactly(db: str, study: str, total: int) -> None:
 
 def test_two_local_workers_finish_exactly_the_requested_trials(tmp_path, env):
     db = f"sqlite:///{tmp_path / 'store.db'}"
-    done = subprocess.run(search_command(db, "local", 5, "--workers", "2"), env=env, cwd=tmp_path,
-                          capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        search_command(db, "local", 5, "--workers", "2"),
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr
     assert "started 2 workers" in done.stdout and "5/5 finished" in done.stderr + done.stdout
     assert_exactly(db, "local", 5)
     workers = {t.user_attrs["worker"] for t in trials_of(db, "local")}
     assert len(workers) == 2  # both processes ran trials
-    again = subprocess.run(search_command(db, "local", 5, "--workers", "2"), env=env, cwd=tmp_path,
-                           capture_output=True, text=True, timeout=300)
+    again = subprocess.run(
+        search_command(db, "local", 5, "--workers", "2"),
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert again.returncode == 0 and "5 of 5 trials finished" in again.stdout
     assert_exactly(db, "local", 5)
 
 
 def test_three_machines_share_one_postgresql_study(tmp_path, env, pg_url):
-    workers = [subprocess.Popen(search_command(pg_url, "shared", 6), env=env, cwd=tmp_path,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for _ in range(3)]
+    workers = [
+        subprocess.Popen(
+            search_command(pg_url, "shared", 6),
+            env=env,
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for _ in range(3)
+    ]
     outputs = [w.communicate(timeout=600)[0] for w in workers]
     assert [w.returncode for w in workers] == [0, 0, 0], outputs
     assert_exactly(pg_url, "shared", 6)
@@ -103,8 +156,17 @@ def test_three_machines_share_one_postgresql_study(tmp_path, env, pg_url):
 def test_sigkilled_worker_trial_is_failed_and_retried(tmp_path, env):
     db = f"sqlite:///{tmp_path / 'store.db'}"
     fast_heartbeat = ["--heartbeat-interval", "1", "--grace-period", "3", "--steps", "60"]
-    workers = [subprocess.Popen(search_command(db, "crash", 4, *fast_heartbeat), env=env, cwd=tmp_path,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for _ in range(2)]
+    workers = [
+        subprocess.Popen(
+            search_command(db, "crash", 4, *fast_heartbeat),
+            env=env,
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for _ in range(2)
+    ]
     victim = workers[0]
     killed_trial = wait_for_distillation(db, "crash", victim.pid)
     victim.send_signal(signal.SIGKILL)
@@ -123,8 +185,7 @@ def test_sigkilled_worker_trial_is_failed_and_retried(tmp_path, env):
 def test_ctrl_c_stops_cleanly_and_the_same_command_resumes(tmp_path, env):
     db = f"sqlite:///{tmp_path / 'store.db'}"
     command = search_command(db, "stop", 3, "--steps", "60")
-    worker = subprocess.Popen(command, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True)
+    worker = subprocess.Popen(command, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     wait_for_distillation(db, "stop", worker.pid)
     worker.send_signal(signal.SIGINT)
     _, err = worker.communicate(timeout=120)
@@ -151,8 +212,14 @@ def test_workers_get_one_gpu_each_and_fall_back_to_the_cpu_without_colliding(tmp
     assert assign_gpus(3, ["2", "5"]) == ["2", "5", "2"] and assign_gpus(2, []) == [None, None]
     db = f"sqlite:///{tmp_path / 'store.db'}"
     gpu_env = {**env, "CUDA_VISIBLE_DEVICES": "0,1", "NNSEARCH_RESULTS": str(tmp_path / "results")}
-    done = subprocess.run(search_command(db, "gpus", 4, "--workers", "2"), env=gpu_env,
-                          cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        search_command(db, "gpus", 4, "--workers", "2"),
+        env=gpu_env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr
     assert "GPUs 0, 1" in done.stdout
     logs = sorted((tmp_path / "results" / "gpus" / "workers").glob("worker-*.log"))

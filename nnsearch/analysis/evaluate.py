@@ -11,9 +11,9 @@ parameter-free reference that any learned denoiser should beat.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -56,14 +56,19 @@ def nl_means(noisy: np.ndarray) -> np.ndarray:
     from skimage.restoration import denoise_nl_means
 
     sigma = estimate_noise_sigma(noisy)
-    out = denoise_nl_means(noisy, h=0.8 * sigma, sigma=sigma, patch_size=5, patch_distance=6, fast_mode=True,
-                           channel_axis=-1)
+    out = denoise_nl_means(
+        noisy, h=0.8 * sigma, sigma=sigma, patch_size=5, patch_distance=6, fast_mode=True, channel_axis=-1
+    )
     return np.clip(out, 0.0, 1.0).astype(np.float32)
 
 
-def standard_methods(student: tuple[str, torch.nn.Module] | None = None,
-                     teacher: tuple[str, torch.nn.Module] | None = None, *, classical: bool = True,
-                     device: str | torch.device = "cpu") -> list[Method]:
+def standard_methods(
+    student: tuple[str, torch.nn.Module] | None = None,
+    teacher: tuple[str, torch.nn.Module] | None = None,
+    *,
+    classical: bool = True,
+    device: str | torch.device = "cpu",
+) -> list[Method]:
     """noisy input, then the student, the teacher and the classical baseline where given."""
     methods = [Method(NOISY, lambda noisy: noisy)]
     for named in (student, teacher):
@@ -94,16 +99,18 @@ class Evaluation:
         return float(table.loc[method, "gain_db"])
 
 
-def evaluate_methods(methods: Sequence[Method], pairs: Sequence[Pair], *, keep: int = 3,
-                     verbose: bool = True) -> Evaluation:
+def evaluate_methods(
+    methods: Sequence[Method], pairs: Sequence[Pair], *, keep: int = 3, verbose: bool = True
+) -> Evaluation:
     """Score every method on every pair at full resolution; keep the outputs of the first `keep` pairs."""
     rows, samples = [], []
     for index, pair in enumerate(progress(pairs, total=len(pairs), desc="evaluate", enabled=verbose)):
         outputs = {}
         for method in methods:
             out = method.denoise(pair.noisy)
-            rows.append({"pair": pair.name, "method": method.name, "psnr": psnr(out, pair.clean),
-                         "ssim": ssim(out, pair.clean)})
+            rows.append(
+                {"pair": pair.name, "method": method.name, "psnr": psnr(out, pair.clean), "ssim": ssim(out, pair.clean)}
+            )
             if index < keep:
                 outputs[method.name] = out
         if index < keep:
@@ -113,8 +120,9 @@ def evaluate_methods(methods: Sequence[Method], pairs: Sequence[Pair], *, keep: 
 
 def format_summary(evaluation: Evaluation) -> str:
     """The per-method means as an aligned text table."""
-    return evaluation.summary().to_string(index=False, formatters={
-        "psnr": "{:.2f}".format, "ssim": "{:.4f}".format, "gain_db": "{:+.2f}".format})
+    return evaluation.summary().to_string(
+        index=False, formatters={"psnr": "{:.2f}".format, "ssim": "{:.4f}".format, "gain_db": "{:+.2f}".format}
+    )
 
 
 def detailed_crop(clean: np.ndarray, size: int) -> tuple[int, int]:
@@ -124,7 +132,7 @@ def detailed_crop(clean: np.ndarray, size: int) -> tuple[int, int]:
     best, corner = -1.0, (0, 0)
     for y in range(0, height - size + 1, max(size // 2, 1)):
         for x in range(0, width - size + 1, max(size // 2, 1)):
-            spread = float(clean[y:y + size, x:x + size].std())
+            spread = float(clean[y : y + size, x : x + size].std())
             if spread > best:
                 best, corner = spread, (y, x)
     return corner
@@ -139,16 +147,18 @@ def plot_crops(evaluation: Evaluation, path: Path, size: int = 128) -> Path:
 
     scores = evaluation.scores.set_index(["pair", "method"])
     names = list(evaluation.samples[0][1])
-    fig, axes = plt.subplots(len(evaluation.samples), len(names), squeeze=False,
-                             figsize=(2.4 * len(names), 2.6 * len(evaluation.samples)))
+    fig, axes = plt.subplots(
+        len(evaluation.samples), len(names), squeeze=False, figsize=(2.4 * len(names), 2.6 * len(evaluation.samples))
+    )
     for row, (pair, outputs) in enumerate(evaluation.samples):
         y, x = detailed_crop(outputs[CLEAN], size)
         for col, name in enumerate(names):
             ax = axes[row][col]
-            ax.imshow(np.clip(outputs[name][y:y + size, x:x + size], 0, 1), interpolation="nearest")
+            ax.imshow(np.clip(outputs[name][y : y + size, x : x + size], 0, 1), interpolation="nearest")
             label = name if name == CLEAN else f"{name}\n{scores.loc[(pair, name), 'psnr']:.2f} dB"
-            ax.set_title(label if row == 0 or name == CLEAN else f"{scores.loc[(pair, name), 'psnr']:.2f} dB",
-                         fontsize=8)
+            ax.set_title(
+                label if row == 0 or name == CLEAN else f"{scores.loc[(pair, name), 'psnr']:.2f} dB", fontsize=8
+            )
             ax.set_xticks([])
             ax.set_yticks([])
         axes[row][0].set_ylabel(pair, fontsize=8)

@@ -27,8 +27,10 @@ class RankAgreement:
     top: int
 
     def line(self) -> str:
-        return (f"n={self.n} kendall_tau={self.kendall_tau:.3f} spearman={self.spearman:.3f} "
-                f"top{self.top}_overlap={self.top_overlap}/{self.top}")
+        return (
+            f"n={self.n} kendall_tau={self.kendall_tau:.3f} spearman={self.spearman:.3f} "
+            f"top{self.top}_overlap={self.top_overlap}/{self.top}"
+        )
 
 
 def _paired(cheap: Sequence[float], costly: Sequence[float], minimum: int) -> tuple[np.ndarray, np.ndarray]:

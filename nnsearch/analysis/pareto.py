@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -47,8 +47,9 @@ def parse_objectives(text: str) -> dict[str, str]:
     for part in (p.strip() for p in text.split(",")):
         column, _, sense = part.rpartition(":")
         if not column or sense not in ("min", "max"):
-            raise NNSearchError(f"objective {part!r} must look like COLUMN:min or COLUMN:max "
-                                f"(e.g. psnr:max,latency_ms@host-cpu:min)")
+            raise NNSearchError(
+                f"objective {part!r} must look like COLUMN:min or COLUMN:max (e.g. psnr:max,latency_ms@host-cpu:min)"
+            )
         if column in objectives:
             raise NNSearchError(f"objective {column!r} is given twice in {text!r}")
         objectives[column] = sense
@@ -71,8 +72,9 @@ def apply_constraints(df: pd.DataFrame, constraints: Constraints | None) -> pd.D
     return df[keep]
 
 
-def pareto(df: pd.DataFrame, objectives: Mapping[str, str] | None = None,
-           constraints: Constraints | None = None) -> pd.DataFrame:
+def pareto(
+    df: pd.DataFrame, objectives: Mapping[str, str] | None = None, constraints: Constraints | None = None
+) -> pd.DataFrame:
     """Rows of `df` that are Pareto-optimal for `objectives` ({column: 'min'|'max'}).
 
     `constraints` ({column: (op, value)}, op one of <=, >=, <, >, ==) filter the rows
@@ -96,8 +98,9 @@ def _signs(senses: Sequence[str]) -> np.ndarray:
     return np.array([1.0 if s == "min" else -1.0 for s in senses])
 
 
-def hypervolume(points: np.ndarray | Sequence[Sequence[float]], reference: Sequence[float],
-                senses: Sequence[str]) -> float:
+def hypervolume(
+    points: np.ndarray | Sequence[Sequence[float]], reference: Sequence[float], senses: Sequence[str]
+) -> float:
     """Exact hypervolume dominated by `points` and bounded by `reference`.
 
     `senses` gives 'min' or 'max' per objective; every objective is turned into a

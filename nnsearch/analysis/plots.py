@@ -24,9 +24,16 @@ def _save(fig: plt.Figure, ax: plt.Axes, path: Path, title: str) -> Path:
     return path
 
 
-def plot_pareto(all_rows: pd.DataFrame, front: pd.DataFrame, path: Path, *, title: str = "",
-                x: str = "latency_ms", y: str = "psnr",
-                reference: tuple[float, float, str] | None = None) -> Path:
+def plot_pareto(
+    all_rows: pd.DataFrame,
+    front: pd.DataFrame,
+    path: Path,
+    *,
+    title: str = "",
+    x: str = "latency_ms",
+    y: str = "psnr",
+    reference: tuple[float, float, str] | None = None,
+) -> Path:
     """Scatter of every candidate with the Pareto front drawn as a staircase.
 
     `reference`: an (x, y, label) point drawn as a star, e.g. a measured LiteDenoiseNet.
@@ -37,11 +44,20 @@ def plot_pareto(all_rows: pd.DataFrame, front: pd.DataFrame, path: Path, *, titl
     ax.step(ordered[x], ordered[y], where="post", color="#d1495b", linewidth=1.2)
     ax.scatter(ordered[x], ordered[y], s=40, color="#d1495b", label="Pareto-optimal", zorder=3)
     for _, row in ordered.iterrows():
-        ax.annotate(str(row.get("nn", ""))[-6:], (row[x], row[y]), fontsize=7, xytext=(4, 3),
-                    textcoords="offset points")
+        ax.annotate(
+            str(row.get("nn", ""))[-6:], (row[x], row[y]), fontsize=7, xytext=(4, 3), textcoords="offset points"
+        )
     if reference is not None:
-        ax.scatter([reference[0]], [reference[1]], s=120, marker="*", color="#edae49", edgecolor="black",
-                   label=reference[2], zorder=4)
+        ax.scatter(
+            [reference[0]],
+            [reference[1]],
+            s=120,
+            marker="*",
+            color="#edae49",
+            edgecolor="black",
+            label=reference[2],
+            zorder=4,
+        )
     ax.set_xlabel("latency (ms)" if x == "latency_ms" else x)
     ax.set_ylabel("PSNR (dB)" if y == "psnr" else y)
     ax.legend(loc="best", fontsize=8)
@@ -59,8 +75,7 @@ def plot_hypervolume(trials: pd.Series, volumes: pd.Series, path: Path, *, title
     return _save(fig, ax, path, title)
 
 
-def plot_agreement(predicted: pd.Series, measured: pd.Series, path: Path, *, title: str = "",
-                   unit: str = "ms") -> Path:
+def plot_agreement(predicted: pd.Series, measured: pd.Series, path: Path, *, title: str = "", unit: str = "ms") -> Path:
     """Predicted against measured values with the y = x line."""
     fig, ax = plt.subplots(figsize=(5, 5), dpi=120)
     ax.scatter(measured, predicted, s=24, color="#30638e", zorder=3)

@@ -39,9 +39,15 @@ class NotGiven:
 SETTING_DEST = "setting__"
 
 
-def add_setting(parser: argparse.ArgumentParser | argparse._ArgumentGroup, flag: str, key: str, help: str,
-                *, shown: Callable[[Any], Any] = lambda value: "none" if value is None else value,
-                **kwargs: Any) -> None:
+def add_setting(
+    parser: argparse.ArgumentParser | argparse._ArgumentGroup,
+    flag: str,
+    key: str,
+    help: str,
+    *,
+    shown: Callable[[Any], Any] = lambda value: "none" if value is None else value,
+    **kwargs: Any,
+) -> None:
     """An option that sets study setting `key`; its help shows the setting's default (`SETTINGS`).
 
     When the option is not given, the configuration keeps its value (the
@@ -51,40 +57,61 @@ def add_setting(parser: argparse.ArgumentParser | argparse._ArgumentGroup, flag:
 
     setting = SETTINGS[key]
     kwargs.setdefault("metavar", None if "choices" in kwargs else flag.lstrip("-").upper().replace("-", "_"))
-    parser.add_argument(flag, dest=f"{SETTING_DEST}{key}", default=NotGiven(shown(setting.default)),
-                        help=f"{help} (default %(default)s; setting {setting.path})", **kwargs)
+    parser.add_argument(
+        flag,
+        dest=f"{SETTING_DEST}{key}",
+        default=NotGiven(shown(setting.default)),
+        help=f"{help} (default %(default)s; setting {setting.path})",
+        **kwargs,
+    )
 
 
-def add_switch(parser: argparse.ArgumentParser | argparse._ArgumentGroup, flag: str, key: str, value: Any,
-               help: str) -> None:
+def add_switch(
+    parser: argparse.ArgumentParser | argparse._ArgumentGroup, flag: str, key: str, value: Any, help: str
+) -> None:
     """A flag without argument that sets study setting `key` to `value` (e.g. --no-measure: measure=False)."""
     from nnsearch.search.config import SETTINGS  # light: no torch, pandas or Optuna
 
-    parser.add_argument(flag, dest=f"{SETTING_DEST}{key}", action="store_const", const=value,
-                        default=NotGiven(None), help=f"{help} (setting {SETTINGS[key].path})")
+    parser.add_argument(
+        flag,
+        dest=f"{SETTING_DEST}{key}",
+        action="store_const",
+        const=value,
+        default=NotGiven(None),
+        help=f"{help} (setting {SETTINGS[key].path})",
+    )
 
 
 def given_settings(args: argparse.Namespace) -> dict[str, Any]:
     """{setting key: value} of the setting options given on the command line."""
-    return {dest[len(SETTING_DEST):]: value for dest, value in vars(args).items()
-            if dest.startswith(SETTING_DEST) and not isinstance(value, NotGiven)}
+    return {
+        dest[len(SETTING_DEST) :]: value
+        for dest, value in vars(args).items()
+        if dest.startswith(SETTING_DEST) and not isinstance(value, NotGiven)
+    }
 
 
 def add_db_option(parser: argparse.ArgumentParser) -> None:
     """The shared `--db` option."""
-    parser.add_argument("--db", default=None,
-                        help="database URL or SQLite file (default: $NNSEARCH_DB, else db/nnsearch.db)")
+    parser.add_argument(
+        "--db", default=None, help="database URL or SQLite file (default: $NNSEARCH_DB, else db/nnsearch.db)"
+    )
 
 
 def add_trust_option(parser: argparse.ArgumentParser, what: str) -> None:
     """The shared `--trust-code` opt-in: run model code that came from elsewhere (`nnsearch.common.trust`)."""
-    parser.add_argument("--trust-code", action="store_true",
-                        help=f"run model code from elsewhere (an NN Dataset folder, an imported model) to {what}; "
-                             "without it such code is never run (also: NNSEARCH_TRUST_CODE=1)")
+    parser.add_argument(
+        "--trust-code",
+        action="store_true",
+        help=f"run model code from elsewhere (an NN Dataset folder, an imported model) to {what}; "
+        "without it such code is never run (also: NNSEARCH_TRUST_CODE=1)",
+    )
 
 
-TEACHER_HELP = ("teacher: a preset (cpu or paper) or a file: TorchScript, a torch.export program (.pt2) or a "
-                "Python file with build_teacher() and STATE_DICT")
+TEACHER_HELP = (
+    "teacher: a preset (cpu or paper) or a file: TorchScript, a torch.export program (.pt2) or a "
+    "Python file with build_teacher() and STATE_DICT"
+)
 DATA_HELP = "dataset path, 'clean:PATH', or omitted for the built-in data"
 MAX_SIDE_HELP = "centre-crop every image to at most PX per side (no downscaling)"
 
@@ -93,8 +120,9 @@ def add_teacher_option(parser: argparse.ArgumentParser) -> None:
     """The shared `--teacher` option of commands that are not a study (default: `TeacherConfig.source`)."""
     from nnsearch.train.config import TeacherConfig  # light: no torch
 
-    parser.add_argument("--teacher", default=TeacherConfig().source, metavar="PRESET|PATH",
-                        help=f"{TEACHER_HELP} (default %(default)s)")
+    parser.add_argument(
+        "--teacher", default=TeacherConfig().source, metavar="PRESET|PATH", help=f"{TEACHER_HELP} (default %(default)s)"
+    )
 
 
 def add_data_options(parser: argparse.ArgumentParser, *, required: bool = False, data_help: str = DATA_HELP) -> None:
@@ -108,8 +136,9 @@ def add_max_side_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-side", type=max_side, default=None, metavar="PX", help=MAX_SIDE_HELP)
 
 
-def add_out_option(parser: argparse.ArgumentParser, help: str, *, required: bool = False,
-                   old: tuple[str, ...] = ()) -> None:
+def add_out_option(
+    parser: argparse.ArgumentParser, help: str, *, required: bool = False, old: tuple[str, ...] = ()
+) -> None:
     """The shared output-folder option `--out DIR`; `old` spellings keep working, hidden from --help."""
     group: Any = parser.add_mutually_exclusive_group(required=True) if required else parser
     group.add_argument("--out", dest="out", default=None, metavar="DIR", help=help)
@@ -117,18 +146,25 @@ def add_out_option(parser: argparse.ArgumentParser, help: str, *, required: bool
         group.add_argument(spelling, dest="out", help=argparse.SUPPRESS)
 
 
-def add_sampler_option(parser: argparse.ArgumentParser | argparse._ArgumentGroup, help: str, *,
-                       repeat: bool = False, **kwargs: Any) -> None:
+def add_sampler_option(
+    parser: argparse.ArgumentParser | argparse._ArgumentGroup, help: str, *, repeat: bool = False, **kwargs: Any
+) -> None:
     """The shared `--sampler NAME` option: one name of `nnsearch.search.config.SAMPLER_NAMES` each time."""
     from nnsearch.search.config import SAMPLER_NAMES  # light: no Optuna
 
     names = ", ".join(SAMPLER_NAMES)
     if repeat:
-        parser.add_argument("--sampler", action="append", default=None, metavar="NAME",
-                            help=f"{help}; one of {names}")
+        parser.add_argument("--sampler", action="append", default=None, metavar="NAME", help=f"{help}; one of {names}")
     else:
-        add_setting(parser, "--sampler", "sampler", f"{help}; one of {names}", choices=list(SAMPLER_NAMES),
-                    metavar="NAME", **kwargs)
+        add_setting(
+            parser,
+            "--sampler",
+            "sampler",
+            f"{help}; one of {names}",
+            choices=list(SAMPLER_NAMES),
+            metavar="NAME",
+            **kwargs,
+        )
 
 
 def max_side(text: str) -> int:
@@ -139,8 +175,9 @@ def max_side(text: str) -> int:
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected an integer number of pixels, got {text!r}") from None
     if value < minimum:
-        raise argparse.ArgumentTypeError(f"images are scored with {minimum}x{minimum} SSIM windows, so it must be "
-                                         f">= {minimum}, got {value}")
+        raise argparse.ArgumentTypeError(
+            f"images are scored with {minimum}x{minimum} SSIM windows, so it must be >= {minimum}, got {value}"
+        )
     return value
 
 
@@ -166,14 +203,14 @@ def parse_crops(text: str) -> tuple[int, ...]:
     return crops
 
 
-PRECISION_HELP = (f"one of {', '.join(NAMES)} (int8 = static_wi8_ai8, w8a16 = static_wi8_ai16, "
-                  "fp16 = float16 weights)")
+PRECISION_HELP = f"one of {', '.join(NAMES)} (int8 = static_wi8_ai8, w8a16 = static_wi8_ai16, fp16 = float16 weights)"
 
 
 def add_precision_option(parser: argparse.ArgumentParser, what: str) -> None:
     """The shared `--precision` option (checked by `parse_precision` in the handler: one-line error, exit 2)."""
-    parser.add_argument("--precision", default=Precision.FP32.value, metavar="P",
-                        help=f"{what}: {PRECISION_HELP} (default %(default)s)")
+    parser.add_argument(
+        "--precision", default=Precision.FP32.value, metavar="P", help=f"{what}: {PRECISION_HELP} (default %(default)s)"
+    )
 
 
 def parse_precision(text: str) -> Precision:

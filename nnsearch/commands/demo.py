@@ -7,7 +7,6 @@ from nnsearch.model.space import load_space
 from nnsearch.search.study import Study, StudyConfig
 from nnsearch.store.engine import Store
 
-
 #: The demo's settings that differ from the library defaults (`nnsearch.search.config`): a short distillation.
 DEMO_SETTINGS = {"steps": 400}
 

@@ -29,33 +29,55 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.teacher:
         prepared = load_teacher(args.teacher, load_data(args.teacher_data), device=device)
         teacher = (f"teacher ({prepared.name})", prepared.module)
-    methods = standard_methods((f"student {args.nn}", student), teacher, classical=not args.no_classical,
-                               device=device)
+    methods = standard_methods((f"student {args.nn}", student), teacher, classical=not args.no_classical, device=device)
     evaluation = evaluate_methods(methods, pairs)
-    out = Path(args.out) if args.out else (default_results_root() / "evaluate" / safe_component(args.nn, "model name")
-                                                    / safe_component(data.name, "dataset name"))
+    out = (
+        Path(args.out)
+        if args.out
+        else (
+            default_results_root()
+            / "evaluate"
+            / safe_component(args.nn, "model name")
+            / safe_component(data.name, "dataset name")
+        )
+    )
     csv_path, table_path, png_path = write_evaluation(evaluation, out)
     print(format_summary(evaluation))
     print(f"wrote {table_path}, {csv_path} and {png_path}")
     summary = evaluation.summary()
     parts = [f"{row.method} {row.psnr:.2f} dB ({row.gain_db:+.2f})" for row in summary.iloc[1:].itertuples()]
-    print(f"evaluate: {args.nn} on {data.name} ({len(pairs)} pairs, noisy input {summary.psnr.iloc[0]:.2f} dB): "
-          + ", ".join(parts))
+    print(
+        f"evaluate: {args.nn} on {data.name} ({len(pairs)} pairs, noisy input {summary.psnr.iloc[0]:.2f} dB): "
+        + ", ".join(parts)
+    )
     return 0
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    evaluate = sub.add_parser("evaluate", help="full-resolution PSNR/SSIM of a recorded student on a folder of "
-                                               "pairs, next to the noisy input, a teacher and non-local means")
+    evaluate = sub.add_parser(
+        "evaluate",
+        help="full-resolution PSNR/SSIM of a recorded student on a folder of "
+        "pairs, next to the noisy input, a teacher and non-local means",
+    )
     evaluate.add_argument("nn", metavar="NN", help="name of a recorded student (see `nnsearch pareto`)")
-    add_data_options(evaluate, required=True,
-                     data_help="folder of noisy/clean pairs (any layout `nnsearch search --data` reads), or "
-                               "'clean:DIR' for clean images with synthetic noise")
-    evaluate.add_argument("--teacher", default=None, metavar="PRESET|PATH",
-                          help="also evaluate a teacher: a teacher file, or a preset (cached or trained on "
-                               "--teacher-data)")
-    evaluate.add_argument("--teacher-data", default=None, metavar="SPEC",
-                          help="data a preset teacher is trained on (default: the built-in data)")
+    add_data_options(
+        evaluate,
+        required=True,
+        data_help="folder of noisy/clean pairs (any layout `nnsearch search --data` reads), or "
+        "'clean:DIR' for clean images with synthetic noise",
+    )
+    evaluate.add_argument(
+        "--teacher",
+        default=None,
+        metavar="PRESET|PATH",
+        help="also evaluate a teacher: a teacher file, or a preset (cached or trained on --teacher-data)",
+    )
+    evaluate.add_argument(
+        "--teacher-data",
+        default=None,
+        metavar="SPEC",
+        help="data a preset teacher is trained on (default: the built-in data)",
+    )
     evaluate.add_argument("--no-classical", action="store_true", help="skip the non-local-means baseline")
     add_out_option(evaluate, "where to write summary.txt, scores.csv, crops.png (default results/evaluate/NN/DATA)")
     add_trust_option(evaluate, "build a student whose stored code is not nnsearch's own (an imported model)")

@@ -31,24 +31,33 @@ def cmd_build(args: argparse.Namespace) -> int:
     try:
         agents = args.device != HOST_DEVICE and served_by_agents(store, args.device)
         if args.device != HOST_DEVICE and not agents:
-            raise NNSearchError(f"`lut build` measures on this host ('{HOST_DEVICE}') or through the measurement "
-                                f"agents of a device, and no agent serves '{args.device}' in {store.display_url}; "
-                                f"start `nnsearch agent --device {args.device}` where the device is, or use "
-                                f"`nnsearch lut export-probes`, time the probes there and `nnsearch lut import`")
+            raise NNSearchError(
+                f"`lut build` measures on this host ('{HOST_DEVICE}') or through the measurement "
+                f"agents of a device, and no agent serves '{args.device}' in {store.display_url}; "
+                f"start `nnsearch agent --device {args.device}` where the device is, or use "
+                f"`nnsearch lut export-probes`, time the probes there and `nnsearch lut import`"
+            )
         where = "by its agents" if agents else "on this host"
-        print(f"space '{space.name}' at {height}x{width} on {args.device} ({where}) with {args.threads} thread(s), "
-              f"{precision}", flush=True)
+        print(
+            f"space '{space.name}' at {height}x{width} on {args.device} ({where}) with {args.threads} thread(s), "
+            f"{precision}",
+            flush=True,
+        )
         if agents:
-            measured, total = fill_device_table(store, args.device, space_keys(space, height, width), args.threads,
-                                                precision)
+            measured, total = fill_device_table(
+                store, args.device, space_keys(space, height, width), args.threads, precision
+            )
         else:
-            measured, total = fill_space_table(store, space, height, width, args.threads, runs=args.runs,
-                                               precision=precision)
+            measured, total = fill_space_table(
+                store, space, height, width, args.threads, runs=args.runs, precision=precision
+            )
     finally:
         store.dispose()
     seconds = time.perf_counter() - start
-    print(f"lut build: measured {measured}, reused {total - measured} of {total} keys "
-          f"in {seconds:.1f} s ({store.display_url})")
+    print(
+        f"lut build: measured {measured}, reused {total - measured} of {total} keys "
+        f"in {seconds:.1f} s ({store.display_url})"
+    )
     return 0
 
 
@@ -84,8 +93,9 @@ def check_latency_csv(path: Path) -> None:
                 return
             checks = {c: _count for c in KEY_COLUMNS if c not in ("op", "activation")}
             checks.update(op=_choice(sorted(NATIVE_OPS)), activation=_choice(_ACTIVATIONS), median_ms=_ms)
-            checks.update({c: _optional(f) for c, f in (("min_ms", _ms), ("max_ms", _ms), ("runs", _count))
-                           if c in header})
+            checks.update(
+                {c: _optional(f) for c, f in (("min_ms", _ms), ("max_ms", _ms), ("runs", _count)) if c in header}
+            )
             rows = 0
             for line, row in enumerate(reader, start=2):
                 rows += 1
@@ -93,7 +103,11 @@ def check_latency_csv(path: Path) -> None:
                     problem = check(row.get(column))
                     if problem:
                         raise LatencyError(f"{path}:{line}: column '{column}' {problem}")
-                check_row(LatencyLUT.__table__, {c: int(row[c]) for c in _INT_COLUMNS if row.get(c) not in (None, "")}, f"{path}:{line}")
+                check_row(
+                    LatencyLUT.__table__,
+                    {c: int(row[c]) for c in _INT_COLUMNS if row.get(c) not in (None, "")},
+                    f"{path}:{line}",
+                )
     except OSError:
         return
     except (UnicodeDecodeError, csv.Error) as exc:
@@ -125,6 +139,7 @@ def _choice(allowed: tuple[str, ...] | list[str]):  # -> check function
     def check(value: str | None) -> str | None:
         ok = value is not None and value.strip().upper() in allowed
         return None if ok else f"is {value!r}, expected one of {list(allowed)}"
+
     return check
 
 
@@ -141,11 +156,19 @@ def cmd_import(args: argparse.Namespace) -> int:
 
     path = Path(args.file)
     check_latency_csv(path)
-    device = DeviceProfile(args.device, args.runtime, args.runtime_version, args.threads,
-                           parse_precision(args.precision))
-    check_row(LatencyLUT.__table__, {"device": device.name, "runtime": device.runtime,
-                                     "runtime_version": device.runtime_version, "threads": device.threads},
-                                     "lut import options")
+    device = DeviceProfile(
+        args.device, args.runtime, args.runtime_version, args.threads, parse_precision(args.precision)
+    )
+    check_row(
+        LatencyLUT.__table__,
+        {
+            "device": device.name,
+            "runtime": device.runtime,
+            "runtime_version": device.runtime_version,
+            "threads": device.threads,
+        },
+        "lut import options",
+    )
     entries = import_latencies(path, device)
     store = Store(args.db)
     try:
@@ -157,10 +180,9 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
+    from nnsearch.commands.agent import status_lines
     from nnsearch.latency.stored_table import lut_summary
     from nnsearch.store.engine import Store
-
-    from nnsearch.commands.agent import status_lines
 
     store = Store(args.db, create=False)
     try:
@@ -174,8 +196,10 @@ def cmd_show(args: argparse.Namespace) -> int:
     for row in rows:
         sources = ", ".join(f"{n} {s}" for s, n in sorted(row["sources"].items()))
         ops = ", ".join(f"{op} {n}" for op, n in sorted(row["ops"].items()))
-        print(f"{row['device']}: {row['entries']} entries ({sources}); sum of entries (min) {row['total_ms']:.1f} ms\n"
-              f"    ops: {ops}")
+        print(
+            f"{row['device']}: {row['entries']} entries ({sources}); sum of entries (min) {row['total_ms']:.1f} ms\n"
+            f"    ops: {ops}"
+        )
     for line in status:
         print(line)
     return 0
@@ -189,13 +213,23 @@ def cmd_profile(args: argparse.Namespace) -> int:
     height, width = parse_resolution(args.resolution)
     store = Store(args.db, create=False)
     try:
-        rec = profile_nn(store, args.nn, height, width, threads=args.threads, runs=args.runs,
-                         warmup=args.warmup, device_name=args.device)
+        rec = profile_nn(
+            store,
+            args.nn,
+            height,
+            width,
+            threads=args.threads,
+            runs=args.runs,
+            warmup=args.warmup,
+            device_name=args.device,
+        )
     finally:
         store.dispose()
-    print(f"profile {args.nn}: min {rec.min_ms:.2f} ms (median {rec.median_ms:.2f}, max {rec.max_ms:.2f}) over "
-          f"{rec.runs} runs at {height}x{width}, {rec.threads} thread(s), {resolve_clock('auto', rec.threads)} clock, "
-          f"{rec.runtime_version} on {rec.device}; recorded in latency_run")
+    print(
+        f"profile {args.nn}: min {rec.min_ms:.2f} ms (median {rec.median_ms:.2f}, max {rec.max_ms:.2f}) over "
+        f"{rec.runs} runs at {height}x{width}, {rec.threads} thread(s), {resolve_clock('auto', rec.threads)} clock, "
+        f"{rec.runtime_version} on {rec.device}; recorded in latency_run"
+    )
     return 0
 
 
@@ -208,10 +242,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     lut = sub.add_parser("lut", help="per-layer latency lookup tables: build, export probes, import, show")
     lut_sub = lut.add_subparsers(dest="lut_command", required=True, metavar="ACTION")
 
-    build = lut_sub.add_parser("build", help="measure the missing entries a search space needs (on this host, or "
-                                             "by a device's measurement agents)")
-    build.add_argument("--device", default="host-cpu",
-                       help="device profile name: host-cpu (measured here) or a device served by `nnsearch agent`")
+    build = lut_sub.add_parser(
+        "build",
+        help="measure the missing entries a search space needs (on this host, or by a device's measurement agents)",
+    )
+    build.add_argument(
+        "--device",
+        default="host-cpu",
+        help="device profile name: host-cpu (measured here) or a device served by `nnsearch agent`",
+    )
     _resolution_args(build)
     build.add_argument("--threads", type=int, default=1)
     build.add_argument("--runs", type=int, default=5, help="timed calls per probe, more if short (minimum kept)")
@@ -235,8 +274,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_db_option(imp)
     imp.set_defaults(handler=cmd_import)
 
-    show = lut_sub.add_parser("show", help="summary of stored entries per device profile (with --device: its "
-                                           "measurement jobs and prediction error too)")
+    show = lut_sub.add_parser(
+        "show",
+        help="summary of stored entries per device profile (with --device: its "
+        "measurement jobs and prediction error too)",
+    )
     show.add_argument("--device", default=None, help="only this device name")
     add_db_option(show)
     show.set_defaults(handler=cmd_show)

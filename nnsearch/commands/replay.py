@@ -33,15 +33,29 @@ def cmd_replay(args: argparse.Namespace) -> int:
     finally:
         store.dispose()
     outside = table.outside_space()
-    print(f"study '{args.study}': {len(table)} recorded candidates; space {table.space.name} ({table.space.source})"
-          + (f"; {outside} candidate(s) lie outside it" if outside else ""))
-    result = replay(table, samplers, trials=args.trials, seeds=args.seeds,
-                    reference=reference, first_seed=args.first_seed, rule=args.neighbour)
-    print("reference point: " + ", ".join(f"{c}={v:.6g}" for c, v in result.reference.items())
-          + f"; hypervolume of the whole table {result.table_volume:.6g}")
+    print(
+        f"study '{args.study}': {len(table)} recorded candidates; space {table.space.name} ({table.space.source})"
+        + (f"; {outside} candidate(s) lie outside it" if outside else "")
+    )
+    result = replay(
+        table,
+        samplers,
+        trials=args.trials,
+        seeds=args.seeds,
+        reference=reference,
+        first_seed=args.first_seed,
+        rule=args.neighbour,
+    )
+    print(
+        "reference point: "
+        + ", ".join(f"{c}={v:.6g}" for c, v in result.reference.items())
+        + f"; hypervolume of the whole table {result.table_volume:.6g}"
+    )
     seeds = sorted(set(result.runs["seed"]))
-    print(f"{result.trials} trials x {len(seeds)} seed(s) ({seeds[0]}..{seeds[-1]}) per sampler, neighbour rule "
-          f"'{result.rule}'; mean +- standard deviation over seeds")
+    print(
+        f"{result.trials} trials x {len(seeds)} seed(s) ({seeds[0]}..{seeds[-1]}) per sampler, neighbour rule "
+        f"'{result.rule}'; mean +- standard deviation over seeds"
+    )
     print(result.table_text())
     for path in write_outputs(result, out):
         print(f"wrote {path}")
@@ -50,25 +64,44 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     parser: Any = sub.add_parser(
-        "replay", help="compare samplers on a finished study by lookup instead of training (hypervolume per trial)")
+        "replay", help="compare samplers on a finished study by lookup instead of training (hypervolume per trial)"
+    )
     parser.add_argument("--study", required=True, help="the recorded study to replay")
     add_sampler_option(parser, "a sampler to compare; repeat it for several (default: every one)", repeat=True)
-    parser.add_argument("--trials", type=int, default=None,
-                        help="trials per run (default: the number of recorded candidates)")
+    parser.add_argument(
+        "--trials", type=int, default=None, help="trials per run (default: the number of recorded candidates)"
+    )
     parser.add_argument("--seeds", type=int, default=5, help="runs per sampler (default %(default)s)")
-    parser.add_argument("--first-seed", type=int, default=None,
-                        help="seeds are FIRST..FIRST+K-1 (default: nnsearch.replay.compare.FIRST_SEED, away from the "
-                             "seeds a study's own trials use)")
-    parser.add_argument("--reference", default=None, metavar="PSNR,LATENCY",
-                        help="hypervolume reference point (default: the lowest PSNR and highest latency on the "
-                             "table's Pareto front, pushed 10%% of the front's range further)")
-    parser.add_argument("--neighbour", default="distinct", metavar="RULE",
-                        help="how an unrecorded proposal is answered: the nearest recorded student no other "
-                             "proposal of the run got (distinct), or the nearest one (nearest); default %(default)s")
-    parser.add_argument("--space", default=None, help="search-space file or name (default: the study's own, "
-                        "read from the store)")
+    parser.add_argument(
+        "--first-seed",
+        type=int,
+        default=None,
+        help="seeds are FIRST..FIRST+K-1 (default: nnsearch.replay.compare.FIRST_SEED, away from the "
+        "seeds a study's own trials use)",
+    )
+    parser.add_argument(
+        "--reference",
+        default=None,
+        metavar="PSNR,LATENCY",
+        help="hypervolume reference point (default: the lowest PSNR and highest latency on the "
+        "table's Pareto front, pushed 10%% of the front's range further)",
+    )
+    parser.add_argument(
+        "--neighbour",
+        default="distinct",
+        metavar="RULE",
+        help="how an unrecorded proposal is answered: the nearest recorded student no other "
+        "proposal of the run got (distinct), or the nearest one (nearest); default %(default)s",
+    )
+    parser.add_argument(
+        "--space", default=None, help="search-space file or name (default: the study's own, read from the store)"
+    )
     parser.add_argument("--device", default="host-cpu", help="device profile of the latency figures")
-    add_out_option(parser, "results folder; files go to DIR/<study>/replay/ (default: results/ of the checkout, "
-                           "else of the current directory, or $NNSEARCH_RESULTS)", old=("--results",))
+    add_out_option(
+        parser,
+        "results folder; files go to DIR/<study>/replay/ (default: results/ of the checkout, "
+        "else of the current directory, or $NNSEARCH_RESULTS)",
+        old=("--results",),
+    )
     add_db_option(parser)
     parser.set_defaults(handler=cmd_replay)

@@ -16,8 +16,8 @@ from nnsearch.commands import (
     parse_precision,
     parse_resolution,
 )
-from nnsearch.common.precision import CALIBRATION_SAMPLES
 from nnsearch.commands.store import _filters, _plain, _print_frame
+from nnsearch.common.precision import CALIBRATION_SAMPLES
 
 DEFAULT_OBJECTIVES_TEXT = "psnr:max,latency_ms:min"
 SHOWN = ["nn", "dataset", "rung", "psnr", "ssim", "params", "gmacs"]
@@ -53,21 +53,34 @@ def cmd_pareto(args: argparse.Namespace) -> int:
         store.dispose()
     front = pareto(rows, objectives, _constraints(args))
     if front.empty:
-        raise NNSearchError(f"no student has all of {list(objectives)} and meets the constraints "
-                            f"({len(rows)} candidates matched the filters)")
+        raise NNSearchError(
+            f"no student has all of {list(objectives)} and meets the constraints "
+            f"({len(rows)} candidates matched the filters)"
+        )
     knee = knee_point(front, objectives)
     reference = default_reference(rows, objectives)
     volume = hypervolume(front[list(objectives)].to_numpy(float), list(reference.values()), list(objectives.values()))
     shown = front[SHOWN + [c for c in objectives if c not in SHOWN]].assign(knee=front["nn"] == knee["nn"])
     if args.format == "json":
-        print(json.dumps({"objectives": objectives, "constraints": _constraints(args), "knee": knee["nn"],
-                          "hypervolume": volume, "reference": reference,
-                          "front": [{k: _plain(v) for k, v in r.items()} for r in shown.to_dict("records")]},
-                         indent=1))
+        print(
+            json.dumps(
+                {
+                    "objectives": objectives,
+                    "constraints": _constraints(args),
+                    "knee": knee["nn"],
+                    "hypervolume": volume,
+                    "reference": reference,
+                    "front": [{k: _plain(v) for k, v in r.items()} for r in shown.to_dict("records")],
+                },
+                indent=1,
+            )
+        )
         return 0
     _print_frame(shown, args.format)
-    summary = (f"{len(front)} of {len(rows)} candidates non-dominated; knee {knee['nn']}; hypervolume "
-               f"{volume:.6g} w.r.t. reference " + ", ".join(f"{c}={v:.6g}" for c, v in reference.items()))
+    summary = (
+        f"{len(front)} of {len(rows)} candidates non-dominated; knee {knee['nn']}; hypervolume "
+        f"{volume:.6g} w.r.t. reference " + ", ".join(f"{c}={v:.6g}" for c, v in reference.items())
+    )
     print(summary, file=sys.stderr if args.format == "csv" else sys.stdout)
     return 0
 
@@ -112,11 +125,18 @@ def _export_resolution(args: argparse.Namespace) -> tuple[int, int]:
 def cmd_export(args: argparse.Namespace) -> int:
     from nnsearch.export.student import export_student
 
-    result = export_student(args.nn, args.out, db=args.db, resolution=_export_resolution(args), prm=args.prm,
-                            weights_file=args.weights, data_spec=args.data, max_side=args.max_side,
-                            trust_code=args.trust_code,
-                            **({} if args.calibration_samples is None else
-                               {"calibration_samples": args.calibration_samples}))
+    result = export_student(
+        args.nn,
+        args.out,
+        db=args.db,
+        resolution=_export_resolution(args),
+        prm=args.prm,
+        weights_file=args.weights,
+        data_spec=args.data,
+        max_side=args.max_side,
+        trust_code=args.trust_code,
+        **({} if args.calibration_samples is None else {"calibration_samples": args.calibration_samples}),
+    )
     for path in result.files:
         print(path)
     print(result.line())
@@ -128,8 +148,13 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     from nnsearch.analysis.report import write_report
 
-    report = write_report(args.study, db=args.db, results_root=Path(args.out) if args.out else None,
-                          device=args.device, precision=parse_precision(args.precision))
+    report = write_report(
+        args.study,
+        db=args.db,
+        results_root=Path(args.out) if args.out else None,
+        device=args.device,
+        precision=parse_precision(args.precision),
+    )
     print(f"wrote {report.path} with {len(report.images)} plot(s)")
     return 0
 
@@ -139,9 +164,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     for name in ("study", "task", "dataset", "nn"):
         front.add_argument(f"--{name}", action="append", help=f"keep students with this {name} (repeat for any of)")
     front.set_defaults(metric=None, epoch=None)  # the data() filters pareto does not offer
-    front.add_argument("--objectives", default=DEFAULT_OBJECTIVES_TEXT,
-                       help="COLUMN:min|max, comma-separated (default %(default)s); columns include psnr, ssim, "
-                            "params, macs, gmacs, latency_ms (on --device) and latency_ms@DEVICE")
+    front.add_argument(
+        "--objectives",
+        default=DEFAULT_OBJECTIVES_TEXT,
+        help="COLUMN:min|max, comma-separated (default %(default)s); columns include psnr, ssim, "
+        "params, macs, gmacs, latency_ms (on --device) and latency_ms@DEVICE",
+    )
     front.add_argument("--device", default="host-cpu", help="device profile of the latency_ms column")
     front.add_argument("--max-latency-ms", type=float, default=None, help="keep students at most this slow")
     front.add_argument("--min-psnr", type=float, default=None, help="keep students with at least this PSNR (dB)")
@@ -153,19 +181,37 @@ def register(sub: argparse._SubParsersAction) -> None:
     export = sub.add_parser("export", help="write a student as verified .tflite and .onnx, .py + .pt, MODEL_CARD.md")
     export.add_argument("nn", help="model name, e.g. DenoiseUNet-3f2a9c1b7e")
     add_out_option(export, "target folder (created if missing)", required=True, old=("--to",))
-    export.add_argument("--resolution", default=None, metavar="HxW",
-                        help="input size of the .tflite file (fixed) and of the verification, e.g. 1088x1920 "
-                             "(default: the resolution of the study that found the student, else 256x256)")
-    export.add_argument("--prm", default=None, help="hyperparameter set (uid) whose weights to ship (default: "
-                        "the set with the best final PSNR)")
-    export.add_argument("--weights", default=None,
-                        help="a state_dict (.pt, torch.save) of the model's Net to export instead of its stored "
-                             "weights, e.g. for a model imported from the NN Dataset")
-    add_data_options(export, data_help="data whose training crops calibrate the int8 / w8a16 files and whose "
-                                       "validation images measure each precision (as `search --data`; default "
-                                       "built-in)")
-    export.add_argument("--calibration-samples", type=int, default=None, metavar="N",
-                        help=f"seeded 64 px training crops for calibration (default {CALIBRATION_SAMPLES})")
+    export.add_argument(
+        "--resolution",
+        default=None,
+        metavar="HxW",
+        help="input size of the .tflite file (fixed) and of the verification, e.g. 1088x1920 "
+        "(default: the resolution of the study that found the student, else 256x256)",
+    )
+    export.add_argument(
+        "--prm",
+        default=None,
+        help="hyperparameter set (uid) whose weights to ship (default: the set with the best final PSNR)",
+    )
+    export.add_argument(
+        "--weights",
+        default=None,
+        help="a state_dict (.pt, torch.save) of the model's Net to export instead of its stored "
+        "weights, e.g. for a model imported from the NN Dataset",
+    )
+    add_data_options(
+        export,
+        data_help="data whose training crops calibrate the int8 / w8a16 files and whose "
+        "validation images measure each precision (as `search --data`; default "
+        "built-in)",
+    )
+    export.add_argument(
+        "--calibration-samples",
+        type=int,
+        default=None,
+        metavar="N",
+        help=f"seeded 64 px training crops for calibration (default {CALIBRATION_SAMPLES})",
+    )
     add_trust_option(export, "export a model whose stored code is not nnsearch's own (an imported model)")
     add_db_option(export)
     export.set_defaults(handler=cmd_export)
@@ -174,7 +220,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     report.add_argument("--study", required=True)
     report.add_argument("--device", default="host-cpu", help="device profile of the latency figures")
     add_precision_option(report, "report the quality and latency of this precision")
-    add_out_option(report, "results folder; the report goes to DIR/<study>/ (default: results/ of the checkout, "
-                           "else of the current directory, or $NNSEARCH_RESULTS)", old=("--results",))
+    add_out_option(
+        report,
+        "results folder; the report goes to DIR/<study>/ (default: results/ of the checkout, "
+        "else of the current directory, or $NNSEARCH_RESULTS)",
+        old=("--results",),
+    )
     add_db_option(report)
     report.set_defaults(handler=cmd_report)

@@ -53,8 +53,9 @@ def cmd_query(args: argparse.Namespace) -> int:
         if view == "trials":
             frame = study_results(store, args.study[0], device=(args.device or ["host-cpu"])[0])
         else:
-            frame = data(db=store, only_best_accuracy=args.only_best, max_rows=args.max_rows,
-                         device=args.device, **filters)
+            frame = data(
+                db=store, only_best_accuracy=args.only_best, max_rows=args.max_rows, device=args.device, **filters
+            )
             if not args.code:
                 frame = frame.drop(columns=["metric_code", "nn_code", "transform_code"])
         _print_frame(frame, args.format)
@@ -81,8 +82,10 @@ def cmd_check(args: argparse.Namespace) -> int:
     problems += [trial.line() for trial in lost]
     for line in problems:
         print(line)
-    print(f"store {store.display_url}: " + (f"{len(problems)} problem(s)" if problems else "OK"),
-          file=sys.stderr if problems else sys.stdout)
+    print(
+        f"store {store.display_url}: " + (f"{len(problems)} problem(s)" if problems else "OK"),
+        file=sys.stderr if problems else sys.stdout,
+    )
     store.dispose()
     return 1 if problems else 0
 
@@ -122,41 +125,61 @@ def _add_filters(parser: argparse.ArgumentParser, study_help: str) -> None:
 def register(sub: argparse._SubParsersAction) -> None:
     query = sub.add_parser("query", help="print recorded results (the data() query) or a study's trials")
     _add_filters(query, "keep the models this study's trials produced (repeatable)")
-    query.add_argument("--only-best", action="store_true",
-                       help="per task/dataset/metric/nn/epoch only the rows with the best accuracy")
+    query.add_argument(
+        "--only-best", action="store_true", help="per task/dataset/metric/nn/epoch only the rows with the best accuracy"
+    )
     query.add_argument("--max-rows", type=int, default=None)
     query.add_argument("--device", action="append", help="latency columns for this device profile (repeatable)")
-    query.add_argument("--view", choices=["stats", "trials"], default=None,
-                       help="stats: one row per stat (the data() query); trials: one row per trial of --study "
-                            "(final PSNR/SSIM, latency, size). Default: trials when --study is the only filter")
+    query.add_argument(
+        "--view",
+        choices=["stats", "trials"],
+        default=None,
+        help="stats: one row per stat (the data() query); trials: one row per trial of --study "
+        "(final PSNR/SSIM, latency, size). Default: trials when --study is the only filter",
+    )
     query.add_argument("--code", action="store_true", help="include the metric, model and transform code columns")
     query.add_argument("--format", choices=["table", "csv", "json"], default="table")
     add_db_option(query)
     query.set_defaults(handler=cmd_query)
 
-    check = sub.add_parser("check", help="check the store's integrity and find lost trials (exit 1 when a problem "
-                                         "is found)")
-    check.add_argument("--repair", action="store_true",
-                       help="fail RUNNING trials without a live heartbeat and queue their retries")
+    check = sub.add_parser(
+        "check", help="check the store's integrity and find lost trials (exit 1 when a problem is found)"
+    )
+    check.add_argument(
+        "--repair", action="store_true", help="fail RUNNING trials without a live heartbeat and queue their retries"
+    )
     from nnsearch.search.config import HeartbeatConfig  # light: no torch, pandas or Optuna
 
-    check.add_argument("--grace-period", type=int, metavar="S", default=HeartbeatConfig().grace_s,
-                       help="a RUNNING trial silent for S seconds is lost (default %(default)s)")
+    check.add_argument(
+        "--grace-period",
+        type=int,
+        metavar="S",
+        default=HeartbeatConfig().grace_s,
+        help="a RUNNING trial silent for S seconds is lost (default %(default)s)",
+    )
     add_db_option(check)
     check.set_defaults(handler=cmd_check)
 
-    imp = sub.add_parser("import-nnd", help="import NN Dataset statistics (stat/train/<task>_<dataset>_<metric>_<nn>/), "
-                                            "on-device runtimes (stat/run/) and model code")
+    imp = sub.add_parser(
+        "import-nnd",
+        help="import NN Dataset statistics (stat/train/<task>_<dataset>_<metric>_<nn>/), "
+        "on-device runtimes (stat/run/) and model code",
+    )
     imp.add_argument("directory", help="the NN Dataset's ab/nn folder, a checkout holding it, or its stats folder")
-    add_trust_option(imp, "rebuild img-denoising models from their Python files (count them, link them to a "
-                          "search-space architecture)")
+    add_trust_option(
+        imp,
+        "rebuild img-denoising models from their Python files (count them, link them to a search-space architecture)",
+    )
     add_db_option(imp)
     imp.set_defaults(handler=cmd_import_nnd)
 
     exp = sub.add_parser("export-nnd", help="write the store's records in the NN Dataset layout")
     exp.add_argument("directory", help="output folder (plays the role of the NN Dataset's ab/nn)")
     _add_filters(exp, "export only the models this study's trials produced (repeatable)")
-    exp.add_argument("--force", action="store_true",
-                     help="overwrite files in the folder that an earlier export did not write (default: refuse)")
+    exp.add_argument(
+        "--force",
+        action="store_true",
+        help="overwrite files in the folder that an earlier export did not write (default: refuse)",
+    )
     add_db_option(exp)
     exp.set_defaults(handler=cmd_export_nnd)

@@ -37,9 +37,11 @@ class StudySummary:
         if self.noisy_psnr is not None:
             context.append(f"{best - self.noisy_psnr:+.1f} dB over the noisy input")
         context.append("no teacher" if self.teacher_psnr is None else f"teacher {self.teacher_psnr:.1f} dB")
-        return (f"{prefix}: {self.complete} trials complete, {len(self.front)} Pareto-optimal, "
-                f"best PSNR {best:.2f} dB ({'; '.join(context)}), "
-                f"fastest {self.front['latency_ms'].min():.1f} ms, store {self.store_url}")
+        return (
+            f"{prefix}: {self.complete} trials complete, {len(self.front)} Pareto-optimal, "
+            f"best PSNR {best:.2f} dB ({'; '.join(context)}), "
+            f"fastest {self.front['latency_ms'].min():.1f} ms, store {self.store_url}"
+        )
 
 
 def summarize(study: Study, results_root: Path | None = None) -> StudySummary:
@@ -54,11 +56,19 @@ def summarize(study: Study, results_root: Path | None = None) -> StudySummary:
     out.mkdir(parents=True, exist_ok=True)
     csv_path = out / "pareto.csv"
     front[_columns(front)].to_csv(csv_path, index=False)
-    png_path = plot_pareto(rows, front, out / "pareto.png",
-                           title=f"study {study.config.name}: PSNR vs latency ({len(rows)} candidates)")
+    png_path = plot_pareto(
+        rows, front, out / "pareto.png", title=f"study {study.config.name}: PSNR vs latency ({len(rows)} candidates)"
+    )
     teacher = study.optuna.user_attrs.get(TEACHER_PSNR_ATTR) if study.config.distill.alpha > 0 else None
-    return StudySummary(len(complete), front, csv_path, png_path, study.store.display_url,
-                        noisy_psnr=noisy_psnr(study.data.val), teacher_psnr=teacher)
+    return StudySummary(
+        len(complete),
+        front,
+        csv_path,
+        png_path,
+        study.store.display_url,
+        noisy_psnr=noisy_psnr(study.data.val),
+        teacher_psnr=teacher,
+    )
 
 
 def format_table(front: pd.DataFrame) -> str:
@@ -66,10 +76,16 @@ def format_table(front: pd.DataFrame) -> str:
     if front.empty:
         return "(no completed trials)"
     shown = front[_columns(front)].copy()
-    return shown.to_string(index=False, formatters={
-        "psnr": "{:.2f}".format, "ssim": "{:.4f}".format, "latency_ms": "{:.1f}".format,
-        "params": "{:,}".format, "gmacs": "{:.3f}".format,
-    })
+    return shown.to_string(
+        index=False,
+        formatters={
+            "psnr": "{:.2f}".format,
+            "ssim": "{:.4f}".format,
+            "latency_ms": "{:.1f}".format,
+            "params": "{:,}".format,
+            "gmacs": "{:.3f}".format,
+        },
+    )
 
 
 def _columns(front: pd.DataFrame) -> list[str]:

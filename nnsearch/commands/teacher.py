@@ -7,8 +7,8 @@ import argparse
 from pathlib import Path
 
 from nnsearch.commands import add_data_options, add_teacher_option
-from nnsearch.train.config import MIN_GAIN_DB
 from nnsearch.errors import NNSearchError
+from nnsearch.train.config import MIN_GAIN_DB
 
 
 def _load(args: argparse.Namespace):  # -> DenoiseData
@@ -44,15 +44,20 @@ def cmd_train(args: argparse.Namespace) -> int:
     device = default_device()
     teacher = load_or_train_teacher(config, data, device=device, verbose=True)
     seconds = time.perf_counter() - began
-    quality = measure_teacher(PreparedTeacher(teacher, f"preset '{config.preset}'", teacher_fingerprint(teacher)),
-                              data, device=device)
+    quality = measure_teacher(
+        PreparedTeacher(teacher, f"preset '{config.preset}'", teacher_fingerprint(teacher)), data, device=device
+    )
     params = sum(p.numel() for p in teacher.parameters())
-    print(f"teacher train: preset '{config.preset}', {config.steps} steps, {params:,} parameters, {state} "
-          f"in {seconds:.0f} s; validation PSNR {quality.psnr:.2f} dB (noisy input {quality.noisy_psnr:.2f} dB); "
-          f"checkpoint {path}")
+    print(
+        f"teacher train: preset '{config.preset}', {config.steps} steps, {params:,} parameters, {state} "
+        f"in {seconds:.0f} s; validation PSNR {quality.psnr:.2f} dB (noisy input {quality.noisy_psnr:.2f} dB); "
+        f"checkpoint {path}"
+    )
     if quality.gain_db < MIN_GAIN_DB:
-        print(f"teacher train: warning: less than {MIN_GAIN_DB} dB better than the noisy input; a study would "
-              f"refuse this teacher (train longer with --steps)")
+        print(
+            f"teacher train: warning: less than {MIN_GAIN_DB} dB better than the noisy input; a study would "
+            f"refuse this teacher (train longer with --steps)"
+        )
     return 0
 
 
@@ -89,8 +94,11 @@ def cmd_show(args: argparse.Namespace) -> int:
         shown += 1
         print("  " + _describe(info, path))
     if not shown:
-        print("  no cached teachers" + (" for this data" if fingerprint else "")
-              + "; `nnsearch teacher train --data SPEC` trains one")
+        print(
+            "  no cached teachers"
+            + (" for this data" if fingerprint else "")
+            + "; `nnsearch teacher train --data SPEC` trains one"
+        )
     outputs = sorted(outputs_dir().glob("*.bin")) if outputs_dir().exists() else []
     total = sum(p.stat().st_size for p in outputs)
     print(f"teacher outputs: {len(outputs)} cached plan(s), {total / 2**20:.1f} MiB in {outputs_dir()}")
@@ -109,8 +117,12 @@ def _describe(info: dict, path: Path) -> str:
 
 def _data_args(parser: argparse.ArgumentParser, *, required_help: str) -> None:
     add_data_options(parser, data_help=required_help)
-    parser.add_argument("--seed", type=int, default=0,
-                        help="data seed (synthetic noise and split), as `nnsearch search --seed` (default 0)")
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="data seed (synthetic noise and split), as `nnsearch search --seed` (default 0)",
+    )
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -123,13 +135,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     train.add_argument("--preset", default="cpu", help="teacher preset: cpu (default) or paper")
     train.set_defaults(handler=cmd_train)
 
-    check = teacher_sub.add_parser("check", help="validation PSNR of a teacher (preset or file) next to the noisy "
-                                                 "input's; exit 2 when it is not clearly better")
+    check = teacher_sub.add_parser(
+        "check",
+        help="validation PSNR of a teacher (preset or file) next to the noisy "
+        "input's; exit 2 when it is not clearly better",
+    )
     _data_args(check, required_help="dataset path, 'clean:PATH', or omitted for the built-in data")
     add_teacher_option(check)
     check.add_argument("--steps", type=int, default=None, help="training steps of a preset (default: the preset's)")
-    check.add_argument("--margin", type=float, default=MIN_GAIN_DB, metavar="DB",
-                       help="the teacher must beat the noisy input by DB (default %(default)s)")
+    check.add_argument(
+        "--margin",
+        type=float,
+        default=MIN_GAIN_DB,
+        metavar="DB",
+        help="the teacher must beat the noisy input by DB (default %(default)s)",
+    )
     check.set_defaults(handler=cmd_check)
 
     show = teacher_sub.add_parser("show", help="list cached teachers (only those of --data when given)")

@@ -80,8 +80,7 @@ class InterruptGuard:
         if self.pending:
             raise KeyboardInterrupt
 
-    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None) -> None:
         global _active_guard
         if self._active:
             signal.signal(signal.SIGINT, self._previous)

@@ -70,8 +70,10 @@ def size_limit_bytes(variable: str, default_gb: float) -> int:
 
 #: Longest name (UTF-8 bytes) that may become one file or folder name; file systems allow 255, suffixes need room.
 MAX_NAME_BYTES = 200
-_NAME_RULE = ("names that become file or folder names must be 1 to 200 bytes long, not '.' or '..', and hold no "
-              "'/', '\\' or control characters")
+_NAME_RULE = (
+    "names that become file or folder names must be 1 to 200 bytes long, not '.' or '..', and hold no "
+    "'/', '\\' or control characters"
+)
 
 
 def safe_component(name: str, what: str) -> str:
@@ -84,8 +86,14 @@ def safe_component(name: str, what: str) -> str:
     from nnsearch.errors import NNSearchError
 
     text = name if isinstance(name, str) else ""
-    bad = (not text or text in (".", "..") or "/" in text or "\\" in text or len(text.encode()) > MAX_NAME_BYTES
-           or any(ord(c) < 32 or ord(c) == 127 for c in text))
+    bad = (
+        not text
+        or text in (".", "..")
+        or "/" in text
+        or "\\" in text
+        or len(text.encode()) > MAX_NAME_BYTES
+        or any(ord(c) < 32 or ord(c) == 127 for c in text)
+    )
     if bad:
         raise NNSearchError(f"{what} {name!r} cannot be used as a file or folder name: {_NAME_RULE}")
     return text

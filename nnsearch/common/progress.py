@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import sys
-from typing import Iterable, Iterator, TypeVar
+from collections.abc import Iterable, Iterator
+from typing import TypeVar
 
 from tqdm.auto import tqdm
 
@@ -12,8 +13,14 @@ T = TypeVar("T")
 
 def _options(desc: str, enabled: bool) -> dict:
     interactive = sys.stderr.isatty()
-    return dict(desc=desc, disable=not enabled, leave=False, dynamic_ncols=True,
-                mininterval=0.5 if interactive else 15.0, file=sys.stderr)
+    return dict(
+        desc=desc,
+        disable=not enabled,
+        leave=False,
+        dynamic_ncols=True,
+        mininterval=0.5 if interactive else 15.0,
+        file=sys.stderr,
+    )
 
 
 def progress_bar(*, total: int, desc: str = "", enabled: bool = True) -> tqdm:

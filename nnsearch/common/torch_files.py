@@ -47,8 +47,9 @@ def load_tensors(source: str | Path | bytes, what: str, *, map_location: Any = "
             f"only tensors, numbers, strings and containers of them (torch.load with weights_only=True){tail}"
         ) from None
     except (OSError, RuntimeError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError) as exc:
-        raise DamagedFileError(f"{shown} is not a readable torch file ({type(exc).__name__}: "
-                               f"{_first_line(str(exc))}){tail}") from None
+        raise DamagedFileError(
+            f"{shown} is not a readable torch file ({type(exc).__name__}: {_first_line(str(exc))}){tail}"
+        ) from None
 
 
 def _reason(exc: Exception) -> str:

@@ -40,8 +40,9 @@ def run_code(code: str, label: str, *, trusted: bool) -> types.ModuleType:
     code raises propagate to the caller.
     """
     if not trusted:
-        raise UntrustedCodeError(f"{label}: its code came from elsewhere and is not run without the opt-in; "
-                                 f"{HOW_TO_TRUST}")
+        raise UntrustedCodeError(
+            f"{label}: its code came from elsewhere and is not run without the opt-in; {HOW_TO_TRUST}"
+        )
     module = types.ModuleType(f"nnsearch_model_code_{next(_counter)}")
     exec(compile(code, f"<{label}>", "exec"), module.__dict__)
     return module

@@ -24,9 +24,16 @@ def export_onnx(model: nn.Module, path: str | Path, input_shape: tuple[int, int,
     try:
         with warnings.catch_warnings():  # the legacy exporter warns that dynamo is the new default
             warnings.simplefilter("ignore")
-            torch.onnx.export(model.eval(), (torch.zeros(input_shape),), str(path), dynamo=False,
-                              input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], opset_version=OPSET,
-                              dynamic_axes={INPUT_NAME: dynamic, OUTPUT_NAME: dynamic})
+            torch.onnx.export(
+                model.eval(),
+                (torch.zeros(input_shape),),
+                str(path),
+                dynamo=False,
+                input_names=[INPUT_NAME],
+                output_names=[OUTPUT_NAME],
+                opset_version=OPSET,
+                dynamic_axes={INPUT_NAME: dynamic, OUTPUT_NAME: dynamic},
+            )
         onnx.checker.check_model(str(path), full_check=True)
     except (RuntimeError, ValueError, onnx.checker.ValidationError) as exc:
         raise ExportError(f"ONNX export of {type(model).__name__} to {path} failed: {exc}") from None

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 from torch import nn
 
@@ -63,8 +63,16 @@ def eval_tile(pairs: Sequence[Pair], cap: int = EVAL_TILE) -> int:
 class StudentQuantizer:
     """One trained student's float and quantized .tflite files, sharing one calibration per recipe."""
 
-    def __init__(self, net: nn.Module, name: str, calibration_pairs: Sequence[Pair], *,
-                 samples: int = CALIBRATION_SAMPLES, seed: int = 0, crop: int = CALIBRATION_CROP) -> None:
+    def __init__(
+        self,
+        net: nn.Module,
+        name: str,
+        calibration_pairs: Sequence[Pair],
+        *,
+        samples: int = CALIBRATION_SAMPLES,
+        seed: int = 0,
+        crop: int = CALIBRATION_CROP,
+    ) -> None:
         self.net, self.name = net.cpu().eval(), name
         self.channels = next(m for m in net.modules() if isinstance(m, nn.Conv2d)).in_channels
         self._dir = tempfile.TemporaryDirectory(prefix="nnsearch-quant-")
@@ -106,8 +114,9 @@ class StudentQuantizer:
         """Write the student at height x width in `precision` to `path` (checked; atomic)."""
         if not Precision.parse(precision).quantized:
             return export_tflite(self.net, path, (1, self.channels, height, width))
-        return quantize_tflite(self.float_file(height, width), path, precision, self.calibration(precision),
-                               f"student {self.name}")
+        return quantize_tflite(
+            self.float_file(height, width), path, precision, self.calibration(precision), f"student {self.name}"
+        )
 
     def variant(self, precision: str, height: int, width: int) -> Path:
         """The `precision` file at height x width in the temp folder."""

@@ -82,9 +82,11 @@ class ExportResult:
 
     def line(self) -> str:
         drops = ", ".join(f"{r.precision} {r.drop_db:+.3f} dB" for r in self.precisions if r.precision.quantized)
-        return (f"exported {len(self.files)} files to {self.directory}: max abs error vs torch "
-                f"tflite {self.tflite_error:.2e}, onnx {self.onnx_error:.2e}, reloaded .py+.pt {self.reload_error:.2e}"
-                + (f"; PSNR drop vs fp32: {drops}" if drops else ""))
+        return (
+            f"exported {len(self.files)} files to {self.directory}: max abs error vs torch "
+            f"tflite {self.tflite_error:.2e}, onnx {self.onnx_error:.2e}, reloaded .py+.pt {self.reload_error:.2e}"
+            + (f"; PSNR drop vs fp32: {drops}" if drops else "")
+        )
 
 
 def max_abs_error(a: np.ndarray, b: np.ndarray) -> float:
@@ -103,12 +105,20 @@ def _check(what: str, error: float, tolerance: float) -> float:
 FALLBACK_RESOLUTION = (256, 256)
 
 
-def export_student(name: str, target: str | Path, db: Store | str | None = None,
-                   resolution: tuple[int, int] = FALLBACK_RESOLUTION, tolerance: float = TOLERANCE,
-                   prm: str | None = None, weights_file: str | Path | None = None,
-                   data_spec: str | None = None, max_side: int | None = None,
-                   calibration_samples: int = CALIBRATION_SAMPLES, seed: int = 0,
-                   trust_code: bool = False) -> ExportResult:
+def export_student(
+    name: str,
+    target: str | Path,
+    db: Store | str | None = None,
+    resolution: tuple[int, int] = FALLBACK_RESOLUTION,
+    tolerance: float = TOLERANCE,
+    prm: str | None = None,
+    weights_file: str | Path | None = None,
+    data_spec: str | None = None,
+    max_side: int | None = None,
+    calibration_samples: int = CALIBRATION_SAMPLES,
+    seed: int = 0,
+    trust_code: bool = False,
+) -> ExportResult:
     """Write `<nn>.tflite` (+ .int8/.w8a16/.fp16), `<nn>.onnx`, `<nn>.py`, `<nn>.pt` and MODEL_CARD.md.
 
     `resolution` (HxW) is the .tflite file's fixed input size and the verification input's; `nnsearch
@@ -127,8 +137,10 @@ def export_student(name: str, target: str | Path, db: Store | str | None = None,
     check_code_allowed(model, trust_code)  # before anything is written
     height, width = resolution
     if height % model.arch.min_divisor or width % model.arch.min_divisor:
-        raise ExportError(f"resolution {height}x{width} must be a multiple of {model.arch.min_divisor} "
-                          f"for {name} ({model.arch.levels} levels)")
+        raise ExportError(
+            f"resolution {height}x{width} must be a multiple of {model.arch.min_divisor} "
+            f"for {name} ({model.arch.levels} levels)"
+        )
     shape = (1, model.arch.in_channels, height, width)
     images = load_data(data_spec, max_side=max_side, seed=seed)
     target = Path(target)
@@ -136,9 +148,13 @@ def export_student(name: str, target: str | Path, db: Store | str | None = None,
     try:
         staged = _write_verified(model, staging, shape, tolerance, card_facts, trust_code)
         precisions = _write_quantized(model, staging, shape, images, calibration_samples, seed, trust_code)
-        staged = replace(staged, files=tuple(p for p in staged.files if p.name != "MODEL_CARD.md")
-                         + tuple(staging / r.file for r in precisions if r.precision.quantized)
-                         + (staging / "MODEL_CARD.md",), precisions=precisions)
+        staged = replace(
+            staged,
+            files=tuple(p for p in staged.files if p.name != "MODEL_CARD.md")
+            + tuple(staging / r.file for r in precisions if r.precision.quantized)
+            + (staging / "MODEL_CARD.md",),
+            precisions=precisions,
+        )
         card_facts["data"] = images.source
         (staging / "MODEL_CARD.md").write_text(model_card(model, card_facts, shape, staged))
         files = _move_into_place(staged.files, target)
@@ -164,8 +180,14 @@ def _move_into_place(paths: tuple[Path, ...], target: Path) -> tuple[Path, ...]:
     return destinations
 
 
-def _write_verified(model: StoredModel, out: Path, shape: tuple[int, int, int, int], tolerance: float,
-                    card_facts: dict[str, Any], trust_code: bool) -> ExportResult:
+def _write_verified(
+    model: StoredModel,
+    out: Path,
+    shape: tuple[int, int, int, int],
+    tolerance: float,
+    card_facts: dict[str, Any],
+    trust_code: bool,
+) -> ExportResult:
     """Write and check each artefact in `out`; ExportError on the first check that fails."""
     net = build_model(model, shape, trust_code=trust_code)
     x = torch.rand(shape, generator=torch.Generator().manual_seed(0))
@@ -185,14 +207,28 @@ def _write_verified(model: StoredModel, out: Path, shape: tuple[int, int, int, i
     with torch.no_grad():
         rebuilt = with_weights(shipped, pt_path.read_bytes())(x).numpy()
     reload_error = _check("the reloaded .py + .pt", max_abs_error(rebuilt, expected), 0.0)
-    result = ExportResult(out, (tflite, onnx_path, py_path, pt_path, out / "MODEL_CARD.md"), tflite_error,
-                          onnx_error, reload_error, tflite_ops, tuple(onnx_op_types(onnx_path)))
+    result = ExportResult(
+        out,
+        (tflite, onnx_path, py_path, pt_path, out / "MODEL_CARD.md"),
+        tflite_error,
+        onnx_error,
+        reload_error,
+        tflite_ops,
+        tuple(onnx_op_types(onnx_path)),
+    )
     result.files[-1].write_text(model_card(model, card_facts, shape, result))
     return result
 
 
-def _write_quantized(model: StoredModel, out: Path, shape: tuple[int, int, int, int], images: DenoiseData,
-                     samples: int, seed: int, trust_code: bool) -> tuple[PrecisionRow, ...]:
+def _write_quantized(
+    model: StoredModel,
+    out: Path,
+    shape: tuple[int, int, int, int],
+    images: DenoiseData,
+    samples: int,
+    seed: int,
+    trust_code: bool,
+) -> tuple[PrecisionRow, ...]:
     """Write `<nn>.<precision>.tflite` for each quantized precision and measure every precision's row."""
     net = build_model(model, shape, trust_code=trust_code)
     _, _, height, width = shape
@@ -205,10 +241,20 @@ def _write_quantized(model: StoredModel, out: Path, shape: tuple[int, int, int, 
             quality = quantizer.quality(precision, images.val)
             runner = TFLiteRunner(path)
             timing = time_tflite(path, runs=3, warmup=1)
-            rows.append(PrecisionRow(
-                precision, path.name, quality.psnr, quality.ssim, 0.0, timing.ms, path.stat().st_size,
-                runner.inputs[0].describe(), runner.outputs[0].describe(), tuple(sorted(set(read_op_names(path)))),
-            ))
+            rows.append(
+                PrecisionRow(
+                    precision,
+                    path.name,
+                    quality.psnr,
+                    quality.ssim,
+                    0.0,
+                    timing.ms,
+                    path.stat().st_size,
+                    runner.inputs[0].describe(),
+                    runner.outputs[0].describe(),
+                    tuple(sorted(set(read_op_names(path)))),
+                )
+            )
     reference = rows[0].psnr
     return tuple(replace(r, drop_db=reference - r.psnr) for r in rows)
 
@@ -225,29 +271,49 @@ def _card_facts(store: Store, model: StoredModel) -> dict[str, Any]:
 def model_card(model: StoredModel, facts: dict[str, Any], shape: tuple[int, ...], checks: ExportResult) -> str:
     """MODEL_CARD.md text: architecture, size, quality, latency, training budget, verification."""
     arch, stats = model.arch, facts["stats"]
-    lines = [f"# {model.nn}", "", "## Architecture", "", f"- {arch.describe()}",
-             f"- fields: `{json.dumps(arch.to_dict(), sort_keys=True)}`",
-             f"- input: NCHW float32 in [0, 1], 1x{arch.in_channels}xHxW with H and W multiples of "
-             f"{arch.min_divisor}; output: the denoised image, same shape", ""]
+    lines = [
+        f"# {model.nn}",
+        "",
+        "## Architecture",
+        "",
+        f"- {arch.describe()}",
+        f"- fields: `{json.dumps(arch.to_dict(), sort_keys=True)}`",
+        f"- input: NCHW float32 in [0, 1], 1x{arch.in_channels}xHxW with H and W multiples of "
+        f"{arch.min_divisor}; output: the denoised image, same shape",
+        "",
+    ]
     if facts["size"]:
         params, macs, mh, mw = facts["size"]
         lines += [f"- parameters: {params:,}", f"- MACs: {macs / 1e9:.3f} G at {mh}x{mw}", ""]
     lines += ["## Quality", ""] + _quality_lines(stats) + ["", "## Latency", ""] + _latency_lines(facts["runs"])
     lines += _precision_lines(checks.precisions, facts.get("data", ""), shape)
     prm = stats["prm"].iloc[0] if len(stats) else {}
-    lines += ["", "## Training", "", f"- hyperparameter set `{model.prm_uid}`" if model.prm_uid != GIVEN_WEIGHTS
-              else "- weights: a state_dict given with `--weights`, not trained by nnsearch"]
+    lines += [
+        "",
+        "## Training",
+        "",
+        f"- hyperparameter set `{model.prm_uid}`"
+        if model.prm_uid != GIVEN_WEIGHTS
+        else "- weights: a state_dict given with `--weights`, not trained by nnsearch",
+    ]
     lines += [f"- {key}: {value}" for key, value in sorted(prm.items())]
     if "alpha" in prm:
-        lines.append(f"- distillation: loss = {prm['alpha']} * L(student, teacher) + "
-                     f"{1 - float(prm['alpha']):g} * L(student, ground truth)")
-    lines += ["", "## Files and verification", "",
-              f"- `{model.nn}.tflite`: NHWC input fixed at 1x{shape[2]}x{shape[3]}x{shape[1]}, ops {', '.join(checks.tflite_ops)}; max abs error vs torch "
-              f"{checks.tflite_error:.2e} (ai-edge-litert) on a random 1x{shape[1]}x{shape[2]}x{shape[3]} image",
-              f"- `{model.nn}.onnx`: NCHW, dynamic height/width, ops {', '.join(checks.onnx_ops)}; max abs error vs torch "
-              f"{checks.onnx_error:.2e} (onnxruntime), passes onnx.checker",
-              f"- `{model.nn}.py` + `{model.nn}.pt`: the NN Dataset model file and its state_dict; "
-              f"`Net(in_shape, out_shape, prm, device)` then `load_state_dict(torch.load('{model.nn}.pt', weights_only=True))`", ""]
+        lines.append(
+            f"- distillation: loss = {prm['alpha']} * L(student, teacher) + "
+            f"{1 - float(prm['alpha']):g} * L(student, ground truth)"
+        )
+    lines += [
+        "",
+        "## Files and verification",
+        "",
+        f"- `{model.nn}.tflite`: NHWC input fixed at 1x{shape[2]}x{shape[3]}x{shape[1]}, ops {', '.join(checks.tflite_ops)}; max abs error vs torch "
+        f"{checks.tflite_error:.2e} (ai-edge-litert) on a random 1x{shape[1]}x{shape[2]}x{shape[3]} image",
+        f"- `{model.nn}.onnx`: NCHW, dynamic height/width, ops {', '.join(checks.onnx_ops)}; max abs error vs torch "
+        f"{checks.onnx_error:.2e} (onnxruntime), passes onnx.checker",
+        f"- `{model.nn}.py` + `{model.nn}.pt`: the NN Dataset model file and its state_dict; "
+        f"`Net(in_shape, out_shape, prm, device)` then `load_state_dict(torch.load('{model.nn}.pt', weights_only=True))`",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -255,17 +321,26 @@ def _precision_lines(rows: tuple[PrecisionRow, ...], data_source: str, shape: tu
     """The model card's per-precision table (quantized variants)."""
     if not rows:
         return []
-    lines = ["", "## Precisions", "",
-             "| precision | file | PSNR dB | SSIM | drop vs fp32 dB | latency ms | size KiB | input | output | ops |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "",
+        "## Precisions",
+        "",
+        "| precision | file | PSNR dB | SSIM | drop vs fp32 dB | latency ms | size KiB | input | output | ops |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
-        lines.append(f"| {r.precision} | `{r.file}` | {r.psnr:.3f} | {r.ssim:.4f} | {r.drop_db:.3f} | "
-                     f"{r.latency_ms:.2f} | {r.size_bytes / 1024:.1f} | {r.input} | {r.output} | {', '.join(r.ops)} |")
-    lines += ["", "Recipes: " + "; ".join(f"{p} = {p.recipe}" for p in PRECISIONS) + ". PSNR / SSIM: mean over "
-              f"the validation images of {data_source or 'the data'} at full resolution, tiled, from each file's "
-              f"ai-edge-litert output (integer inputs quantized and outputs dequantized with the scale and zero point "
-              f"shown); calibration on seeded {CALIBRATION_CROP} px crops of the training images. Latency: the "
-              f"{STATISTIC} over 3 invoke() calls on this host, 1 thread, at {shape[2]}x{shape[3]}."]
+        lines.append(
+            f"| {r.precision} | `{r.file}` | {r.psnr:.3f} | {r.ssim:.4f} | {r.drop_db:.3f} | "
+            f"{r.latency_ms:.2f} | {r.size_bytes / 1024:.1f} | {r.input} | {r.output} | {', '.join(r.ops)} |"
+        )
+    lines += [
+        "",
+        "Recipes: " + "; ".join(f"{p} = {p.recipe}" for p in PRECISIONS) + ". PSNR / SSIM: mean over "
+        f"the validation images of {data_source or 'the data'} at full resolution, tiled, from each file's "
+        f"ai-edge-litert output (integer inputs quantized and outputs dequantized with the scale and zero point "
+        f"shown); calibration on seeded {CALIBRATION_CROP} px crops of the training images. Latency: the "
+        f"{STATISTIC} over 3 invoke() calls on this host, 1 thread, at {shape[2]}x{shape[3]}.",
+    ]
     return lines
 
 
@@ -276,8 +351,10 @@ def _quality_lines(stats: Any) -> list[str]:
     last = stats.sort_values("epoch").groupby(["metric", "dataset"]).tail(1)
     for _, row in last.sort_values(["dataset", "metric"]).iterrows():
         unit = " dB" if row["metric"] == "psnr" else ""
-        lines.append(f"- {row['metric'].upper()}: {row['accuracy']:.4f}{unit} on `{row['dataset']}` "
-                     f"(validation split, after epoch {row['epoch']}, task {row['task']})")
+        lines.append(
+            f"- {row['metric'].upper()}: {row['accuracy']:.4f}{unit} on `{row['dataset']}` "
+            f"(validation split, after epoch {row['epoch']}, task {row['task']})"
+        )
     return lines
 
 
@@ -289,14 +366,21 @@ def _known(value: Any) -> bool:
 def _latency_lines(runs: Any) -> list[str]:
     if runs.empty:
         return ["- no latency recorded"]
-    lines = ["| device profile | kind | runtime | threads | input HxW | latency ms | median ms | min-max ms | runs |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| device profile | kind | runtime | threads | input HxW | latency ms | median ms | min-max ms | runs |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for _, r in runs.iterrows():
         spread = f"{r['min_ms']:.2f}-{r['max_ms']:.2f}" if _known(r["min_ms"]) and _known(r["max_ms"]) else "-"
         latency = LatencyStat(median_ms=r["median_ms"], min_ms=r["min_ms"] if _known(r["min_ms"]) else None).ms
-        lines.append(f"| {r['device']} | {r['kind']} | {r['runtime']} {r['runtime_version']} | {r['threads']} | "
-                     f"{r['height']}x{r['width']} | {latency:.2f} | {r['median_ms']:.2f} | {spread} | {r['runs']} |")
-    lines += ["", f"latency ms: the {STATISTIC} ({STATISTIC_DETAIL}), the figure nnsearch compares; measured: "
-              "`runs` invoke() calls of the whole .tflite file in the runtime named, after warm-up; predicted: "
-              "the sum of the per-layer lookup-table figures for that device profile."]
+        lines.append(
+            f"| {r['device']} | {r['kind']} | {r['runtime']} {r['runtime_version']} | {r['threads']} | "
+            f"{r['height']}x{r['width']} | {latency:.2f} | {r['median_ms']:.2f} | {spread} | {r['runs']} |"
+        )
+    lines += [
+        "",
+        f"latency ms: the {STATISTIC} ({STATISTIC_DETAIL}), the figure nnsearch compares; measured: "
+        "`runs` invoke() calls of the whole .tflite file in the runtime named, after warm-up; predicted: "
+        "the sum of the per-layer lookup-table figures for that device profile.",
+    ]
     return lines

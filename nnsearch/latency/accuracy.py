@@ -42,29 +42,44 @@ class PredictionAccuracy:
         return self.pairs >= MIN_PAIRS and weak
 
     def line(self) -> str:
-        return (f"{self.device}: {self.pairs} whole-model measurement(s) paired with the table's prediction: "
-                f"within +-10% {self.within10:.0%}, Spearman {self.spearman:.3f}, predicted/measured median "
-                f"{self.median_ratio:.2f}")
+        return (
+            f"{self.device}: {self.pairs} whole-model measurement(s) paired with the table's prediction: "
+            f"within +-10% {self.within10:.0%}, Spearman {self.spearman:.3f}, predicted/measured median "
+            f"{self.median_ratio:.2f}"
+        )
 
     def warning(self) -> str | None:
         """A warning when the table predicts this device badly, else None."""
         if not self.bad:
             return None
-        return (f"the lookup table of device '{self.device}' predicts it badly ({self.within10:.0%} of "
-                f"{self.pairs} measured models within +-10%, Spearman {self.spearman:.2f}); rely on measured "
-                "figures there (keep whole-model timing on, and --latency-wait)")
+        return (
+            f"the lookup table of device '{self.device}' predicts it badly ({self.within10:.0%} of "
+            f"{self.pairs} measured models within +-10%, Spearman {self.spearman:.2f}); rely on measured "
+            "figures there (keep whole-model timing on, and --latency-wait)"
+        )
 
 
 def prediction_pairs(store: Store, device: str) -> pd.DataFrame:
     """One row per model x configuration with both figures: nn, height, width, threads, precision, measured, predicted."""
-    query = select(LatencyRun.nn, LatencyRun.height, LatencyRun.width, LatencyRun.threads, LatencyRun.precision,
-                   LatencyRun.kind, LatencyRun.median_ms, LatencyRun.min_ms).where(LatencyRun.device == device)
+    query = select(
+        LatencyRun.nn,
+        LatencyRun.height,
+        LatencyRun.width,
+        LatencyRun.threads,
+        LatencyRun.precision,
+        LatencyRun.kind,
+        LatencyRun.median_ms,
+        LatencyRun.min_ms,
+    ).where(LatencyRun.device == device)
     groups: dict[tuple, dict[str, list[LatencyStat]]] = {}
     for row in store.reading(lambda conn: conn.execute(query).all()):
         kinds = groups.setdefault((row.nn, row.height, row.width, row.threads, row.precision), {})
         kinds.setdefault(row.kind, []).append(LatencyStat(median_ms=row.median_ms, min_ms=row.min_ms))
-    rows = [(*config, LatencyStat.pooled(k["measured"]).ms, LatencyStat.pooled(k["predicted"]).ms)
-            for config, k in groups.items() if "measured" in k and "predicted" in k]
+    rows = [
+        (*config, LatencyStat.pooled(k["measured"]).ms, LatencyStat.pooled(k["predicted"]).ms)
+        for config, k in groups.items()
+        if "measured" in k and "predicted" in k
+    ]
     return pd.DataFrame(rows, columns=["nn", "height", "width", "threads", "precision", "measured", "predicted"])
 
 
@@ -76,5 +91,6 @@ def prediction_accuracy(store: Store, device: str) -> PredictionAccuracy | None:
         return None
     ratio = pairs["predicted"] / pairs["measured"]
     spearman = float(pairs["predicted"].corr(pairs["measured"], method="spearman")) if len(pairs) > 1 else float("nan")
-    return PredictionAccuracy(device, len(pairs), float(((ratio - 1).abs() <= 0.1).mean()), spearman,
-                              float(ratio.median()))
+    return PredictionAccuracy(
+        device, len(pairs), float(((ratio - 1).abs() <= 0.1).mean()), spearman, float(ratio.median())
+    )

@@ -8,8 +8,9 @@ it (`LatencyTarget.wait`) or goes on with the prediction.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 import torch
 
@@ -65,9 +66,17 @@ class CandidateLatency:
     Exported models for timing go to `tflite_dir`.
     """
 
-    def __init__(self, store: Store, config: LatencyTarget, tflite_dir: Path, *,
-                 max_latency_ms: float | None = None, precision: str = Precision.FP32, study: str | None = None,
-                 log: Log = lambda message: None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        config: LatencyTarget,
+        tflite_dir: Path,
+        *,
+        max_latency_ms: float | None = None,
+        precision: str = Precision.FP32,
+        study: str | None = None,
+        log: Log = lambda message: None,
+    ) -> None:
         self.store = store
         self.config = config
         self.tflite_dir = tflite_dir
@@ -75,7 +84,7 @@ class CandidateLatency:
         self.precision = precision  # of the lookup table predicting, and of the model measured
         self.study = study
         self.log = log
-        self._agents: AgentTiming | None | bool = False  # False: not looked up yet
+        self._agents: AgentTiming | bool | None = False  # False: not looked up yet
         self._exported: dict[str, Path] = {}  # models waiting to be queued for the agents
         self._predicted: dict[str, float] = {}
         self._warned = False
@@ -86,15 +95,19 @@ class CandidateLatency:
         if self._agents is False:
             lat = self.config
             served = lat.measure and served_by_agents(self.store, lat.device)
-            self._agents = (AgentTiming(self.store, lat.device, lat.height, lat.width, lat.threads, self.precision,
-                                        self.study) if served else None)
+            self._agents = (
+                AgentTiming(self.store, lat.device, lat.height, lat.width, lat.threads, self.precision, self.study)
+                if served
+                else None
+            )
         return self._agents  # type: ignore[return-value]
 
     def predicted_ms(self, arch: Arch) -> float:
         """The lookup table's prediction (raises LatencyError where the device's table lacks an entry)."""
         lat = self.config
-        return predict_latency(self.store, arch, lat.device, lat.height, lat.width, lat.threads,
-                               precision=self.precision)
+        return predict_latency(
+            self.store, arch, lat.device, lat.height, lat.width, lat.threads, precision=self.precision
+        )
 
     def predicted_or_none(self, arch: Arch) -> float | None:
         """The prediction a sampler may use, None where the device's table cannot give one."""
@@ -114,8 +127,7 @@ class CandidateLatency:
             return None
         predicted = self.predicted_ms(arch)
         self._predicted[arch.name] = predicted
-        return prediction_record(self.store, predicted, lat.device, lat.height, lat.width, lat.threads,
-                                 self.precision)
+        return prediction_record(self.store, predicted, lat.device, lat.height, lat.width, lat.threads, self.precision)
 
     def budget_excess(self, predicted: LatencyRecord | None) -> float:
         """Predicted ms over the budget (<= 0: feasible; 0 without a budget or a prediction)."""
@@ -181,8 +193,10 @@ class CandidateLatency:
             return
         table = latency_table(self.store, resolve_profile(self.store, lat.device, lat.threads, self.precision))
         inflated = remeasure(table, [key for key, _ in table.keys(arch, lat.height, lat.width)])
-        self.log(f"{arch.name}: the table predicted {predicted:.1f} ms, measured {measured_ms:.1f} ms; re-measured "
-                 f"its entries, {len(inflated)} were inflated")
+        self.log(
+            f"{arch.name}: the table predicted {predicted:.1f} ms, measured {measured_ms:.1f} ms; re-measured "
+            f"its entries, {len(inflated)} were inflated"
+        )
 
     def _export(self, student: torch.nn.Module, arch: Arch, quantizer: Any) -> Path:
         lat = self.config

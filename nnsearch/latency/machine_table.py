@@ -29,8 +29,8 @@ import platform
 import sqlite3
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from nnsearch.common.paths import cache_dir
 from nnsearch.common.precision import Precision
@@ -41,11 +41,15 @@ FILE_NAME = "machine_lut.sqlite"
 FORMAT_VERSION = 1
 _PROFILE = ("device", "runtime", "runtime_version", "threads", "precision")
 _STAT = ("median_ms", "min_ms", "max_ms", "runs")
-_SCHEMA = ("CREATE TABLE IF NOT EXISTS lut_entry (machine TEXT NOT NULL, "
-           + ", ".join(f"{c} {'INTEGER' if c in ('threads', 'in_h', 'in_w', 'in_c', 'out_c', 'kernel', 'stride') else 'TEXT'} NOT NULL"
-                       for c in (*_PROFILE, *KEY_COLUMNS))
-           + ", median_ms REAL NOT NULL, min_ms REAL, max_ms REAL, runs INTEGER NOT NULL, "
-           + f"PRIMARY KEY (machine, {', '.join((*_PROFILE, *KEY_COLUMNS))}))")
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS lut_entry (machine TEXT NOT NULL, "
+    + ", ".join(
+        f"{c} {'INTEGER' if c in ('threads', 'in_h', 'in_w', 'in_c', 'out_c', 'kernel', 'stride') else 'TEXT'} NOT NULL"
+        for c in (*_PROFILE, *KEY_COLUMNS)
+    )
+    + ", median_ms REAL NOT NULL, min_ms REAL, max_ms REAL, runs INTEGER NOT NULL, "
+    + f"PRIMARY KEY (machine, {', '.join((*_PROFILE, *KEY_COLUMNS))}))"
+)
 
 
 def machine_id() -> str:
@@ -93,20 +97,26 @@ class MachineLut:
         if not wanted or not self.serves(device):
             return {}
         ops = sorted({k.op for k in wanted})
-        query = (f"SELECT {', '.join((*KEY_COLUMNS, *_STAT))} FROM lut_entry WHERE machine = ? AND "
-                 + " AND ".join(f"{c} = ?" for c in _PROFILE) + f" AND op IN ({', '.join('?' * len(ops))})")
+        query = (
+            f"SELECT {', '.join((*KEY_COLUMNS, *_STAT))} FROM lut_entry WHERE machine = ? AND "
+            + " AND ".join(f"{c} = ?" for c in _PROFILE)
+            + f" AND op IN ({', '.join('?' * len(ops))})"
+        )
         rows = self._run(lambda conn: conn.execute(query, (self.machine, *self._profile(device), *ops)).fetchall(), [])
         found = {}
         for row in rows:
-            key = OpKey(*row[:len(KEY_COLUMNS)])
+            key = OpKey(*row[: len(KEY_COLUMNS)])
             if key in wanted:
-                median, low, high, runs = row[len(KEY_COLUMNS):]
+                median, low, high, runs = row[len(KEY_COLUMNS) :]
                 found[key] = LutEntry(device, key, "measured", median_ms=median, min_ms=low, max_ms=high, runs=runs)
         return found
 
     def put(self, entries: Iterable[LutEntry]) -> None:
-        rows = [(self.machine, *self._profile(e.device), *e.key, e.median_ms, e.min_ms, e.max_ms, e.runs)
-                for e in entries if e.source == "measured" and self.serves(e.device)]
+        rows = [
+            (self.machine, *self._profile(e.device), *e.key, e.median_ms, e.min_ms, e.max_ms, e.runs)
+            for e in entries
+            if e.source == "measured" and self.serves(e.device)
+        ]
         if not rows:
             return
         columns = ("machine", *_PROFILE, *KEY_COLUMNS, *_STAT)
@@ -128,13 +138,19 @@ class MachineLut:
             try:
                 return self._transaction(work)
             except (sqlite3.DatabaseError, OSError) as exc:  # corrupt, not a database, other format, unwritable
-                if attempt == 1 and isinstance(exc, sqlite3.DatabaseError) and self.path.is_file() \
-                        and not isinstance(exc, sqlite3.OperationalError):
+                if (
+                    attempt == 1
+                    and isinstance(exc, sqlite3.DatabaseError)
+                    and self.path.is_file()
+                    and not isinstance(exc, sqlite3.OperationalError)
+                ):
                     self._move_aside(exc)
                     continue
                 self._usable = False
-                _warn(f"this machine's lookup table {self.path} cannot be used ({exc}); entries are measured and "
-                      "kept in the store only")
+                _warn(
+                    f"this machine's lookup table {self.path} cannot be used ({exc}); entries are measured and "
+                    "kept in the store only"
+                )
         return fallback
 
     def _transaction(self, work):
@@ -158,8 +174,10 @@ class MachineLut:
             os.replace(self.path, aside)
         except FileNotFoundError:  # another worker moved it first
             return
-        _warn(f"{self.path} is not a readable machine lookup table ({exc}); moved it to {aside.name} and "
-              "started a new one")
+        _warn(
+            f"{self.path} is not a readable machine lookup table ({exc}); moved it to {aside.name} and "
+            "started a new one"
+        )
 
 
 class MachineCachedBackend:

@@ -27,9 +27,10 @@ import csv
 import itertools
 import tempfile
 from collections import Counter
+from collections.abc import Iterable, Iterator
 from functools import lru_cache
 from pathlib import Path
-from typing import Iterable, Iterator, NamedTuple
+from typing import NamedTuple
 
 import torch
 
@@ -65,8 +66,11 @@ def folded_pads(graph: Graph) -> dict[str, str]:
     uses = Counter(name for layer in graph.layers for name in layer.inputs)
     uses[graph.output] += 1
     conv_inputs = {layer.inputs[0] for layer in graph.layers if layer.op == "CONV_2D"}
-    return {layer.output: layer.inputs[0] for layer in graph.layers
-            if layer.op == "PAD" and layer.pad == 1 and uses[layer.output] == 1 and layer.output in conv_inputs}
+    return {
+        layer.output: layer.inputs[0]
+        for layer in graph.layers
+        if layer.op == "PAD" and layer.pad == 1 and uses[layer.output] == 1 and layer.output in conv_inputs
+    }
 
 
 def layer_key(layer: Layer, graph: Graph, pads: dict[str, str] | None = None) -> OpKey:
@@ -167,19 +171,28 @@ def probe_graph(key: OpKey) -> Graph:
     if key.op == "CONV_2D" and key.stride > 1:
         layers.append(Layer("PAD", ["x"], "x_pad", pad=1))
         shapes["x_pad"] = (1, key.in_h + 2, key.in_w + 2, key.in_c)
-    layers.append(Layer(
-        key.op, [layers[0].output] if layers else inputs, "y", activation=key.activation, stride=key.stride,
-        kernel=0 if key.op == "PAD" else key.kernel, pad=key.kernel if key.op == "PAD" else 0,
-        padding="SAME" if key.op == "CONV_2D" and key.stride == 1 else "VALID",
-    ))
+    layers.append(
+        Layer(
+            key.op,
+            [layers[0].output] if layers else inputs,
+            "y",
+            activation=key.activation,
+            stride=key.stride,
+            kernel=0 if key.op == "PAD" else key.kernel,
+            pad=key.kernel if key.op == "PAD" else 0,
+            padding="SAME" if key.op == "CONV_2D" and key.stride == 1 else "VALID",
+        )
+    )
     shapes["y"] = (1, *_probe_output(key), key.out_c)
     return Graph(layers, shapes, inputs, "y")
 
 
 def probe_file_name(key: OpKey, precision: str = Precision.FP32) -> str:
     """A readable, unique file name for a key's probe (precisions other than fp32 add a suffix)."""
-    return Precision.parse(precision).tflite_name(f"{key.op.lower()}_{key.in_h}x{key.in_w}x{key.in_c}-{key.out_c}"
-                                            f"_k{key.kernel}s{key.stride}_{key.activation.lower()}")
+    return Precision.parse(precision).tflite_name(
+        f"{key.op.lower()}_{key.in_h}x{key.in_w}x{key.in_c}-{key.out_c}"
+        f"_k{key.kernel}s{key.stride}_{key.activation.lower()}"
+    )
 
 
 #: Probes are calibrated at most this large (the same op with the same tensor names; values do not matter).
@@ -201,18 +214,21 @@ def write_probe(key: OpKey, folder: str | Path, precision: str = Precision.FP32)
     with tempfile.TemporaryDirectory(prefix="nnsearch-probe-") as scratch:
         source = write_atomic(data, Path(scratch) / probe_file_name(key))
         calibration = write_atomic(to_flatbuffer(probe_graph(small)), Path(scratch) / f"small-{source.name}")
-        return quantize_with_random_calibration(source, target, precision, f"probe {probe_file_name(key)}",
-                                                calibration)
+        return quantize_with_random_calibration(source, target, precision, f"probe {probe_file_name(key)}", calibration)
 
 
-def export_probes(space: SearchSpace, resolution: tuple[int, int], out_dir: str | Path,
-                  keys: Iterable[OpKey] | None = None, precision: str = Precision.FP32) -> Path:
+def export_probes(
+    space: SearchSpace,
+    resolution: tuple[int, int],
+    out_dir: str | Path,
+    keys: Iterable[OpKey] | None = None,
+    precision: str = Precision.FP32,
+) -> Path:
     """Write the probes a space needs at (height, width) in `precision` and `manifest.csv`; returns its path."""
     out = Path(out_dir)
     height, width = resolution
     chosen = sorted(set(keys)) if keys is not None else space_keys(space, height, width)
-    rows = [{**key._asdict(), "precision": precision, "file": write_probe(key, out, precision).name}
-            for key in chosen]
+    rows = [{**key._asdict(), "precision": precision, "file": write_probe(key, out, precision).name} for key in chosen]
     manifest = out / "manifest.csv"
     with manifest.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=MANIFEST_COLUMNS)

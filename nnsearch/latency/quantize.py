@@ -32,9 +32,10 @@ import contextlib
 import io
 import os
 import tempfile
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -70,8 +71,12 @@ def _quantizer(path: Path, precision: Precision) -> Any:
     elif precision is Precision.W8A16:
         q.load_quantization_recipe(recipe.static_wi8_ai16())
     else:
-        q.add_weight_only_config(regex=".*", operation_name=qtyping.TFLOperationName.CONV_2D, num_bits=16,
-                                 algorithm_key=AlgorithmName.FLOAT_CASTING)
+        q.add_weight_only_config(
+            regex=".*",
+            operation_name=qtyping.TFLOperationName.CONV_2D,
+            num_bits=16,
+            algorithm_key=AlgorithmName.FLOAT_CASTING,
+        )
     return q
 
 
@@ -91,16 +96,24 @@ def _check_samples(path: Path, samples: Sequence[Sample], what: str) -> None:
     wanted = {d["name"]: tuple(int(v) for v in d["shape"]) for d in interpreter.get_input_details()}
     for index, sample in enumerate(samples):
         if set(sample) != set(wanted):
-            raise QuantizeError(f"{what}: calibration sample {index} names inputs {sorted(sample)}, "
-                                f"the model takes {sorted(wanted)}")
+            raise QuantizeError(
+                f"{what}: calibration sample {index} names inputs {sorted(sample)}, the model takes {sorted(wanted)}"
+            )
         for name, array in sample.items():
             if tuple(np.shape(array)) != wanted[name]:
-                raise QuantizeError(f"{what}: calibration sample {index} has shape {tuple(np.shape(array))} for "
-                                    f"input '{name}', which does not fit the model's NHWC input {wanted[name]}")
+                raise QuantizeError(
+                    f"{what}: calibration sample {index} has shape {tuple(np.shape(array))} for "
+                    f"input '{name}', which does not fit the model's NHWC input {wanted[name]}"
+                )
 
 
-def calibrate(float_path: str | Path, precision: str | Precision, samples: Sequence[Sample], what: str = "model",
-              headroom: float | None = None) -> Calibration:
+def calibrate(
+    float_path: str | Path,
+    precision: str | Precision,
+    samples: Sequence[Sample],
+    what: str = "model",
+    headroom: float | None = None,
+) -> Calibration:
     """Tensor statistics of a float .tflite file over `samples` for `precision` ({} where none are needed).
 
     `headroom` (default `HEADROOM[precision]`) scales every tensor's observed
@@ -165,8 +178,13 @@ def _cover_image_range(statistics: dict[str, Any], names: list[str]) -> dict[str
     return statistics
 
 
-def quantize_tflite(float_path: str | Path, out_path: str | Path, precision: str | Precision, calibration: Calibration,
-                    what: str = "model") -> Path:
+def quantize_tflite(
+    float_path: str | Path,
+    out_path: str | Path,
+    precision: str | Precision,
+    calibration: Calibration,
+    what: str = "model",
+) -> Path:
     """Write the `precision` variant of a float .tflite file to `out_path`, checked; returns the path.
 
     `calibration` comes from `calibrate` (of this file or of the same student at
@@ -243,8 +261,14 @@ class TensorIO:
 
 def _tensor_io(detail: Mapping[str, Any]) -> TensorIO:
     scale, zero_point = detail.get("quantization", (0.0, 0))
-    return TensorIO(str(detail["name"]), int(detail["index"]), tuple(int(v) for v in detail["shape"]),
-                    np.dtype(detail["dtype"]).name, float(scale), int(zero_point))
+    return TensorIO(
+        str(detail["name"]),
+        int(detail["index"]),
+        tuple(int(v) for v in detail["shape"]),
+        np.dtype(detail["dtype"]).name,
+        float(scale),
+        int(zero_point),
+    )
 
 
 class TFLiteRunner:
@@ -277,8 +301,13 @@ def random_samples(path: str | Path, count: int = 2, seed: int = 0) -> list[dict
     return [{t.name: rng.random(t.shape, dtype=np.float32) for t in inputs} for _ in range(count)]
 
 
-def quantize_with_random_calibration(float_path: str | Path, out_path: str | Path, precision: str,
-                                     what: str = "probe", calibration_path: str | Path | None = None) -> Path:
+def quantize_with_random_calibration(
+    float_path: str | Path,
+    out_path: str | Path,
+    precision: str,
+    what: str = "probe",
+    calibration_path: str | Path | None = None,
+) -> Path:
     """Quantize a file calibrated on seeded uniform inputs: how lookup-table probes get their precision.
 
     A probe's latency depends on its shapes and dtypes, not on the values, so

@@ -32,10 +32,13 @@ def recorded_resolution(store: Store, study: str, device: str) -> tuple[int, int
         return found.height, found.width, found.threads
     # no stored configuration (records written without a study): the students' largest recorded input,
     # then the fewest threads there, as `nnsearch.store.timings` picks for readers without one
-    query = (select(LatencyRun.height, LatencyRun.width, LatencyRun.threads)
-             .join(TrialLink, TrialLink.nn == LatencyRun.nn)
-             .where(TrialLink.study == study, LatencyRun.device == device)
-             .order_by((LatencyRun.height * LatencyRun.width).desc(), LatencyRun.threads).limit(1))
+    query = (
+        select(LatencyRun.height, LatencyRun.width, LatencyRun.threads)
+        .join(TrialLink, TrialLink.nn == LatencyRun.nn)
+        .where(TrialLink.study == study, LatencyRun.device == device)
+        .order_by((LatencyRun.height * LatencyRun.width).desc(), LatencyRun.threads)
+        .limit(1)
+    )
     row = store.reading(lambda conn: conn.execute(query).first())
     return None if row is None else (int(row.height), int(row.width), int(row.threads))
 

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import dataclasses
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from sqlalchemy import select
 
@@ -62,10 +62,13 @@ def resolve_profile(store: Store, device_name: str, threads: int = 1, precision:
         raise LatencyError(
             f"no latency table for device '{device_name}' with {threads} thread(s) at {precision} in "
             f"{store.display_url} (stored: {known}); import one with `nnsearch lut import FILE.csv --device "
-            f"{device_name} --threads {threads} --precision {precision}`, or use '{HOST_DEVICE}'")
+            f"{device_name} --threads {threads} --precision {precision}`, or use '{HOST_DEVICE}'"
+        )
     if len(found) > 1:
-        raise LatencyError(f"device '{device_name}' with {threads} thread(s) has several stored profiles "
-                           f"({'; '.join(map(str, found))}); keep one runtime version per device name")
+        raise LatencyError(
+            f"device '{device_name}' with {threads} thread(s) has several stored profiles "
+            f"({'; '.join(map(str, found))}); keep one runtime version per device name"
+        )
     _PROFILES[cache_key] = found[0]
     return found[0]
 
@@ -91,8 +94,16 @@ def clear_caches() -> None:
     _PROFILES.clear()
 
 
-def predict_latency(store: Store, arch: Arch, device_name: str, height: int, width: int, threads: int = 1,
-                    measure_missing: bool = True, precision: str = Precision.FP32) -> float:
+def predict_latency(
+    store: Store,
+    arch: Arch,
+    device_name: str,
+    height: int,
+    width: int,
+    threads: int = 1,
+    measure_missing: bool = True,
+    precision: str = Precision.FP32,
+) -> float:
     """Predicted latency in ms of `arch` at height x width on a device profile, from the stored LUT.
 
     For 'host-cpu' with `measure_missing`, missing entries are measured here and
@@ -110,11 +121,21 @@ def predict_latency(store: Store, arch: Arch, device_name: str, height: int, wid
             raise
     raise LatencyError(
         f"the lookup table for {profile} lacks {len(gaps)} of the {len(wanted)} op keys of {arch.describe()} "
-        f"at {height}x{width} (e.g. {gaps[0]}); {fill_hint(device_name, height, width, threads, precision)}")
+        f"at {height}x{width} (e.g. {gaps[0]}); {fill_hint(device_name, height, width, threads, precision)}"
+    )
 
 
-def fill_space_table(store: Store, space: SearchSpace, height: int, width: int, threads: int = 1, *,
-                     runs: int = 5, verbose: bool = True, precision: str = Precision.FP32) -> tuple[int, int]:
+def fill_space_table(
+    store: Store,
+    space: SearchSpace,
+    height: int,
+    width: int,
+    threads: int = 1,
+    *,
+    runs: int = 5,
+    verbose: bool = True,
+    precision: str = Precision.FP32,
+) -> tuple[int, int]:
     """Measure on this host every lookup-table key of `space` at height x width that the store lacks.
 
     Keys this machine measured before, for any store, are copied from its table
@@ -128,8 +149,11 @@ def fill_space_table(store: Store, space: SearchSpace, height: int, width: int, 
     table = LatencyTable(host_profile(threads, HOST_DEVICE, precision), backend, runs=runs)
     todo = table.missing(keys)
     if backend.copied and verbose and backend.machine is not None:
-        print(f"lookup table: copied {backend.copied} entries at {height}x{width} measured earlier on this machine "
-              f"({backend.machine.path})", flush=True)
+        print(
+            f"lookup table: copied {backend.copied} entries at {height}x{width} measured earlier on this machine "
+            f"({backend.machine.path})",
+            flush=True,
+        )
     desc = f"lookup table {height}x{width}{Precision.parse(precision).label()}"
     for key in progress(todo, total=len(todo), desc=desc, enabled=verbose and bool(todo)):
         table.build([key])
@@ -142,32 +166,62 @@ def fill_hint(device_name: str, height: int, width: int, threads: int, precision
     """How to fill a device's table, for error messages."""
     flag = Precision.parse(precision).label(" --precision ")
     if device_name == HOST_DEVICE:
-        return (f"run `nnsearch lut build --device {HOST_DEVICE} --space SPACE --resolution {height}x{width} "
-                f"--threads {threads}{flag}`")
-    return (f"run `nnsearch lut export-probes --space SPACE --resolution {height}x{width} --out probes{flag}`, time "
-            f"the probes on the device with benchmark_model --num_threads={threads}, then "
-            f"`nnsearch lut import latencies.csv --device {device_name} --threads {threads}{flag}`")
+        return (
+            f"run `nnsearch lut build --device {HOST_DEVICE} --space SPACE --resolution {height}x{width} "
+            f"--threads {threads}{flag}`"
+        )
+    return (
+        f"run `nnsearch lut export-probes --space SPACE --resolution {height}x{width} --out probes{flag}`, time "
+        f"the probes on the device with benchmark_model --num_threads={threads}, then "
+        f"`nnsearch lut import latencies.csv --device {device_name} --threads {threads}{flag}`"
+    )
 
 
-def prediction_record(store: Store, latency_ms: float, device_name: str, height: int, width: int,
-                      threads: int = 1, precision: str = Precision.FP32) -> LatencyRecord:
+def prediction_record(
+    store: Store,
+    latency_ms: float,
+    device_name: str,
+    height: int,
+    width: int,
+    threads: int = 1,
+    precision: str = Precision.FP32,
+) -> LatencyRecord:
     """A `LatencyRecord` of kind 'predicted' for a `predict_latency` result (e.g. for a ModelRecord).
 
     The prediction estimates the whole model's minimum over runs (the statistic
     the table sums), so it goes into `min_ms` as well as `median_ms`.
     """
     profile = resolve_profile(store, device_name, threads, precision)
-    return LatencyRecord(device=profile.name, runtime=profile.runtime, runtime_version=profile.runtime_version,
-                         threads=profile.threads, height=height, width=width, kind="predicted",
-                         median_ms=float(latency_ms), min_ms=float(latency_ms), runs=0, precision=precision)
+    return LatencyRecord(
+        device=profile.name,
+        runtime=profile.runtime,
+        runtime_version=profile.runtime_version,
+        threads=profile.threads,
+        height=height,
+        width=width,
+        kind="predicted",
+        median_ms=float(latency_ms),
+        min_ms=float(latency_ms),
+        runs=0,
+        precision=precision,
+    )
 
 
-def measured_record(timing: Timing, device_name: str, height: int, width: int,
-                    precision: str = Precision.FP32) -> LatencyRecord:
+def measured_record(
+    timing: Timing, device_name: str, height: int, width: int, precision: str = Precision.FP32
+) -> LatencyRecord:
     """A `LatencyRecord` of kind 'measured' for a whole-model `Timing` at height x width."""
-    return LatencyRecord(device=device_name, runtime=timing.runtime, runtime_version=timing.runtime_version,
-                         threads=timing.threads, height=height, width=width, kind="measured",
-                         precision=precision, **timing.stat_values())
+    return LatencyRecord(
+        device=device_name,
+        runtime=timing.runtime,
+        runtime_version=timing.runtime_version,
+        threads=timing.threads,
+        height=height,
+        width=width,
+        kind="measured",
+        precision=precision,
+        **timing.stat_values(),
+    )
 
 
 def record_latency(store: Store, nn: str, record: LatencyRecord) -> None:
@@ -178,22 +232,33 @@ def record_latency(store: Store, nn: str, record: LatencyRecord) -> None:
     record_bundle(store, Bundle(latencies=[row]))
 
 
-def record_prediction(store: Store, nn: str, latency_ms: float, device_name: str, height: int, width: int,
-                      threads: int = 1) -> LatencyRecord:
+def record_prediction(
+    store: Store, nn: str, latency_ms: float, device_name: str, height: int, width: int, threads: int = 1
+) -> LatencyRecord:
     """Record a predicted latency of the stored model `nn` (a `latency_run` row, kind 'predicted')."""
     record = prediction_record(store, latency_ms, device_name, height, width, threads)
     record_latency(store, nn, record)
     return record
 
 
-def profile_nn(store: Store, nn: str, height: int, width: int, *, threads: int = 1, runs: int = 10,
-               warmup: int = 2, device_name: str = HOST_DEVICE) -> LatencyRecord:
+def profile_nn(
+    store: Store,
+    nn: str,
+    height: int,
+    width: int,
+    *,
+    threads: int = 1,
+    runs: int = 10,
+    warmup: int = 2,
+    device_name: str = HOST_DEVICE,
+) -> LatencyRecord:
     """Time a stored model whole on this host (random weights) and record it as a 'measured' latency_run."""
     arch = stored_arch(store, nn)
     check_resolution(arch.min_divisor, height, width, f"model '{nn}' ({arch.describe()})")
     with tempfile.TemporaryDirectory(prefix="nnsearch-profile-") as folder:
-        path = export_tflite(build_student(arch).eval(), Path(folder) / "model.tflite",
-                             (1, arch.in_channels, height, width))
+        path = export_tflite(
+            build_student(arch).eval(), Path(folder) / "model.tflite", (1, arch.in_channels, height, width)
+        )
         timing = time_tflite(path, runs=runs, warmup=warmup, threads=threads)
     record = measured_record(timing, device_name, height, width)
     record_latency(store, nn, record)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterable, cast
+from collections.abc import Iterable
+from typing import Any, cast
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -14,8 +15,13 @@ from nnsearch.store.schema import LatencyLUT
 
 _TABLE = LatencyLUT.__table__
 #: The `latency_lut` columns that make a `DeviceProfile`, in its field order.
-_PROFILE_COLUMNS = (LatencyLUT.device, LatencyLUT.runtime, LatencyLUT.runtime_version, LatencyLUT.threads,
-                    LatencyLUT.precision)
+_PROFILE_COLUMNS = (
+    LatencyLUT.device,
+    LatencyLUT.runtime,
+    LatencyLUT.runtime_version,
+    LatencyLUT.threads,
+    LatencyLUT.precision,
+)
 
 
 class SqlLutBackend:
@@ -45,8 +51,9 @@ class SqlLutBackend:
             self.store.write(write)
 
 
-def device_profiles(store: Store, name: str | None = None, threads: int | None = None,
-                    precision: str | None = None) -> list[DeviceProfile]:
+def device_profiles(
+    store: Store, name: str | None = None, threads: int | None = None, precision: str | None = None
+) -> list[DeviceProfile]:
     """The device profiles with stored entries (optionally one name, thread count, precision), sorted."""
     query = select(*_PROFILE_COLUMNS).distinct()
     if precision is not None:
@@ -62,14 +69,20 @@ def device_profiles(store: Store, name: str | None = None, threads: int | None =
 def lut_summary(store: Store, name: str | None = None) -> list[dict[str, Any]]:
     """Per device profile: entry count, counts by source and by op, the total of the entries' `LutEntry.ms`."""
     columns = _PROFILE_COLUMNS
-    query = (select(*columns, LatencyLUT.source, LatencyLUT.op, func.count(),
-                    func.sum(func.coalesce(LatencyLUT.min_ms, LatencyLUT.median_ms)))
-             .group_by(*columns, LatencyLUT.source, LatencyLUT.op))
+    query = select(
+        *columns,
+        LatencyLUT.source,
+        LatencyLUT.op,
+        func.count(),
+        func.sum(func.coalesce(LatencyLUT.min_ms, LatencyLUT.median_ms)),
+    ).group_by(*columns, LatencyLUT.source, LatencyLUT.op)
     if name is not None:
         query = query.where(LatencyLUT.device == name)
     summary: dict[DeviceProfile, dict[str, Any]] = {}
     for *profile, source, op, count, total in store.reading(lambda conn: conn.execute(query).all()):
-        item = summary.setdefault(DeviceProfile(*cast("list[Any]", profile)), {"entries": 0, "sources": {}, "ops": {}, "total_ms": 0.0})
+        item = summary.setdefault(
+            DeviceProfile(*cast("list[Any]", profile)), {"entries": 0, "sources": {}, "ops": {}, "total_ms": 0.0}
+        )
         item["entries"] += count
         item["sources"][source] = item["sources"].get(source, 0) + count
         item["ops"][op] = item["ops"].get(op, 0) + count
@@ -106,7 +119,8 @@ def stored_entry(session: Session, device: DeviceProfile, key: OpKey) -> LutEntr
 def stored_keys(store: Store, name: str, threads: int, precision: str) -> set[OpKey]:
     """Keys with an entry for device name `name` at `threads` and `precision`, whatever runtime measured them."""
     query = select(*(getattr(LatencyLUT, c) for c in KEY_COLUMNS)).where(
-        LatencyLUT.device == name, LatencyLUT.threads == int(threads), LatencyLUT.precision == precision)
+        LatencyLUT.device == name, LatencyLUT.threads == int(threads), LatencyLUT.precision == precision
+    )
     return {OpKey(*row) for row in store.reading(lambda conn: conn.execute(query).all())}
 
 
@@ -116,8 +130,9 @@ def _device_rows(session: Session, device: DeviceProfile, ops: set[str]) -> dict
 
 
 def _entry(device: DeviceProfile, row: Any) -> LutEntry:
-    return LutEntry(device, _key(row), row.source, median_ms=row.median_ms, min_ms=row.min_ms,
-                    max_ms=row.max_ms, runs=row.runs)
+    return LutEntry(
+        device, _key(row), row.source, median_ms=row.median_ms, min_ms=row.min_ms, max_ms=row.max_ms, runs=row.runs
+    )
 
 
 def _values(entry: LutEntry) -> dict[str, object]:
@@ -130,8 +145,14 @@ def upsert_entries(session: Session, device: DeviceProfile, entries: list[LutEnt
     for entry in entries:
         row = existing.get(entry.key)
         if row is None:
-            row = LatencyLUT(device=device.name, runtime=device.runtime, runtime_version=device.runtime_version,
-                             threads=device.threads, precision=device.precision, **entry.key._asdict())
+            row = LatencyLUT(
+                device=device.name,
+                runtime=device.runtime,
+                runtime_version=device.runtime_version,
+                threads=device.threads,
+                precision=device.precision,
+                **entry.key._asdict(),
+            )
             session.add(row)
             existing[entry.key] = row
         for column, value in _values(entry).items():

@@ -55,9 +55,10 @@ from __future__ import annotations
 import csv
 import statistics
 import tempfile
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Protocol, Sequence
+from typing import Protocol
 
 from nnsearch.common.precision import Precision
 from nnsearch.errors import LatencyError
@@ -67,8 +68,19 @@ from nnsearch.model.arch import Arch
 from nnsearch.store.stat import LatencyStat
 
 __all__ = [
-    "DeviceProfile", "LatencyTable", "LutBackend", "LutEntry", "MemoryBackend", "OpKey",
-    "arch_keys", "combine_entries", "fit_scale", "host_profile", "import_latencies", "measure_keys", "time_probe",
+    "DeviceProfile",
+    "LatencyTable",
+    "LutBackend",
+    "LutEntry",
+    "MemoryBackend",
+    "OpKey",
+    "arch_keys",
+    "combine_entries",
+    "fit_scale",
+    "host_profile",
+    "import_latencies",
+    "measure_keys",
+    "time_probe",
 ]
 
 
@@ -104,8 +116,10 @@ def can_measure(device: DeviceProfile) -> bool:
 def require_host(device: DeviceProfile) -> None:
     """LatencyError unless this host can measure latencies for `device`."""
     if not can_measure(device):
-        raise LatencyError(f"latencies for {device} cannot be measured on this host ({RUNTIME}, "
-                           f"{runtime_version()}); measure the exported probes there and import_latencies()")
+        raise LatencyError(
+            f"latencies for {device} cannot be measured on this host ({RUNTIME}, "
+            f"{runtime_version()}); measure the exported probes there and import_latencies()"
+        )
 
 
 @dataclass(frozen=True)
@@ -152,8 +166,15 @@ Progress = Callable[[int, int], None]
 PROBE_MIN_TOTAL_MS = 40.0
 
 
-def measure_keys(keys: Sequence[OpKey], device: DeviceProfile, *, runs: int = 5, warmup: int = 1,
-                 passes: int = 1, progress: Progress | None = None) -> list[LutEntry]:
+def measure_keys(
+    keys: Sequence[OpKey],
+    device: DeviceProfile,
+    *,
+    runs: int = 5,
+    warmup: int = 1,
+    passes: int = 1,
+    progress: Progress | None = None,
+) -> list[LutEntry]:
     """Time the probe of every key on this host.
 
     With `passes` > 1 all keys are timed in turn, then again, so a slow moment
@@ -172,8 +193,15 @@ def measure_keys(keys: Sequence[OpKey], device: DeviceProfile, *, runs: int = 5,
     return combine_entries(entries)
 
 
-def time_probe(path: str | Path, key: OpKey, device: DeviceProfile, *, runs: int = 5, warmup: int = 1,
-               min_total_ms: float = PROBE_MIN_TOTAL_MS) -> LutEntry:
+def time_probe(
+    path: str | Path,
+    key: OpKey,
+    device: DeviceProfile,
+    *,
+    runs: int = 5,
+    warmup: int = 1,
+    min_total_ms: float = PROBE_MIN_TOTAL_MS,
+) -> LutEntry:
     """Time one written probe file (see `lut_probes.write_probe`) as the entry of `key`."""
     require_host(device)
     timing = time_tflite(path, runs=runs, warmup=warmup, threads=device.threads, min_total_ms=min_total_ms)
@@ -185,8 +213,10 @@ def combine_entries(entries: Iterable[LutEntry]) -> list[LutEntry]:
     groups: dict[tuple[DeviceProfile, OpKey], list[LutEntry]] = {}
     for entry in entries:
         groups.setdefault((entry.device, entry.key), []).append(entry)
-    return [LutEntry(device, key, group[0].source, **LatencyStat.pooled(group).stat_values())
-            for (device, key), group in groups.items()]
+    return [
+        LutEntry(device, key, group[0].source, **LatencyStat.pooled(group).stat_values())
+        for (device, key), group in groups.items()
+    ]
 
 
 def fit_scale(measured_ms: Sequence[float], predicted_ms: Sequence[float]) -> float:
@@ -200,8 +230,16 @@ def fit_scale(measured_ms: Sequence[float], predicted_ms: Sequence[float]) -> fl
 class LatencyTable:
     """Lookup-table latency predictor for one device profile over a backend."""
 
-    def __init__(self, device: DeviceProfile, backend: LutBackend | None = None, *, scale: float = 1.0,
-                 runs: int = 5, warmup: int = 1, passes: int = 1) -> None:
+    def __init__(
+        self,
+        device: DeviceProfile,
+        backend: LutBackend | None = None,
+        *,
+        scale: float = 1.0,
+        runs: int = 5,
+        warmup: int = 1,
+        passes: int = 1,
+    ) -> None:
         self.device = device
         self.backend: LutBackend = backend if backend is not None else MemoryBackend()
         self.scale = float(scale)
@@ -220,8 +258,9 @@ class LatencyTable:
         todo = self.missing(keys)
         if not todo:
             return []
-        entries = measure_keys(todo, self.device, runs=self.runs, warmup=self.warmup,
-                               passes=self.passes, progress=progress)
+        entries = measure_keys(
+            todo, self.device, runs=self.runs, warmup=self.warmup, passes=self.passes, progress=progress
+        )
         self.add(entries)
         return entries
 
@@ -246,8 +285,10 @@ class LatencyTable:
             self.build(wanted)
         gaps = self.missing(wanted)
         if gaps:
-            raise LatencyError(f"the lookup table for {self.device} lacks {len(gaps)} of {len(wanted)} keys "
-                               f"(e.g. {gaps[0]}); build it on the device or import measured latencies")
+            raise LatencyError(
+                f"the lookup table for {self.device} lacks {len(gaps)} of {len(wanted)} keys "
+                f"(e.g. {gaps[0]}); build it on the device or import measured latencies"
+            )
         return sum(self._ms[key] * count for key, count in keys)
 
     def predict(self, arch: Arch, height: int, width: int, *, measure_missing: bool = False) -> float:
@@ -282,9 +323,15 @@ def _optional(value: str | None, kind: type[float] | type[int]) -> float | int |
 
 def _entry_from_row(row: dict[str, str], device: DeviceProfile, where: str) -> LutEntry:
     try:
-        entry = LutEntry(device, key_from_row(row), "imported", median_ms=float(row["median_ms"]),
-                         min_ms=_optional(row.get("min_ms"), float), max_ms=_optional(row.get("max_ms"), float),
-                         runs=int(row.get("runs") or 0) or 1)
+        entry = LutEntry(
+            device,
+            key_from_row(row),
+            "imported",
+            median_ms=float(row["median_ms"]),
+            min_ms=_optional(row.get("min_ms"), float),
+            max_ms=_optional(row.get("max_ms"), float),
+            runs=int(row.get("runs") or 0) or 1,
+        )
     except (KeyError, TypeError, ValueError) as exc:
         raise LatencyError(f"{where}: bad latency row {dict(row)}: {exc}") from None
     if not entry.median_ms >= 0:

@@ -11,8 +11,9 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from nnsearch.errors import SpaceError
 from nnsearch.model import student as _student
@@ -133,12 +134,12 @@ class Arch:
         work = inputs * self.widths[0] * 2.0  # stem and head
         for i, (width, blocks) in enumerate(zip(self.widths, self.blocks)):
             stages = 1 if i == levels - 1 else 2  # the bottleneck has no decoder stage
-            work += stages * blocks * width * width / 4.0 ** i  # residual w->w/2->w and plain w->w: both w^2
+            work += stages * blocks * width * width / 4.0**i  # residual w->w/2->w and plain w->w: both w^2
         for i in range(levels - 1):
             wide, narrow = self.widths[i + 1], self.widths[i]
             work += narrow * wide / 4.0 ** (i + 1)  # downsampling conv (strided, or after a max-pool)
             fused_in = wide + (narrow if self.skips[i] == "concat" else 0)
-            work += fused_in * narrow / 4.0 ** i  # fuse conv after upsampling
+            work += fused_in * narrow / 4.0**i  # fuse conv after upsampling
         return work
 
     def describe(self) -> str:

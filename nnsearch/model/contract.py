@@ -13,7 +13,8 @@ network under different names get the same signature.
 from __future__ import annotations
 
 import hashlib
-from typing import Any, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import fx, nn
@@ -26,17 +27,45 @@ from nnsearch.model.student import build_student
 #: Shape `Net` is built with for image-to-image tasks (batch, channels, height, width).
 IMAGE_SHAPE = (1, 3, 256, 256)
 #: Settings that define what a module computes (names and in-place flags do not).
-_MODULE_SETTINGS = ("in_channels", "out_channels", "kernel_size", "stride", "padding", "dilation", "groups",
-                    "padding_mode", "scale_factor", "mode", "size", "align_corners", "ceil_mode", "negative_slope",
-                    "min_val", "max_val", "p", "dim", "eps", "momentum", "affine", "num_features")
+_MODULE_SETTINGS = (
+    "in_channels",
+    "out_channels",
+    "kernel_size",
+    "stride",
+    "padding",
+    "dilation",
+    "groups",
+    "padding_mode",
+    "scale_factor",
+    "mode",
+    "size",
+    "align_corners",
+    "ceil_mode",
+    "negative_slope",
+    "min_val",
+    "max_val",
+    "p",
+    "dim",
+    "eps",
+    "momentum",
+    "affine",
+    "num_features",
+)
 
 
 class ModelCodeError(NNSearchError):
     """A model file cannot be run or its `Net` cannot be built."""
 
 
-def build_net(code: str, name: str, in_shape: Sequence[int] = IMAGE_SHAPE, out_shape: Sequence[int] | None = None,
-              prm: Mapping[str, Any] | None = None, *, trusted: bool) -> nn.Module:
+def build_net(
+    code: str,
+    name: str,
+    in_shape: Sequence[int] = IMAGE_SHAPE,
+    out_shape: Sequence[int] | None = None,
+    prm: Mapping[str, Any] | None = None,
+    *,
+    trusted: bool,
+) -> nn.Module:
     """The file's `Net(in_shape, out_shape, prm, "cpu")` in eval mode; ModelCodeError naming `name` if that fails.
 
     `prm` gives hyperparameter values; every name `supported_hyperparameters()`
@@ -63,7 +92,9 @@ def network_signature(model: nn.Module) -> str:
     try:
         graph = fx.symbolic_trace(model).graph
     except Exception as exc:
-        raise ModelCodeError(f"cannot trace {type(model).__name__} with torch.fx: {type(exc).__name__}: {exc}") from None
+        raise ModelCodeError(
+            f"cannot trace {type(model).__name__} with torch.fx: {type(exc).__name__}: {exc}"
+        ) from None
     modules = dict(model.named_modules())
     signature: dict[fx.Node, str] = {}
     inputs = 0

@@ -9,9 +9,10 @@ must lie inside it.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import yaml
 
@@ -22,12 +23,21 @@ from nnsearch.model.arch import Arch, limit_text, outside_limits
 
 #: The keys a space file may hold.
 SPACE_KEYS = {
-    "name", "description", "levels", "widths", "blocks", "skip", "block",
-    "downsample", "global_residual", "reference",
+    "name",
+    "description",
+    "levels",
+    "widths",
+    "blocks",
+    "skip",
+    "block",
+    "downsample",
+    "global_residual",
+    "reference",
 }
 REQUIRED_KEYS = ("levels", "widths")
 
 Chooser = Callable[[str, Sequence[Any]], Any]
+
 
 def numeric_choices(choices: Sequence[Any]) -> bool:
     """Whether every choice is a number (bools are names here, not numbers)."""
@@ -36,8 +46,12 @@ def numeric_choices(choices: Sequence[Any]) -> bool:
 
 def decision_names(deepest: int) -> list[str]:
     """The parameters `SearchSpace.sample` may ask for in a space of up to `deepest` levels."""
-    return (["levels", "block", "downsample", "global_residual"] + [f"width_{i}" for i in range(deepest)]
-            + [f"blocks_{i}" for i in range(deepest)] + [f"skip_{i}" for i in range(deepest - 1)])
+    return (
+        ["levels", "block", "downsample", "global_residual"]
+        + [f"width_{i}" for i in range(deepest)]
+        + [f"blocks_{i}" for i in range(deepest)]
+        + [f"skip_{i}" for i in range(deepest - 1)]
+    )
 
 
 @dataclass(frozen=True)
@@ -94,9 +108,14 @@ class SearchSpace:
     def to_mapping(self) -> dict[str, Any]:
         """The space as a mapping `parse_space` reads back (references included), e.g. to store with a study."""
         return {
-            "name": self.name, "description": self.description, "levels": list(self.levels),
-            "widths": [list(w) for w in self.widths], "blocks": [list(b) for b in self.blocks],
-            "skip": [list(s) for s in self.skip], "block": list(self.block), "downsample": list(self.downsample),
+            "name": self.name,
+            "description": self.description,
+            "levels": list(self.levels),
+            "widths": [list(w) for w in self.widths],
+            "blocks": [list(b) for b in self.blocks],
+            "skip": [list(s) for s in self.skip],
+            "block": list(self.block),
+            "downsample": list(self.downsample),
             "global_residual": list(self.global_residual),
             "reference": {a.label: a.to_dict() for a in self.references},
         }
@@ -114,7 +133,9 @@ class SearchSpace:
         skips = tuple(min(self.skip[i], key=lambda s: cost.get(s, 3)) for i in range(levels - 1))
         return [
             Arch(widths=widths, blocks=blocks, skips=skips, block=block, downsample=down, global_residual=residual)
-            for block in self.block for down in self.downsample for residual in self.global_residual
+            for block in self.block
+            for down in self.downsample
+            for residual in self.global_residual
         ]
 
     def decision_names(self) -> list[str]:
@@ -124,8 +145,10 @@ class SearchSpace:
     def params_of(self, arch: Arch) -> dict[str, Any]:
         """The chooser decisions that produce `arch` (inverse of `sample`)."""
         params: dict[str, Any] = {
-            "levels": arch.levels, "block": arch.block,
-            "downsample": arch.downsample, "global_residual": arch.global_residual,
+            "levels": arch.levels,
+            "block": arch.block,
+            "downsample": arch.downsample,
+            "global_residual": arch.global_residual,
         }
         params.update({f"width_{i}": w for i, w in enumerate(arch.widths)})
         params.update({f"blocks_{i}": b for i, b in enumerate(arch.blocks)})
@@ -179,7 +202,9 @@ def load_space(spec: str | Path) -> SearchSpace:
     """Read and validate a search-space YAML file (or a bare name like 'tiny')."""
     path = resolve_space_path(spec)
     if not path.exists():
-        raise SpaceError(f"search-space file {path} does not exist (expected a YAML file or one of the names in {spaces_dir()})")
+        raise SpaceError(
+            f"search-space file {path} does not exist (expected a YAML file or one of the names in {spaces_dir()})"
+        )
     try:
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:

@@ -11,7 +11,8 @@ nnsearch installed.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch import nn
@@ -83,21 +84,14 @@ class Student(nn.Module):
         self.skips = tuple(skips)
         self.global_residual = bool(global_residual)
         self.stem = conv3x3(in_channels, widths[0])
-        self.encoder = nn.ModuleList(
-            make_stage(widths[i], blocks[i], block) for i in range(levels - 1)
-        )
-        self.down = nn.ModuleList(
-            make_downsample(widths[i], widths[i + 1], downsample) for i in range(levels - 1)
-        )
+        self.encoder = nn.ModuleList(make_stage(widths[i], blocks[i], block) for i in range(levels - 1))
+        self.down = nn.ModuleList(make_downsample(widths[i], widths[i + 1], downsample) for i in range(levels - 1))
         self.bottleneck = make_stage(widths[-1], blocks[-1], block)
         self.upsample = nn.Upsample(scale_factor=2, mode="nearest")
         self.fuse = nn.ModuleList(
-            conv3x3(widths[i + 1] + (widths[i] if skips[i] == "concat" else 0), widths[i])
-            for i in range(levels - 1)
+            conv3x3(widths[i + 1] + (widths[i] if skips[i] == "concat" else 0), widths[i]) for i in range(levels - 1)
         )
-        self.decoder = nn.ModuleList(
-            make_stage(widths[i], blocks[i], block) for i in range(levels - 1)
-        )
+        self.decoder = nn.ModuleList(make_stage(widths[i], blocks[i], block) for i in range(levels - 1))
         self.head = conv3x3(widths[0], in_channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import pandas as pd
 from sqlalchemy import select
@@ -40,8 +41,9 @@ class ExportSummary:
         return f"exported {self.stats} stat rows: wrote {self.files} files{same} in {self.configs} configurations"
 
 
-def export_nnd(directory: str | Path, db: Store | str | None = None, force: bool = False,
-               **filters: Any) -> ExportSummary:
+def export_nnd(
+    directory: str | Path, db: Store | str | None = None, force: bool = False, **filters: Any
+) -> ExportSummary:
     """Write the store's records (optionally filtered as in `data()`) in the NN Dataset layout.
 
     Empty files are never written, nor files nnsearch did not write (see
@@ -61,8 +63,10 @@ def export_nnd(directory: str | Path, db: Store | str | None = None, force: bool
         config = f"{task}_{dataset}_{METRIC_EXPORT_NAMES.get(metric, metric)}_{nn}"
         config_of.setdefault(nn, config)
         for epoch, rows in group.groupby("epoch", sort=True):
-            trials = [_trial(r, train) for r in sorted(rows.itertuples(index=False),
-                                                        key=lambda r: (r.prm_uid, r.transform, r.run))]
+            trials = [
+                _trial(r, train)
+                for r in sorted(rows.itertuples(index=False), key=lambda r: (r.prm_uid, r.transform, r.run))
+            ]
             files[f"stat/train/{config}/{epoch}.json"] = _json(trials)
         summary.configs += 1
     summary.stats = len(frame)
@@ -75,8 +79,9 @@ def export_nnd(directory: str | Path, db: Store | str | None = None, force: bool
             elif kind == "nn":
                 empty.add(name)
     if empty:
-        summary.warnings.append(f"{len(empty)} model(s) have no code, so no nn/<nn>.py was written for them "
-                                f"(e.g. {sorted(empty)[0]!r})")
+        summary.warnings.append(
+            f"{len(empty)} model(s) have no code, so no nn/<nn>.py was written for them (e.g. {sorted(empty)[0]!r})"
+        )
     runs = [run for nn in models for run in facts[nn]["latency"]]
     files.update({f"stat/run/{path}": _json(record) for path, record in run_files(runs, config_of).items()})
     for nn in models:
@@ -85,8 +90,9 @@ def export_nnd(directory: str | Path, db: Store | str | None = None, force: bool
         if stat is not None:
             files[f"stat/nn/{nn}.json"] = _json(_nn_stat_file(stat, code))
         if facts[nn]["arch"] is not None or stat is not None or own:
-            files[f"stat/{SIDECAR}/{nn}.json"] = _json({"arch": facts[nn]["arch"], "nn_stat": stat,
-                                                        "latency": [_run_json(r) for r in own]})
+            files[f"stat/{SIDECAR}/{nn}.json"] = _json(
+                {"arch": facts[nn]["arch"], "nn_stat": stat, "latency": [_run_json(r) for r in own]}
+            )
     summary.files, summary.unchanged = write_files(root, files, force)
     return summary
 
@@ -98,12 +104,16 @@ def _check_names(frame: Any, models: list[str], summary: ExportSummary) -> None:
     for column in ("task", "dataset", "metric"):
         bad = sorted({v for v in frame[column].unique().tolist() if "_" in v or not v})
         if bad:
-            raise StoreError(f"cannot export: {column} name(s) {bad} contain '_' (or are empty), which the "
-                             "NN Dataset uses to separate task, dataset, metric and model in folder names")
+            raise StoreError(
+                f"cannot export: {column} name(s) {bad} contain '_' (or are empty), which the "
+                "NN Dataset uses to separate task, dataset, metric and model in folder names"
+            )
     bad_nn = [n for n in models if "_" in n]
     if bad_nn:
-        summary.warnings.append(f"{len(bad_nn)} model name(s) contain '_' (e.g. {bad_nn[0]!r}): nnsearch reads "
-                                "them back, the NN Dataset's own importer does not")
+        summary.warnings.append(
+            f"{len(bad_nn)} model name(s) contain '_' (e.g. {bad_nn[0]!r}): nnsearch reads "
+            "them back, the NN Dataset's own importer does not"
+        )
 
 
 def _trial(row: Any, train: Mapping[tuple, Mapping[str, Any]]) -> dict[str, Any]:
@@ -113,8 +123,9 @@ def _trial(row: Any, train: Mapping[tuple, Mapping[str, Any]]) -> dict[str, Any]
     trial = {**row.prm, "accuracy": row.accuracy, "transform": row.transform, "uid": row.prm_uid}
     if not _missing(row.duration):
         trial["duration"] = int(row.duration)
-    diagnostics = train.get((row.task, row.dataset, row.metric, row.nn, row.epoch, row.transform, row.prm_uid,
-                             row.run), {})
+    diagnostics = train.get(
+        (row.task, row.dataset, row.metric, row.nn, row.epoch, row.transform, row.prm_uid, row.run), {}
+    )
     for key, (column, factor) in DIAGNOSTICS.items():
         if diagnostics.get(column) is not None:
             trial[key] = diagnostics[column] / factor
@@ -130,13 +141,16 @@ def _model_facts(conn: Connection, models: list[str]) -> dict[str, dict[str, Any
     facts: dict[str, dict[str, Any]] = {n: {"arch": None, "nn_stat": None, "latency": []} for n in models}
     columns = [c for c in LatencyRun.__table__.columns if c.name != "id"]
     for start in range(0, len(models), 500):
-        chunk = models[start:start + 500]
+        chunk = models[start : start + 500]
         for name, arch in conn.execute(select(NN.name, NN.arch).where(NN.name.in_(chunk))):
             facts[name]["arch"] = arch
         for row in conn.execute(select(NNStat).where(NNStat.nn.in_(chunk))).mappings():
             facts[row["nn"]]["nn_stat"] = {f: row[f] for f in NN_STAT_FIELDS}
-        query = select(*columns).where(LatencyRun.nn.in_(chunk)).order_by(LatencyRun.nn, LatencyRun.created_at,
-                                                                          LatencyRun.id)
+        query = (
+            select(*columns)
+            .where(LatencyRun.nn.in_(chunk))
+            .order_by(LatencyRun.nn, LatencyRun.created_at, LatencyRun.id)
+        )
         for row in conn.execute(query).mappings():
             facts[row["nn"]]["latency"].append(dict(row))
     return facts
@@ -148,10 +162,13 @@ def _train_stats(conn: Connection, models: list[str]) -> dict[tuple, dict[str, A
     fields = [c for c in TrainStat.__table__.columns if c.name != "stat_id"]
     found: dict[tuple, dict[str, Any]] = {}
     for start in range(0, len(models), 500):
-        query = (select(*keys, *fields).join(TrainStat, TrainStat.stat_id == Stat.id)
-                 .where(Stat.nn.in_(models[start:start + 500])))
+        query = (
+            select(*keys, *fields)
+            .join(TrainStat, TrainStat.stat_id == Stat.id)
+            .where(Stat.nn.in_(models[start : start + 500]))
+        )
         for row in conn.execute(query):
-            found[tuple(row[:len(keys)])] = {c.name: v for c, v in zip(fields, row[len(keys):])}
+            found[tuple(row[: len(keys)])] = {c.name: v for c, v in zip(fields, row[len(keys) :])}
     return found
 
 
@@ -161,8 +178,13 @@ def _run_json(run: Mapping[str, Any]) -> dict[str, Any]:
 
 def _nn_stat_file(stat: Mapping[str, Any], code: str) -> dict[str, Any]:
     """`stat/nn/<nn>.json` in the NN Dataset's own keys, for the facts that mean the same there."""
-    out = {"total_params": int(stat["params"]), "trainable_params": int(stat["params"]), "frozen_params": 0,
-           "flops": int(round(2 * stat["macs"])), "model_size_mb": stat["model_size_bytes"] / 2 ** 20}
+    out = {
+        "total_params": int(stat["params"]),
+        "trainable_params": int(stat["params"]),
+        "frozen_params": 0,
+        "flops": round(2 * stat["macs"]),
+        "model_size_mb": stat["model_size_bytes"] / 2**20,
+    }
     if code:
         out["code_length"] = len(code)
     return out

@@ -13,8 +13,8 @@ import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 from nnsearch.common.paths import contained_path
 from nnsearch.errors import StoreError
@@ -46,9 +46,11 @@ def write_files(root: Path, files: Mapping[str, str], force: bool = False) -> tu
         todo[relative] = text
     if foreign:
         shown = ", ".join(foreign[:10]) + (f" and {len(foreign) - 10} more" if len(foreign) > 10 else "")
-        raise StoreError(f"cannot export into {root}: {len(foreign)} file(s) exist that nnsearch did not write "
-                         f"(or that changed since): {shown}; nothing was written. Export into another folder, "
-                         "or pass --force to overwrite them")
+        raise StoreError(
+            f"cannot export into {root}: {len(foreign)} file(s) exist that nnsearch did not write "
+            f"(or that changed since): {shown}; nothing was written. Export into another folder, "
+            "or pass --force to overwrite them"
+        )
     for relative, text in todo.items():
         _write_atomic(contained_path(root, relative, f"cannot export into {root}"), text)
         manifest[relative] = _sha256(text.encode())
@@ -62,8 +64,10 @@ def _read_manifest(path: Path) -> dict[str, str]:
     try:
         found = json.loads(path.read_text(encoding="utf-8")).get("files", {})
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError) as exc:
-        raise StoreError(f"{path}: unreadable record of an earlier export ({exc}); remove it to start afresh, "
-                         "which makes every existing file count as not written by nnsearch") from None
+        raise StoreError(
+            f"{path}: unreadable record of an earlier export ({exc}); remove it to start afresh, "
+            "which makes every existing file count as not written by nnsearch"
+        ) from None
     if not isinstance(found, dict):
         raise StoreError(f"{path}: unreadable record of an earlier export ('files' is not an object)")
     return found

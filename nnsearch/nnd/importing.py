@@ -21,10 +21,11 @@ Everything is validated before one all-or-nothing write.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any
 
 from sqlalchemy import select
 
@@ -76,31 +77,40 @@ class ImportSummary:
         if not self.not_run:
             return []
         shown = ", ".join(self.not_run[:3]) + (f" and {len(self.not_run) - 3} more" if len(self.not_run) > 3 else "")
-        return [f"{len(self.not_run)} model(s) with code were not rebuilt ({shown}): rebuilding runs the folder's "
-                f"Python code, which nnsearch does not do without the opt-in; their statistics, runtimes and code "
-                f"(as text) were imported. To count and link them, import again and {HOW_TO_TRUST}"]
+        return [
+            f"{len(self.not_run)} model(s) with code were not rebuilt ({shown}): rebuilding runs the folder's "
+            f"Python code, which nnsearch does not do without the opt-in; their statistics, runtimes and code "
+            f"(as text) were imported. To count and link them, import again and {HOW_TO_TRUST}"
+        ]
 
     def line(self) -> str:
-        parts = [f"imported {self.stats} stat rows ({self.new_stats} new"
-                 + (": the store already held every one" if self.stats and not self.new_stats else "")
-                 + f") from {self.files} files in {self.configs} configurations"]
+        parts = [
+            f"imported {self.stats} stat rows ({self.new_stats} new"
+            + (": the store already held every one" if self.stats and not self.new_stats else "")
+            + f") from {self.files} files in {self.configs} configurations"
+        ]
         if self.runs:
             parts.append(f"{self.runs} on-device runtimes")
         if self.rebuilt:
             linked = "".join(f", {n} = {a}" for n, a in sorted(self.linked.items()))
-            parts.append(f"{len(self.rebuilt)} model(s) rebuilt from their code ({len(self.linked)} linked to a "
-                         f"search-space architecture{linked})")
+            parts.append(
+                f"{len(self.rebuilt)} model(s) rebuilt from their code ({len(self.linked)} linked to a "
+                f"search-space architecture{linked})"
+            )
         if self.not_run:
             parts.append(f"{len(self.not_run)} model(s) not rebuilt: their code was not run (see --trust-code)")
         if self.not_rebuilt:
-            parts.append(f"{len(self.not_rebuilt)} model(s) whose code did not build: "
-                         + "; ".join(f"{n}: {m}" for n, m in sorted(self.not_rebuilt.items())[:3]))
+            parts.append(
+                f"{len(self.not_rebuilt)} model(s) whose code did not build: "
+                + "; ".join(f"{n}: {m}" for n, m in sorted(self.not_rebuilt.items())[:3])
+            )
         if self.models_without_code:
             parts.append(f"{len(self.models_without_code)} model(s) without a code file")
         if self.skipped:
-            shown = ", ".join(self.skipped[:5]) + (f", ... ({len(self.skipped) - 5} more)" if len(self.skipped) > 5 else "")
-            parts.append(f"skipped {len(self.skipped)} files or folders that are not {_NOT_STATS} "
-                         f"statistics: {shown}")
+            shown = ", ".join(self.skipped[:5]) + (
+                f", ... ({len(self.skipped) - 5} more)" if len(self.skipped) > 5 else ""
+            )
+            parts.append(f"skipped {len(self.skipped)} files or folders that are not {_NOT_STATS} statistics: {shown}")
         return "; ".join(parts)
 
 
@@ -138,14 +148,16 @@ def import_nnd(directory: str | Path, db: Store | str | None = None, trust_code:
     summary.stats = len(bundle.stats)
     with open_store(db, create=True) as store:
         counted = store.reading(lambda conn: set(conn.scalars(select(NNStat.nn))))
-        _rebuild_models(store, bundle, {n: p for n, p in first_prm.items() if n not in counted}, summary,
-                        code_trusted(trust_code))
+        _rebuild_models(
+            store, bundle, {n: p for n, p in first_prm.items() if n not in counted}, summary, code_trusted(trust_code)
+        )
         summary.new_stats = record_bundle(store, bundle)
     return summary
 
 
-def _read_config(config_dir: Path, parsed: tuple[str, str, str, str], skip: Any,
-                 summary: ImportSummary) -> Iterator[dict[str, Any]]:
+def _read_config(
+    config_dir: Path, parsed: tuple[str, str, str, str], skip: Any, summary: ImportSummary
+) -> Iterator[dict[str, Any]]:
     """The stat rows of one `<task>_<dataset>_<metric>_<nn>` folder; other entries in it are skipped."""
     task, dataset, folder_metric, nn = parsed
     metric = METRIC_IMPORT_NAMES.get(folder_metric, folder_metric)
@@ -165,8 +177,13 @@ def _read_config(config_dir: Path, parsed: tuple[str, str, str, str], skip: Any,
 
 def _read_codes(names: Mapping[str, Mapping[str, list[Path]]], bundle: Bundle, summary: ImportSummary) -> None:
     """The code of every model, metric and transform named (metric files under the NN Dataset's names)."""
-    codes = {kind: {n: _read_code(dirs, METRIC_EXPORT_NAMES.get(n, n) if kind == "metric" else n)
-                    for n, dirs in sorted(found.items())} for kind, found in names.items()}
+    codes = {
+        kind: {
+            n: _read_code(dirs, METRIC_EXPORT_NAMES.get(n, n) if kind == "metric" else n)
+            for n, dirs in sorted(found.items())
+        }
+        for kind, found in names.items()
+    }
     summary.models_without_code = sorted(n for n, c in codes["nn"].items() if c is None)
     bundle.nn_code, bundle.transform_code = ({n: c or "" for n, c in codes[k].items()} for k in ("nn", "transform"))
     bundle.metric_code = {n: c or _known_metric_code(n) for n, c in codes["metric"].items()}
@@ -179,6 +196,7 @@ def _skipper(root: Path, summary: ImportSummary):  # -> callable noting one skip
         except ValueError:
             shown = path
         summary.skipped.append(f"{shown}/" if path.is_dir() else str(shown))
+
     return skip
 
 
@@ -257,8 +275,14 @@ def _trial_row(trial: Mapping[str, Any], where: str) -> dict[str, Any]:
                 raise StoreError(f"{where}: '{key}' must be a number, got {value!r}")
             train[column] = value * factor
     skipped = set(RESERVED) | set(DIAGNOSTICS) | set(RESULTS)
-    row = {"accuracy": accuracy, "duration": duration, "transform": transform,
-           "prm": {k: v for k, v in trial.items() if k not in skipped}, "train": train or None, "source": where}
+    row = {
+        "accuracy": accuracy,
+        "duration": duration,
+        "transform": transform,
+        "prm": {k: v for k, v in trial.items() if k not in skipped},
+        "train": train or None,
+        "source": where,
+    }
     if uid is not None:
         row["prm_uid"] = uid
     return row
@@ -314,8 +338,10 @@ def _read_sidecars(stat: Path, models: Iterable[str], bundle: Bundle) -> None:
                 bundle.nn_arch = {**bundle.nn_arch, nn: extra["arch"]}
             if extra.get("nn_stat") is not None:
                 bundle.nn_stats = {**bundle.nn_stats, nn: {f: extra["nn_stat"][f] for f in NN_STAT_FIELDS}}
-            runs = [{**run, "nn": nn, "created_at": datetime.fromisoformat(run["created_at"])}
-                    for run in extra.get("latency", [])]
+            runs = [
+                {**run, "nn": nn, "created_at": datetime.fromisoformat(run["created_at"])}
+                for run in extra.get("latency", [])
+            ]
             for run in runs:  # export writes stat/run/<runtime>/<precision>/.../<device>.json
                 for key in ("runtime", "precision", "device"):
                     safe_component(run[key], f"{path}: latency run '{key}'")
@@ -324,14 +350,26 @@ def _read_sidecars(stat: Path, models: Iterable[str], bundle: Bundle) -> None:
             raise StoreError(f"{path}: malformed nnsearch model file: {exc!r}") from None
 
 
-def _rebuild_models(store: Store, bundle: Bundle, first_prm: Mapping[str, tuple[str, Mapping[str, Any]]],
-                    summary: ImportSummary, trusted: bool) -> None:
+def _rebuild_models(
+    store: Store,
+    bundle: Bundle,
+    first_prm: Mapping[str, tuple[str, Mapping[str, Any]]],
+    summary: ImportSummary,
+    trusted: bool,
+) -> None:
     """Count models with code (and link them to a space's architecture) unless a sidecar already did.
 
     Without `trusted` no code runs: the models are listed in `summary.not_run`.
     """
-    todo = [n for n, code in sorted(bundle.nn_code.items()) if code and n in first_prm and n not in bundle.nn_arch
-            and n not in bundle.nn_stats and first_prm[n][0] in IMAGE_TASKS]
+    todo = [
+        n
+        for n, code in sorted(bundle.nn_code.items())
+        if code
+        and n in first_prm
+        and n not in bundle.nn_arch
+        and n not in bundle.nn_stats
+        and first_prm[n][0] in IMAGE_TASKS
+    ]
     if not todo:
         return
     if not trusted:

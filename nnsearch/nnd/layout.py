@@ -20,9 +20,13 @@ from __future__ import annotations
 #: Trial keys that are not hyperparameters.
 RESERVED = ("accuracy", "duration", "transform", "uid")
 #: The NN Dataset's training diagnostics -> (train_stat field, factor to its unit).
-DIAGNOSTICS = {"train_loss": ("train_loss", 1.0), "test_loss": ("val_loss", 1.0),
-               "gradient_norm": ("grad_norm", 1.0), "samples_per_second": ("samples_per_s", 1.0),
-               "gpu_memory_kb": ("gpu_mem_mb", 1 / 1024)}
+DIAGNOSTICS = {
+    "train_loss": ("train_loss", 1.0),
+    "test_loss": ("val_loss", 1.0),
+    "gradient_norm": ("grad_norm", 1.0),
+    "samples_per_second": ("samples_per_s", 1.0),
+    "gpu_memory_kb": ("gpu_mem_mb", 1 / 1024),
+}
 #: Per-trial results that are neither hyperparameters nor kept.
 RESULTS = ("train_stat", "train_accuracy", "best_accuracy", "best_epoch", "lr_now")
 #: Folder metric name -> stored metric name, where the two differ (one scale per stored name).

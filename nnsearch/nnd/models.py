@@ -15,8 +15,9 @@ tasks' `Net` needs an output shape the statistics do not give.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from sqlalchemy import select
 
@@ -53,8 +54,12 @@ def reference_archs() -> list[Arch]:
 
 def stored_archs(store: Store, params: int) -> list[Arch]:
     """Architectures of the stored students with `params` parameters (labelled with their model names)."""
-    query = (select(NN.name, NN.arch).join(NNStat, NNStat.nn == NN.name)
-             .where(NNStat.params == params, NN.arch.is_not(None)).order_by(NN.name))
+    query = (
+        select(NN.name, NN.arch)
+        .join(NNStat, NNStat.nn == NN.name)
+        .where(NNStat.params == params, NN.arch.is_not(None))
+        .order_by(NN.name)
+    )
     archs = []
     for name, arch in store.reading(lambda conn: conn.execute(query).all()):
         if arch is None:
@@ -66,8 +71,9 @@ def stored_archs(store: Store, params: int) -> list[Arch]:
     return archs
 
 
-def rebuild(name: str, code: str, task: str, prm: Mapping[str, Any],
-            candidates: Callable[[int], list[Arch]]) -> RebuiltModel | None:
+def rebuild(
+    name: str, code: str, task: str, prm: Mapping[str, Any], candidates: Callable[[int], list[Arch]]
+) -> RebuiltModel | None:
     """Build `name` from its code and count it; None for tasks that are not rebuilt. NNSearchError if it fails.
 
     Runs the code: the caller has the user's opt-in (`nnsearch.common.trust`).
@@ -77,8 +83,14 @@ def rebuild(name: str, code: str, task: str, prm: Mapping[str, Any],
         return None
     net = build_net(code, name, IMAGE_SHAPE, IMAGE_SHAPE, prm, trusted=True)
     params = count_params(net)
-    stat = {"params": params, "macs": count_module_macs(net, IMAGE_SHAPE), "macs_height": IMAGE_SHAPE[2],
-            "macs_width": IMAGE_SHAPE[3], "depth": conv_depth(net), "model_size_bytes": params * 4}
+    stat = {
+        "params": params,
+        "macs": count_module_macs(net, IMAGE_SHAPE),
+        "macs_height": IMAGE_SHAPE[2],
+        "macs_width": IMAGE_SHAPE[3],
+        "depth": conv_depth(net),
+        "model_size_bytes": params * 4,
+    }
     try:
         arch = matching_arch(net, candidates(params))
     except NNSearchError:  # not traceable with torch.fx: counted, but not linked

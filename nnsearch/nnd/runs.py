@@ -15,9 +15,10 @@ Files marked `"valid": false` and units whose benchmark status is not "ok" are l
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 
 from nnsearch.common.paths import safe_component
 from nnsearch.errors import StoreError
@@ -29,8 +30,12 @@ UNKNOWN_TIME = datetime(1970, 1, 1)
 _NS_PER_MS = 1e6
 
 
-def read_run_tree(run_dir: Path, read_json: Callable[[Path], Any], skip: Callable[[Path], None],
-                  model_of: Callable[[Path], str | None]) -> list[dict[str, Any]]:
+def read_run_tree(
+    run_dir: Path,
+    read_json: Callable[[Path], Any],
+    skip: Callable[[Path], None],
+    model_of: Callable[[Path], str | None],
+) -> list[dict[str, Any]]:
     """`latency_run` rows (with `nn` and `config`) of every runtime file under `run_dir`.
 
     `skip(path)` is told of each entry that is not a runtime file; `model_of(config_dir)`
@@ -67,12 +72,23 @@ def run_rows(path: Path, record: Any, runtime: str, precision: str, nn: str) -> 
     if not isinstance(record, dict) or record.get("valid") is False:
         return None
     benchmark: dict[str, Any] = record["benchmark"] if isinstance(record.get("benchmark"), dict) else {}
-    stamp = (record.get("device_analytics") or {}).get("timestamp") if isinstance(
-        record.get("device_analytics"), dict) else None
-    base = {"nn": nn, "runtime": runtime, "runtime_version": NND_RUNTIME_VERSION, "precision": precision,
-            "threads": 0, "kind": "measured", "height": _count(path, record, "in_dim_1", 0),
-            "width": _count(path, record, "in_dim_2", 0), "runs": _count(path, record, "iterations", 0),
-            "created_at": _time(path, stamp)}
+    stamp = (
+        (record.get("device_analytics") or {}).get("timestamp")
+        if isinstance(record.get("device_analytics"), dict)
+        else None
+    )
+    base = {
+        "nn": nn,
+        "runtime": runtime,
+        "runtime_version": NND_RUNTIME_VERSION,
+        "precision": precision,
+        "threads": 0,
+        "kind": "measured",
+        "height": _count(path, record, "in_dim_1", 0),
+        "width": _count(path, record, "in_dim_2", 0),
+        "runs": _count(path, record, "iterations", 0),
+        "created_at": _time(path, stamp),
+    }
     rows = []
     for unit in UNITS:
         if record.get(f"{unit}_duration") is None:
@@ -80,10 +96,15 @@ def run_rows(path: Path, record: Any, runtime: str, precision: str, nn: str) -> 
         status = (benchmark.get(unit) or {}).get("status", "ok") if isinstance(benchmark.get(unit), dict) else "ok"
         if status != "ok":
             continue
-        rows.append({**base, "device": f"{path.stem}-{unit}",
-                     "median_ms": _ms(path, record, f"{unit}_duration"),
-                     "min_ms": _ms(path, record, f"{unit}_min_duration", optional=True),
-                     "max_ms": _ms(path, record, f"{unit}_max_duration", optional=True)})
+        rows.append(
+            {
+                **base,
+                "device": f"{path.stem}-{unit}",
+                "median_ms": _ms(path, record, f"{unit}_duration"),
+                "min_ms": _ms(path, record, f"{unit}_min_duration", optional=True),
+                "max_ms": _ms(path, record, f"{unit}_max_duration", optional=True),
+            }
+        )
     return rows or None
 
 
@@ -130,12 +151,18 @@ def run_files(runs: Iterable[Mapping[str, Any]], config_of: Mapping[str, str]) -
         for key, name in (("runtime", run["runtime"]), ("precision", run["precision"]), ("device", stem)):
             safe_component(name, f"cannot export the latency runs of {run['nn']}: {key}")
         path = f"{run['runtime']}/{run['precision']}/{config_of[run['nn']]}/{stem}.json"
-        record = files.setdefault(path, {"model_name": run["nn"], "precision": run["precision"],
-                                         "device_type": stem.partition("_")[2] or stem, "valid": True})
+        record = files.setdefault(
+            path,
+            {
+                "model_name": run["nn"],
+                "precision": run["precision"],
+                "device_type": stem.partition("_")[2] or stem,
+                "valid": True,
+            },
+        )
         record["iterations"] = int(run["runs"])
         if run["height"]:
-            record.update({"in_dim_0": 1, "in_dim_1": int(run["height"]), "in_dim_2": int(run["width"]),
-                           "in_dim_3": 3})
+            record.update({"in_dim_0": 1, "in_dim_1": int(run["height"]), "in_dim_2": int(run["width"]), "in_dim_3": 3})
         for key, column in (("duration", "median_ms"), ("min_duration", "min_ms"), ("max_duration", "max_ms")):
             if run[column] is not None:
                 record[f"{unit}_{key}"] = round(run[column] * _NS_PER_MS)

@@ -54,9 +54,10 @@ be hard to tell apart.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -178,7 +179,8 @@ class ReplayResult:
         for fraction in FRACTIONS:
             key, trials = f"hv_{int(fraction * 100)}", max(1, math.ceil(fraction * self.trials))
             shown[f"HV@{int(fraction * 100)}% ({trials} trials)"] = [
-                f"{m:.5g} +- {s:.2g}" for m, s in zip(summary[f"{key}_mean"], summary[f"{key}_std"])]
+                f"{m:.5g} +- {s:.2g}" for m, s in zip(summary[f"{key}_mean"], summary[f"{key}_std"])
+            ]
         shown["exact hits"] = [f"{v:.0%}" for v in summary["exact_hits"]]
         shown["distinct"] = [f"{v:.1f}" for v in summary["distinct_candidates"]]
         return shown.to_string(index=False)
@@ -198,8 +200,9 @@ class RecordedTrial:
     record per trial, with the front's hypervolume so far, is kept in `records`.
     """
 
-    def __init__(self, table: ReplayTable, sampler: str, seed: int, tracker: FrontTracker, *,
-                 rule: str = "distinct") -> None:
+    def __init__(
+        self, table: ReplayTable, sampler: str, seed: int, tracker: FrontTracker, *, rule: str = "distinct"
+    ) -> None:
         self.table = table
         self.sampler = sampler
         self.seed = seed
@@ -215,15 +218,32 @@ class RecordedTrial:
         found = self.answers.answer(proposal)
         psnr, latency = self.table.values(found.row)
         set_latency_constraint(trial, 0.0)
-        self.records.append({"sampler": self.sampler, "seed": self.seed, "trial": trial.number + 1,
-                             "nn": self.table.candidates.at[found.row, "nn"], "exact": found.exact,
-                             "distance": found.distance, "psnr": psnr, "latency_ms": latency,
-                             "hypervolume": self.tracker.add((psnr, latency))})
+        self.records.append(
+            {
+                "sampler": self.sampler,
+                "seed": self.seed,
+                "trial": trial.number + 1,
+                "nn": self.table.candidates.at[found.row, "nn"],
+                "exact": found.exact,
+                "distance": found.distance,
+                "psnr": psnr,
+                "latency_ms": latency,
+                "hypervolume": self.tracker.add((psnr, latency)),
+            }
+        )
         return TrialOutcome(trial.number, proposal, "complete", psnr, latency)
 
 
-def run_sampler(table: ReplayTable, sampler: str, seed: int, trials: int, tracker: FrontTracker, *,
-                rule: str = "distinct", verbose: bool = True) -> list[dict[str, object]]:
+def run_sampler(
+    table: ReplayTable,
+    sampler: str,
+    seed: int,
+    trials: int,
+    tracker: FrontTracker,
+    *,
+    rule: str = "distinct",
+    verbose: bool = True,
+) -> list[dict[str, object]]:
     """One replay run: the study trial loop on a fresh in-memory Optuna study, answered by `table` under `rule`."""
     import optuna
 
@@ -241,9 +261,17 @@ def run_sampler(table: ReplayTable, sampler: str, seed: int, trials: int, tracke
     return backend.records
 
 
-def replay(table: ReplayTable, samplers: Sequence[str] = ("guided", "tpe", "nsga2", "random"), trials: int | None = None,
-           seeds: int = 5, reference: Mapping[str, float] | None = None, *, first_seed: int | None = None,
-           rule: str = "distinct", verbose: bool = True) -> ReplayResult:
+def replay(
+    table: ReplayTable,
+    samplers: Sequence[str] = ("guided", "tpe", "nsga2", "random"),
+    trials: int | None = None,
+    seeds: int = 5,
+    reference: Mapping[str, float] | None = None,
+    *,
+    first_seed: int | None = None,
+    rule: str = "distinct",
+    verbose: bool = True,
+) -> ReplayResult:
     """Run each sampler `seeds` times (seeds first_seed, first_seed+1, ...) for `trials` trials against `table`.
 
     `trials` defaults to the table's size, `first_seed` to `FIRST_SEED`; `rule` says how
@@ -279,23 +307,33 @@ def write_outputs(result: ReplayResult, out: Path) -> list[Path]:
     steps = np.arange(1, result.trials + 1)
     for sampler in result.samplers:
         curves = result.curves(sampler)
-        line, = ax.plot(steps, curves.mean(axis=0), linewidth=1.6, label=f"{sampler} (mean of {len(curves)} seeds)")
+        (line,) = ax.plot(steps, curves.mean(axis=0), linewidth=1.6, label=f"{sampler} (mean of {len(curves)} seeds)")
         ax.fill_between(steps, curves.min(axis=0), curves.max(axis=0), color=line.get_color(), alpha=0.18)
     ax.axhline(result.table_volume, color="#555555", linestyle="--", linewidth=1, label="whole table")
     ax.set_xlabel("trial")
     ax.set_ylabel("hypervolume (PSNR dB x latency ms)")
     ax.legend(loc="lower right", fontsize=8)
     ref = ", ".join(f"{c}={v:.4g}" for c, v in result.reference.items())
-    plot = _save(fig, ax, out / "hypervolume.png", f"replay of '{result.study}': mean, band min-max over seeds\n"
-                                                     f"reference {ref}")
+    plot = _save(
+        fig, ax, out / "hypervolume.png", f"replay of '{result.study}': mean, band min-max over seeds\nreference {ref}"
+    )
     return [runs, summary, plot]
 
 
-def replay_study(study: str, db: Store | str | None = None, *,
-                 samplers: Sequence[str] = ("guided", "tpe", "nsga2", "random"), trials: int | None = None,
-                 seeds: int = 5, space: SearchSpace | str | None = None, device: str = "host-cpu",
-                 reference: Mapping[str, float] | None = None, first_seed: int | None = None,
-                 rule: str = "distinct", verbose: bool = False) -> ReplayResult:
+def replay_study(
+    study: str,
+    db: Store | str | None = None,
+    *,
+    samplers: Sequence[str] = ("guided", "tpe", "nsga2", "random"),
+    trials: int | None = None,
+    seeds: int = 5,
+    space: SearchSpace | str | None = None,
+    device: str = "host-cpu",
+    reference: Mapping[str, float] | None = None,
+    first_seed: int | None = None,
+    rule: str = "distinct",
+    verbose: bool = False,
+) -> ReplayResult:
     """Replay the finished study `study` of store `db` (`ReplayTable.load`, then `replay`); what `nnsearch.replay` does."""
     from nnsearch.model.space import load_space
     from nnsearch.store.engine import Store
@@ -304,5 +342,13 @@ def replay_study(study: str, db: Store | str | None = None, *,
     if isinstance(space, str):
         space = load_space(space)
     table = ReplayTable.load(store, study, space=space, device=device)
-    return replay(table, samplers, trials=trials, seeds=seeds, reference=reference, first_seed=first_seed,
-                  rule=rule, verbose=verbose)
+    return replay(
+        table,
+        samplers,
+        trials=trials,
+        seeds=seeds,
+        reference=reference,
+        first_seed=first_seed,
+        rule=rule,
+        verbose=verbose,
+    )

@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -57,18 +58,23 @@ def study_candidates(store: Store, study: str, device: str = "host-cpu") -> pd.D
     rows = study_results(store, study, device=device)
     if rows.empty:
         known = recorded_studies(store)
-        raise NNSearchError(f"study '{study}' has no recorded trials in {store.display_url}; "
-                            f"recorded studies: {known or 'none'}")
+        raise NNSearchError(
+            f"study '{study}' has no recorded trials in {store.display_url}; recorded studies: {known or 'none'}"
+        )
     done = rows[rows["state"] == "complete"].dropna(subset=list(OBJECTIVES)).drop_duplicates("nn")
     if done.empty:
         states = rows["state"].value_counts().to_dict()
-        raise NNSearchError(f"study '{study}' has no completed trial with both PSNR and latency on device "
-                            f"'{device}' (trial states: {states}); nothing to replay")
+        raise NNSearchError(
+            f"study '{study}' has no completed trial with both PSNR and latency on device "
+            f"'{device}' (trial states: {states}); nothing to replay"
+        )
     stored = _arch_json(store, done["nn"].tolist())
     missing = [nn for nn in done["nn"] if not stored.get(nn)]
     if missing:
-        raise NNSearchError(f"the store has no architecture JSON (nn.arch) for {len(missing)} student(s) of "
-                            f"study '{study}', e.g. {missing[:3]}; they cannot be replayed")
+        raise NNSearchError(
+            f"the store has no architecture JSON (nn.arch) for {len(missing)} student(s) of "
+            f"study '{study}', e.g. {missing[:3]}; they cannot be replayed"
+        )
     table = done[["nn", "trial", "psnr", "latency_ms"]].reset_index(drop=True)
     table["arch"] = [Arch.from_dict(json.loads(str(stored[nn]))) for nn in table["nn"]]
     return table
@@ -95,8 +101,9 @@ def recorded_space(store: Store, study: str) -> SearchSpace:
     found = _optuna_study(store, study)
     hint = "; pass the space file (--space FILE)"
     if found is None:
-        raise NNSearchError(f"study '{study}' has no Optuna study in {store.display_url}, so its search space "
-                            f"is unknown{hint}")
+        raise NNSearchError(
+            f"study '{study}' has no Optuna study in {store.display_url}, so its search space is unknown{hint}"
+        )
     stored = found.user_attrs.get(SPACE_ATTR)
     if isinstance(stored, dict):
         try:
@@ -117,14 +124,17 @@ def _space_from_choices(study: str, choices: dict[str, list[Any]], hint: str) ->
     deepest = max(int(v) for v in choices["levels"])
     missing = [name for name in decision_names(deepest) if name not in choices]
     if missing:
-        raise NNSearchError(f"study '{study}': its trials never suggested {missing}, so its search space cannot "
-                            f"be read from them{hint}")
+        raise NNSearchError(
+            f"study '{study}': its trials never suggested {missing}, so its search space cannot be read from them{hint}"
+        )
     raw: dict[str, Any] = {
-        "name": f"{study}-space", "levels": choices["levels"],
+        "name": f"{study}-space",
+        "levels": choices["levels"],
         "widths": [choices[f"width_{i}"] for i in range(deepest)],
         "blocks": [choices[f"blocks_{i}"] for i in range(deepest)],
         "skip": [choices[f"skip_{i}"] for i in range(deepest - 1)] or ["concat"],
-        "block": choices["block"], "downsample": choices["downsample"],
+        "block": choices["block"],
+        "downsample": choices["downsample"],
         "global_residual": choices["global_residual"],
     }
     try:
@@ -185,8 +195,9 @@ class Lookup:
 class ReplayTable:
     """A study's recorded candidates, answering proposed architectures by lookup."""
 
-    def __init__(self, study: str, candidates: pd.DataFrame, space: SearchSpace,
-                 latency_ms: LatencyFn | None = None) -> None:
+    def __init__(
+        self, study: str, candidates: pd.DataFrame, space: SearchSpace, latency_ms: LatencyFn | None = None
+    ) -> None:
         self.study = study
         self.latency_ms = latency_ms  # lookup-table prediction for any student (what a search's sampler knows)
         self.candidates = candidates.reset_index(drop=True)
@@ -197,8 +208,7 @@ class ReplayTable:
         self._cache: dict[Arch, Lookup] = {}
 
     @classmethod
-    def load(cls, store: Store, study: str, space: SearchSpace | None = None,
-             device: str = "host-cpu") -> ReplayTable:
+    def load(cls, store: Store, study: str, space: SearchSpace | None = None, device: str = "host-cpu") -> ReplayTable:
         """The table of `study` in `store`; its space is read from the store unless given.
 
         Latency predictions come from the store's lookup table for `device`

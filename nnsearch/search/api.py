@@ -18,9 +18,18 @@ def _store(db: Store | str | None) -> Store:
     return db if isinstance(db, Store) else Store(db)
 
 
-def create_study(name: str, config: StudyConfig | None = None, *, space: SearchSpace | str | None = None,
-                 db: Store | str | None = None, load_if_exists: bool = True, allow_changes: Iterable[str] = (),
-                 results_root: Path | None = None, verbose: bool = True, **settings: Any) -> Study:
+def create_study(
+    name: str,
+    config: StudyConfig | None = None,
+    *,
+    space: SearchSpace | str | None = None,
+    db: Store | str | None = None,
+    load_if_exists: bool = True,
+    allow_changes: Iterable[str] = (),
+    results_root: Path | None = None,
+    verbose: bool = True,
+    **settings: Any,
+) -> Study:
     """A new study `name` in store `db` (default store when None), or the existing one resumed.
 
     `config`: the whole `StudyConfig` (its name is replaced by `name`). Without
@@ -44,18 +53,27 @@ def create_study(name: str, config: StudyConfig | None = None, *, space: SearchS
         config = stored
     elif config is None:
         if space is None:
-            raise NNSearchError(f"study '{name}' is new: give its search space (space='litedenoise', a YAML path "
-                                "or a SearchSpace) or a whole config=StudyConfig(...)")
+            raise NNSearchError(
+                f"study '{name}' is new: give its search space (space='litedenoise', a YAML path "
+                "or a SearchSpace) or a whole config=StudyConfig(...)"
+            )
         config = StudyConfig(name=name, space=_space(space))
     if space is not None:
         config = dataclasses.replace(config, space=_space(space))
     config = dataclasses.replace(config, name=name).replace(**settings)
-    return Study(config, store, verbose=verbose, results_root=results_root, allow_changes=allow_changes,
-                 load_if_exists=load_if_exists)
+    return Study(
+        config,
+        store,
+        verbose=verbose,
+        results_root=results_root,
+        allow_changes=allow_changes,
+        load_if_exists=load_if_exists,
+    )
 
 
-def load_study(name: str, db: Store | str | None = None, *, results_root: Path | None = None,
-               verbose: bool = True) -> Study:
+def load_study(
+    name: str, db: Store | str | None = None, *, results_root: Path | None = None, verbose: bool = True
+) -> Study:
     """The study `name` of store `db`, with the space and settings it was created with."""
     store = _store(db)
     config = stored_config(name, store)
@@ -83,8 +101,10 @@ def stored_config(name: str, store: Store) -> StudyConfig | None:
     with quiet_optuna():
         attrs = optuna.load_study(study_name=name, storage=optuna_storage(store)).user_attrs
     if SPACE_ATTR not in attrs:
-        raise NNSearchError(f"study '{name}' in {store.display_url} has no stored search space; create it again "
-                            "with nnsearch.create_study(name, space=...)")
+        raise NNSearchError(
+            f"study '{name}' in {store.display_url} has no stored search space; create it again "
+            "with nnsearch.create_study(name, space=...)"
+        )
     space = parse_space(attrs[SPACE_ATTR], source=f"study '{name}' user attribute 'space'")
     return StudyConfig.from_dict(name, space, attrs.get(CONFIG_ATTR, {}))
 

@@ -14,8 +14,9 @@ import dataclasses
 import functools
 import math
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import optuna
 import torch
@@ -51,8 +52,11 @@ class TrialOutcome:
 
     def values(self, objectives: Iterable[str] = OBJECTIVES) -> list[float]:
         """Objective values for Optuna (an infeasible candidate scores PSNR 0 at its predicted latency)."""
-        known = {"psnr": 0.0 if self.state == "infeasible" else self.psnr,
-                 "latency_ms": self.latency_ms, "params": float(self.params)}
+        known = {
+            "psnr": 0.0 if self.state == "infeasible" else self.psnr,
+            "latency_ms": self.latency_ms,
+            "params": float(self.params),
+        }
         return [known[name] for name in objectives]
 
 
@@ -70,12 +74,23 @@ class CandidateTrial:
     propagates); a repeat of a completed student reuses its result.
     """
 
-    def __init__(self, space: SearchSpace, distill_config: DistillConfig, inputs: TrainingInputs,
-                 latency: CandidateLatency, recorder: TrialRecorder, *, seed: int = 0,
-                 early_stop: EarlyStopRule | None = None, history: Callable[[], EpochHistory] | None = None,
-                 device: torch.device | None = None, verbose: bool = False,
-                 log: Callable[[str], None] = silent, quantized: QuantizedQuality | None = None,
-                 rungs: RungSchedule | None = None) -> None:
+    def __init__(
+        self,
+        space: SearchSpace,
+        distill_config: DistillConfig,
+        inputs: TrainingInputs,
+        latency: CandidateLatency,
+        recorder: TrialRecorder,
+        *,
+        seed: int = 0,
+        early_stop: EarlyStopRule | None = None,
+        history: Callable[[], EpochHistory] | None = None,
+        device: torch.device | None = None,
+        verbose: bool = False,
+        log: Callable[[str], None] = silent,
+        quantized: QuantizedQuality | None = None,
+        rungs: RungSchedule | None = None,
+    ) -> None:
         self.space = space
         self.distill_config = distill_config
         self.inputs = inputs
@@ -104,8 +119,14 @@ class CandidateTrial:
             set_latency_constraint(trial, 0.0)
             self.recorder.link_repeat(trial.number, arch, self.inputs.data.name)
             self.log(f"trial {trial.number}: same student as trial {earlier['trial']}, reusing its results")
-            return TrialOutcome(trial.number, arch, "complete", float(earlier["psnr"]), float(earlier["latency_ms"]),
-                                int(earlier["params"]))
+            return TrialOutcome(
+                trial.number,
+                arch,
+                "complete",
+                float(earlier["psnr"]),
+                float(earlier["latency_ms"]),
+                int(earlier["params"]),
+            )
         torch.manual_seed(self.seed + trial.number)  # the initial weights: reproducible, whatever ran before
         student = build_student(arch)
         params = count_params(student)
@@ -116,8 +137,10 @@ class CandidateTrial:
         if excess > 0:
             assert predicted is not None  # a budget needs predictions (CandidateLatency.predict says so)
             self._record(trial.number, arch, student, epochs=[], latencies=[predicted], state="infeasible")
-            self.log(f"trial {trial.number}: infeasible, predicted {predicted.ms:.1f} ms exceeds the "
-                     f"{self.latency.max_latency_ms:g} ms budget; not trained")
+            self.log(
+                f"trial {trial.number}: infeasible, predicted {predicted.ms:.1f} ms exceeds the "
+                f"{self.latency.max_latency_ms:g} ms budget; not trained"
+            )
             return TrialOutcome(trial.number, arch, "infeasible", latency_ms=predicted.ms, params=params)
         trial.set_user_attr(PHASE_ATTR, "distill")
         return self._train(trial.number, arch, student, predicted, rung=0, began=began)
@@ -130,17 +153,30 @@ class CandidateTrial:
         trial.set_user_attr("nn", arch.name)
         below = self.recorder.rung_result(number, rung - 1)
         if below is None or below["nn"] != arch.name or self.rungs is None:
-            raise NNSearchError(f"trial {trial.number} continues trial {number} to rung {rung}, but the store holds "
-                                f"no rung {rung - 1} record of {arch.name} for that trial")
+            raise NNSearchError(
+                f"trial {trial.number} continues trial {number} to rung {rung}, but the store holds "
+                f"no rung {rung - 1} record of {arch.name} for that trial"
+            )
         student = build_student(arch)
         student.load_state_dict(self.recorder.weights(arch.name, below["prm"]))
-        self.log(f"trial {number}: continuing {arch.name} from its rung {rung - 1} weights to rung {rung} "
-                 f"({self.rungs.steps[rung]} steps in all; continuation trial {trial.number})")
+        self.log(
+            f"trial {number}: continuing {arch.name} from its rung {rung - 1} weights to rung {rung} "
+            f"({self.rungs.steps[rung]} steps in all; continuation trial {trial.number})"
+        )
         trial.set_user_attr(PHASE_ATTR, "distill")
         return self._train(number, arch, student, None, rung=rung, began=began, latency_ms=float(below["latency_ms"]))
 
-    def _train(self, number: int, arch: Arch, student: torch.nn.Module, predicted: LatencyRecord | None, *,
-               rung: int, began: float, latency_ms: float = math.nan) -> TrialOutcome:
+    def _train(
+        self,
+        number: int,
+        arch: Arch,
+        student: torch.nn.Module,
+        predicted: LatencyRecord | None,
+        *,
+        rung: int,
+        began: float,
+        latency_ms: float = math.nan,
+    ) -> TrialOutcome:
         """Distill `student` for `rung` (from scratch at rung 0), evaluate, time (rung 0) and record it."""
         config, prm = self.distill_config, None
         if rung:
@@ -151,17 +187,30 @@ class CandidateTrial:
         epochs: list = []
         record = functools.partial(self._record, number, arch, student, rung=rung, prm=prm)
         try:
-            result = distill(student, self.inputs.targets(rung), self.inputs.data.val, config, device=self.device,
-                             verbose=self.verbose, on_epoch=self._epoch_callback(epochs, predicted, offset))
+            result = distill(
+                student,
+                self.inputs.targets(rung),
+                self.inputs.data.val,
+                config,
+                device=self.device,
+                verbose=self.verbose,
+                on_epoch=self._epoch_callback(epochs, predicted, offset),
+            )
         except DistillationDiverged:
             record(epochs=[], latencies=_present(predicted), state="failed")
             raise
         except StoppedEarly as exc:
             record(epochs=epochs, latencies=_present(predicted), state="stopped")
             self.log(f"trial {number}: {exc}")
-            return TrialOutcome(number, arch, "stopped", epochs[-1].psnr, math.nan if predicted is None else predicted.ms,
-                                count_params(student),
-                                str(exc))
+            return TrialOutcome(
+                number,
+                arch,
+                "stopped",
+                epochs[-1].psnr,
+                math.nan if predicted is None else predicted.ms,
+                count_params(student),
+                str(exc),
+            )
         quantized: list[PrecisionRecord] = []
         measure = rung == 0 and self.latency.can_measure  # a continuation keeps the student's latency figures
         if self.quantized is None:
@@ -184,16 +233,38 @@ class CandidateTrial:
         at = f" ({quantized[0].precision}; fp32 {result.final.psnr:.2f})" if quantized else ""
         ssim = quantized[0].ssim if quantized else result.final.ssim
         where = f" at rung {rung}" if self.rungs is not None else ""
-        self.log(f"trial {number}{where}: PSNR {outcome.psnr:.2f} dB{at}, SSIM {ssim:.4f}, "
-                 f"latency {outcome.latency_ms:.1f} ms{guess} @ {lat.height}x{lat.width}, "
-                 f"{params:,} params ({time.perf_counter() - began:.0f} s)")
+        self.log(
+            f"trial {number}{where}: PSNR {outcome.psnr:.2f} dB{at}, SSIM {ssim:.4f}, "
+            f"latency {outcome.latency_ms:.1f} ms{guess} @ {lat.height}x{lat.width}, "
+            f"{params:,} params ({time.perf_counter() - began:.0f} s)"
+        )
         return outcome
 
-    def _record(self, number: int, arch: Arch, student: torch.nn.Module, *, epochs: list,
-                latencies: list[LatencyRecord], state: str, precisions: list[PrecisionRecord] | None = None,
-                rung: int = 0, prm: dict[str, Any] | None = None) -> None:
-        self.recorder.record(number, arch, student, dataset=self.inputs.data.name, epochs=epochs,
-                             latencies=latencies, state=state, precisions=precisions, rung=rung, prm=prm)
+    def _record(
+        self,
+        number: int,
+        arch: Arch,
+        student: torch.nn.Module,
+        *,
+        epochs: list,
+        latencies: list[LatencyRecord],
+        state: str,
+        precisions: list[PrecisionRecord] | None = None,
+        rung: int = 0,
+        prm: dict[str, Any] | None = None,
+    ) -> None:
+        self.recorder.record(
+            number,
+            arch,
+            student,
+            dataset=self.inputs.data.name,
+            epochs=epochs,
+            latencies=latencies,
+            state=state,
+            precisions=precisions,
+            rung=rung,
+            prm=prm,
+        )
 
     def _epoch_callback(self, epochs: list, predicted: LatencyRecord | None, offset: int = 0) -> Callable[[Any], None]:
         """Collects epoch records (numbered from `offset`) and applies the early-stopping rule after each epoch.

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 import optuna
 from optuna.trial import TrialState
@@ -26,7 +27,7 @@ from optuna.trial import TrialState
 from nnsearch.common.interrupts import InterruptGuard
 from nnsearch.search.heartbeat import record_heartbeat
 from nnsearch.search.lost_trials import fail_lost_trials
-from nnsearch.search.outcomes import OUTCOME_ATTR, is_recorded_failure
+from nnsearch.search.outcomes import is_recorded_failure
 from nnsearch.search.quiet import quiet_optuna
 from nnsearch.store.engine import Store
 from nnsearch.store.locks import advisory_lock
@@ -55,7 +56,7 @@ class TrialCounts:
     continuing: int = 0  # continuations running or waiting for a retry
 
     @classmethod
-    def of(cls, study: optuna.Study) -> "TrialCounts":
+    def of(cls, study: optuna.Study) -> TrialCounts:
         from nnsearch.search.multifidelity import is_continuation
 
         counts = {"finished": 0, "running": 0, "waiting": 0, "failed": 0, "continued": 0, "continuing": 0}
@@ -92,8 +93,13 @@ class Claim:
 PromoteFn = Callable[[optuna.Study], "Promotion | None"]
 
 
-def claim_trial(study: optuna.Study, store: Store, total: int,
-                before_ask: Callable[[int], None] | None = None, promote: PromoteFn | None = None) -> Claim:
+def claim_trial(
+    study: optuna.Study,
+    store: Store,
+    total: int,
+    before_ask: Callable[[int], None] | None = None,
+    promote: PromoteFn | None = None,
+) -> Claim:
     """Claim the next trial of a study that should end with `total` finished trials.
 
     `before_ask(number)` runs under the lock just before a trial is created, with
@@ -107,7 +113,7 @@ def claim_trial(study: optuna.Study, store: Store, total: int,
     with advisory_lock(store, f"study:{study.study_name}"), quiet_optuna():
         fail_lost_trials(study, store)
         counts = TrialCounts.of(study)
-        retry = counts.waiting and counts.finished < total or _continuation_waiting(study)
+        retry = (counts.waiting and counts.finished < total) or _continuation_waiting(study)
         promotion = None if retry or promote is None else promote(study)
         if promotion is not None:
             study.enqueue_trial(promotion.params, user_attrs=promotion.user_attrs())

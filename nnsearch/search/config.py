@@ -210,8 +210,10 @@ class StudyConfig:
                     f"StudyConfig.{section} must be a {cls.__name__}, got {type(getattr(self, section)).__name__}"
                 )
         if self.rungs is not None and self.rungs.steps[0] != self.distill.steps:
-            raise NNSearchError(f"the first rung ({self.rungs.steps[0]} steps) must be the distillation's steps "
-                                f"({self.distill.steps}); leave --steps out with --rungs")
+            raise NNSearchError(
+                f"the first rung ({self.rungs.steps[0]} steps) must be the distillation's steps "
+                f"({self.distill.steps}); leave --steps out with --rungs"
+            )
 
     @classmethod
     def build(cls, name: str, space: SearchSpace, **values: Any) -> StudyConfig:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from nnsearch.errors import NNSearchError
-from nnsearch.search.config import EarlyStopRule  # noqa: F401 - importable from here
+from nnsearch.search.config import EarlyStopRule
 from nnsearch.store.engine import Store
 from nnsearch.store.query import StudyReader
 from nnsearch.store.timings import LatencyQuery, study_configuration
@@ -37,12 +37,12 @@ class EpochHistory:
     table: pd.DataFrame  # columns: trial, epoch, value, latency_ms
 
     @classmethod
-    def load(cls, store: Store, study: str, device: str, latency: LatencyQuery | None = None) -> "EpochHistory":
+    def load(cls, store: Store, study: str, device: str, latency: LatencyQuery | None = None) -> EpochHistory:
         """A snapshot read afresh; latency at `latency`, by default the study's configuration on `device`."""
         return cls.of(StudyReader(store, study, latency or study_configuration(store, study, device)))
 
     @classmethod
-    def of(cls, reader: StudyReader) -> "EpochHistory":
+    def of(cls, reader: StudyReader) -> EpochHistory:
         """A snapshot from an incremental reader (it reads only the trials finished since its last read)."""
         per_epoch = reader.epochs("psnr").copy()
         results = reader.results().set_index("trial")
@@ -58,13 +58,22 @@ class EpochHistory:
         """The best finished trial that dominates (epoch, psnr, latency) by the rule, if any."""
         if self.trials < rule.min_history:
             return None
-        rows = self.table[(self.table["epoch"] == epoch) & (self.table["latency_ms"] <= latency_ms)
-                          & (self.table["value"] >= psnr + rule.margin_db)]
+        rows = self.table[
+            (self.table["epoch"] == epoch)
+            & (self.table["latency_ms"] <= latency_ms)
+            & (self.table["value"] >= psnr + rule.margin_db)
+        ]
         return None if rows.empty else rows.loc[rows["value"].idxmax()]
 
 
-def check_epoch(rule: EarlyStopRule | None, history: EpochHistory | None, epoch: int, last_epoch: int,
-                psnr: float, latency_ms: float | None) -> None:
+def check_epoch(
+    rule: EarlyStopRule | None,
+    history: EpochHistory | None,
+    epoch: int,
+    last_epoch: int,
+    psnr: float,
+    latency_ms: float | None,
+) -> None:
     """Raise `StoppedEarly` when the rule says this candidate is hopeless after `epoch`."""
     if rule is None or history is None or latency_ms is None or epoch >= last_epoch:
         return

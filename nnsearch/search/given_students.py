@@ -33,9 +33,16 @@ from nnsearch.train.final_training import (
 GIVEN_ATTR = "given"
 
 
-def train_as_candidates(config: StudyConfig, store: Store, archs: Sequence[Arch], *, data: DenoiseData | None = None,
-                        verbose: bool = True, device: torch.device | None = None,
-                        results_root: Path | None = None) -> pd.DataFrame:
+def train_as_candidates(
+    config: StudyConfig,
+    store: Store,
+    archs: Sequence[Arch],
+    *,
+    data: DenoiseData | None = None,
+    verbose: bool = True,
+    device: torch.device | None = None,
+    results_root: Path | None = None,
+) -> pd.DataFrame:
     """Run study `config` on exactly `archs` (in order) and return its results, one row per student.
 
     A new study queues the students as its trials; an existing one (same name in `store`) is
@@ -56,17 +63,33 @@ def train_as_candidates(config: StudyConfig, store: Store, archs: Sequence[Arch]
     return study.results()
 
 
-def train_further(store: Store, nn: str, distill: DistillConfig, *, data: DenoiseData, data_spec: str | None,
-                  max_side: int | None = None, teacher: str = "cpu", teacher_steps: int | None = None,
-                  verbose: bool = True, device: torch.device | None = None, resume: bool = True) -> StoredModel:
+def train_further(
+    store: Store,
+    nn: str,
+    distill: DistillConfig,
+    *,
+    data: DenoiseData,
+    data_spec: str | None,
+    max_side: int | None = None,
+    teacher: str = "cpu",
+    teacher_steps: int | None = None,
+    verbose: bool = True,
+    device: torch.device | None = None,
+    resume: bool = True,
+) -> StoredModel:
     """Continue the recorded student `nn` from its search weights as `nnsearch train` does; the new weights.
 
     `data` is the search's data (same train/validation split); `data_spec` and `max_side`
     are recorded as what it was loaded from. Without `resume`, a checkpoint an interrupted
     earlier run of the same training left is removed first.
     """
-    request = FinalTraining(nn=nn, distill=distill, data=DataConfig(data_spec, max_side),
-                            teacher=TeacherConfig(teacher, teacher_steps), checkpoint_every=0)
+    request = FinalTraining(
+        nn=nn,
+        distill=distill,
+        data=DataConfig(data_spec, max_side),
+        teacher=TeacherConfig(teacher, teacher_steps),
+        checkpoint_every=0,
+    )
     if not resume:
         request_checkpoint(request, store).unlink(missing_ok=True)
     result = train_student(request, store, device=device, verbose=verbose, data=data)

@@ -39,8 +39,7 @@ class Heartbeat:
         interval = heartbeat_interval(self._study)
         if interval:
             record_heartbeat(self._study, self._trial_id)
-            self._thread = threading.Thread(target=self._beat, args=(interval,), daemon=True,
-                                            name="nnsearch-heartbeat")
+            self._thread = threading.Thread(target=self._beat, args=(interval,), daemon=True, name="nnsearch-heartbeat")
             self._thread.start()
         return self
 
@@ -51,8 +50,7 @@ class Heartbeat:
             except Exception:  # a missed beat is retried next interval; never kill the trial for it
                 continue
 
-    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None) -> None:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)

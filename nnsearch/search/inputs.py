@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
@@ -19,9 +19,16 @@ def silent(message: str) -> None:
 class TrainingInputs:
     """The study's data (loaded on first use unless given) and its teacher targets (built on first use)."""
 
-    def __init__(self, config: StudyConfig, device: torch.device, *, data: DenoiseData | None = None,
-                 verbose: bool = True, log: Callable[[str], None] = silent,
-                 on_teacher: Callable[[float], None] | None = None) -> None:
+    def __init__(
+        self,
+        config: StudyConfig,
+        device: torch.device,
+        *,
+        data: DenoiseData | None = None,
+        verbose: bool = True,
+        log: Callable[[str], None] = silent,
+        on_teacher: Callable[[float], None] | None = None,
+    ) -> None:
         self.config = config
         self.on_teacher = on_teacher  # told the checked teacher's validation PSNR
         self.device = device
@@ -39,8 +46,9 @@ class TrainingInputs:
             self._data = load_data(self.config.data.spec, max_side=self.config.data.max_side, seed=self.config.seed)
         if not self._announced:
             self._announced = True
-            self.log(f"data: {self._data.source}: {len(self._data.train)} train / {len(self._data.val)} "
-                     "validation images")
+            self.log(
+                f"data: {self._data.source}: {len(self._data.train)} train / {len(self._data.val)} validation images"
+            )
         return self._data
 
     def targets(self, rung: int = 0) -> TeacherTargets:
@@ -52,20 +60,34 @@ class TrainingInputs:
         """
         if rung not in self._targets:
             config = self.config
-            distill = config.distill if rung == 0 or config.rungs is None else config.rungs.segment(config.distill, rung)
+            distill = (
+                config.distill if rung == 0 or config.rungs is None else config.rungs.segment(config.distill, rung)
+            )
             teacher = self._checked_teacher()
             multiple = 2 ** (config.space.max_levels - 1)
-            self._targets[rung] = TeacherTargets.build(teacher and teacher.module, self.data, distill,
-                                                       multiple=multiple, device=self.device, verbose=self.verbose,
-                                                       identity=teacher and teacher.identity)
+            self._targets[rung] = TeacherTargets.build(
+                teacher and teacher.module,
+                self.data,
+                distill,
+                multiple=multiple,
+                device=self.device,
+                verbose=self.verbose,
+                identity=teacher and teacher.identity,
+            )
         return self._targets[rung]
 
     def _checked_teacher(self):  # -> PreparedTeacher | None
         """The study's teacher, prepared and checked once (None without one: alpha 0)."""
         if self._teacher is None and self.config.distill.alpha > 0:
             config = self.config
-            self._teacher = prepare_teacher(config.teacher.source, self.data, steps=config.teacher.steps, device=self.device,
-                                            margin_db=config.teacher.margin_db, verbose=self.verbose)
+            self._teacher = prepare_teacher(
+                config.teacher.source,
+                self.data,
+                steps=config.teacher.steps,
+                device=self.device,
+                margin_db=config.teacher.margin_db,
+                verbose=self.verbose,
+            )
             if self.on_teacher is not None:
                 self.on_teacher(self._teacher.quality.psnr)
         return self._teacher

@@ -32,18 +32,36 @@ class StudyStatus:
     front_rungs: dict[int, int] = field(default_factory=dict)  # rung -> students of the front at that rung
 
     @classmethod
-    def read(cls, study: optuna.Study, store: Store, total: int, device: str = "host-cpu", recent: int = 3, *,
-             reader: StudyReader | None = None, precision: str = Precision.FP32) -> "StudyStatus":
+    def read(
+        cls,
+        study: optuna.Study,
+        store: Store,
+        total: int,
+        device: str = "host-cpu",
+        recent: int = 3,
+        *,
+        reader: StudyReader | None = None,
+        precision: str = Precision.FP32,
+    ) -> StudyStatus:
         """The status now; `reader` (the study's incremental reader) reads only new trials, else all are read."""
         counts = TrialCounts.of(study)
         if reader is None:
-            reader = StudyReader(store, study.study_name,
-                                 study_configuration(store, study.study_name, device, precision))
+            reader = StudyReader(
+                store, study.study_name, study_configuration(store, study.study_name, device, precision)
+            )
         rows = reader.results()
         complete = rows[rows["state"] == "complete"].dropna(subset=["psnr", "latency_ms"])
-        front = pareto(complete.drop_duplicates("nn"), {"psnr": "max", "latency_ms": "min"}) if len(complete) else complete
-        return cls(total, counts, rows["state"].value_counts().to_dict(), len(front),
-                   _recent_rows(rows, recent), {int(k): int(v) for k, v in front["rung"].value_counts().items()})
+        front = (
+            pareto(complete.drop_duplicates("nn"), {"psnr": "max", "latency_ms": "min"}) if len(complete) else complete
+        )
+        return cls(
+            total,
+            counts,
+            rows["state"].value_counts().to_dict(),
+            len(front),
+            _recent_rows(rows, recent),
+            {int(k): int(v) for k, v in front["rung"].value_counts().items()},
+        )
 
     def line(self) -> str:
         """One status line, e.g. for the end of every trial."""
@@ -59,7 +77,9 @@ class StudyStatus:
             parts.append(f"{c.continued} continued to a higher rung, {c.continuing} continuing")
         rungs = ""
         if any(self.front_rungs.get(r) for r in self.front_rungs if r > 0):
-            rungs = " (" + ", ".join(f"{n} at rung {r}" for r, n in sorted(self.front_rungs.items(), reverse=True)) + ")"
+            rungs = (
+                " (" + ", ".join(f"{n} at rung {r}" for r, n in sorted(self.front_rungs.items(), reverse=True)) + ")"
+            )
         parts.append(f"Pareto set {self.pareto_size}{rungs}")
         return "status: " + ", ".join(parts)
 
@@ -82,14 +102,17 @@ def _describe(row: dict) -> str:
 class LiveDisplay:
     """Shows a study's progress while workers run: a bar on a terminal, lines otherwise."""
 
-    def __init__(self, total: int, *, stream=None) -> None:  # noqa: ANN001 - a text stream
+    def __init__(self, total: int, *, stream=None) -> None:
         import sys
 
         from tqdm.auto import tqdm
 
         self.stream = stream or sys.stderr
-        self._bar = tqdm(total=total, desc="trials", file=self.stream, dynamic_ncols=True, leave=True) \
-            if self.stream.isatty() else None
+        self._bar = (
+            tqdm(total=total, desc="trials", file=self.stream, dynamic_ncols=True, leave=True)
+            if self.stream.isatty()
+            else None
+        )
         self._seen: set[tuple[int, int]] = set()  # (trial, rung) shown
         self._last_line = ""
 

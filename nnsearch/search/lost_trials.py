@@ -16,8 +16,8 @@ re-queues them at once (`repair_lost_trials`).
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
 from dataclasses import dataclass
+from typing import Any
 
 import optuna
 from optuna.trial import TrialState
@@ -30,13 +30,17 @@ from nnsearch.store.locks import advisory_lock
 from nnsearch.store.schema import TrialLink
 
 #: RUNNING trials of one study that have never recorded a heartbeat.
-_UNBEATEN = text("SELECT t.trial_id FROM trials t WHERE t.study_id = :study AND t.state = 'RUNNING' "
-                 "AND NOT EXISTS (SELECT 1 FROM trial_heartbeats h WHERE h.trial_id = t.trial_id)")
+_UNBEATEN = text(
+    "SELECT t.trial_id FROM trials t WHERE t.study_id = :study AND t.state = 'RUNNING' "
+    "AND NOT EXISTS (SELECT 1 FROM trial_heartbeats h WHERE h.trial_id = t.trial_id)"
+)
 #: Every RUNNING trial with its study, start time and last heartbeat (NULL: never beat).
-_RUNNING = text("SELECT s.study_name, t.trial_id, t.number, t.datetime_start, h.heartbeat "
-                "FROM trials t JOIN studies s ON s.study_id = t.study_id "
-                "LEFT JOIN trial_heartbeats h ON h.trial_id = t.trial_id "
-                "WHERE t.state = 'RUNNING' ORDER BY s.study_name, t.number")
+_RUNNING = text(
+    "SELECT s.study_name, t.trial_id, t.number, t.datetime_start, h.heartbeat "
+    "FROM trials t JOIN studies s ON s.study_id = t.study_id "
+    "LEFT JOIN trial_heartbeats h ON h.trial_id = t.trial_id "
+    "WHERE t.state = 'RUNNING' ORDER BY s.study_name, t.number"
+)
 
 
 @dataclass(frozen=True)
@@ -51,9 +55,11 @@ class LostTrial:
 
     def line(self) -> str:
         since = "started" if self.never_beat else "last heartbeat"
-        return (f"optuna: study {self.study!r} trial {self.number} is RUNNING without a live heartbeat "
-                f"({since} {self.silent_s:.0f} s ago); nnsearch check --repair (or the next run of the study, "
-                f"after the grace period) fails it and queues a retry")
+        return (
+            f"optuna: study {self.study!r} trial {self.number} is RUNNING without a live heartbeat "
+            f"({since} {self.silent_s:.0f} s ago); nnsearch check --repair (or the next run of the study, "
+            f"after the grace period) fails it and queues a retry"
+        )
 
 
 def fail_lost_trials(study: optuna.Study, store: Store) -> list[int]:
@@ -104,8 +110,11 @@ def fail_trials(study: optuna.Study, store: Store, trial_ids: list[int]) -> list
 def unlink_trials(store: Store, study: str, numbers: list[int]) -> None:
     """Remove the trial links of these trials of `study` (the model records they point to stay)."""
     if numbers:
-        store.write(lambda session: session.execute(
-            delete(TrialLink).where(TrialLink.study == study, TrialLink.trial_number.in_(sorted(numbers)))))
+        store.write(
+            lambda session: session.execute(
+                delete(TrialLink).where(TrialLink.study == study, TrialLink.trial_number.in_(sorted(numbers)))
+            )
+        )
 
 
 def find_lost_trials(store: Store, grace_s: float) -> list[LostTrial]:
@@ -127,8 +136,7 @@ def find_lost_trials(store: Store, grace_s: float) -> list[LostTrial]:
     return lost
 
 
-def repair_lost_trials(store: Store, lost: list[LostTrial],
-                       storage: optuna.storages.BaseStorage) -> list[LostTrial]:
+def repair_lost_trials(store: Store, lost: list[LostTrial], storage: optuna.storages.BaseStorage) -> list[LostTrial]:
     """Fail the lost trials and queue their retries, as the next run of each study would; returns those failed.
 
     `storage` is the store's Optuna storage (`nnsearch.search.optuna_setup.optuna_storage`).

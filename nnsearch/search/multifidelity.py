@@ -63,10 +63,15 @@ class RungSchedule:
     def __post_init__(self) -> None:
         steps = tuple(self.steps)
         object.__setattr__(self, "steps", steps)
-        if len(steps) < 2 or any(not isinstance(s, int) or s < 1 for s in steps) or \
-                any(b <= a for a, b in itertools.pairwise(steps)):
-            raise NNSearchError(f"rungs must be at least two increasing step counts such as 300,1200,4800, "
-                                f"got {','.join(map(str, steps))}")
+        if (
+            len(steps) < 2
+            or any(not isinstance(s, int) or s < 1 for s in steps)
+            or any(b <= a for a, b in itertools.pairwise(steps))
+        ):
+            raise NNSearchError(
+                f"rungs must be at least two increasing step counts such as 300,1200,4800, "
+                f"got {','.join(map(str, steps))}"
+            )
         if not isinstance(self.reduction_factor, int) or self.reduction_factor < 2:
             raise NNSearchError(f"the reduction factor must be an integer >= 2, got {self.reduction_factor}")
 
@@ -95,8 +100,13 @@ class RungSchedule:
         """
         prm = base.hyperparameters()
         for r in range(1, rung + 1):
-            prm = {**base.hyperparameters(), "steps": self.steps[r], "epochs": base.epochs * (r + 1), "rung": r,
-                   "continues": prm_uid(prm)}
+            prm = {
+                **base.hyperparameters(),
+                "steps": self.steps[r],
+                "epochs": base.epochs * (r + 1),
+                "rung": r,
+                "continues": prm_uid(prm),
+            }
         return prm
 
     def total_steps(self, counts: Mapping[int, int]) -> int:
@@ -154,8 +164,9 @@ def rung_members(rung_results: pd.DataFrame, rung: int) -> pd.DataFrame:
     return rows.sort_values("trial", kind="stable").drop_duplicates("nn")
 
 
-def next_promotion(study: optuna.Study, rung_results: pd.DataFrame, schedule: RungSchedule,
-                   objectives: Mapping[str, str]) -> Promotion | None:
+def next_promotion(
+    study: optuna.Study, rung_results: pd.DataFrame, schedule: RungSchedule, objectives: Mapping[str, str]
+) -> Promotion | None:
     """The next student to continue, highest rung first, or None when none is due now.
 
     A student of rung k is due when it ranks among the top floor(n_k / eta) of the n_k

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime, timezone
-from typing import Any, Iterable
+from typing import Any
 
 import optuna
 
@@ -17,8 +18,8 @@ from nnsearch.search.config import (
     check_changes,
 )
 from nnsearch.search.quiet import quiet_optuna
-from nnsearch.store.locks import advisory_lock
 from nnsearch.store.engine import Store
+from nnsearch.store.locks import advisory_lock
 
 
 def optuna_storage(store: Store, heartbeat: HeartbeatConfig = HeartbeatConfig()) -> optuna.storages.RDBStorage:
@@ -29,13 +30,24 @@ def optuna_storage(store: Store, heartbeat: HeartbeatConfig = HeartbeatConfig())
     with quiet_optuna():
         retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=heartbeat.max_retry)
         with advisory_lock(store, "optuna-schema"):  # Optuna's table creation is not safe to run concurrently
-            return optuna.storages.RDBStorage(store.url, engine_kwargs=kwargs, heartbeat_interval=heartbeat.interval_s,
-                                              grace_period=heartbeat.grace_s, heartbeat_stale_trial_callback=retry)
+            return optuna.storages.RDBStorage(
+                store.url,
+                engine_kwargs=kwargs,
+                heartbeat_interval=heartbeat.interval_s,
+                grace_period=heartbeat.grace_s,
+                heartbeat_stale_trial_callback=retry,
+            )
 
 
-def open_optuna_study(config: StudyConfig, store: Store, sampler: optuna.samplers.BaseSampler,
-                      heartbeat: HeartbeatConfig = HeartbeatConfig(), *, allow_changes: Iterable[str] = (),
-                      load_if_exists: bool = True) -> optuna.Study:
+def open_optuna_study(
+    config: StudyConfig,
+    store: Store,
+    sampler: optuna.samplers.BaseSampler,
+    heartbeat: HeartbeatConfig = HeartbeatConfig(),
+    *,
+    allow_changes: Iterable[str] = (),
+    load_if_exists: bool = True,
+) -> optuna.Study:
     """Create the study's Optuna study or resume it; refuse a resume with another configuration or space.
 
     A new study stores its search space (`SPACE_ATTR`, replay reads it) and its
@@ -49,12 +61,18 @@ def open_optuna_study(config: StudyConfig, store: Store, sampler: optuna.sampler
         storage = optuna_storage(store, heartbeat)
         if not load_if_exists and config.name in {s.study_name for s in storage.get_all_studies()}:
             refuse_existing(config.name, store)
-        study = optuna.create_study(storage=storage, study_name=config.name,
-                                    directions=list[Any](config.objectives.values()), sampler=sampler, load_if_exists=True)
+        study = optuna.create_study(
+            storage=storage,
+            study_name=config.name,
+            directions=list[Any](config.objectives.values()),
+            sampler=sampler,
+            load_if_exists=True,
+        )
         if len(study.directions) != len(config.objectives):
             raise NNSearchError(
                 f"study '{config.name}' in {store.display_url} has {len(study.directions)} objectives, "
-                f"this run asks for {list(config.objectives)}; use another --study name")
+                f"this run asks for {list(config.objectives)}; use another --study name"
+            )
         study.set_metric_names(list(config.objectives))
         _check_space(study, config, store)
         if CONFIG_ATTR not in study.user_attrs:
@@ -68,8 +86,10 @@ def open_optuna_study(config: StudyConfig, store: Store, sampler: optuna.sampler
 
 def refuse_existing(name: str, store: Store) -> None:
     """The error for opening a study that exists where a new one was asked for."""
-    raise NNSearchError(f"study '{name}' already exists in {store.display_url}; resume it with "
-                        "load_if_exists=True or choose another name")
+    raise NNSearchError(
+        f"study '{name}' already exists in {store.display_url}; resume it with "
+        "load_if_exists=True or choose another name"
+    )
 
 
 def _resume_with(study: optuna.Study, config: StudyConfig, allow_changes: Iterable[str]) -> None:
@@ -110,4 +130,5 @@ def _check_space(study: optuna.Study, config: StudyConfig, store: Store) -> None
         raise NNSearchError(
             f"study '{config.name}' in {store.display_url} was created with search space "
             f"'{stored.get('name')}' and this run gives a different one ('{mine['name']}' from "
-            f"{config.space.source or 'memory'}); use the same --space or another --study name")
+            f"{config.space.source or 'memory'}); use the same --space or another --study name"
+        )

@@ -2,21 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from nnsearch.errors import NNSearchError
-from nnsearch.latency.candidate import CandidateLatency
 from nnsearch.latency.agents.service import fill_device_table, served_by_agents
+from nnsearch.latency.candidate import CandidateLatency
 from nnsearch.latency.probes import space_keys
 from nnsearch.latency.service import HOST_DEVICE, clear_caches, fill_space_table
 from nnsearch.search.config import StudyConfig
-from nnsearch.store.locks import advisory_lock
 from nnsearch.search.samplers import PREDICTS_LATENCY
 from nnsearch.store.engine import Store
+from nnsearch.store.locks import advisory_lock
 
 
-def fill_lookup_table(config: StudyConfig, store: Store, *, verbose: bool = True,
-                      log: Callable[[str], None] = print) -> None:
+def fill_lookup_table(
+    config: StudyConfig, store: Store, *, verbose: bool = True, log: Callable[[str], None] = print
+) -> None:
     """For a sampler that predicts latencies, on this host: measure the space's missing lookup-table entries.
 
     For a device served by measurement agents: queue probe jobs for the entries
@@ -28,21 +29,33 @@ def fill_lookup_table(config: StudyConfig, store: Store, *, verbose: bool = True
     lat = config.latency
     precision = config.latency.precision
     if lat.predict and served_by_agents(store, lat.device):
-        queued, total = fill_device_table(store, lat.device, space_keys(config.space, lat.height, lat.width),
-                                          lat.threads, precision, study=config.name, verbose=verbose)
+        queued, total = fill_device_table(
+            store,
+            lat.device,
+            space_keys(config.space, lat.height, lat.width),
+            lat.threads,
+            precision,
+            study=config.name,
+            verbose=verbose,
+        )
         if queued:
             clear_caches()  # cached profiles and tables re-read the new entries
-            log(f"lookup table: the agents of '{lat.device}' measured {queued} of the space's {total} layer "
-                f"latencies at {lat.height}x{lat.width}")
+            log(
+                f"lookup table: the agents of '{lat.device}' measured {queued} of the space's {total} layer "
+                f"latencies at {lat.height}x{lat.width}"
+            )
         return
     if config.sampler.name not in PREDICTS_LATENCY or not lat.predict or lat.device != HOST_DEVICE:
         return
     with advisory_lock(store, f"lut-{lat.height}x{lat.width}-{lat.threads}-{precision}"):
-        measured, total = fill_space_table(store, config.space, lat.height, lat.width, lat.threads, verbose=verbose,
-                                           precision=precision)
+        measured, total = fill_space_table(
+            store, config.space, lat.height, lat.width, lat.threads, verbose=verbose, precision=precision
+        )
     if measured:
-        log(f"lookup table: measured {measured} of the space's {total} layer latencies at "
-            f"{lat.height}x{lat.width} on {lat.device}")
+        log(
+            f"lookup table: measured {measured} of the space's {total} layer latencies at "
+            f"{lat.height}x{lat.width} on {lat.device}"
+        )
 
 
 def check_budget_reachable(config: StudyConfig, latency: CandidateLatency) -> None:
@@ -57,4 +70,5 @@ def check_budget_reachable(config: StudyConfig, latency: CandidateLatency) -> No
         raise NNSearchError(
             f"--max-latency-ms {budget:g} is below anything space '{config.space.name}' can reach: its "
             f"fastest student ({fastest.describe()}) is predicted at {best:.1f} ms on '{lat.device}' at "
-            f"{lat.height}x{lat.width}, {lat.threads} thread(s)")
+            f"{lat.height}x{lat.width}, {lat.threads} thread(s)"
+        )

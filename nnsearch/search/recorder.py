@@ -32,8 +32,9 @@ class TrialRecorder:
     being written, an interrupt waits until the record and Optuna agree.
     """
 
-    def __init__(self, store: Store, study: str, distill: DistillConfig, *, latency: LatencyQuery,
-                 macs_hw: tuple[int, int]) -> None:
+    def __init__(
+        self, store: Store, study: str, distill: DistillConfig, *, latency: LatencyQuery, macs_hw: tuple[int, int]
+    ) -> None:
         self.store = store
         self.study = study
         self.distill = distill
@@ -60,6 +61,7 @@ class TrialRecorder:
 
     def weights(self, nn: str, prm: str) -> dict[str, torch.Tensor]:
         """The stored state_dict of model `nn` trained with hyperparameter set `prm` (a uid)."""
+
         def read(conn) -> bytes | None:  # conn: a Connection
             return conn.scalar(select(Weights.state).where(Weights.nn == nn, Weights.prm == prm))
 
@@ -72,13 +74,35 @@ class TrialRecorder:
         """Link a repeated trial to the student an earlier trial recorded."""
         uid = prm_uid(self.distill.hyperparameters())
         defer_interrupts()
-        self.store.write(lambda session: session.merge(TrialLink(
-            study=self.study, trial_number=number, rung=0, nn=arch.name, prm=uid, task=TASK, dataset=dataset,
-            state="complete")))
+        self.store.write(
+            lambda session: session.merge(
+                TrialLink(
+                    study=self.study,
+                    trial_number=number,
+                    rung=0,
+                    nn=arch.name,
+                    prm=uid,
+                    task=TASK,
+                    dataset=dataset,
+                    state="complete",
+                )
+            )
+        )
 
-    def record(self, number: int, arch: Arch, student: torch.nn.Module, *, dataset: str, epochs: list,
-               latencies: list[LatencyRecord], state: str, precisions: list[PrecisionRecord] | None = None,
-               rung: int = 0, prm: dict[str, Any] | None = None) -> None:
+    def record(
+        self,
+        number: int,
+        arch: Arch,
+        student: torch.nn.Module,
+        *,
+        dataset: str,
+        epochs: list,
+        latencies: list[LatencyRecord],
+        state: str,
+        precisions: list[PrecisionRecord] | None = None,
+        rung: int = 0,
+        prm: dict[str, Any] | None = None,
+    ) -> None:
         """One trial's rows at `rung` in one transaction: model, code, epochs, latencies, weights (when trained).
 
         `prm`: the hyperparameter set to record (default: the study's distillation settings).
@@ -89,12 +113,22 @@ class TrialRecorder:
         torch.save({k: v.cpu() for k, v in student.state_dict().items()}, buffer)
         params = count_params(student)
         record = ModelRecord(
-            nn=arch.name, code=arch.model_code(), arch_json=json.dumps(arch.to_dict(), sort_keys=True),
-            prm=prm or self.distill.hyperparameters(), dataset=dataset,
-            transform=transform_name(self.distill.crops), transform_code=transform_code(self.distill.crops),
-            params=params, macs=count_macs(student, arch, height, width), macs_hw=(height, width),
-            depth=conv_depth(student), model_size_bytes=params * 4,
-            epochs=epochs, latencies=latencies, weights=buffer.getvalue() if epochs else None,
-            precisions=precisions or [], rung=rung,
+            nn=arch.name,
+            code=arch.model_code(),
+            arch_json=json.dumps(arch.to_dict(), sort_keys=True),
+            prm=prm or self.distill.hyperparameters(),
+            dataset=dataset,
+            transform=transform_name(self.distill.crops),
+            transform_code=transform_code(self.distill.crops),
+            params=params,
+            macs=count_macs(student, arch, height, width),
+            macs_hw=(height, width),
+            depth=conv_depth(student),
+            model_size_bytes=params * 4,
+            epochs=epochs,
+            latencies=latencies,
+            weights=buffer.getvalue() if epochs else None,
+            precisions=precisions or [],
+            rung=rung,
         )
         record_trial(self.store, self.study, number, record, state=state)

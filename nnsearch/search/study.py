@@ -10,8 +10,8 @@ check), `nnsearch.latency.candidate`, `recorder`, `candidate_trial` (one candida
 from __future__ import annotations
 
 import gc
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import optuna
 import torch
@@ -38,7 +38,7 @@ from nnsearch.search.config import (  # noqa: F401 - the study's vocabulary, imp
 from nnsearch.search.early_stopping import EpochHistory
 from nnsearch.search.inputs import TrainingInputs, silent
 from nnsearch.search.multifidelity import Promotion, next_promotion, objective_senses
-from nnsearch.search.optuna_setup import open_optuna_study, optuna_storage  # noqa: F401
+from nnsearch.search.optuna_setup import open_optuna_study, optuna_storage
 from nnsearch.search.preparation import check_budget_reachable, fill_lookup_table
 from nnsearch.search.recorder import TrialRecorder
 from nnsearch.search.samplers import SAMPLERS, SamplerContext
@@ -63,33 +63,82 @@ class Study:
     changes no global logging or warning filter.
     """
 
-    def __init__(self, config: StudyConfig, store: Store, *, verbose: bool = True,
-                 device: torch.device | None = None, heartbeat: HeartbeatConfig = HeartbeatConfig(),
-                 data: DenoiseData | None = None, results_root: Path | None = None,
-                 allow_changes: Iterable[str] = (), load_if_exists: bool = True) -> None:
+    def __init__(
+        self,
+        config: StudyConfig,
+        store: Store,
+        *,
+        verbose: bool = True,
+        device: torch.device | None = None,
+        heartbeat: HeartbeatConfig = HeartbeatConfig(),
+        data: DenoiseData | None = None,
+        results_root: Path | None = None,
+        allow_changes: Iterable[str] = (),
+        load_if_exists: bool = True,
+    ) -> None:
         self.config = config
         self.store = store
         self.verbose = verbose
         self.device = device or default_device()
         self.log = print_log if verbose else silent
-        self.inputs = TrainingInputs(config, self.device, data=data, verbose=verbose, log=self.log,
-                                     on_teacher=lambda psnr: self.optuna.set_user_attr(TEACHER_PSNR_ATTR, psnr))
+        self.inputs = TrainingInputs(
+            config,
+            self.device,
+            data=data,
+            verbose=verbose,
+            log=self.log,
+            on_teacher=lambda psnr: self.optuna.set_user_attr(TEACHER_PSNR_ATTR, psnr),
+        )
         lat = config.latency
-        self.latency = CandidateLatency(store, lat, Path(), max_latency_ms=config.budget.max_latency_ms,
-                                        precision=config.latency.precision, study=config.name, log=self.log)
-        self.quantized = (None if not config.latency.precision.quantized else
-                          QuantizedQuality(config.latency.precision, config.latency.calibration_samples, config.seed))
+        self.latency = CandidateLatency(
+            store,
+            lat,
+            Path(),
+            max_latency_ms=config.budget.max_latency_ms,
+            precision=config.latency.precision,
+            study=config.name,
+            log=self.log,
+        )
+        self.quantized = (
+            None
+            if not config.latency.precision.quantized
+            else QuantizedQuality(config.latency.precision, config.latency.calibration_samples, config.seed)
+        )
         self.results_dir = (results_root or default_results_root()) / config.name
-        self.recorder = TrialRecorder(store, config.name, config.distill, latency=self.latency_query(),
-                                      macs_hw=(lat.height, lat.width))
+        self.recorder = TrialRecorder(
+            store, config.name, config.distill, latency=self.latency_query(), macs_hw=(lat.height, lat.width)
+        )
         self.candidate_trial = CandidateTrial(
-            config.space, config.distill, self.inputs, self.latency, self.recorder, seed=config.seed,
-            early_stop=config.budget.early_stop, history=lambda: EpochHistory.of(self.recorder.reader),
-            device=self.device, verbose=verbose, log=self.log, quantized=self.quantized, rungs=config.rungs)
-        self.optuna = open_optuna_study(config, store, self._sampler(config.seed), heartbeat,
-                                        allow_changes=allow_changes, load_if_exists=load_if_exists)
-        self.loop = TrialLoop(self.optuna, self.candidate_trial.run, list(config.objectives), claim=self._claim,
-                              log=self.log, after_trial=self._after_trial)
+            config.space,
+            config.distill,
+            self.inputs,
+            self.latency,
+            self.recorder,
+            seed=config.seed,
+            early_stop=config.budget.early_stop,
+            history=lambda: EpochHistory.of(self.recorder.reader),
+            device=self.device,
+            verbose=verbose,
+            log=self.log,
+            quantized=self.quantized,
+            rungs=config.rungs,
+        )
+        self.optuna = open_optuna_study(
+            config,
+            store,
+            self._sampler(config.seed),
+            heartbeat,
+            allow_changes=allow_changes,
+            load_if_exists=load_if_exists,
+        )
+        self.loop = TrialLoop(
+            self.optuna,
+            self.candidate_trial.run,
+            list(config.objectives),
+            claim=self._claim,
+            log=self.log,
+            after_trial=self._after_trial,
+        )
         self._total = 0
 
     @property
@@ -140,8 +189,10 @@ class Study:
         of it is recorded) and re-raises.
         """
         counts = self.counts()
-        self.log(f"study '{self.config.name}': {counts.finished} of {trials} trials finished "
-                 f"(space {self.config.space.name}, store {self.store.display_url})")
+        self.log(
+            f"study '{self.config.name}': {counts.finished} of {trials} trials finished "
+            f"(space {self.config.space.name}, store {self.store.display_url})"
+        )
         if self.complete(trials):
             self.log(f"study '{self.config.name}' already has its {trials} trials; raise --trials to add more")
             return counts
@@ -199,8 +250,9 @@ class Study:
     def _promotion(self, study: optuna.Study) -> Promotion | None:
         """The next student due for a higher rung (multi-fidelity), from the store's records."""
         assert self.config.rungs is not None
-        return next_promotion(study, self.recorder.reader.rung_results(), self.config.rungs,
-                              objective_senses(self.config.objectives))
+        return next_promotion(
+            study, self.recorder.reader.rung_results(), self.config.rungs, objective_senses(self.config.objectives)
+        )
 
     def _after_trial(self, outcome: TrialOutcome | None) -> None:
         self.log_status(self._total)

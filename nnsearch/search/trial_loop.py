@@ -15,16 +15,16 @@ a store (shared with other workers), `AskClaims` for a private in-memory study.
 from __future__ import annotations
 
 import time
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import optuna
 
 from nnsearch.common.interrupts import InterruptGuard
 from nnsearch.search.candidate_trial import RunTrial, TrialOutcome
 from nnsearch.search.claims import Claim, TrialCounts
-from nnsearch.search.outcomes import OUTCOME_ATTR
 from nnsearch.search.heartbeat import Heartbeat
 from nnsearch.search.inputs import silent
+from nnsearch.search.outcomes import OUTCOME_ATTR
 from nnsearch.search.quiet import quiet_optuna
 from nnsearch.train.distill import DistillationDiverged
 
@@ -54,9 +54,16 @@ class TrialLoop:
     runs after each trial (the outcome is None for a recorded failure).
     """
 
-    def __init__(self, study: optuna.Study, run_candidate: RunTrial, objectives: Sequence[str], *,
-                 claim: ClaimFn | None = None, log: Callable[[str], None] = silent,
-                 after_trial: Callable[[TrialOutcome | None], None] | None = None) -> None:
+    def __init__(
+        self,
+        study: optuna.Study,
+        run_candidate: RunTrial,
+        objectives: Sequence[str],
+        *,
+        claim: ClaimFn | None = None,
+        log: Callable[[str], None] = silent,
+        after_trial: Callable[[TrialOutcome | None], None] | None = None,
+    ) -> None:
         self.study = study
         self.run_candidate = run_candidate
         self.objectives = list(objectives)

@@ -18,8 +18,8 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from nnsearch.common.device import assign_gpus, default_device, describe_device, visible_gpus
 from nnsearch.errors import NNSearchError
@@ -32,9 +32,17 @@ from nnsearch.train.datasets import load_data
 POLL_S = 2.0
 
 
-def run_workers(config: StudyConfig, store: Store, total: int, workers: int, *,
-                heartbeat: HeartbeatConfig = HeartbeatConfig(), timeout_s: float | None = None,
-                log_dir: Path | None = None, results_root: Path | None = None) -> TrialCounts:
+def run_workers(
+    config: StudyConfig,
+    store: Store,
+    total: int,
+    workers: int,
+    *,
+    heartbeat: HeartbeatConfig = HeartbeatConfig(),
+    timeout_s: float | None = None,
+    log_dir: Path | None = None,
+    results_root: Path | None = None,
+) -> TrialCounts:
     """Run the study with `workers` processes until it has `total` finished trials.
 
     Results go to `results_root/<study>` (default `default_results_root()`), worker
@@ -56,9 +64,20 @@ def run_workers(config: StudyConfig, store: Store, total: int, workers: int, *,
     threads = max(1, (os.cpu_count() or 1) // workers)
     context = mp.get_context("spawn")
     processes = [
-        context.Process(target=_worker_main, name=f"nnsearch-worker-{k}",
-                        args=(config, store.url, total, heartbeat, timeout_s, log_dir / f"worker-{k}.log", threads,
-                              study.results_dir.parent))
+        context.Process(
+            target=_worker_main,
+            name=f"nnsearch-worker-{k}",
+            args=(
+                config,
+                store.url,
+                total,
+                heartbeat,
+                timeout_s,
+                log_dir / f"worker-{k}.log",
+                threads,
+                study.results_dir.parent,
+            ),
+        )
         for k in range(workers)
     ]
     gpus = assign_gpus(workers, visible_gpus())
@@ -126,18 +145,28 @@ def _report_exits(processes: list) -> None:
     for process in processes:
         code = process.exitcode
         if code and code < 0:
-            print(f"{process.name} was killed by signal {-code}; its trial was retried by the other workers",
-                  file=sys.stderr)
+            print(
+                f"{process.name} was killed by signal {-code}; its trial was retried by the other workers",
+                file=sys.stderr,
+            )
         elif code:
             print(f"{process.name} exited with code {code} (see its log)", file=sys.stderr)
 
 
-def _worker_main(config: StudyConfig, url: str, total: int, heartbeat: HeartbeatConfig,
-                 timeout_s: float | None, log_path: Path, threads: int, results_root: Path) -> None:
+def _worker_main(
+    config: StudyConfig,
+    url: str,
+    total: int,
+    heartbeat: HeartbeatConfig,
+    timeout_s: float | None,
+    log_path: Path,
+    threads: int,
+    results_root: Path,
+) -> None:
     """Body of one worker process (started with the spawn method)."""
     import torch
 
-    log = open(log_path, "a", buffering=1)
+    log = open(log_path, "a", buffering=1)  # noqa: SIM115 - the worker's stdout and stderr until it exits
     for stream in (1, 2):  # native libraries (TFLite, OpenMP) write to the file descriptors directly
         os.dup2(log.fileno(), stream)
     sys.stdout = sys.stderr = log

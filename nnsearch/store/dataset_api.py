@@ -29,7 +29,8 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -43,16 +44,40 @@ from nnsearch.store.schema import NN, LatencyRun, Metric, NNStat, Prm, Stat, Tra
 from nnsearch.store.timings import LatencyQuery, student_latencies, study_configuration
 
 #: The NN Dataset's `data()` columns, in its order.
-NND_COLUMNS = ("task", "dataset", "metric", "metric_code", "nn", "nn_code", "epoch", "accuracy", "duration",
-               "prm", "transform_code")
+NND_COLUMNS = (
+    "task",
+    "dataset",
+    "metric",
+    "metric_code",
+    "nn",
+    "nn_code",
+    "epoch",
+    "accuracy",
+    "duration",
+    "prm",
+    "transform_code",
+)
 #: Columns nnsearch adds (then one `latency_ms@<device>` per device).
 EXTRA_COLUMNS = ("transform", "prm_uid", "run", "rung", "params", "macs")
 LATENCY_PREFIX = "latency_ms@"
-RUN_COLUMNS = ("nn", "device", "runtime", "runtime_version", "precision", "threads", "height", "width", "kind",
-               "median_ms", "min_ms", "max_ms", "runs", "created_at")
+RUN_COLUMNS = (
+    "nn",
+    "device",
+    "runtime",
+    "runtime_version",
+    "precision",
+    "threads",
+    "height",
+    "width",
+    "kind",
+    "median_ms",
+    "min_ms",
+    "max_ms",
+    "runs",
+    "created_at",
+)
 _CHUNK = 2000
-_STAT_COLUMNS = ("task", "dataset", "metric", "nn", "epoch", "accuracy", "duration", "prm", "transform", "run",
-                 "rung")
+_STAT_COLUMNS = ("task", "dataset", "metric", "nn", "epoch", "accuracy", "duration", "prm", "transform", "run", "rung")
 
 Filter = Any  # a value, or a list/tuple/set of values meaning "any of"
 
@@ -90,17 +115,18 @@ def data(
     with open_store(db) as store:
         studies = _as_set(study)
         single = next(iter(studies)) if len(studies) == 1 else None
-        return store.reading(lambda conn: _read_stats(conn, _stat_query(where, only_best_accuracy, max_rows), device,
-                                                      precision, single))
+        return store.reading(
+            lambda conn: _read_stats(conn, _stat_query(where, only_best_accuracy, max_rows), device, precision, single)
+        )
 
 
 def _read_stats(conn: Connection, query: Any, device: Filter, precision: Filter, study: str | None) -> pd.DataFrame:
     """The rows of `query` with codes, hyperparameters, sizes and latency columns added."""
     rows = _tuples(conn, query)
     frame = pd.DataFrame.from_records(rows, columns=list(_STAT_COLUMNS))
-    frame = frame.rename(columns={"prm": "prm_uid"}).astype({"epoch": "int64", "duration": "Int64",
-                                                             "accuracy": "float64", "run": "int64",
-                                                             "rung": "int64"})
+    frame = frame.rename(columns={"prm": "prm_uid"}).astype(
+        {"epoch": "int64", "duration": "Int64", "accuracy": "float64", "run": "int64", "rung": "int64"}
+    )
     keys = {column: _Keys(frame[column]) for column in ("metric", "nn", "transform", "prm_uid")}
     for model, column in ((Metric, "metric"), (NN, "nn"), (Transform, "transform")):
         codes = dict(_fetch_by(conn, model.name, (model.name, model.code), keys[column].distinct))
@@ -125,11 +151,23 @@ def run_data(
     precision: Filter = None,
 ) -> pd.DataFrame:
     """Every latency record (`latency_run`), ordered by nn, device and time (`precision`: fp32, int8, ...)."""
-    where = [c for c in (_match(LatencyRun.nn, nn), _match(LatencyRun.device, device),
-                         _match(LatencyRun.kind, kind), _match(LatencyRun.runtime, runtime),
-                         _match(LatencyRun.precision, precision)) if c is not None]
-    query = (select(*(getattr(LatencyRun, c) for c in RUN_COLUMNS)).where(*where)
-             .order_by(LatencyRun.nn, LatencyRun.device, LatencyRun.created_at, LatencyRun.id).limit(max_rows))
+    where = [
+        c
+        for c in (
+            _match(LatencyRun.nn, nn),
+            _match(LatencyRun.device, device),
+            _match(LatencyRun.kind, kind),
+            _match(LatencyRun.runtime, runtime),
+            _match(LatencyRun.precision, precision),
+        )
+        if c is not None
+    ]
+    query = (
+        select(*(getattr(LatencyRun, c) for c in RUN_COLUMNS))
+        .where(*where)
+        .order_by(LatencyRun.nn, LatencyRun.device, LatencyRun.created_at, LatencyRun.id)
+        .limit(max_rows)
+    )
     with open_store(db) as store:
         rows = store.reading(lambda conn: conn.execute(query).all())
     return pd.DataFrame.from_records(rows, columns=list(RUN_COLUMNS))
@@ -144,21 +182,41 @@ def _match(column: Any, value: Filter) -> ColumnElement[bool] | None:
     return column == value
 
 
-def _stat_filters(task: Filter, dataset: Filter, metric: Filter, nn: Filter, epoch: Filter,
-                  prm: Mapping[str, Any] | Filter, study: Filter) -> list[ColumnElement[bool]]:
-    where = [_match(Stat.task, task), _match(Stat.dataset, dataset), _match(Stat.metric, metric),
-             _match(Stat.nn, nn), _match(Stat.epoch, epoch)]
+def _stat_filters(
+    task: Filter,
+    dataset: Filter,
+    metric: Filter,
+    nn: Filter,
+    epoch: Filter,
+    prm: Mapping[str, Any] | Filter,
+    study: Filter,
+) -> list[ColumnElement[bool]]:
+    where = [
+        _match(Stat.task, task),
+        _match(Stat.dataset, dataset),
+        _match(Stat.metric, metric),
+        _match(Stat.nn, nn),
+        _match(Stat.epoch, epoch),
+    ]
     if isinstance(prm, Mapping):
         for name, value in prm.items():
             values = value if isinstance(value, (list, tuple, set, frozenset)) else [value]
-            where.append(exists().where(Prm.uid == Stat.prm, Prm.name == name,
-                                        Prm.value.in_([encode_value(v) for v in values])))
+            where.append(
+                exists().where(Prm.uid == Stat.prm, Prm.name == name, Prm.value.in_([encode_value(v) for v in values]))
+            )
     else:
         where.append(_match(Stat.prm, prm))
     in_study = _match(TrialLink.study, study)
     if in_study is not None:
-        where.append(exists().where(TrialLink.nn == Stat.nn, TrialLink.prm == Stat.prm,
-                                    TrialLink.task == Stat.task, TrialLink.dataset == Stat.dataset, in_study))
+        where.append(
+            exists().where(
+                TrialLink.nn == Stat.nn,
+                TrialLink.prm == Stat.prm,
+                TrialLink.task == Stat.task,
+                TrialLink.dataset == Stat.dataset,
+                in_study,
+            )
+        )
     return [w for w in where if w is not None]
 
 
@@ -168,12 +226,14 @@ def _stat_query(where: list[ColumnElement[bool]], only_best: bool, max_rows: int
     if only_best:
         best = select(*group, func.max(Stat.accuracy).label("best")).where(*where).group_by(*group).subquery()
         query = query.join(best, and_(*(best.c[c.key] == c for c in group), best.c.best == Stat.accuracy))
-    return query.order_by(*group, Stat.transform, Stat.prm, Stat.run, Stat.rung).limit(max_rows)  # the order of uq_stat_key
+    return query.order_by(*group, Stat.transform, Stat.prm, Stat.run, Stat.rung).limit(
+        max_rows
+    )  # the order of uq_stat_key
 
 
 def _chunks(values: Sequence[Any]) -> Iterator[list[Any]]:
     for start in range(0, len(values), _CHUNK):
-        yield list(values[start:start + _CHUNK])
+        yield list(values[start : start + _CHUNK])
 
 
 def _fetch_by(conn: Connection, key: Any, columns: Iterable[Any], values: Iterable[Any], *where: Any) -> list[Any]:
@@ -221,8 +281,9 @@ def _prm_dicts(conn: Connection, uids: list[str]) -> dict[str, dict[str, Any]]:
     return by_uid
 
 
-def _latency_columns(conn: Connection, names: list[str], device: Filter, precision: Filter,
-                     study: str | None) -> dict[str, dict[str, float]]:
+def _latency_columns(
+    conn: Connection, names: list[str], device: Filter, precision: Filter, study: str | None
+) -> dict[str, dict[str, float]]:
     """`latency_ms@<device>[@<precision>]` -> {nn: ms} by `nnsearch.store.timings` (at `study`'s configuration if given).
 
     fp32 columns are named `latency_ms@<device>`, others `latency_ms@<device>@<precision>`;
@@ -234,8 +295,7 @@ def _latency_columns(conn: Connection, names: list[str], device: Filter, precisi
     recorded |= {(dev, prec) for dev in _as_set(device) for prec in wanted}
     columns: dict[str, dict[str, float]] = {}
     for dev, prec in sorted(recorded):
-        query = (study_configuration(conn, study, dev, prec) if study is not None
-                 else LatencyQuery(dev, precision=prec))
+        query = study_configuration(conn, study, dev, prec) if study is not None else LatencyQuery(dev, precision=prec)
         name = f"{LATENCY_PREFIX}{dev}{Precision.parse(prec).tag}"
         columns[name] = {nn: found.ms for nn, found in student_latencies(conn, names, query).items()}
     return columns

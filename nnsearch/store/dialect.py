@@ -5,7 +5,8 @@ Rows go in primary-key order (else unique-key order) so concurrent writers lock 
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from sqlalchemy import Table, UniqueConstraint
 from sqlalchemy.dialects import mysql, postgresql, sqlite
@@ -54,8 +55,9 @@ def upsert(executor: Executor, model: type[Any], rows: Iterable[Mapping[str, Any
     if _dialect(executor) in ("mysql", "mariadb"):
         stmt = stmt.on_duplicate_key_update({c: stmt.inserted[c] for c in rows[0] if c not in keys})
     else:
-        stmt = stmt.on_conflict_do_update(index_elements=keys,
-                                          set_={c: stmt.excluded[c] for c in rows[0] if c not in keys})
+        stmt = stmt.on_conflict_do_update(
+            index_elements=keys, set_={c: stmt.excluded[c] for c in rows[0] if c not in keys}
+        )
     executor.execute(stmt, rows)
 
 

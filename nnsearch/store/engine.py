@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator, TypeVar
+from typing import TypeVar
 
 from sqlalchemy import create_engine, event, inspect, text
 from sqlalchemy.engine import Connection, Engine, make_url
@@ -107,8 +108,10 @@ class Store:
         except ModuleNotFoundError as exc:
             raise StoreError(f"the database driver for {self.display_url} is not installed ({exc.name})") from None
         except DatabaseError as exc:  # e.g. a file that is not an SQLite database
-            raise StoreError(f"cannot open the store at {self.display_url}: {' '.join(str(exc.orig).split())}; "
-                             "expected an nnsearch store (an SQLite file or a database URL)") from None
+            raise StoreError(
+                f"cannot open the store at {self.display_url}: {' '.join(str(exc.orig).split())}; "
+                "expected an nnsearch store (an SQLite file or a database URL)"
+            ) from None
 
     def _check_sqlite_file(self, database: str | None, create: bool) -> None:
         """A missing file is an error without `create`; with it, its folder is created (or a clear error)."""
@@ -120,8 +123,10 @@ class Store:
         try:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise StoreError(f"cannot create the folder {folder} for the new store {self.display_url}: "
-                             f"{exc.strerror or exc}; give --db a file in a writable folder") from None
+            raise StoreError(
+                f"cannot create the folder {folder} for the new store {self.display_url}: "
+                f"{exc.strerror or exc}; give --db a file in a writable folder"
+            ) from None
 
     @property
     def display_url(self) -> str:
@@ -254,7 +259,6 @@ def check_version(conn: Connection, where: str) -> None:
         )
     if int(found) < SCHEMA_VERSION:
         migrate(conn, int(found), where)
-
 
 
 def retrying(attempt: Callable[[], T], what: str, attempts: int = 8) -> T:

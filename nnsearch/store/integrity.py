@@ -49,36 +49,53 @@ def _foreign_keys(conn: Connection) -> list[str]:
             orphan = and_(child.is_not(None), ~exists().where(parent == child))
             count, example = conn.execute(select(func.count(), func.min(child)).where(orphan)).one()
             if count:
-                problems.append(f"{table.name}.{child.name}: {count} row(s) name a missing "
-                                f"{parent.table.name}.{parent.name} (e.g. {example!r})")
+                problems.append(
+                    f"{table.name}.{child.name}: {count} row(s) name a missing "
+                    f"{parent.table.name}.{parent.name} (e.g. {example!r})"
+                )
     return problems
 
 
 def _code_ids(conn: Connection) -> list[str]:
     problems = []
     for model in (NN, Metric, Transform):
-        bad = [name for name, code, id_ in
-               conn.execute(select(model.name, model.code, model.id)).yield_per(_BATCH) if md5(code) != id_]
+        bad = [
+            name
+            for name, code, id_ in conn.execute(select(model.name, model.code, model.id)).yield_per(_BATCH)
+            if md5(code) != id_
+        ]
         if bad:
-            problems.append(f"{model.__tablename__}: {len(bad)} row(s) whose id is not the md5 of their code "
-                            f"(e.g. {bad[0]!r})")
+            problems.append(
+                f"{model.__tablename__}: {len(bad)} row(s) whose id is not the md5 of their code (e.g. {bad[0]!r})"
+            )
     return problems
 
 
 def _weights(conn: Connection) -> list[str]:
-    bad = [f"{nn}/{prm}" for nn, prm, state, sha in
-           conn.execute(select(Weights.nn, Weights.prm, Weights.state, Weights.sha256)).yield_per(_BATCH)
-           if hashlib.sha256(state).hexdigest() != sha]
+    bad = [
+        f"{nn}/{prm}"
+        for nn, prm, state, sha in conn.execute(
+            select(Weights.nn, Weights.prm, Weights.state, Weights.sha256)
+        ).yield_per(_BATCH)
+        if hashlib.sha256(state).hexdigest() != sha
+    ]
     return [f"weights: {len(bad)} row(s) whose sha256 does not match their bytes (e.g. {bad[0]})"] if bad else []
 
 
 def _finished_trials(conn: Connection) -> list[str]:
-    has_stats = exists().where(Stat.nn == TrialLink.nn, Stat.prm == TrialLink.prm,
-                               Stat.task == TrialLink.task, Stat.dataset == TrialLink.dataset)
-    rows = conn.execute(select(TrialLink.study, TrialLink.trial_number)
-                        .where(TrialLink.state == "complete", ~has_stats)
-                        .order_by(TrialLink.study, TrialLink.trial_number)).all()
+    has_stats = exists().where(
+        Stat.nn == TrialLink.nn,
+        Stat.prm == TrialLink.prm,
+        Stat.task == TrialLink.task,
+        Stat.dataset == TrialLink.dataset,
+    )
+    rows = conn.execute(
+        select(TrialLink.study, TrialLink.trial_number)
+        .where(TrialLink.state == "complete", ~has_stats)
+        .order_by(TrialLink.study, TrialLink.trial_number)
+    ).all()
     if not rows:
         return []
-    return [f"trial_link: {len(rows)} complete trial(s) without stat rows (e.g. study {rows[0][0]!r} "
-            f"trial {rows[0][1]})"]
+    return [
+        f"trial_link: {len(rows)} complete trial(s) without stat rows (e.g. study {rows[0][0]!r} trial {rows[0][1]})"
+    ]

@@ -11,7 +11,8 @@ training diagnostics (`train_stat`, optional) store a non-finite value, as NULL.
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from sqlalchemy import BigInteger, Double, Float, Integer, String
 from sqlalchemy.sql import FromClause
@@ -34,7 +35,7 @@ def value_problem(table: FromClause, column: str, value: Any) -> str | None:
             return f"{column} is {value!r}; expected a finite number"
     elif isinstance(kind, Integer) and isinstance(value, int) and not isinstance(value, bool):
         bits = next(b for t, b in _INT_BITS if isinstance(kind, t))
-        if not -2 ** (bits - 1) <= value < 2 ** (bits - 1):
+        if not -(2 ** (bits - 1)) <= value < 2 ** (bits - 1):
             return f"{column} {value} does not fit a {bits}-bit integer column (at most {2 ** (bits - 1) - 1})"
     return None
 

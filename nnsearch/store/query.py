@@ -28,13 +28,34 @@ from nnsearch.store.schema import NNStat, Stat, TrialLink
 from nnsearch.store.timings import LatencyQuery, StudentLatency, student_latencies, study_configuration
 
 #: Columns of `study_results`, in order.
-RESULT_COLUMNS = ["trial", "nn", "state", "dataset", "psnr", "ssim", "latency_ms", "measured_ms", "predicted_ms",
-                  "params", "macs", "rung"]
+RESULT_COLUMNS = [
+    "trial",
+    "nn",
+    "state",
+    "dataset",
+    "psnr",
+    "ssim",
+    "latency_ms",
+    "measured_ms",
+    "predicted_ms",
+    "params",
+    "macs",
+    "rung",
+]
 #: Columns of `StudyReader.rung_results`: one row per trial and rung, with the rung's hyperparameter set (uid).
 RUNG_COLUMNS = RESULT_COLUMNS + ["prm"]
 EPOCH_COLUMNS = ["trial", "rung", "nn", "state", "metric", "epoch", "value"]
-_RESULT_TYPES = {"trial": "int64", "rung": "int64", "psnr": "float64", "ssim": "float64", "latency_ms": "float64",
-                 "measured_ms": "float64", "predicted_ms": "float64", "params": "Int64", "macs": "float64"}
+_RESULT_TYPES = {
+    "trial": "int64",
+    "rung": "int64",
+    "psnr": "float64",
+    "ssim": "float64",
+    "latency_ms": "float64",
+    "measured_ms": "float64",
+    "predicted_ms": "float64",
+    "params": "Int64",
+    "macs": "float64",
+}
 _EPOCH_TYPES = {"trial": "int64", "rung": "int64", "epoch": "int64", "value": "float64"}
 NAN = float("nan")
 _CHUNK = 2000
@@ -56,8 +77,9 @@ class StudyReader:
         if results:
             self._seen.update((row["trial"], row["rung"]) for row in results)
             self._rungs = _append(self._rungs, _frame(results, RUNG_COLUMNS, _RESULT_TYPES), ["trial", "rung"])
-            self._epochs = _append(self._epochs, _frame(epochs, EPOCH_COLUMNS, _EPOCH_TYPES),
-                                   ["trial", "rung", "metric", "epoch"])
+            self._epochs = _append(
+                self._epochs, _frame(epochs, EPOCH_COLUMNS, _EPOCH_TYPES), ["trial", "rung", "metric", "epoch"]
+            )
             highest = self._rungs.drop_duplicates("trial", keep="last")  # sorted by trial, rung
             self._results = highest[RESULT_COLUMNS].reset_index(drop=True)
         return len(results)
@@ -90,10 +112,14 @@ class StudyReader:
         unseen = [TrialLink.trial_number > top]
         if gaps:
             unseen.append(TrialLink.trial_number.in_(gaps))
-        higher = conn.execute(select(TrialLink.trial_number, TrialLink.rung)
-                              .where(TrialLink.study == self.study, TrialLink.rung > 0)).all()
-        unseen += [and_(TrialLink.trial_number == trial, TrialLink.rung == rung)
-                   for trial, rung in higher if (trial, rung) not in self._seen]
+        higher = conn.execute(
+            select(TrialLink.trial_number, TrialLink.rung).where(TrialLink.study == self.study, TrialLink.rung > 0)
+        ).all()
+        unseen += [
+            and_(TrialLink.trial_number == trial, TrialLink.rung == rung)
+            for trial, rung in higher
+            if (trial, rung) not in self._seen
+        ]
         return or_(*unseen)
 
     def _read_new(self, conn: Connection) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -101,16 +127,21 @@ class StudyReader:
         unseen = self._unseen_filter(conn)
         if unseen is not None:
             where.append(unseen)
-        links = conn.execute(select(TrialLink.trial_number, TrialLink.rung, TrialLink.nn, TrialLink.prm,
-                                    TrialLink.state, TrialLink.dataset).where(*where)).all()
+        links = conn.execute(
+            select(
+                TrialLink.trial_number, TrialLink.rung, TrialLink.nn, TrialLink.prm, TrialLink.state, TrialLink.dataset
+            ).where(*where)
+        ).all()
         if not links:
             return [], []
         names = sorted({link.nn for link in links})
         stats: dict[tuple[str, str, str], list[tuple[str, int, float]]] = defaultdict(list)
         for nn, prm, dataset, metric, epoch, accuracy in _stats(conn, names):
             stats[(nn, prm, dataset)].append((metric, int(epoch), float(accuracy)))
-        sizes = {nn: (params, macs) for nn, params, macs in _in_chunks(
-            conn, NNStat.nn, (NNStat.nn, NNStat.params, NNStat.macs), names)}
+        sizes = {
+            nn: (params, macs)
+            for nn, params, macs in _in_chunks(conn, NNStat.nn, (NNStat.nn, NNStat.params, NNStat.macs), names)
+        }
         found = student_latencies(conn, names, self.query)
         results, epochs = [], []
         for trial, rung, nn, prm, state, dataset in links:
@@ -120,18 +151,46 @@ class StudyReader:
             psnr, ssim = (final.get(Precision.parse(self.query.precision).metric(m), NAN) for m in ("psnr", "ssim"))
             measured, predicted = _ms(found.get(nn), "measured"), _ms(found.get(nn), "predicted")
             params, macs = sizes.get(nn, (None, None))
-            results.append({"trial": int(trial), "rung": int(rung), "nn": nn, "state": state, "dataset": dataset,
-                            "psnr": psnr, "ssim": ssim,
-                            "latency_ms": predicted if math.isnan(measured) else measured, "measured_ms": measured,
-                            "predicted_ms": predicted, "params": params, "macs": NAN if macs is None else macs,
-                            "prm": prm})
-            epochs += [{"trial": int(trial), "rung": int(rung), "nn": nn, "state": state, "metric": metric,
-                        "epoch": epoch, "value": value} for metric, epoch, value in rows]
+            results.append(
+                {
+                    "trial": int(trial),
+                    "rung": int(rung),
+                    "nn": nn,
+                    "state": state,
+                    "dataset": dataset,
+                    "psnr": psnr,
+                    "ssim": ssim,
+                    "latency_ms": predicted if math.isnan(measured) else measured,
+                    "measured_ms": measured,
+                    "predicted_ms": predicted,
+                    "params": params,
+                    "macs": NAN if macs is None else macs,
+                    "prm": prm,
+                }
+            )
+            epochs += [
+                {
+                    "trial": int(trial),
+                    "rung": int(rung),
+                    "nn": nn,
+                    "state": state,
+                    "metric": metric,
+                    "epoch": epoch,
+                    "value": value,
+                }
+                for metric, epoch, value in rows
+            ]
         return results, epochs
 
 
-def study_results(store: Store, study: str, device: str = "host-cpu", *,
-                  latency: LatencyQuery | None = None, precision: str | None = None) -> pd.DataFrame:
+def study_results(
+    store: Store,
+    study: str,
+    device: str = "host-cpu",
+    *,
+    latency: LatencyQuery | None = None,
+    precision: str | None = None,
+) -> pd.DataFrame:
     """One row per recorded trial of `study`: final-epoch PSNR/SSIM, latency, size (`RESULT_COLUMNS`).
 
     A multi-fidelity student shows at the highest rung it reached (column `rung`).
@@ -158,7 +217,7 @@ def _in_chunks(conn: Connection, key: Any, columns: tuple[Any, ...], names: list
     """Rows of `columns` whose `key` is one of `names` (batched IN queries)."""
     rows: list[Any] = []
     for start in range(0, len(names), _CHUNK):
-        rows += conn.execute(select(*columns).where(key.in_(names[start:start + _CHUNK]))).all()
+        rows += conn.execute(select(*columns).where(key.in_(names[start : start + _CHUNK]))).all()
     return rows
 
 

@@ -5,9 +5,10 @@ Plain data, no SQL: `nnsearch.store.recording` writes these records.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Mapping
+from typing import Any
 
 from nnsearch.common.precision import Precision
 from nnsearch.store.stat import LatencyStat
@@ -23,8 +24,10 @@ METRIC_CODE = {
 
 def precision_metric_code(metric: str, precision: str) -> str:
     """The `metric` table code of `Precision.parse(precision).metric(metric)`."""
-    return (METRIC_CODE[metric].rstrip("\n") + f"; computed on the output of the {precision} .tflite file in "
-            "ai-edge-litert (full resolution, tiled); see nnsearch.export.precisions\n")
+    return (
+        METRIC_CODE[metric].rstrip("\n") + f"; computed on the output of the {precision} .tflite file in "
+        "ai-edge-litert (full resolution, tiled); see nnsearch.export.precisions\n"
+    )
 
 
 #: Columns that identify a stat row (its unique key).

@@ -120,8 +120,9 @@ class Stat(Base):
     __table_args__ = (
         # Column order serves the query API: filters on task/dataset/metric/nn use a prefix,
         # and "best accuracy per (task, dataset, metric, nn, epoch)" groups along it.
-        UniqueConstraint("task", "dataset", "metric", "nn", "epoch", "transform", "prm", "run", "rung",
-                         name="uq_stat_key"),
+        UniqueConstraint(
+            "task", "dataset", "metric", "nn", "epoch", "transform", "prm", "run", "rung", name="uq_stat_key"
+        ),
     )
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     task: Mapped[str] = mapped_column(String(64))
@@ -170,8 +171,19 @@ class LatencyRun(Base):
     __table_args__ = (
         Index("ix_latency_run_lookup", "nn", "device", "precision", "threads", "height", "width"),
         # One figure per configuration and instant: re-importing an export adds nothing.
-        UniqueConstraint("nn", "device", "precision", "runtime", "runtime_version", "threads", "height", "width",
-                         "kind", "created_at", name="uq_latency_run_key"),
+        UniqueConstraint(
+            "nn",
+            "device",
+            "precision",
+            "runtime",
+            "runtime_version",
+            "threads",
+            "height",
+            "width",
+            "kind",
+            "created_at",
+            name="uq_latency_run_key",
+        ),
     )
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     nn: Mapped[str] = mapped_column(ForeignKey("nn.name", ondelete="CASCADE"))
@@ -196,8 +208,20 @@ class LatencyLUT(Base):
     __tablename__ = "latency_lut"
     __table_args__ = (
         UniqueConstraint(
-            "device", "precision", "runtime", "runtime_version", "threads", "op", "in_h", "in_w",
-            "in_c", "out_c", "kernel", "stride", "activation", name="uq_latency_lut_key",
+            "device",
+            "precision",
+            "runtime",
+            "runtime_version",
+            "threads",
+            "op",
+            "in_h",
+            "in_w",
+            "in_c",
+            "out_c",
+            "kernel",
+            "stride",
+            "activation",
+            name="uq_latency_lut_key",
         ),
     )
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)

@@ -11,8 +11,9 @@ ranks by: the minimum over runs, or the median where no minimum was recorded
 from __future__ import annotations
 
 import statistics
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Sequence, TypedDict
+from typing import TypedDict
 
 
 class StatValues(TypedDict):
@@ -56,8 +57,12 @@ class LatencyStat:
     @classmethod
     def of_samples(cls, samples_ms: Sequence[float]) -> LatencyStat:
         """The statistic of timed runs (ms per call)."""
-        return LatencyStat(median_ms=statistics.median(samples_ms), min_ms=min(samples_ms),
-                           max_ms=max(samples_ms), runs=len(samples_ms))
+        return LatencyStat(
+            median_ms=statistics.median(samples_ms),
+            min_ms=min(samples_ms),
+            max_ms=max(samples_ms),
+            runs=len(samples_ms),
+        )
 
     @staticmethod
     def pooled(stats: Iterable[LatencyStat]) -> LatencyStat:
@@ -65,5 +70,9 @@ class LatencyStat:
         stats = list(stats)
         mins = [s.min_ms for s in stats if s.min_ms is not None]
         maxs = [s.max_ms for s in stats if s.max_ms is not None]
-        return LatencyStat(median_ms=statistics.median(s.median_ms for s in stats), min_ms=min(mins, default=None),
-                           max_ms=max(maxs, default=None), runs=sum(s.runs for s in stats))
+        return LatencyStat(
+            median_ms=statistics.median(s.median_ms for s in stats),
+            min_ms=min(mins, default=None),
+            max_ms=max(maxs, default=None),
+            runs=sum(s.runs for s in stats),
+        )

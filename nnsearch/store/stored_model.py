@@ -41,8 +41,9 @@ class StoredModel:
     state: bytes
 
 
-def load_stored_model(store: Store, name: str, prm: str | None = None,
-                      weights_file: str | Path | None = None) -> StoredModel:
+def load_stored_model(
+    store: Store, name: str, prm: str | None = None, weights_file: str | Path | None = None
+) -> StoredModel:
     """The model `name` with the weights of hyperparameter set `prm` (default: its best-PSNR set); ExportError if unusable.
 
     `weights_file`: a state_dict (torch.save) of the model's own `Net` to use
@@ -60,15 +61,20 @@ def load_stored_model(store: Store, name: str, prm: str | None = None,
     if weights_file is not None:
         weights = {GIVEN_WEIGHTS: _read_state_dict(Path(weights_file))}
     if not weights:
-        raise ExportError(f"no weights recorded for {name}; retrain it with `nnsearch search` (a completed "
-                          f"trial stores its weights), pick a student that has them with `nnsearch pareto`, "
-                          f"or give a state_dict of its Net with --weights FILE.pt")
+        raise ExportError(
+            f"no weights recorded for {name}; retrain it with `nnsearch search` (a completed "
+            f"trial stores its weights), pick a student that has them with `nnsearch pareto`, "
+            f"or give a state_dict of its Net with --weights FILE.pt"
+        )
     if not arch_json:
-        raise ExportError(f"model {name} has no architecture record (it was imported and its network is not "
-                          "a search-space student); only search-space students can be exported")
+        raise ExportError(
+            f"model {name} has no architecture record (it was imported and its network is not "
+            "a search-space student); only search-space students can be exported"
+        )
     if weights_file is None and prm is not None and prm not in weights:
-        raise ExportError(f"{name} has no weights for hyperparameter set {prm!r}; it has weights for "
-                          f"{', '.join(sorted(weights))}")
+        raise ExportError(
+            f"{name} has no weights for hyperparameter set {prm!r}; it has weights for {', '.join(sorted(weights))}"
+        )
     if weights_file is not None:
         uid = GIVEN_WEIGHTS
     else:
@@ -84,8 +90,10 @@ def _read_state_dict(path: Path) -> bytes:
         raise ExportError(f"cannot read the weights file {path}: {exc.strerror or exc}") from None
     state = load_tensors(raw, f"weights file {path}")
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ExportError(f"weights file {path} is not a state_dict (a dict of parameter name -> tensor, as "
-                          f"torch.save(net.state_dict(), path) writes); it holds a {type(state).__name__}")
+        raise ExportError(
+            f"weights file {path} is not a state_dict (a dict of parameter name -> tensor, as "
+            f"torch.save(net.state_dict(), path) writes); it holds a {type(state).__name__}"
+        )
     return raw
 
 
@@ -111,7 +119,8 @@ def check_code_allowed(model: StoredModel, trust_code: bool = False) -> None:
         raise UntrustedCodeError(
             f"model {model.nn}: its stored code is not the model file nnsearch generates for its architecture "
             f"(it was imported, or recorded by another nnsearch version), and using it runs that code; "
-            f"{HOW_TO_TRUST}")
+            f"{HOW_TO_TRUST}"
+        )
 
 
 def build_model(model: StoredModel, shape: tuple[int, int, int, int], *, trust_code: bool = False) -> nn.Module:
@@ -122,8 +131,11 @@ def build_model(model: StoredModel, shape: tuple[int, int, int, int], *, trust_c
     with the opt-in only (`nnsearch.common.trust`).
     """
     check_code_allowed(model, trust_code)
-    net = build_student(model.arch) if own_code(model) else build_net(model.code, model.nn, shape, shape, {},
-                                                                      trusted=True)
+    net = (
+        build_student(model.arch)
+        if own_code(model)
+        else build_net(model.code, model.nn, shape, shape, {}, trusted=True)
+    )
     return with_weights(net, model.state)
 
 

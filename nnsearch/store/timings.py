@@ -38,8 +38,17 @@ from nnsearch.store.schema import LatencyRun
 from nnsearch.store.stat import LatencyStat
 
 _CHUNK = 2000
-_COLUMNS = (LatencyRun.nn, LatencyRun.height, LatencyRun.width, LatencyRun.threads, LatencyRun.kind,
-            LatencyRun.median_ms, LatencyRun.min_ms, LatencyRun.max_ms, LatencyRun.runs)
+_COLUMNS = (
+    LatencyRun.nn,
+    LatencyRun.height,
+    LatencyRun.width,
+    LatencyRun.threads,
+    LatencyRun.kind,
+    LatencyRun.median_ms,
+    LatencyRun.min_ms,
+    LatencyRun.max_ms,
+    LatencyRun.runs,
+)
 
 
 @dataclass(frozen=True)
@@ -84,20 +93,24 @@ class StudentLatency:
         return self.stat.ms
 
 
-def student_latencies(source: Store | Connection, names: Iterable[str],
-                      query: LatencyQuery = LatencyQuery()) -> dict[str, StudentLatency]:
+def student_latencies(
+    source: Store | Connection, names: Iterable[str], query: LatencyQuery = LatencyQuery()
+) -> dict[str, StudentLatency]:
     """`StudentLatency` by name for the students among `names` with a record matching `query`."""
     if isinstance(source, Store):
         return source.reading(lambda conn: student_latencies(conn, names, query))
     where = [LatencyRun.device == query.device, LatencyRun.precision == query.precision]
-    for column, value in ((LatencyRun.height, query.height), (LatencyRun.width, query.width),
-                          (LatencyRun.threads, query.threads)):
+    for column, value in (
+        (LatencyRun.height, query.height),
+        (LatencyRun.width, query.width),
+        (LatencyRun.threads, query.threads),
+    ):
         if value is not None:
             where.append(column == int(value))
     by_config: dict[str, dict[tuple[int, int, int], dict[str, list[LatencyStat]]]] = {}
     wanted = sorted(set(names))
     for start in range(0, len(wanted), _CHUNK):
-        rows = source.execute(select(*_COLUMNS).where(LatencyRun.nn.in_(wanted[start:start + _CHUNK]), *where))
+        rows = source.execute(select(*_COLUMNS).where(LatencyRun.nn.in_(wanted[start : start + _CHUNK]), *where))
         for nn, height, width, threads, kind, median, low, high, runs in rows:
             stat = LatencyStat(median_ms=median, min_ms=low, max_ms=high, runs=runs)
             kinds = by_config.setdefault(nn, {}).setdefault((int(height), int(width), int(threads)), {})
@@ -105,9 +118,16 @@ def student_latencies(source: Store | Connection, names: Iterable[str],
     return {nn: _chosen(nn, query, configs) for nn, configs in by_config.items()}
 
 
-def student_latency(store: Store, nn: str, device: str = "host-cpu", *, height: int | None = None,
-                    width: int | None = None, threads: int | None = None,
-                    precision: str = Precision.FP32) -> StudentLatency | None:
+def student_latency(
+    store: Store,
+    nn: str,
+    device: str = "host-cpu",
+    *,
+    height: int | None = None,
+    width: int | None = None,
+    threads: int | None = None,
+    precision: str = Precision.FP32,
+) -> StudentLatency | None:
     """The latency of student `nn` on `device` at height x width, `threads`, `precision` (see the module rule).
 
     None when the store holds no matching record. Unset height, width and
@@ -117,8 +137,9 @@ def student_latency(store: Store, nn: str, device: str = "host-cpu", *, height: 
     return student_latencies(store, [nn], query).get(nn)
 
 
-def _chosen(nn: str, query: LatencyQuery,
-            configs: dict[tuple[int, int, int], dict[str, list[LatencyStat]]]) -> StudentLatency:
+def _chosen(
+    nn: str, query: LatencyQuery, configs: dict[tuple[int, int, int], dict[str, list[LatencyStat]]]
+) -> StudentLatency:
     """The rule's configuration (largest input, then fewest threads) and its pooled figures."""
     height, width, threads = min(configs, key=lambda c: (-c[0] * c[1], c[2], -c[0]))
     kinds = configs[(height, width, threads)]
@@ -126,8 +147,9 @@ def _chosen(nn: str, query: LatencyQuery,
     return StudentLatency(nn, query.device, query.precision, height, width, threads, measured, predicted)
 
 
-def study_configuration(source: Store | Connection, study: str, device: str | None = None,
-                        precision: str | None = None) -> LatencyQuery:
+def study_configuration(
+    source: Store | Connection, study: str, device: str | None = None, precision: str | None = None
+) -> LatencyQuery:
     """The study's latency target (device, height, width, threads, precision) from its stored configuration.
 
     `device` and `precision`, where given, replace the study's own (the same
@@ -138,9 +160,13 @@ def study_configuration(source: Store | Connection, study: str, device: str | No
     stored = stored_latency_target(source, study)
     if stored is None:
         return LatencyQuery(device or "host-cpu", precision=precision or Precision.FP32)
-    return LatencyQuery(device or str(stored.get("device", "host-cpu")), int(stored["height"]),
-                        int(stored["width"]), int(stored["threads"]),
-                        Precision.parse(precision or stored.get("precision") or Precision.FP32))
+    return LatencyQuery(
+        device or str(stored.get("device", "host-cpu")),
+        int(stored["height"]),
+        int(stored["width"]),
+        int(stored["threads"]),
+        Precision.parse(precision or stored.get("precision") or Precision.FP32),
+    )
 
 
 def stored_latency_target(source: Store | Connection, study: str) -> dict[str, Any] | None:
@@ -153,9 +179,13 @@ def stored_latency_target(source: Store | Connection, study: str) -> dict[str, A
         return source.reading(lambda conn: stored_latency_target(conn, study))
     if not inspect(source).has_table("study_user_attributes"):
         return None
-    row = source.execute(text(
-        "SELECT a.value_json FROM study_user_attributes a JOIN studies s ON s.study_id = a.study_id "
-        "WHERE s.study_name = :study AND a.key = :key"), {"study": study, "key": CONFIG_ATTR}).first()
+    row = source.execute(
+        text(
+            "SELECT a.value_json FROM study_user_attributes a JOIN studies s ON s.study_id = a.study_id "
+            "WHERE s.study_name = :study AND a.key = :key"
+        ),
+        {"study": study, "key": CONFIG_ATTR},
+    ).first()
     if row is None:
         return None
     settings = json.loads(row[0])

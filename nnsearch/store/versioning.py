@@ -10,7 +10,8 @@ at the same moment.
 
 from __future__ import annotations
 
-from typing import Any, Callable, cast
+from collections.abc import Callable
+from typing import Any, cast
 
 from sqlalchemy import Table, inspect, select, text
 from sqlalchemy.engine import Connection
@@ -65,13 +66,16 @@ def rebuild_tables(conn: Connection, fills: dict[str, dict[str, Any]]) -> None:
         conn.execute(text(f"DROP TABLE {table.name}"))
     for table, (columns, values, params) in plans:
         table.create(conn)
-        conn.execute(text(f"INSERT INTO {table.name} ({columns}) SELECT {values} FROM {table.name}_migrating"),
-                     params)
+        conn.execute(text(f"INSERT INTO {table.name} ({columns}) SELECT {values} FROM {table.name}_migrating"), params)
     for table in reversed(tables):
         conn.execute(text(f"DROP TABLE {table.name}_migrating"))
         if conn.dialect.name == "postgresql" and "id" in table.c:  # copied ids: move the serial past them
-            conn.execute(text(f"SELECT setval(pg_get_serial_sequence('{table.name}', 'id'), "
-                              f"COALESCE((SELECT MAX(id) FROM {table.name}), 0) + 1, false)"))
+            conn.execute(
+                text(
+                    f"SELECT setval(pg_get_serial_sequence('{table.name}', 'id'), "
+                    f"COALESCE((SELECT MAX(id) FROM {table.name}), 0) + 1, false)"
+                )
+            )
 
 
 def _copy_plan(conn: Connection, table: Any, fill: dict[str, Any]) -> tuple[str, str, dict[str, Any]]:
@@ -115,8 +119,7 @@ def _rungs(conn: Connection) -> None:
 
 
 #: version -> the function that upgrades a store from that version to version + 1.
-MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _add_precision, 2: _stat_runs, 3: _measure_queue,
-                                                       4: _rungs}
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _add_precision, 2: _stat_runs, 3: _measure_queue, 4: _rungs}
 
 
 def migrate(conn: Connection, found: int, where: str = "the store") -> None:

@@ -9,8 +9,8 @@ teacher, crops up to 1024 px) run without holding the whole plan in memory.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -36,8 +36,10 @@ def fit_crop(size: int, images: Sequence[np.ndarray | Pair], multiple: int = 16)
     smallest = min(min(img.shape[:2]) for img in images)
     fitted = min(size, smallest) // multiple * multiple
     if fitted < multiple:
-        raise DataError(f"crop {size} px cannot be cut: the smallest training image is {smallest} px and crops "
-                        f"must be multiples of {multiple} px (the student's downsampling factor)")
+        raise DataError(
+            f"crop {size} px cannot be cut: the smallest training image is {smallest} px and crops "
+            f"must be multiples of {multiple} px (the student's downsampling factor)"
+        )
     return fitted
 
 
@@ -48,8 +50,9 @@ class BatchPlan(Sequence[Batch]):
     the same every time and in every process.
     """
 
-    def __init__(self, pairs: Sequence[Pair], schedule: CropSchedule, steps: int, batch: int, seed: int,
-                 multiple: int = 16) -> None:
+    def __init__(
+        self, pairs: Sequence[Pair], schedule: CropSchedule, steps: int, batch: int, seed: int, multiple: int = 16
+    ) -> None:
         if steps < 1 or batch < 1:
             raise DataError(f"a batch plan needs steps >= 1 and batch >= 1, got steps={steps} batch={batch}")
         if not pairs:
@@ -117,8 +120,10 @@ def transform_name(crops: Sequence[int]) -> str:
 
 def transform_code(crops: Sequence[int]) -> str:
     """The `transform` row code of :func:`transform_name`."""
-    return (f"# random crops {' -> '.join(map(str, crops))} px (progressive over the step budget), "
-            "random horizontal flip; see nnsearch.train.crops\n")
+    return (
+        f"# random crops {' -> '.join(map(str, crops))} px (progressive over the step budget), "
+        "random horizontal flip; see nnsearch.train.crops\n"
+    )
 
 
 def calibration_crops(pairs: Sequence[Pair], count: int, size: int, seed: int) -> list[np.ndarray]:
@@ -129,12 +134,15 @@ def calibration_crops(pairs: Sequence[Pair], count: int, size: int, seed: int) -
     pairs or an image is smaller than the crop.
     """
     if count < 1 or not pairs:
-        raise DataError(f"calibration needs at least one sample and one training pair, got {count} samples "
-                        f"and {len(pairs)} pairs")
+        raise DataError(
+            f"calibration needs at least one sample and one training pair, got {count} samples and {len(pairs)} pairs"
+        )
     small = [(p.name, p.shape[:2]) for p in pairs if min(p.shape[:2]) < size]
     if small:
         name, (h, w) = small[0]
-        raise DataError(f"calibration crops of {size} px do not fit training image {name!r} ({h}x{w}); "
-                        f"use a smaller calibration crop or larger images")
+        raise DataError(
+            f"calibration crops of {size} px do not fit training image {name!r} ({h}x{w}); "
+            f"use a smaller calibration crop or larger images"
+        )
     rng = np.random.default_rng([seed, 0xCA1])
     return [_random_crop(pairs, size, rng)[0][None] for _ in range(count)]

@@ -13,8 +13,8 @@ from __future__ import annotations
 import copy
 import math
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Sequence
 
 import torch
 from torch import nn
@@ -24,7 +24,7 @@ from nnsearch.common.interrupts import raise_if_interrupted
 from nnsearch.common.progress import progress
 from nnsearch.errors import NNSearchError
 from nnsearch.store.record import EpochRecord
-from nnsearch.train.config import DistillConfig  # noqa: F401 - importable from here
+from nnsearch.train.config import DistillConfig
 from nnsearch.train.crops import Batch, make_batch_plan
 from nnsearch.train.datasets import DenoiseData, Pair
 from nnsearch.train.metrics import mean_quality
@@ -60,9 +60,19 @@ class TeacherTargets:
     amp: torch.dtype | None = None
 
     @classmethod
-    def build(cls, teacher: nn.Module | None, data: DenoiseData, config: DistillConfig,
-              multiple: int = 32, device: torch.device | str = "cpu", verbose: bool = False, *,
-              cache: bool = True, limit_bytes: int | None = None, identity: str | None = None) -> TeacherTargets:
+    def build(
+        cls,
+        teacher: nn.Module | None,
+        data: DenoiseData,
+        config: DistillConfig,
+        multiple: int = 32,
+        device: torch.device | str = "cpu",
+        verbose: bool = False,
+        *,
+        cache: bool = True,
+        limit_bytes: int | None = None,
+        identity: str | None = None,
+    ) -> TeacherTargets:
         """Crops for `config`'s budget and, when a teacher is given, its predictions.
 
         With `cache` the predictions come from (or go to) the on-disk teacher-output
@@ -76,8 +86,16 @@ class TeacherTargets:
             return cls(plan, [None] * len(plan))
         amp = amp_dtype(device, config.amp)
         if cache:
-            outputs = cached_teacher_outputs(teacher, plan, data.fingerprint, device=device, verbose=verbose,
-                                             amp=amp, limit_bytes=limit_bytes, identity=identity)
+            outputs = cached_teacher_outputs(
+                teacher,
+                plan,
+                data.fingerprint,
+                device=device,
+                verbose=verbose,
+                amp=amp,
+                limit_bytes=limit_bytes,
+                identity=identity,
+            )
             if outputs is None:
                 return cls(plan, None, channels_last(teacher, device).eval(), amp)
         else:
@@ -111,9 +129,17 @@ CheckpointCallback = Callable[[dict], None]
 
 
 def distill(
-    student: nn.Module, targets: TeacherTargets, val: Sequence[Pair], config: DistillConfig, *,
-    device: torch.device | str = "cpu", on_epoch: EpochCallback | None = None, verbose: bool = False,
-    resume: dict | None = None, on_checkpoint: CheckpointCallback | None = None, checkpoint_every: int = 0,
+    student: nn.Module,
+    targets: TeacherTargets,
+    val: Sequence[Pair],
+    config: DistillConfig,
+    *,
+    device: torch.device | str = "cpu",
+    on_epoch: EpochCallback | None = None,
+    verbose: bool = False,
+    resume: dict | None = None,
+    on_checkpoint: CheckpointCallback | None = None,
+    checkpoint_every: int = 0,
     stop_requested: Callable[[], bool] | None = None,
 ) -> DistillResult:
     """Train `student` on the shared batch plan; evaluate on `val` after each epoch.
@@ -131,8 +157,9 @@ def distill(
         trainer.restore(resume)
     run, result = trainer.run, trainer.result
     workers = default_loader_workers() if config.loader_workers is None else config.loader_workers
-    stream = batch_stream(targets.plan, run.step, config.steps, workers=workers,
-                          pin_memory=torch.device(device).type == "cuda")
+    stream = batch_stream(
+        targets.plan, run.step, config.steps, workers=workers, pin_memory=torch.device(device).type == "cuda"
+    )
     bounds = [round(config.steps * (e + 1) / config.epochs) for e in range(config.epochs)]
     began = time.perf_counter() - run.seconds
 
@@ -180,8 +207,9 @@ class _RunState:
 class _Trainer:
     """The student with its optimizer, schedule, loss scaling and progress: one step at a time."""
 
-    def __init__(self, student: nn.Module, targets: TeacherTargets, config: DistillConfig,
-                 device: torch.device | str) -> None:
+    def __init__(
+        self, student: nn.Module, targets: TeacherTargets, config: DistillConfig, device: torch.device | str
+    ) -> None:
         self.student, self.targets, self.config, self.device = channels_last(student, device), targets, config, device
         self.optimizer = torch.optim.Adam(student.parameters(), lr=config.lr)
         self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=config.steps)
@@ -219,9 +247,12 @@ class _Trainer:
         train_seconds = time.perf_counter() - epoch_start
         quality = mean_quality(self.student, val, device=self.device)
         record = EpochRecord(
-            epoch=epoch, psnr=quality["psnr"], ssim=quality["ssim"],
+            epoch=epoch,
+            psnr=quality["psnr"],
+            ssim=quality["ssim"],
             duration_ns=int((time.perf_counter() - epoch_start) * 1e9),
-            train_loss=sum(run.losses) / max(len(run.losses), 1), grad_norm=run.grad_norm,
+            train_loss=sum(run.losses) / max(len(run.losses), 1),
+            grad_norm=run.grad_norm,
             samples_per_s=run.samples / max(train_seconds, 1e-9),
         )
         self.result.epochs.append(record)
@@ -231,10 +262,12 @@ class _Trainer:
     def snapshot(self) -> dict:
         """Everything `restore` needs to continue exactly here."""
         return {
-            "run": asdict(self.run), "epochs": [asdict(e) for e in self.result.epochs],
+            "run": asdict(self.run),
+            "epochs": [asdict(e) for e in self.result.epochs],
             "student": {k: v.detach().cpu().clone() for k, v in self.student.state_dict().items()},
             "optimizer": copy.deepcopy(self.optimizer.state_dict()),  # its tensors change in place
-            "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
         }
 
     def restore(self, snapshot: dict) -> None:

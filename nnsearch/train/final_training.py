@@ -36,9 +36,9 @@ from nnsearch.store.record import EpochRecord, ModelRecord
 from nnsearch.store.recording import write_model
 from nnsearch.store.schema import NNStat, Prm, Stat
 from nnsearch.store.stored_model import StoredModel, load_stored_model
+from nnsearch.train.config import PAPER_CROPS, DataConfig, TeacherConfig  # noqa: F401 - PAPER_CROPS importable
 from nnsearch.train.crops import transform_code, transform_name
 from nnsearch.train.datasets import DenoiseData, load_data
-from nnsearch.train.config import PAPER_CROPS, DataConfig, TeacherConfig  # noqa: F401 - PAPER_CROPS importable
 from nnsearch.train.distill import DistillConfig, TeacherTargets, distill
 from nnsearch.train.teacher import load_or_train_teacher, teacher_config
 
@@ -71,17 +71,27 @@ class FinalTrainingResult:
         final = self.epochs[-1] if self.epochs else None
         quality = f"final PSNR {final.psnr:.2f} dB, SSIM {final.ssim:.4f}" if final else "no epochs"
         what = "recorded" if self.recorded else "already recorded"
-        ships = "ships these weights" if self.exported else (
-            f"ships another set with a higher final PSNR; `nnsearch export {self.nn} --prm {self.prm_uid}` ships these")
-        return (f"train: {self.nn} {what} under hyperparameter set {self.prm_uid} ({len(self.epochs)} epochs, "
-                f"{quality}); `nnsearch export` {ships}")
+        ships = (
+            "ships these weights"
+            if self.exported
+            else (
+                f"ships another set with a higher final PSNR; `nnsearch export {self.nn} --prm {self.prm_uid}` ships these"
+            )
+        )
+        return (
+            f"train: {self.nn} {what} under hyperparameter set {self.prm_uid} ({len(self.epochs)} epochs, "
+            f"{quality}); `nnsearch export` {ships}"
+        )
 
 
 def hyperparameters(request: FinalTraining, start: StoredModel) -> dict[str, Any]:
     """The new `prm` set: the distillation's values plus teacher and initial weights."""
-    return {**request.distill.hyperparameters(), "teacher": request.teacher.source,
-            "teacher_steps": request.teacher.steps,
-            "init": "scratch" if request.restart else f"prm:{start.prm_uid}"}
+    return {
+        **request.distill.hyperparameters(),
+        "teacher": request.teacher.source,
+        "teacher_steps": request.teacher.steps,
+        "init": "scratch" if request.restart else f"prm:{start.prm_uid}",
+    }
 
 
 def checkpoint_path(nn: str, uid: str) -> Path:
@@ -93,8 +103,14 @@ def request_checkpoint(request: FinalTraining, store: Store) -> Path:
     return checkpoint_path(request.nn, prm_uid(hyperparameters(request, _start_model(store, request.nn))))
 
 
-def train_student(request: FinalTraining, store: Store, *, device: torch.device | None = None,
-                  verbose: bool = True, data: DenoiseData | None = None) -> FinalTrainingResult:
+def train_student(
+    request: FinalTraining,
+    store: Store,
+    *,
+    device: torch.device | None = None,
+    verbose: bool = True,
+    data: DenoiseData | None = None,
+) -> FinalTrainingResult:
     """Run (or resume) the final training of `request.nn` and record it; see the module docstring.
 
     `data` (default: loaded from `request.data.spec` with the distillation's seed) lets a caller keep
@@ -108,7 +124,9 @@ def train_student(request: FinalTraining, store: Store, *, device: torch.device 
     prm = hyperparameters(request, start)
     uid = prm_uid(prm)
     if data is None:
-        data = load_data(request.data.spec, seed=request.distill.seed, max_side=request.data.max_side)  # bad files fail here
+        data = load_data(
+            request.data.spec, seed=request.distill.seed, max_side=request.data.max_side
+        )  # bad files fail here
     say(f"data: {data.source}: {len(data.train)} train / {len(data.val)} validation images")
     if _recorded_epochs(store, request.nn, uid, data.name) >= request.distill.epochs:
         say(f"train: {request.nn} already has this training (hyperparameter set {uid}); nothing to do")
@@ -123,19 +141,43 @@ def train_student(request: FinalTraining, store: Store, *, device: torch.device 
     if request.distill.alpha > 0:
         config = teacher_config(request.teacher.source, request.teacher.steps)
         teacher = load_or_train_teacher(config, data, device=device, verbose=verbose)
-    say(f"train: {request.nn} for {request.distill.steps} steps, {request.distill.schedule.describe()}, "
-        f"on {describe_device(device)}" + (f", resuming at step {resume['run']['step']}" if resume else ""))
-    targets = TeacherTargets.build(teacher, data, request.distill, multiple=start.arch.min_divisor, device=device,
-                                   verbose=verbose, limit_bytes=request.teacher_cache_bytes)
+    say(
+        f"train: {request.nn} for {request.distill.steps} steps, {request.distill.schedule.describe()}, "
+        f"on {describe_device(device)}" + (f", resuming at step {resume['run']['step']}" if resume else "")
+    )
+    targets = TeacherTargets.build(
+        teacher,
+        data,
+        request.distill,
+        multiple=start.arch.min_divisor,
+        device=device,
+        verbose=verbose,
+        limit_bytes=request.teacher_cache_bytes,
+    )
     with _StopOnSignal() as stop:
-        result = distill(student, targets, data.val, request.distill, device=device, verbose=verbose,
-                         resume=resume, on_checkpoint=lambda snap: _save_checkpoint(path, key, snap),
-                         checkpoint_every=request.checkpoint_every, stop_requested=stop.requested)
+        result = distill(
+            student,
+            targets,
+            data.val,
+            request.distill,
+            device=device,
+            verbose=verbose,
+            resume=resume,
+            on_checkpoint=lambda snap: _save_checkpoint(path, key, snap),
+            checkpoint_every=request.checkpoint_every,
+            stop_requested=stop.requested,
+        )
     record = _model_record(store, start, student.cpu(), prm, data, request.distill, result.epochs)
     store.write(lambda session: write_model(session, record))
     path.unlink(missing_ok=True)
-    return FinalTrainingResult(request.nn, uid, tuple(result.epochs), resume["run"]["step"] if resume else 0, True,
-                               _ships(store, request.nn, uid))
+    return FinalTrainingResult(
+        request.nn,
+        uid,
+        tuple(result.epochs),
+        resume["run"]["step"] if resume else 0,
+        True,
+        _ships(store, request.nn, uid),
+    )
 
 
 def _start_model(store: Store, nn: str) -> StoredModel:
@@ -154,16 +196,29 @@ def _start_model(store: Store, nn: str) -> StoredModel:
 
 def _recorded_epochs(store: Store, nn: str, uid: str, dataset: str) -> int:
     with store.read() as connection:
-        return int(connection.scalar(select(func.count()).select_from(Stat).where(
-            Stat.nn == nn, Stat.prm == uid, Stat.dataset == dataset, Stat.metric == "psnr")) or 0)
+        return int(
+            connection.scalar(
+                select(func.count())
+                .select_from(Stat)
+                .where(Stat.nn == nn, Stat.prm == uid, Stat.dataset == dataset, Stat.metric == "psnr")
+            )
+            or 0
+        )
 
 
 def _ships(store: Store, nn: str, uid: str) -> bool:
     return load_stored_model(store, nn).prm_uid == uid
 
 
-def _model_record(store: Store, start: StoredModel, student: torch.nn.Module, prm: dict[str, Any],
-                  data: DenoiseData, config: DistillConfig, epochs: list[EpochRecord]) -> ModelRecord:
+def _model_record(
+    store: Store,
+    start: StoredModel,
+    student: torch.nn.Module,
+    prm: dict[str, Any],
+    data: DenoiseData,
+    config: DistillConfig,
+    epochs: list[EpochRecord],
+) -> ModelRecord:
     """The new rows: epochs and final weights under `prm`; the student's static facts as already stored."""
     with store.read() as connection:
         stat = connection.execute(select(NNStat).where(NNStat.nn == start.nn)).mappings().first()
@@ -172,11 +227,20 @@ def _model_record(store: Store, start: StoredModel, student: torch.nn.Module, pr
     torch.save({k: v.detach().cpu() for k, v in student.state_dict().items()}, buffer)
     params = count_params(student)
     return ModelRecord(
-        nn=start.nn, code=start.code, arch_json=json.dumps(start.arch.to_dict(), sort_keys=True), prm=prm,
-        dataset=data.name, transform=transform_name(config.crops), transform_code=transform_code(config.crops),
-        params=params, macs=stat["macs"] if stat else count_macs(student, start.arch, height, width),
-        macs_hw=(height, width), depth=conv_depth(student), model_size_bytes=params * 4,
-        epochs=list(epochs), weights=buffer.getvalue(),
+        nn=start.nn,
+        code=start.code,
+        arch_json=json.dumps(start.arch.to_dict(), sort_keys=True),
+        prm=prm,
+        dataset=data.name,
+        transform=transform_name(config.crops),
+        transform_code=transform_code(config.crops),
+        params=params,
+        macs=stat["macs"] if stat else count_macs(student, start.arch, height, width),
+        macs_hw=(height, width),
+        depth=conv_depth(student),
+        model_size_bytes=params * 4,
+        epochs=list(epochs),
+        weights=buffer.getvalue(),
     )
 
 
@@ -196,8 +260,11 @@ def _load_checkpoint(path: Path, key: dict, say) -> dict | None:
     if not path.exists():
         return None
     try:
-        saved = load_tensors(path, "training checkpoint",
-                             hint="nnsearch did not write this file: delete it (or move it away) and run again")
+        saved = load_tensors(
+            path,
+            "training checkpoint",
+            hint="nnsearch did not write this file: delete it (or move it away) and run again",
+        )
     except DamagedFileError as exc:  # e.g. a disk that filled up under an older version's write
         say(f"train: ignoring the unreadable checkpoint: {exc}; starting over")
         return None
@@ -222,7 +289,7 @@ class _StopOnSignal:
             raise KeyboardInterrupt
         self.stop = True
 
-    def __enter__(self) -> "_StopOnSignal":
+    def __enter__(self) -> _StopOnSignal:
         import threading
 
         if threading.current_thread() is threading.main_thread():

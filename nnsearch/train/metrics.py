@@ -138,8 +138,9 @@ def denoise_image(
         return denoise_tiled(lambda patch: _run(model, patch, device), noisy, tile=tile, overlap=overlap)
 
 
-def denoise_tiled(run: PatchRunner, noisy: np.ndarray, *, tile: int = 512, overlap: int = 32,
-                  fixed_tile: bool = False) -> np.ndarray:
+def denoise_tiled(
+    run: PatchRunner, noisy: np.ndarray, *, tile: int = 512, overlap: int = 32, fixed_tile: bool = False
+) -> np.ndarray:
     """`denoise_image` with any patch runner (e.g. a TFLite interpreter of any precision).
 
     With ``fixed_tile`` every patch is exactly ``tile`` x ``tile`` (a .tflite file's
@@ -167,8 +168,9 @@ def _pad_to_at_least(image: np.ndarray, size: int) -> np.ndarray:
     return np.pad(image, ((0, pad_h), (0, pad_w), (0, 0)), mode="edge") if pad_h or pad_w else image
 
 
-def mean_quality_tiled(run: PatchRunner, pairs: Sequence[Pair], *, tile: int = 512,
-                   fixed_tile: bool = False) -> dict[str, float]:
+def mean_quality_tiled(
+    run: PatchRunner, pairs: Sequence[Pair], *, tile: int = 512, fixed_tile: bool = False
+) -> dict[str, float]:
     """Mean PSNR and SSIM over ``pairs`` of a patch runner's full-resolution (tiled) outputs."""
     if not pairs:
         raise ValueError("mean_quality needs at least one image pair")

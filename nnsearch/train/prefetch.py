@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import os
 import signal
-from typing import Generator, Sequence
+from collections.abc import Generator, Sequence
 
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from nnsearch.errors import DataError, NNSearchError
+from nnsearch.errors import DataError
 from nnsearch.train.config import check_loader_workers
 from nnsearch.train.crops import Batch
 
@@ -50,8 +50,9 @@ def _init_worker(_: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def batch_stream(plan: Sequence[Batch], start: int, end: int, *, workers: int = 0,
-                 pin_memory: bool = False) -> Generator[Batch, None, None]:
+def batch_stream(
+    plan: Sequence[Batch], start: int, end: int, *, workers: int = 0, pin_memory: bool = False
+) -> Generator[Batch, None, None]:
     """The plan's batches for steps start..end-1, in order; cut by `workers` background processes when > 0."""
     check_loader_workers(workers)
     if workers == 0 or end - start <= 1:
@@ -59,9 +60,16 @@ def batch_stream(plan: Sequence[Batch], start: int, end: int, *, workers: int = 
             batch = plan[step]
             yield Batch(batch.noisy.pin_memory(), batch.clean.pin_memory()) if pin_memory else batch
         return
-    loader = DataLoader(_PlanSteps(plan, start, end), batch_size=None, shuffle=False, num_workers=workers,
-                        pin_memory=pin_memory, worker_init_fn=_init_worker, prefetch_factor=4,
-                        persistent_workers=False)
+    loader = DataLoader(
+        _PlanSteps(plan, start, end),
+        batch_size=None,
+        shuffle=False,
+        num_workers=workers,
+        pin_memory=pin_memory,
+        worker_init_fn=_init_worker,
+        prefetch_factor=4,
+        persistent_workers=False,
+    )
     for noisy, clean in loader:
         if isinstance(noisy, str) and noisy == _FAILED:
             raise DataError(clean)

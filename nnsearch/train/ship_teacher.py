@@ -36,10 +36,15 @@ def ship(preset: str = "cpu") -> dict[str, object]:
     target = SHIPPED_DIR / f"teacher-{preset}-{data.name}.pt"
     shutil.copyfile(trained, target)
     record = {
-        "file": target.name, "preset": preset, "config": config.describe(),
-        "data": state["data"], "data_licence": DATA_LICENCE, "versions": state["versions"],
+        "file": target.name,
+        "preset": preset,
+        "config": config.describe(),
+        "data": state["data"],
+        "data_licence": DATA_LICENCE,
+        "versions": state["versions"],
         "command": f"python -m nnsearch.train.ship_teacher --preset {preset}",
-        "train_seconds": round(float(state["seconds"]), 1), "steps": config.steps,
+        "train_seconds": round(float(state["seconds"]), 1),
+        "steps": config.steps,
         "validation_psnr_db": round(mean_quality(ensemble, data.val)["psnr"], 3),
         "validation_psnr_single_pass_db": round(mean_quality(single, data.val)["psnr"], 3),
         "noisy_input_psnr_db": round(noisy_psnr(data.val), 3),
@@ -52,9 +57,11 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="cpu", help="teacher preset to ship (default cpu)")
     record = ship(parser.parse_args(argv).preset)
-    print(f"shipped {record['file']}: validation PSNR {record['validation_psnr_db']:.2f} dB "
-          f"(single pass {record['validation_psnr_single_pass_db']:.2f} dB), noisy input "
-          f"{record['noisy_input_psnr_db']:.2f} dB")
+    print(
+        f"shipped {record['file']}: validation PSNR {record['validation_psnr_db']:.2f} dB "
+        f"(single pass {record['validation_psnr_single_pass_db']:.2f} dB), noisy input "
+        f"{record['noisy_input_psnr_db']:.2f} dB"
+    )
 
 
 if __name__ == "__main__":

@@ -28,8 +28,8 @@ from torch import nn
 
 from nnsearch.common.device import channels_last, default_device
 from nnsearch.common.paths import cache_dir
-from nnsearch.common.torch_files import load_tensors
 from nnsearch.common.progress import progress
+from nnsearch.common.torch_files import load_tensors
 from nnsearch.errors import NNSearchError
 from nnsearch.model.arch import Arch
 from nnsearch.model.student import build_student
@@ -77,12 +77,18 @@ TEACHER_PRESETS: dict[str, TeacherConfig] = {
     "cpu": TeacherConfig(
         preset="cpu",
         arch=Arch(widths=(24, 48, 96), blocks=(1, 2, 2), skips=("concat", "concat")),
-        steps=1500, batch=8, crops=(64, 96),
+        steps=1500,
+        batch=8,
+        crops=(64, 96),
     ),
     "paper": TeacherConfig(
         preset="paper",
         arch=Arch(widths=(64, 128, 256, 512, 1024), blocks=(3, 3, 3, 3, 1), skips=("concat",) * 4),
-        steps=200_000, batch=16, crops=(128, 256, 512, 1024), lr=2e-4, ensemble=False,
+        steps=200_000,
+        batch=16,
+        crops=(128, 256, 512, 1024),
+        lr=2e-4,
+        ensemble=False,
     ),
 }
 
@@ -166,8 +172,14 @@ class FlipEnsemble(nn.Module):
 
 
 def train_teacher(
-    model: nn.Module, config: TeacherConfig, data: DenoiseData, path: Path, *,
-    device: torch.device, verbose: bool = True, checkpoint_every: int = 100,
+    model: nn.Module,
+    config: TeacherConfig,
+    data: DenoiseData,
+    path: Path,
+    *,
+    device: torch.device,
+    verbose: bool = True,
+    checkpoint_every: int = 100,
 ) -> None:
     """Train with L1 to the clean images; resumable from `path`.partial.
 
@@ -189,18 +201,26 @@ def train_teacher(
     began = time.perf_counter()
     if verbose:
         resumed = f", resuming from step {start} ({partial})" if start else ""
-        print(f"teacher: training preset '{config.preset}' for {config.steps} steps on {data.name} "
-              f"({device}){resumed}", flush=True)
+        print(
+            f"teacher: training preset '{config.preset}' for {config.steps} steps on {data.name} ({device}){resumed}",
+            flush=True,
+        )
     loss_fn = nn.L1Loss()
 
     def checkpoint(step: int) -> None:
-        _save(partial, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                        "scheduler": scheduler.state_dict(), "step": step})
+        _save(
+            partial,
+            {
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "step": step,
+            },
+        )
 
     step = start
     try:
-        for step in progress(range(start, config.steps), total=config.steps - start, desc="teacher",
-                             enabled=verbose):
+        for step in progress(range(start, config.steps), total=config.steps - start, desc="teacher", enabled=verbose):
             batch = plan[step]
             optimizer.zero_grad(set_to_none=True)
             loss = loss_fn(model(channels_last(batch.noisy, device)), batch.clean.to(device))
@@ -215,9 +235,16 @@ def train_teacher(
             checkpoint(done)
             print(f"teacher: interrupted; saved step {done} of {config.steps} to {partial}", flush=True)
         raise
-    _save(path, {"model": model.state_dict(), "config": config.describe(),
-                 "data": {"name": data.name, "fingerprint": data.fingerprint, "source": data.source},
-                 "versions": training_versions(), "seconds": time.perf_counter() - began})
+    _save(
+        path,
+        {
+            "model": model.state_dict(),
+            "config": config.describe(),
+            "data": {"name": data.name, "fingerprint": data.fingerprint, "source": data.source},
+            "versions": training_versions(),
+            "seconds": time.perf_counter() - began,
+        },
+    )
     partial.unlink(missing_ok=True)
     if verbose:
         print(f"teacher: trained in {time.perf_counter() - began:.0f} s, cached at {path}")
@@ -226,8 +253,12 @@ def train_teacher(
 def read_checkpoint_info(path: Path) -> dict:
     """What a teacher checkpoint (or `.partial`) was trained with, for listings."""
     state = _load(path, "cpu")
-    info = {"path": path, "preset": path.name.split("-")[0], "partial": path.suffix == ".partial",
-            "params": sum(t.numel() for t in state["model"].values())}
+    info = {
+        "path": path,
+        "preset": path.name.split("-")[0],
+        "partial": path.suffix == ".partial",
+        "params": sum(t.numel() for t in state["model"].values()),
+    }
     if info["partial"]:
         info["step"] = state["step"]
     else:
@@ -238,11 +269,12 @@ def read_checkpoint_info(path: Path) -> dict:
 
 
 def _load(path: Path, device: torch.device | str) -> dict:
-    state = load_tensors(path, "teacher checkpoint", map_location=device,
-                         hint="delete it to train the teacher again")
+    state = load_tensors(path, "teacher checkpoint", map_location=device, hint="delete it to train the teacher again")
     if not isinstance(state, dict):
-        raise NNSearchError(f"teacher checkpoint {path} is not a checkpoint nnsearch wrote (it holds a "
-                            f"{type(state).__name__}, not a dict); delete it to train the teacher again")
+        raise NNSearchError(
+            f"teacher checkpoint {path} is not a checkpoint nnsearch wrote (it holds a "
+            f"{type(state).__name__}, not a dict); delete it to train the teacher again"
+        )
     return state
 
 

@@ -18,9 +18,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -34,7 +34,6 @@ from nnsearch.train.metrics import mean_quality, psnr
 from nnsearch.train.teacher import TEACHER_PRESETS, load_or_train_teacher, teacher_config
 from nnsearch.train.teacher_files import load_teacher_file
 from nnsearch.train.teacher_outputs import teacher_fingerprint
-
 
 
 class TeacherTooWeak(NNSearchError):
@@ -54,8 +53,10 @@ class TeacherQuality:
         return self.psnr - self.noisy_psnr
 
     def line(self) -> str:
-        return (f"teacher {self.name}: validation PSNR {self.psnr:.2f} dB, noisy input {self.noisy_psnr:.2f} dB "
-                f"({self.gain_db:+.2f} dB)")
+        return (
+            f"teacher {self.name}: validation PSNR {self.psnr:.2f} dB, noisy input {self.noisy_psnr:.2f} dB "
+            f"({self.gain_db:+.2f} dB)"
+        )
 
 
 @dataclass
@@ -77,12 +78,12 @@ def is_preset(spec: str) -> bool:
     return spec in TEACHER_PRESETS
 
 
-def load_teacher(spec: str, data: DenoiseData, *, steps: int | None = None, device: torch.device | str = "cpu",
-                 verbose: bool = True) -> PreparedTeacher:
+def load_teacher(
+    spec: str, data: DenoiseData, *, steps: int | None = None, device: torch.device | str = "cpu", verbose: bool = True
+) -> PreparedTeacher:
     """A preset name (trained or loaded for `data`) or a teacher file (see nnsearch.train.teacher_files)."""
     if is_preset(spec):
-        module = load_or_train_teacher(teacher_config(spec, steps), data, device=torch.device(device),
-                                       verbose=verbose)
+        module = load_or_train_teacher(teacher_config(spec, steps), data, device=torch.device(device), verbose=verbose)
         return PreparedTeacher(module, f"preset '{spec}'", teacher_fingerprint(module))
     looks_like_path = any(sep in spec for sep in ("/", "\\", ".")) or Path(spec).exists()
     if not looks_like_path:
@@ -96,19 +97,24 @@ def load_teacher(spec: str, data: DenoiseData, *, steps: int | None = None, devi
     return PreparedTeacher(module, f"file {loaded.path.name}", f"file:{loaded.digest}")
 
 
-def measure_teacher(teacher: PreparedTeacher, data: DenoiseData, *, device: torch.device | str = "cpu"
-                    ) -> TeacherQuality:
+def measure_teacher(
+    teacher: PreparedTeacher, data: DenoiseData, *, device: torch.device | str = "cpu"
+) -> TeacherQuality:
     """Validation PSNR of the teacher and of the noisy input (cached per teacher and data)."""
-    path = cache_dir() / "teacher_checks" / (
-        hashlib.sha256(f"{teacher.identity}\0{data.fingerprint}".encode()).hexdigest()[:24] + ".json")
+    path = (
+        cache_dir()
+        / "teacher_checks"
+        / (hashlib.sha256(f"{teacher.identity}\0{data.fingerprint}".encode()).hexdigest()[:24] + ".json")
+    )
     if path.is_file():
         try:
             stored = json.loads(path.read_text())
             return TeacherQuality(teacher.name, float(stored["psnr"]), float(stored["noisy_psnr"]))
         except (ValueError, KeyError, TypeError):
             pass  # an unreadable record is measured again
-    quality = TeacherQuality(teacher.name, mean_quality(teacher.module, data.val, device=device)["psnr"],
-                             noisy_psnr(data.val))
+    quality = TeacherQuality(
+        teacher.name, mean_quality(teacher.module, data.val, device=device)["psnr"], noisy_psnr(data.val)
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(asdict(quality)))
@@ -122,11 +128,19 @@ def check_teacher(quality: TeacherQuality, margin_db: float = MIN_GAIN_DB) -> No
         raise TeacherTooWeak(
             f"{quality.line()}: not clearly better than the noisy input (needs at least +{margin_db:.1f} dB), so "
             f"distilling from it would make students worse. Train it longer (--teacher-steps), bring a stronger "
-            f"one (--teacher PATH), use other training data, or train without a teacher (--alpha 0).")
+            f"one (--teacher PATH), use other training data, or train without a teacher (--alpha 0)."
+        )
 
 
-def prepare_teacher(spec: str, data: DenoiseData, *, steps: int | None = None, device: torch.device | str = "cpu",
-                    margin_db: float = MIN_GAIN_DB, verbose: bool = True) -> PreparedTeacher:
+def prepare_teacher(
+    spec: str,
+    data: DenoiseData,
+    *,
+    steps: int | None = None,
+    device: torch.device | str = "cpu",
+    margin_db: float = MIN_GAIN_DB,
+    verbose: bool = True,
+) -> PreparedTeacher:
     """Load (or train) the teacher, print its validation PSNR next to the input's, refuse a weak one."""
     teacher = load_teacher(spec, data, steps=steps, device=device, verbose=verbose)
     teacher.quality = measure_teacher(teacher, data, device=device)

@@ -31,8 +31,10 @@ from nnsearch.errors import NNSearchError
 
 #: Input sizes a loaded teacher is probed with: two batch sizes, non-square, multiples of 32.
 PROBE_SHAPES = ((1, 3, 64, 96), (2, 3, 96, 64))
-FORMS = ("a TorchScript file (torch.jit.save), a torch.export program (.pt2, torch.export.save) or a Python "
-         "file defining build_teacher() and STATE_DICT")
+FORMS = (
+    "a TorchScript file (torch.jit.save), a torch.export program (.pt2, torch.export.save) or a Python "
+    "file defining build_teacher() and STATE_DICT"
+)
 
 
 class TeacherFileError(NNSearchError):
@@ -98,13 +100,17 @@ def probe_teacher(module: nn.Module, path: Path) -> None:
             with torch.no_grad():
                 out = module(x)
         except Exception as exc:  # any failure inside a user's model means "unusable teacher"
-            raise TeacherFileError(f"teacher file {path} fails on a {tuple(shape)} input "
-                                   f"({type(exc).__name__}: {_first_line(exc)}); a teacher must accept any batch "
-                                   f"size and any height and width that are multiples of 32") from None
+            raise TeacherFileError(
+                f"teacher file {path} fails on a {tuple(shape)} input "
+                f"({type(exc).__name__}: {_first_line(exc)}); a teacher must accept any batch "
+                f"size and any height and width that are multiples of 32"
+            ) from None
         if not isinstance(out, torch.Tensor) or tuple(out.shape) != tuple(shape):
             got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-            raise TeacherFileError(f"teacher file {path} returns {got} for a {tuple(shape)} input; a teacher must "
-                                   f"return a denoised image batch of the same shape as its input")
+            raise TeacherFileError(
+                f"teacher file {path} returns {got} for a {tuple(shape)} input; a teacher must "
+                f"return a denoised image batch of the same shape as its input"
+            )
 
 
 def _load(path: Path, what: str, loader):
@@ -113,8 +119,9 @@ def _load(path: Path, what: str, loader):
             warnings.simplefilter("ignore", DeprecationWarning)  # torch.jit.load's deprecation notice
             return loader(str(path))
     except Exception as exc:  # corrupt zip, wrong format, unpickling errors
-        raise TeacherFileError(f"teacher file {path} does not load as {what} ({type(exc).__name__}: "
-                               f"{_first_line(exc)}); expected {FORMS}") from None
+        raise TeacherFileError(
+            f"teacher file {path} does not load as {what} ({type(exc).__name__}: {_first_line(exc)}); expected {FORMS}"
+        ) from None
 
 
 def _load_export(path: str) -> nn.Module:
@@ -124,8 +131,9 @@ def _load_export(path: str) -> nn.Module:
 def _state_dict_path(path: Path, module) -> Path:
     name = getattr(module, "STATE_DICT", None)
     if not isinstance(name, str):
-        raise TeacherFileError(f"teacher file {path} defines no STATE_DICT (the path of the state dict to load, "
-                               f"relative to the file)")
+        raise TeacherFileError(
+            f"teacher file {path} defines no STATE_DICT (the path of the state dict to load, relative to the file)"
+        )
     weights = (path.parent / name).resolve()
     if not weights.is_file():
         raise TeacherFileError(f"teacher file {path}: its STATE_DICT {weights} does not exist")
@@ -143,11 +151,14 @@ def _load_factory(path: Path) -> tuple[nn.Module, Path]:
         model = factory()
         model.load_state_dict(load_tensors(weights, "teacher state dict"))
     except Exception as exc:
-        raise TeacherFileError(f"teacher file {path}: building the model and loading {weights} failed "
-                               f"({type(exc).__name__}: {_first_line(exc)})") from None
+        raise TeacherFileError(
+            f"teacher file {path}: building the model and loading {weights} failed "
+            f"({type(exc).__name__}: {_first_line(exc)})"
+        ) from None
     if not isinstance(model, nn.Module):
-        raise TeacherFileError(f"teacher file {path}: build_teacher() returned {type(model).__name__}, not a "
-                               f"torch.nn.Module")
+        raise TeacherFileError(
+            f"teacher file {path}: build_teacher() returned {type(model).__name__}, not a torch.nn.Module"
+        )
     return model, weights
 
 
@@ -157,8 +168,9 @@ def _import(path: Path):
     try:
         spec.loader.exec_module(module)  # type: ignore[union-attr]
     except Exception as exc:
-        raise TeacherFileError(f"teacher file {path} does not import ({type(exc).__name__}: "
-                               f"{_first_line(exc)})") from None
+        raise TeacherFileError(
+            f"teacher file {path} does not import ({type(exc).__name__}: {_first_line(exc)})"
+        ) from None
     return module
 
 

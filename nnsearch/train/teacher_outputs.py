@@ -28,9 +28,9 @@ import os
 import shutil
 import struct
 import uuid
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -90,11 +90,17 @@ def teacher_fingerprint(teacher: nn.Module) -> str:
     return digest.hexdigest()
 
 
-def outputs_key(teacher: nn.Module, data_fingerprint: str, plan: BatchPlan, identity: str | None = None
-                ) -> OutputsKey:
+def outputs_key(teacher: nn.Module, data_fingerprint: str, plan: BatchPlan, identity: str | None = None) -> OutputsKey:
     """The cache key; `identity` (e.g. a teacher file's content hash) stands for the teacher when given."""
-    return OutputsKey(teacher=identity or teacher_fingerprint(teacher), data=data_fingerprint, crops=plan.schedule.sizes,
-                      steps=plan.steps, batch=plan.batch, seed=plan.seed, multiple=plan.multiple)
+    return OutputsKey(
+        teacher=identity or teacher_fingerprint(teacher),
+        data=data_fingerprint,
+        crops=plan.schedule.sizes,
+        steps=plan.steps,
+        batch=plan.batch,
+        seed=plan.seed,
+        multiple=plan.multiple,
+    )
 
 
 def outputs_dir() -> Path:
@@ -120,10 +126,17 @@ def plan_output_bytes(plan: BatchPlan) -> int:
     return sum(int(np.prod(shape)) for shape in expected_shapes(plan)) * torch.empty((), dtype=DTYPE).element_size()
 
 
-def cached_teacher_outputs(teacher: nn.Module, plan: BatchPlan, data_fingerprint: str, *,
-                           device: torch.device | str = "cpu", verbose: bool = False,
-                           amp: torch.dtype | None = None, limit_bytes: int | None = None,
-                           identity: str | None = None) -> Sequence[torch.Tensor] | None:
+def cached_teacher_outputs(
+    teacher: nn.Module,
+    plan: BatchPlan,
+    data_fingerprint: str,
+    *,
+    device: torch.device | str = "cpu",
+    verbose: bool = False,
+    amp: torch.dtype | None = None,
+    limit_bytes: int | None = None,
+    identity: str | None = None,
+) -> Sequence[torch.Tensor] | None:
     """The teacher's float16 outputs for every batch of `plan`, from the cache or computed and cached.
 
     Large outputs are memory-mapped from the cache file, not held in memory. None when they would
@@ -133,9 +146,11 @@ def cached_teacher_outputs(teacher: nn.Module, plan: BatchPlan, data_fingerprint
     limit = teacher_cache_limit() if limit_bytes is None else limit_bytes
     needed = plan_output_bytes(plan)
     if needed > limit:
-        print(f"teacher outputs: this plan needs {needed / 2**30:.2f} GiB, over the cache limit of "
-              f"{limit / 2**30:.2f} GiB (NNSEARCH_TEACHER_CACHE_GB); computing them on the fly during training",
-              flush=True)
+        print(
+            f"teacher outputs: this plan needs {needed / 2**30:.2f} GiB, over the cache limit of "
+            f"{limit / 2**30:.2f} GiB (NNSEARCH_TEACHER_CACHE_GB); computing them on the fly during training",
+            flush=True,
+        )
         return None
     key = outputs_key(teacher, data_fingerprint, plan, identity)
     path = outputs_path(key)
@@ -163,15 +178,22 @@ def teacher_prediction(teacher: nn.Module, noisy: torch.Tensor, amp: torch.dtype
         return teacher(noisy).to(DTYPE)
 
 
-def _teacher_batches(teacher: nn.Module, plan: BatchPlan, device: torch.device | str, verbose: bool,
-                     amp: torch.dtype | None) -> Iterator[torch.Tensor]:
+def _teacher_batches(
+    teacher: nn.Module, plan: BatchPlan, device: torch.device | str, verbose: bool, amp: torch.dtype | None
+) -> Iterator[torch.Tensor]:
     teacher = channels_last(teacher, device).eval()
     for batch in progress(plan, total=len(plan), desc="teacher outputs", enabled=verbose):
         yield teacher_prediction(teacher, channels_last(batch.noisy, device), amp).to("cpu").contiguous()
 
 
-def compute_teacher_outputs(teacher: nn.Module, plan: BatchPlan, *, device: torch.device | str = "cpu",
-                            verbose: bool = False, amp: torch.dtype | None = None) -> list[torch.Tensor]:
+def compute_teacher_outputs(
+    teacher: nn.Module,
+    plan: BatchPlan,
+    *,
+    device: torch.device | str = "cpu",
+    verbose: bool = False,
+    amp: torch.dtype | None = None,
+) -> list[torch.Tensor]:
     """Run the teacher over every batch of the plan; outputs are float16 on the CPU (as cached)."""
     return list(_teacher_batches(teacher, plan, device, verbose, amp))
 
@@ -190,10 +212,17 @@ def save_outputs(path: Path, key: OutputsKey, outputs: Iterable[torch.Tensor]) -
                 handle.write(block)
                 shapes.append(list(tensor.shape))
                 size += len(block)
-        header = json.dumps({
-            "key": asdict(key), "digest": key.digest, "dtype": str(DTYPE).removeprefix("torch."),
-            "shapes": shapes, "payload_bytes": size, "sha256": digest.hexdigest(),
-        }, sort_keys=True).encode()
+        header = json.dumps(
+            {
+                "key": asdict(key),
+                "digest": key.digest,
+                "dtype": str(DTYPE).removeprefix("torch."),
+                "shapes": shapes,
+                "payload_bytes": size,
+                "sha256": digest.hexdigest(),
+            },
+            sort_keys=True,
+        ).encode()
         with tmp.open("wb") as handle, payload_tmp.open("rb") as payload:
             handle.write(MAGIC + _HEADER_LEN.pack(len(header)) + header)
             shutil.copyfileobj(payload, handle, _CHUNK)
@@ -227,8 +256,7 @@ def load_outputs(path: Path, key: OutputsKey, plan: BatchPlan) -> list[torch.Ten
         raise CorruptOutputsCache(f"{path}: stored tensor shapes do not match the batch plan")
     expected = plan_output_bytes(plan)
     if size != expected or header.get("payload_bytes") != expected:
-        raise CorruptOutputsCache(f"{path} is truncated or padded: payload has {size} bytes, "
-                                  f"expected {expected}")
+        raise CorruptOutputsCache(f"{path} is truncated or padded: payload has {size} bytes, expected {expected}")
     if digest.hexdigest() != header.get("sha256"):
         raise CorruptOutputsCache(f"{path}: payload checksum does not match its header")
     if not expected:
@@ -242,7 +270,7 @@ def load_outputs(path: Path, key: OutputsKey, plan: BatchPlan) -> list[torch.Ten
     outputs, start = [], 0
     for shape in shapes:
         count = int(np.prod(shape))
-        outputs.append(flat[start:start + count].view(shape))
+        outputs.append(flat[start : start + count].view(shape))
         start += count
     return outputs
 
@@ -251,7 +279,7 @@ def _read_header(handle, path: Path) -> dict:
     start = handle.read(len(MAGIC) + _HEADER_LEN.size)
     if len(start) < len(MAGIC) + _HEADER_LEN.size or not start.startswith(MAGIC):
         raise CorruptOutputsCache(f"{path} is not a teacher-output cache file (bad or missing header)")
-    (length,) = _HEADER_LEN.unpack(start[len(MAGIC):])
+    (length,) = _HEADER_LEN.unpack(start[len(MAGIC) :])
     raw = handle.read(length) if length < 1 << 24 else b""
     try:
         header = json.loads(raw)
@@ -274,8 +302,10 @@ def _try_load(path: Path, key: OutputsKey, plan: BatchPlan, verbose: bool) -> li
             path.unlink()
         return None
     if verbose:
-        print(f"teacher outputs: loaded {len(outputs)} batches from {path} "
-              f"({path.stat().st_size / 2**20:.1f} MiB)", flush=True)
+        print(
+            f"teacher outputs: loaded {len(outputs)} batches from {path} ({path.stat().st_size / 2**20:.1f} MiB)",
+            flush=True,
+        )
     return outputs
 
 

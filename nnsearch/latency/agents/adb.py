@@ -27,8 +27,9 @@ from nnsearch.store.stat import LatencyStat
 
 RUNTIME = "tflite-benchmark_model"
 PUSH_COMMAND = "{adb} {serial} push {local} {remote}"
-COMMAND = ("{adb} {serial} shell {benchmark} --graph={remote} --num_threads={threads} --num_runs={runs} "
-           "--warmup_runs={warmup}")
+COMMAND = (
+    "{adb} {serial} shell {benchmark} --graph={remote} --num_threads={threads} --num_runs={runs} --warmup_runs={warmup}"
+)
 _COUNT_LINE = re.compile(r"count=(\d+)\b.*?\bmin=([\d.]+)\b.*?\bmax=([\d.]+)\b.*?\bavg=([\d.eE+-]+)")
 _AVERAGE_LINE = re.compile(r"Inference \(avg\):\s*([\d.eE+-]+)")
 
@@ -38,8 +39,9 @@ def parse_benchmark_output(output: str) -> LatencyStat:
     counts = _COUNT_LINE.findall(output)
     if counts:
         runs, low, high, average = counts[-1]
-        return LatencyStat(median_ms=float(average) / 1e3, min_ms=float(low) / 1e3, max_ms=float(high) / 1e3,
-                           runs=int(runs))
+        return LatencyStat(
+            median_ms=float(average) / 1e3, min_ms=float(low) / 1e3, max_ms=float(high) / 1e3, runs=int(runs)
+        )
     averages = _AVERAGE_LINE.findall(output)
     if averages:
         return LatencyStat(median_ms=float(averages[-1]) / 1e3, runs=1)
@@ -55,10 +57,17 @@ class AdbRunner:
 
     name = "adb"
 
-    def __init__(self, adb: str = "adb", serial: str | None = None,
-                 benchmark: str = "/data/local/tmp/benchmark_model", remote_dir: str = "/data/local/tmp/nnsearch",
-                 command: str = COMMAND, push_command: str = PUSH_COMMAND,
-                 runtime_version: str = "unspecified", timeout_s: str | float = 600) -> None:
+    def __init__(
+        self,
+        adb: str = "adb",
+        serial: str | None = None,
+        benchmark: str = "/data/local/tmp/benchmark_model",
+        remote_dir: str = "/data/local/tmp/nnsearch",
+        command: str = COMMAND,
+        push_command: str = PUSH_COMMAND,
+        runtime_version: str = "unspecified",
+        timeout_s: str | float = 600,
+    ) -> None:
         self.adb, self.serial, self.benchmark, self.remote_dir = adb, serial, benchmark, remote_dir.rstrip("/")
         self.command, self.push_command = command, push_command
         self.runtime_version = runtime_version
@@ -71,14 +80,19 @@ class AdbRunner:
         return RunnerIdentity(RUNTIME, self.runtime_version, None, options)
 
     def time(self, path: Path, threads: int, runs: int, warmup: int) -> LatencyStat:
-        fields = dict(local=str(path), remote=f"{self.remote_dir}/{Path(path).name}", threads=threads, runs=runs,
-                      warmup=warmup)
+        fields = dict(
+            local=str(path), remote=f"{self.remote_dir}/{Path(path).name}", threads=threads, runs=runs, warmup=warmup
+        )
         self._run(self.push_command, fields, "push")
         return parse_benchmark_output(self._run(self.command, fields, "benchmark_model"))
 
     def _arguments(self, template: str, fields: dict[str, object]) -> list[str]:
-        values = dict(adb=self.adb, serial="" if not self.serial else f"-s {shlex.quote(self.serial)}",
-                      benchmark=self.benchmark, **fields)
+        values = dict(
+            adb=self.adb,
+            serial="" if not self.serial else f"-s {shlex.quote(self.serial)}",
+            benchmark=self.benchmark,
+            **fields,
+        )
         quoted = {k: v if k == "serial" else shlex.quote(str(v)) for k, v in values.items()}
         return shlex.split(template.format(**quoted))
 
@@ -99,5 +113,7 @@ class AdbRunner:
         try:
             self._arguments(template, dict(local="a", remote="b", threads=1, runs=1, warmup=0))
         except (KeyError, IndexError, ValueError) as exc:
-            raise RunnerError(f"adb command template {template!r} is not usable ({exc}); fields: {{adb}}, "
-                              "{serial}, {benchmark}, {local}, {remote}, {threads}, {runs}, {warmup}") from None
+            raise RunnerError(
+                f"adb command template {template!r} is not usable ({exc}); fields: {{adb}}, "
+                "{serial}, {benchmark}, {local}, {remote}, {threads}, {runs}, {warmup}"
+            ) from None

@@ -31,8 +31,8 @@ from nnsearch.latency.agents.interface import Runner, RunnerError
 from nnsearch.latency.agents.jobs import Claim, claim, complete, fail, release, renew, store_clock
 from nnsearch.latency.agents.landing import land
 from nnsearch.latency.probes import write_probe
-from nnsearch.store.engine import Store
 from nnsearch.store.dialect import upsert
+from nnsearch.store.engine import Store
 from nnsearch.store.schema import MeasureAgent, utcnow
 
 
@@ -52,8 +52,9 @@ class AgentStats:
 class LeaseKeeper:
     """Renews a held job's lease every `interval_s` in a background thread; `lost` once renewal fails."""
 
-    def __init__(self, store: Store, job: Claim, lease_s: float, interval_s: float,
-                 on_beat: Callable[[], None] = lambda: None) -> None:
+    def __init__(
+        self, store: Store, job: Claim, lease_s: float, interval_s: float, on_beat: Callable[[], None] = lambda: None
+    ) -> None:
         self.store, self.job, self.lease_s, self.interval_s, self.on_beat = store, job, lease_s, interval_s, on_beat
         self.lost = False
         self._stop = threading.Event()
@@ -81,12 +82,25 @@ class LeaseKeeper:
 class Agent:
     """Serves device profile `device` from `store` with `runner` (see the module docstring)."""
 
-    def __init__(self, store: Store, device: str, runner: Runner, *, name: str | None = None,
-                 lease_s: float = 60.0, poll_s: float = 2.0, runs: int = 5, warmup: int = 1,
-                 repeat_probes: bool = True, log: Callable[[str], None] = print) -> None:
+    def __init__(
+        self,
+        store: Store,
+        device: str,
+        runner: Runner,
+        *,
+        name: str | None = None,
+        lease_s: float = 60.0,
+        poll_s: float = 2.0,
+        runs: int = 5,
+        warmup: int = 1,
+        repeat_probes: bool = True,
+        log: Callable[[str], None] = print,
+    ) -> None:
         if lease_s < 2 or poll_s <= 0 or runs < 1 or warmup < 0:
-            raise NNSearchError(f"agent needs lease >= 2 s, poll > 0 s, runs >= 1 and warmup >= 0, got "
-                                f"lease={lease_s} poll={poll_s} runs={runs} warmup={warmup}")
+            raise NNSearchError(
+                f"agent needs lease >= 2 s, poll > 0 s, runs >= 1 and warmup >= 0, got "
+                f"lease={lease_s} poll={poll_s} runs={runs} warmup={warmup}"
+            )
         self.store, self.device, self.runner = store, device, runner
         self.name = name or f"{device}@{socket.gethostname()}:{os.getpid()}"
         self.lease_s, self.poll_s, self.runs, self.warmup = float(lease_s), float(poll_s), runs, warmup
@@ -97,24 +111,46 @@ class Agent:
 
     def register(self, state: str = "running") -> None:
         """Write (or refresh) this agent's `measure_agent` row."""
+
         def work(session) -> None:
-            upsert(session, MeasureAgent, [dict(
-                name=self.name, device=self.device, runner=self.runner.name, runtime=self.identity.runtime,
-                runtime_version=self.identity.runtime_version, delegate=self.identity.delegate,
-                host=socket.gethostname(), state=state, started_at=utcnow(),
-                seen_at=store_clock(session.connection()))])
+            upsert(
+                session,
+                MeasureAgent,
+                [
+                    dict(
+                        name=self.name,
+                        device=self.device,
+                        runner=self.runner.name,
+                        runtime=self.identity.runtime,
+                        runtime_version=self.identity.runtime_version,
+                        delegate=self.identity.delegate,
+                        host=socket.gethostname(),
+                        state=state,
+                        started_at=utcnow(),
+                        seen_at=store_clock(session.connection()),
+                    )
+                ],
+            )
+
         self.store.write(work)
 
     def seen(self, state: str = "running") -> None:
         """Refresh this agent's last-seen time (and state)."""
-        self.store.write(lambda session: session.execute(update(MeasureAgent).where(
-            MeasureAgent.name == self.name).values(seen_at=store_clock(session.connection()), state=state)))
+        self.store.write(
+            lambda session: session.execute(
+                update(MeasureAgent)
+                .where(MeasureAgent.name == self.name)
+                .values(seen_at=store_clock(session.connection()), state=state)
+            )
+        )
 
     def run(self, max_jobs: int | None = None, idle_exit_s: float | None = None) -> AgentStats:
         """Serve jobs until `max_jobs` are handled or the queue stayed empty `idle_exit_s` (default: forever)."""
         self.register()
-        self.log(f"agent {self.name}: serving device '{self.device}' with the {self.runner.name} runner "
-                 f"({self.identity.runtime}, {self.identity.runtime_version}) from {self.store.display_url}")
+        self.log(
+            f"agent {self.name}: serving device '{self.device}' with the {self.runner.name} runner "
+            f"({self.identity.runtime}, {self.identity.runtime_version}) from {self.store.display_url}"
+        )
         idle_since = time.monotonic()
         try:
             while max_jobs is None or self.stats.jobs < max_jobs:
@@ -139,8 +175,10 @@ class Agent:
             return False
         recovered = " (claimed again after its lease ran out)" if job.attempts > 1 else ""
         try:
-            with LeaseKeeper(self.store, job, self.lease_s, max(self.lease_s / 4, 0.5), self.seen) as keeper, \
-                    tempfile.TemporaryDirectory(prefix="nnsearch-agent-") as folder:
+            with (
+                LeaseKeeper(self.store, job, self.lease_s, max(self.lease_s / 4, 0.5), self.seen) as keeper,
+                tempfile.TemporaryDirectory(prefix="nnsearch-agent-") as folder,
+            ):
                 try:
                     stat = self.runner.time(self._file(job, Path(folder)), job.threads, self.runs, self.warmup)
                 except (RunnerError, NNSearchError) as exc:
@@ -155,8 +193,10 @@ class Agent:
             release(self.store, job)
             raise
         self.stats.done += 1
-        self.log(f"agent {self.name}: job {job.id} {job.target}: {stat.ms:.3f} ms (median {stat.median_ms:.3f}, "
-                 f"{stat.runs} runs){recovered}")
+        self.log(
+            f"agent {self.name}: job {job.id} {job.target}: {stat.ms:.3f} ms (median {stat.median_ms:.3f}, "
+            f"{stat.runs} runs){recovered}"
+        )
         return True
 
     def _lost(self, job: Claim) -> bool:
@@ -179,4 +219,3 @@ class Agent:
         path = folder / f"{stem}.tflite"
         path.write_bytes(job.payload)
         return path
-

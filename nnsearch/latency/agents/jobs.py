@@ -25,8 +25,8 @@ from sqlalchemy.orm import Session
 
 from nnsearch.errors import LatencyError
 from nnsearch.latency.probes import OpKey
-from nnsearch.store.engine import Store
 from nnsearch.store.dialect import insert_ignore
+from nnsearch.store.engine import Store
 from nnsearch.store.schema import MeasureAgent, MeasureJob, utcnow
 from nnsearch.store.stat import LatencyStat
 
@@ -46,8 +46,10 @@ def store_clock(conn: Connection) -> float:
 
 def probe_target(key: OpKey, threads: int, precision: str) -> str:
     """The `measure_job.target` of a one-op probe."""
-    return (f"probe:{precision}:{threads}t:{key.op}:{key.in_h}x{key.in_w}x{key.in_c}:{key.out_c}:"
-            f"k{key.kernel}s{key.stride}:{key.activation}")
+    return (
+        f"probe:{precision}:{threads}t:{key.op}:{key.in_h}x{key.in_w}x{key.in_c}:{key.out_c}:"
+        f"k{key.kernel}s{key.stride}:{key.activation}"
+    )
 
 
 def model_target(nn: str, height: int, width: int, threads: int, precision: str) -> str:
@@ -88,8 +90,16 @@ class RunnerIdentity:
         return json.dumps(dict(self.options), sort_keys=True) if self.options else None
 
 
-def enqueue_probes(session: Session, device: str, keys: Iterable[OpKey], threads: int, precision: str, *,
-                   study: str | None = None, recheck: bool = False) -> int:
+def enqueue_probes(
+    session: Session,
+    device: str,
+    keys: Iterable[OpKey],
+    threads: int,
+    precision: str,
+    *,
+    study: str | None = None,
+    recheck: bool = False,
+) -> int:
     """Queue one probe job per key (first timings, or with `recheck` a new round of each); returns how many."""
     keys = sorted(set(keys))
     if not keys:
@@ -97,35 +107,98 @@ def enqueue_probes(session: Session, device: str, keys: Iterable[OpKey], threads
     targets = {probe_target(k, threads, precision): k for k in keys}
     rounds = {t: 0 for t in targets}
     if recheck:
-        busy = set(session.scalars(select(MeasureJob.target).where(
-            MeasureJob.device == device, MeasureJob.target.in_(list(targets)),
-            MeasureJob.state.in_(("queued", "running")))))
-        last = dict(session.execute(select(MeasureJob.target, func.max(MeasureJob.round)).where(
-            MeasureJob.device == device, MeasureJob.target.in_(list(targets))).group_by(MeasureJob.target)).all())
+        busy = set(
+            session.scalars(
+                select(MeasureJob.target).where(
+                    MeasureJob.device == device,
+                    MeasureJob.target.in_(list(targets)),
+                    MeasureJob.state.in_(("queued", "running")),
+                )
+            )
+        )
+        last = dict(
+            session.execute(
+                select(MeasureJob.target, func.max(MeasureJob.round))
+                .where(MeasureJob.device == device, MeasureJob.target.in_(list(targets)))
+                .group_by(MeasureJob.target)
+            ).all()
+        )
         rounds = {t: last.get(t, -1) + 1 for t in targets if t not in busy}
-    rows = [dict(device=device, kind="probe", target=t, round=r, priority=RECHECK if recheck else FIRST,
-                 op_key=json.dumps(list(targets[t])), precision=precision, threads=int(threads),
-                 height=targets[t].in_h, width=targets[t].in_w, study=study, state="queued", attempts=0,
-                 created_at=utcnow()) for t, r in rounds.items()]
+    rows = [
+        dict(
+            device=device,
+            kind="probe",
+            target=t,
+            round=r,
+            priority=RECHECK if recheck else FIRST,
+            op_key=json.dumps(list(targets[t])),
+            precision=precision,
+            threads=int(threads),
+            height=targets[t].in_h,
+            width=targets[t].in_w,
+            study=study,
+            state="queued",
+            attempts=0,
+            created_at=utcnow(),
+        )
+        for t, r in rounds.items()
+    ]
     insert_ignore(session, MeasureJob, rows)
     return len(rows)
 
 
-def enqueue_model(store: Store, device: str, nn: str, tflite: bytes, height: int, width: int, threads: int,
-                  precision: str, *, study: str | None = None, predicted_ms: float | None = None) -> int:
+def enqueue_model(
+    store: Store,
+    device: str,
+    nn: str,
+    tflite: bytes,
+    height: int,
+    width: int,
+    threads: int,
+    precision: str,
+    *,
+    study: str | None = None,
+    predicted_ms: float | None = None,
+) -> int:
     """Queue the whole-model timing of `nn` (unless one is queued, running or done); returns the job id."""
     target = model_target(nn, height, width, threads, precision)
 
     def work(session: Session) -> int:
-        found = session.execute(select(MeasureJob.id, MeasureJob.state).where(
-            MeasureJob.device == device, MeasureJob.target == target).order_by(MeasureJob.round.desc())).first()
+        found = session.execute(
+            select(MeasureJob.id, MeasureJob.state)
+            .where(MeasureJob.device == device, MeasureJob.target == target)
+            .order_by(MeasureJob.round.desc())
+        ).first()
         if found is not None and found.state != "failed":
             return int(found.id)
-        round_ = 0 if found is None else int(session.scalar(select(func.max(MeasureJob.round)).where(
-            MeasureJob.device == device, MeasureJob.target == target)) or 0) + 1
-        job = MeasureJob(device=device, kind="model", target=target, round=round_, priority=FIRST, nn=nn,
-                         precision=precision, threads=int(threads), height=int(height), width=int(width),
-                         payload=tflite, study=study, predicted_ms=predicted_ms, state="queued", attempts=0)
+        round_ = (
+            0
+            if found is None
+            else int(
+                session.scalar(
+                    select(func.max(MeasureJob.round)).where(MeasureJob.device == device, MeasureJob.target == target)
+                )
+                or 0
+            )
+            + 1
+        )
+        job = MeasureJob(
+            device=device,
+            kind="model",
+            target=target,
+            round=round_,
+            priority=FIRST,
+            nn=nn,
+            precision=precision,
+            threads=int(threads),
+            height=int(height),
+            width=int(width),
+            payload=tflite,
+            study=study,
+            predicted_ms=predicted_ms,
+            state="queued",
+            attempts=0,
+        )
         session.add(job)
         session.flush()
         return int(job.id)
@@ -134,9 +207,10 @@ def enqueue_model(store: Store, device: str, nn: str, tflite: bytes, height: int
 
 
 def _claimable(device: str, now: float):  # -> SQL condition
-    return and_(MeasureJob.device == device,
-                or_(MeasureJob.state == "queued",
-                    and_(MeasureJob.state == "running", MeasureJob.lease_expires < now)))
+    return and_(
+        MeasureJob.device == device,
+        or_(MeasureJob.state == "queued", and_(MeasureJob.state == "running", MeasureJob.lease_expires < now)),
+    )
 
 
 def claim(store: Store, device: str, agent: str, lease_s: float) -> Claim | None:
@@ -144,23 +218,48 @@ def claim(store: Store, device: str, agent: str, lease_s: float) -> Claim | None
 
     def work(session: Session) -> Claim | None:
         now = store_clock(session.connection())
-        query = (select(MeasureJob.id).where(_claimable(device, now))
-                 .order_by(MeasureJob.priority, MeasureJob.id).limit(1))
+        query = (
+            select(MeasureJob.id).where(_claimable(device, now)).order_by(MeasureJob.priority, MeasureJob.id).limit(1)
+        )
         if store.dialect == "postgresql":
             query = query.with_for_update(skip_locked=True)
         job_id = session.scalar(query)
         if job_id is None:
             return None
         token = uuid.uuid4().hex
-        taken: Any = session.execute(update(MeasureJob).where(MeasureJob.id == job_id, _claimable(device, now)).values(
-            state="running", agent=agent, lease_token=token, lease_expires=now + lease_s,
-            attempts=MeasureJob.attempts + 1, started_at=utcnow()).execution_options(synchronize_session=False))
+        taken: Any = session.execute(
+            update(MeasureJob)
+            .where(MeasureJob.id == job_id, _claimable(device, now))
+            .values(
+                state="running",
+                agent=agent,
+                lease_token=token,
+                lease_expires=now + lease_s,
+                attempts=MeasureJob.attempts + 1,
+                started_at=utcnow(),
+            )
+            .execution_options(synchronize_session=False)
+        )
         if taken.rowcount != 1:
             return None
         row = session.execute(select(MeasureJob).where(MeasureJob.id == job_id)).scalar_one()
         key = OpKey(*json.loads(row.op_key)) if row.op_key else None
-        return Claim(row.id, token, row.device, row.kind, row.target, row.round, row.nn, key, row.precision,
-                     row.threads, row.height, row.width, row.payload, row.attempts)
+        return Claim(
+            row.id,
+            token,
+            row.device,
+            row.kind,
+            row.target,
+            row.round,
+            row.nn,
+            key,
+            row.precision,
+            row.threads,
+            row.height,
+            row.width,
+            row.payload,
+            row.attempts,
+        )
 
     for _ in range(5):  # another agent won the race for that row: try the next one
         found = store.write(work)
@@ -173,6 +272,7 @@ def _any_claimable(store: Store, device: str) -> bool:
     def work(conn: Connection) -> bool:
         now = store_clock(conn)
         return (conn.scalar(select(func.count()).select_from(MeasureJob).where(_claimable(device, now))) or 0) > 0
+
     return store.reading(work)
 
 
@@ -181,9 +281,16 @@ def renew(store: Store, job: Claim, lease_s: float) -> bool:
 
     def work(session: Session) -> bool:
         now = store_clock(session.connection())
-        done: Any = session.execute(update(MeasureJob).where(  # a CursorResult: rowcount
-            MeasureJob.id == job.id, MeasureJob.lease_token == job.token, MeasureJob.state == "running",
-        ).values(lease_expires=now + lease_s).execution_options(synchronize_session=False))
+        done: Any = session.execute(
+            update(MeasureJob)
+            .where(  # a CursorResult: rowcount
+                MeasureJob.id == job.id,
+                MeasureJob.lease_token == job.token,
+                MeasureJob.state == "running",
+            )
+            .values(lease_expires=now + lease_s)
+            .execution_options(synchronize_session=False)
+        )
         return done.rowcount == 1
 
     return store.write(work)
@@ -197,9 +304,15 @@ def complete(store: Store, job: Claim, stat: LatencyStat, identity: RunnerIdenti
     """Record a held job's result and land it, in one transaction; False (nothing written) if the lease was lost."""
 
     def work(session: Session) -> bool:
-        row = session.execute(select(MeasureJob).where(
-            MeasureJob.id == job.id, MeasureJob.lease_token == job.token, MeasureJob.state == "running",
-        ).with_for_update()).scalar_one_or_none()
+        row = session.execute(
+            select(MeasureJob)
+            .where(
+                MeasureJob.id == job.id,
+                MeasureJob.lease_token == job.token,
+                MeasureJob.state == "running",
+            )
+            .with_for_update()
+        ).scalar_one_or_none()
         if row is None:
             return False
         row.state, row.finished_at, row.lease_token = "done", utcnow(), None
@@ -215,9 +328,13 @@ def fail(store: Store, job: Claim, message: str, identity: RunnerIdentity | None
     """Record that the device cannot run a held job (with the runtime's message); False if the lease was lost."""
 
     def work(session: Session) -> bool:
-        row = session.execute(select(MeasureJob).where(
-            MeasureJob.id == job.id, MeasureJob.lease_token == job.token, MeasureJob.state == "running",
-        )).scalar_one_or_none()
+        row = session.execute(
+            select(MeasureJob).where(
+                MeasureJob.id == job.id,
+                MeasureJob.lease_token == job.token,
+                MeasureJob.state == "running",
+            )
+        ).scalar_one_or_none()
         if row is None:
             return False
         row.state, row.finished_at, row.lease_token, row.message = "failed", utcnow(), None, message
@@ -230,10 +347,18 @@ def fail(store: Store, job: Claim, message: str, identity: RunnerIdentity | None
 
 def release(store: Store, job: Claim) -> None:
     """Give a held job back to the queue at once (an agent that stops cleanly)."""
-    store.write(lambda session: session.execute(update(MeasureJob).where(
-        MeasureJob.id == job.id, MeasureJob.lease_token == job.token, MeasureJob.state == "running",
-    ).values(state="queued", lease_token=None, lease_expires=None, agent=None)
-        .execution_options(synchronize_session=False)))
+    store.write(
+        lambda session: session.execute(
+            update(MeasureJob)
+            .where(
+                MeasureJob.id == job.id,
+                MeasureJob.lease_token == job.token,
+                MeasureJob.state == "running",
+            )
+            .values(state="queued", lease_token=None, lease_expires=None, agent=None)
+            .execution_options(synchronize_session=False)
+        )
+    )
 
 
 def _describe(row: MeasureJob, identity: RunnerIdentity) -> None:
@@ -266,24 +391,43 @@ class JobState:
 
 def job_states(store: Store, ids: Sequence[int]) -> dict[int, JobState]:
     """The current state of each job in `ids`."""
-    query = select(MeasureJob.id, MeasureJob.state, MeasureJob.message, MeasureJob.median_ms, MeasureJob.min_ms,
-                   MeasureJob.max_ms, MeasureJob.runs, MeasureJob.runtime, MeasureJob.runtime_version)
+    query = select(
+        MeasureJob.id,
+        MeasureJob.state,
+        MeasureJob.message,
+        MeasureJob.median_ms,
+        MeasureJob.min_ms,
+        MeasureJob.max_ms,
+        MeasureJob.runs,
+        MeasureJob.runtime,
+        MeasureJob.runtime_version,
+    )
     found: dict[int, JobState] = {}
     wanted = sorted(set(ids))
     for start in range(0, len(wanted), 1000):
-        chunk = wanted[start:start + 1000]
+        chunk = wanted[start : start + 1000]
+
         def read(conn: Connection, chunk: list[int] = chunk) -> Sequence[Any]:
             return conn.execute(query.where(MeasureJob.id.in_(chunk))).all()
 
         for row in store.reading(read):
-            stat = (LatencyStat(median_ms=row.median_ms, min_ms=row.min_ms, max_ms=row.max_ms, runs=row.runs or 1)
-                    if row.state == "done" else None)
+            stat = (
+                LatencyStat(median_ms=row.median_ms, min_ms=row.min_ms, max_ms=row.max_ms, runs=row.runs or 1)
+                if row.state == "done"
+                else None
+            )
             found[row.id] = JobState(row.id, row.state, row.message, stat, row.runtime, row.runtime_version)
     return found
 
 
-def wait_for(store: Store, ids: Sequence[int], *, timeout_s: float | None = None, poll_s: float = 1.0,
-             progress: Callable[[int, int], None] | None = None) -> dict[int, JobState]:
+def wait_for(
+    store: Store,
+    ids: Sequence[int],
+    *,
+    timeout_s: float | None = None,
+    poll_s: float = 1.0,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[int, JobState]:
     """Poll until every job in `ids` is done or failed (or `timeout_s` passed); their states."""
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     while True:
@@ -305,5 +449,7 @@ def serving_agents(store: Store, device: str) -> list[str]:
 def require_agents(store: Store, device: str) -> None:
     """LatencyError unless some agent serves `device`."""
     if not serving_agents(store, device):
-        raise LatencyError(f"no measurement agent serves device '{device}' in {store.display_url}; start one with "
-                           f"`nnsearch agent --device {device} --db URL` on the machine that has the device")
+        raise LatencyError(
+            f"no measurement agent serves device '{device}' in {store.display_url}; start one with "
+            f"`nnsearch agent --device {device} --db URL` on the machine that has the device"
+        )

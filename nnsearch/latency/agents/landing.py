@@ -32,8 +32,9 @@ from nnsearch.store.stat import LatencyStat
 MAX_ROUND = 3
 
 
-def land(session: Session, job: MeasureJob, stat: LatencyStat, identity: RunnerIdentity,
-         repeat_probes: bool = True) -> str | None:
+def land(
+    session: Session, job: MeasureJob, stat: LatencyStat, identity: RunnerIdentity, repeat_probes: bool = True
+) -> str | None:
     """Write a finished job's result where it belongs; returns a note for the job's `message`."""
     if job.kind == "probe":
         return _land_probe(session, job, stat, identity, repeat_probes)
@@ -45,8 +46,9 @@ def profile_of(job: MeasureJob, identity: RunnerIdentity) -> DeviceProfile:
     return DeviceProfile(job.device, identity.runtime, identity.runtime_version, job.threads, job.precision)
 
 
-def _land_probe(session: Session, job: MeasureJob, stat: LatencyStat, identity: RunnerIdentity,
-                repeat_probes: bool) -> str | None:
+def _land_probe(
+    session: Session, job: MeasureJob, stat: LatencyStat, identity: RunnerIdentity, repeat_probes: bool
+) -> str | None:
     profile = profile_of(job, identity)
     key = OpKey(*json.loads(str(job.op_key)))  # a probe job always has its op key
     stored = stored_entry(session, profile, key)
@@ -63,10 +65,25 @@ def _land_model(session: Session, job: MeasureJob, stat: LatencyStat, identity: 
     found = session.execute(select(NN.name, NN.arch).where(NN.name == job.nn)).first()
     note = f"measured {stat.ms:.4g} ms"
     if found is not None:
-        insert_ignore(session, LatencyRun, [dict(
-            nn=job.nn, device=job.device, precision=job.precision, runtime=identity.runtime,
-            runtime_version=identity.runtime_version, threads=job.threads, height=job.height, width=job.width,
-            kind="measured", created_at=utcnow(), **stat.stat_values())])
+        insert_ignore(
+            session,
+            LatencyRun,
+            [
+                dict(
+                    nn=job.nn,
+                    device=job.device,
+                    precision=job.precision,
+                    runtime=identity.runtime,
+                    runtime_version=identity.runtime_version,
+                    threads=job.threads,
+                    height=job.height,
+                    width=job.width,
+                    kind="measured",
+                    created_at=utcnow(),
+                    **stat.stat_values(),
+                )
+            ],
+        )
     else:
         note += f" (model {job.nn} is not in the store, so no latency_run row)"
     if job.predicted_ms is not None:

@@ -44,8 +44,9 @@ class LocalRunner:
     def time(self, path: Path, threads: int, runs: int, warmup: int) -> LatencyStat:
         delegates = [] if self.delegate is None else [load_delegate(self.delegate, self.options)]
         try:
-            timing = time_tflite(path, runs=runs, warmup=warmup, threads=threads, min_total_ms=MIN_TOTAL_MS,
-                                 delegates=delegates)
+            timing = time_tflite(
+                path, runs=runs, warmup=warmup, threads=threads, min_total_ms=MIN_TOTAL_MS, delegates=delegates
+            )
         except ExportError as exc:
             raise RunnerError(str(exc)) from None
         return timing.stat
@@ -77,15 +78,18 @@ def make_runner(name: str, options: Mapping[str, str] | None = None) -> Runner:
     elif ":" in name:
         factory = _plugin(name)
     else:
-        raise NNSearchError(f"unknown runner {name!r}: use one of {sorted(BUILTIN)} or a plugin as "
-                            "'package.module:factory'")
+        raise NNSearchError(
+            f"unknown runner {name!r}: use one of {sorted(BUILTIN)} or a plugin as 'package.module:factory'"
+        )
     try:
         runner = factory(options)
     except TypeError as exc:
         raise NNSearchError(f"runner {name!r} does not take the options {sorted(options)}: {exc}") from None
     if not isinstance(runner, Runner):
-        raise NNSearchError(f"runner {name!r} returned {type(runner).__name__}, which lacks name, identity() "
-                            "or time() (see nnsearch.latency.agents.runners)")
+        raise NNSearchError(
+            f"runner {name!r} returned {type(runner).__name__}, which lacks name, identity() "
+            "or time() (see nnsearch.latency.agents.runners)"
+        )
     return runner
 
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from torch import nn
@@ -149,8 +150,10 @@ def _constant_inputs(flat: _FlatModel, layer: Layer, shapes: dict[str, Shape]) -
     in_shape, out_shape = shapes[layer.inputs[0]], shapes[layer.output]
     if layer.op == "CONV_2D":
         weight, bias = _conv_arrays(layer, in_shape[3], out_shape[3])
-        return [flat.tensor(f"{layer.output}/weight", weight.shape, weight),
-                flat.tensor(f"{layer.output}/bias", bias.shape, bias)]
+        return [
+            flat.tensor(f"{layer.output}/weight", weight.shape, weight),
+            flat.tensor(f"{layer.output}/bias", bias.shape, bias),
+        ]
     if layer.op == "PAD":
         p = layer.pad
         return [flat.tensor(f"{layer.output}/paddings", (4, 2), np.array([[0, 0], [p, p], [p, p], [0, 0]], np.int32))]
@@ -190,8 +193,9 @@ def write_atomic(data: bytes, path: str | Path) -> Path:
     return path
 
 
-def export_tflite(model: nn.Module, path: str | Path,
-                  input_shape: tuple[int, int, int, int] = (1, 3, 256, 256)) -> Path:
+def export_tflite(
+    model: nn.Module, path: str | Path, input_shape: tuple[int, int, int, int] = (1, 3, 256, 256)
+) -> Path:
     """Write `model` as a float32 NHWC .tflite file made of NATIVE_OPS only; returns the path."""
     graph = lower(model, input_shape)
     return write_atomic(to_flatbuffer(graph, f"nnsearch {type(model).__name__}"), path)

@@ -7,10 +7,18 @@ from typing import Any
 
 from torch import nn
 
-NATIVE_OPS: frozenset[str] = frozenset({
-    "CONV_2D", "RESIZE_NEAREST_NEIGHBOR", "CONCATENATION", "ADD", "MAX_POOL_2D",
-    "PAD", "RELU", "RELU_N1_TO_1",
-})
+NATIVE_OPS: frozenset[str] = frozenset(
+    {
+        "CONV_2D",
+        "RESIZE_NEAREST_NEIGHBOR",
+        "CONCATENATION",
+        "ADD",
+        "MAX_POOL_2D",
+        "PAD",
+        "RELU",
+        "RELU_N1_TO_1",
+    }
+)
 
 #: The torch operations the exporter accepts, as named in error messages.
 ALLOWED_TORCH_OPS = (

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -55,8 +56,9 @@ def make_interpreter(path: str | Path, threads: int = 1, delegates: Sequence[Any
     from ai_edge_litert.interpreter import Interpreter
 
     try:
-        interpreter = Interpreter(model_path=str(path), num_threads=int(threads),
-                                  experimental_delegates=list(delegates) or None)
+        interpreter = Interpreter(
+            model_path=str(path), num_threads=int(threads), experimental_delegates=list(delegates) or None
+        )
         interpreter.allocate_tensors()
     except (ValueError, RuntimeError) as exc:
         raise ExportError(f"the TFLite interpreter cannot load {path}: {exc}") from None

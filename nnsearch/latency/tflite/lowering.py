@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import operator
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 import torch.fx
@@ -172,8 +173,11 @@ class _Lowering:
         k, s = _pair(m.kernel_size), _pair(m.stride if m.stride is not None else m.kernel_size)
         plain = _pair(m.padding) == (0, 0) and _pair(m.dilation) == (1, 1) and not (m.ceil_mode or m.return_indices)
         if k[0] != k[1] or s != k or not plain:
-            raise unsupported(path, f"MaxPool2d(kernel_size={m.kernel_size}, stride={m.stride}, padding={m.padding}, "
-                              f"dilation={m.dilation}, ceil_mode={m.ceil_mode})")
+            raise unsupported(
+                path,
+                f"MaxPool2d(kernel_size={m.kernel_size}, stride={m.stride}, padding={m.padding}, "
+                f"dilation={m.dilation}, ceil_mode={m.ceil_mode})",
+            )
         x = self.tensor(node.args[0], path)
         n, h, w, c = self.shapes[x]
         layer = Layer("MAX_POOL_2D", [x], node.name, path, kernel=k[0], stride=k[0])
@@ -226,13 +230,20 @@ _MODULE_HANDLERS: dict[type, Callable[..., str]] = {
     nn.Identity: _Lowering.identity,
 }
 _FUNCTION_HANDLERS: dict[Any, Callable[..., str]] = {
-    torch.cat: _Lowering.cat, torch.concat: _Lowering.cat,
-    operator.add: _Lowering.add, torch.add: _Lowering.add,
-    torch.clamp: _Lowering.clamp, torch.clip: _Lowering.clamp,
-    torch.relu: _Lowering.relu, F.relu: _Lowering.relu,
+    torch.cat: _Lowering.cat,
+    torch.concat: _Lowering.cat,
+    operator.add: _Lowering.add,
+    torch.add: _Lowering.add,
+    torch.clamp: _Lowering.clamp,
+    torch.clip: _Lowering.clamp,
+    torch.relu: _Lowering.relu,
+    F.relu: _Lowering.relu,
 }
 _METHOD_HANDLERS: dict[str, Callable[..., str]] = {
-    "add": _Lowering.add, "clamp": _Lowering.clamp, "clip": _Lowering.clamp, "relu": _Lowering.relu,
+    "add": _Lowering.add,
+    "clamp": _Lowering.clamp,
+    "clip": _Lowering.clamp,
+    "relu": _Lowering.relu,
 }
 
 
@@ -246,8 +257,13 @@ def fuse_activations(graph: Graph) -> Graph:
     kept: list[Layer] = []
     for layer in graph.layers:
         source = producers.get(layer.inputs[0])
-        if (layer.op == "RELU" and source is not None and source.op in ("CONV_2D", "ADD")
-                and source.activation == "NONE" and consumers[source.output] == 1):
+        if (
+            layer.op == "RELU"
+            and source is not None
+            and source.op in ("CONV_2D", "ADD")
+            and source.activation == "NONE"
+            and consumers[source.output] == 1
+        ):
             del graph.shapes[source.output]
             source.activation, source.output = "RELU", layer.output
             producers[layer.output] = source

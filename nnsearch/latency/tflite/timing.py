@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -69,8 +70,17 @@ def _random_input(rng: np.random.Generator, shape: tuple[int, ...], dtype: np.dt
     return rng.integers(info.min, info.max, shape, dtype=dtype, endpoint=True)
 
 
-def time_tflite(path: str | Path, *, runs: int = 5, warmup: int = 1, threads: int = 1, clock: str = "auto",
-                min_total_ms: float = 0.0, max_runs: int = 200, delegates: Sequence[Any] = ()) -> Timing:
+def time_tflite(
+    path: str | Path,
+    *,
+    runs: int = 5,
+    warmup: int = 1,
+    threads: int = 1,
+    clock: str = "auto",
+    min_total_ms: float = 0.0,
+    max_runs: int = 200,
+    delegates: Sequence[Any] = (),
+) -> Timing:
     """Time a .tflite file on random inputs of the shapes it declares.
 
     After `warmup` untimed calls, `runs` calls are timed; with `min_total_ms`
@@ -80,8 +90,10 @@ def time_tflite(path: str | Path, *, runs: int = 5, warmup: int = 1, threads: in
     A model the runtime cannot run raises ExportError with the runtime's message.
     """
     if runs < 1 or warmup < 0 or min_total_ms < 0:
-        raise ExportError(f"runs must be >= 1, warmup >= 0 and min_total_ms >= 0, got runs={runs}, "
-                          f"warmup={warmup}, min_total_ms={min_total_ms}")
+        raise ExportError(
+            f"runs must be >= 1, warmup >= 0 and min_total_ms >= 0, got runs={runs}, "
+            f"warmup={warmup}, min_total_ms={min_total_ms}"
+        )
     clock = resolve_clock(clock, threads)
     interpreter = make_interpreter(path, threads, delegates)
     rng = np.random.default_rng(0)
@@ -100,7 +112,12 @@ def time_tflite(path: str | Path, *, runs: int = 5, warmup: int = 1, threads: in
         raise ExportError(f"the TFLite interpreter cannot run {path}: {exc}") from None
     shape = tuple(details[0]["shape"])
     return Timing(
-        **LatencyStat.of_samples(samples).stat_values(), threads=threads, runtime=RUNTIME, runtime_version=runtime_version(),
-        height=int(shape[1]) if len(shape) == 4 else 0, width=int(shape[2]) if len(shape) == 4 else 0,
-        samples_ms=tuple(samples), clock=clock,
+        **LatencyStat.of_samples(samples).stat_values(),
+        threads=threads,
+        runtime=RUNTIME,
+        runtime_version=runtime_version(),
+        height=int(shape[1]) if len(shape) == 4 else 0,
+        width=int(shape[2]) if len(shape) == 4 else 0,
+        samples_ms=tuple(samples),
+        clock=clock,
     )

@@ -9,7 +9,7 @@ learn from finished trials only (and read each trial's latency constraint,
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import optuna
 
@@ -34,12 +34,17 @@ PREDICTS_LATENCY = frozenset({"guided"})
 
 SAMPLERS: dict[str, Callable[[int, SamplerContext], optuna.samplers.BaseSampler]] = {
     "guided": _guided,
-    "tpe": lambda seed, context: optuna.samplers.TPESampler(
-        seed=seed, n_startup_trials=5, multivariate=True),
-    "nsga2": lambda seed, context: optuna.samplers.NSGAIISampler(
-        seed=seed, population_size=8),
+    "tpe": lambda seed, context: optuna.samplers.TPESampler(seed=seed, n_startup_trials=5, multivariate=True),
+    "nsga2": lambda seed, context: optuna.samplers.NSGAIISampler(seed=seed, population_size=8),
     "random": lambda seed, context: optuna.samplers.RandomSampler(seed=seed),
 }
 
-__all__ = ["CONSTRAINT_ATTR", "PREDICTS_LATENCY", "SAMPLERS", "LatencyFn", "SamplerContext", "is_feasible",
-           "set_latency_constraint"]
+__all__ = [
+    "CONSTRAINT_ATTR",
+    "PREDICTS_LATENCY",
+    "SAMPLERS",
+    "LatencyFn",
+    "SamplerContext",
+    "is_feasible",
+    "set_latency_constraint",
+]

@@ -39,7 +39,8 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import optuna
@@ -57,8 +58,13 @@ from nnsearch.search.samplers.surrogate import ArchFeatures, BayesianRidge
 _GOLDEN = (math.sqrt(5.0) - 1.0) / 2.0
 
 
-def front_improvement(front_psnr: np.ndarray, front_latency: np.ndarray, psnr: np.ndarray, latency: np.ndarray,
-                      reference: tuple[float, float]) -> np.ndarray:
+def front_improvement(
+    front_psnr: np.ndarray,
+    front_latency: np.ndarray,
+    psnr: np.ndarray,
+    latency: np.ndarray,
+    reference: tuple[float, float],
+) -> np.ndarray:
     """Hypervolume each (psnr, latency) candidate would add to a 2-D front (PSNR max, latency min).
 
     `reference` is (worst PSNR, worst latency); the front need not be filtered.
@@ -98,9 +104,19 @@ def _arch_of_params(space: SearchSpace, params: tuple[tuple[str, Any], ...]) -> 
 class GuidedSampler(optuna.samplers.BaseSampler):
     """Surrogate-guided sampler over a `SearchSpace` with known latencies (see the module docstring)."""
 
-    def __init__(self, space: SearchSpace, latency_ms: LatencyFn, *, seed: int | None = None,
-                 max_latency_ms: float | None = None, n_startup_trials: int = 8, random_candidates: int = 24,
-                 mutants: int = 24, shortlist: int = 6, kappa: float = 2.0) -> None:
+    def __init__(
+        self,
+        space: SearchSpace,
+        latency_ms: LatencyFn,
+        *,
+        seed: int | None = None,
+        max_latency_ms: float | None = None,
+        n_startup_trials: int = 8,
+        random_candidates: int = 24,
+        mutants: int = 24,
+        shortlist: int = 6,
+        kappa: float = 2.0,
+    ) -> None:
         self.space = space
         self.latency_ms = latency_ms
         self.max_latency_ms = max_latency_ms
@@ -118,8 +134,9 @@ class GuidedSampler(optuna.samplers.BaseSampler):
     def infer_relative_search_space(self, study: optuna.Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
         return {}
 
-    def sample_relative(self, study: optuna.Study, trial: FrozenTrial,
-                        search_space: dict[str, BaseDistribution]) -> dict[str, Any]:
+    def sample_relative(
+        self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
+    ) -> dict[str, Any]:
         return {}
 
     def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
@@ -127,8 +144,9 @@ class GuidedSampler(optuna.samplers.BaseSampler):
         if arch is not None:
             self._plans[trial.number] = self.space.params_of(arch)
 
-    def sample_independent(self, study: optuna.Study, trial: FrozenTrial, param_name: str,
-                           param_distribution: BaseDistribution) -> Any:
+    def sample_independent(
+        self, study: optuna.Study, trial: FrozenTrial, param_name: str, param_distribution: BaseDistribution
+    ) -> Any:
         plan = self._plans.get(trial.number, {})
         if isinstance(param_distribution, CategoricalDistribution) and param_name in plan:
             value = plan[param_name]
@@ -136,8 +154,9 @@ class GuidedSampler(optuna.samplers.BaseSampler):
                 return value
         return self._fallback.sample_independent(study, trial, param_name, param_distribution)
 
-    def after_trial(self, study: optuna.Study, trial: FrozenTrial, state: TrialState,
-                    values: Sequence[float] | None) -> None:
+    def after_trial(
+        self, study: optuna.Study, trial: FrozenTrial, state: TrialState, values: Sequence[float] | None
+    ) -> None:
         self._plans.pop(trial.number, None)
 
     def reseed_rng(self) -> None:
@@ -159,8 +178,10 @@ class GuidedSampler(optuna.samplers.BaseSampler):
         model = BayesianRidge().fit(self._features.encode(archs, known), np.array(psnr))
         front_psnr, front_latency = np.array(psnr)[front], np.array(told)[front]
         spread = float(front_psnr.max() - front_psnr.min())
-        reference = (float(front_psnr.min()) - max(0.1 * spread, math.sqrt(model.noise_var)),
-                     1.1 * float(front_latency.max()))
+        reference = (
+            float(front_psnr.min()) - max(0.1 * spread, math.sqrt(model.noise_var)),
+            1.1 * float(front_latency.max()),
+        )
 
         def score(candidates: list[Arch], latency: np.ndarray) -> np.ndarray:
             mean, sd = model.predict(self._features.encode(candidates, latency))
@@ -172,7 +193,7 @@ class GuidedSampler(optuna.samplers.BaseSampler):
 
         # Stage 1: rank the whole pool with latencies estimated from the cost proxy (microseconds each).
         estimate = self._proxy_latency(pool, archs, known)
-        shortlist = [pool[i] for i in np.argsort(-score(pool, estimate), kind="stable")[:self.shortlist]]
+        shortlist = [pool[i] for i in np.argsort(-score(pool, estimate), kind="stable")[: self.shortlist]]
         # Stage 2: the lookup table's prediction for the shortlist only (milliseconds each).
         finalists, latency = self._predicted(shortlist)
         if not finalists:
@@ -265,8 +286,9 @@ class GuidedSampler(optuna.samplers.BaseSampler):
             return self._random_arch()
         for name in self._rng.choice(names, size=min(len(names), int(self._rng.integers(1, 3))), replace=False):
             params[name] = self._pick([c for c in self.space.choices_of(name) if c != params[name]])
-        return self.space.sample(lambda name, choices: params[name] if params.get(name) in choices
-                                 else self._pick(choices))
+        return self.space.sample(
+            lambda name, choices: params[name] if params.get(name) in choices else self._pick(choices)
+        )
 
     def _stratified(self, pool: list[Arch], done: int) -> Arch | None:
         """A candidate from latency stratum `done` (a golden-ratio sequence over the pool's cost range).

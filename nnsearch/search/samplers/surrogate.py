@@ -12,8 +12,8 @@ which is what drives exploration in `nnsearch.search.samplers.guided`.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 

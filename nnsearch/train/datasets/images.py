@@ -24,8 +24,10 @@ MIN_SIDE = 11
 def check_min_side(what: object, height: int, width: int) -> None:
     """DataError naming `what` (an image file) when it is smaller than `MIN_SIDE` on a side."""
     if min(height, width) < MIN_SIDE:
-        raise DataError(f"image {what} is {width}x{height} px; nnsearch needs images of at least {MIN_SIDE} px on "
-                        f"each side (SSIM compares {MIN_SIDE}x{MIN_SIDE} windows): remove it or use a larger image")
+        raise DataError(
+            f"image {what} is {width}x{height} px; nnsearch needs images of at least {MIN_SIDE} px on "
+            f"each side (SSIM compares {MIN_SIDE}x{MIN_SIDE} windows): remove it or use a larger image"
+        )
 
 
 def is_image_file(path: Path) -> bool:

@@ -95,16 +95,16 @@ WIDE_SHOT_RANGE = (2e-5, 0.012)
 NOISE_BLOCK = 64
 
 
-def sample_noise_level(rng: np.random.Generator, shot_range: tuple[float, float] = BROOKS_SHOT_RANGE
-                       ) -> tuple[float, float]:
+def sample_noise_level(
+    rng: np.random.Generator, shot_range: tuple[float, float] = BROOKS_SHOT_RANGE
+) -> tuple[float, float]:
     """(shot, read): log(shot) ~ U[log lo, log hi]; log(read) = 2.18 log(shot) + 1.20 + N(0, 0.26^2)."""
     log_shot = rng.uniform(np.log(shot_range[0]), np.log(shot_range[1]))
     log_read = 2.18 * log_shot + 1.20 + rng.normal(0.0, 0.26)
     return float(np.exp(log_shot)), float(np.exp(log_read))
 
 
-def sample_noise_params(rng: np.random.Generator, shot_range: tuple[float, float] = BROOKS_SHOT_RANGE
-                        ) -> NoiseParams:
+def sample_noise_params(rng: np.random.Generator, shot_range: tuple[float, float] = BROOKS_SHOT_RANGE) -> NoiseParams:
     """Draw capture parameters from the distributions of Brooks et al. 2019.
 
     log(shot) ~ U[log 1e-4, log 0.012] (or ``shot_range``); log(read) = 2.18 log(shot) + 1.20 + N(0, 0.26^2);
@@ -197,7 +197,9 @@ def add_camera_noise(
 
 
 def add_varied_camera_noise(
-    clean: np.ndarray, rng: np.random.Generator, block: int = NOISE_BLOCK,
+    clean: np.ndarray,
+    rng: np.random.Generator,
+    block: int = NOISE_BLOCK,
     shot_range: tuple[float, float] = WIDE_SHOT_RANGE,
 ) -> tuple[np.ndarray, NoiseParams]:
     """Camera noise whose shot/read level is drawn anew for every ``block`` x ``block`` region.

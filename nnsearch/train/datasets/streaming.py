@@ -153,7 +153,7 @@ class StreamedPair:
     def _window(self, path: Path, y: int, x: int, height: int, width: int) -> np.ndarray:
         raw = self.cache.raw(path) if self.cache is not None else read_raw(path)
         top, left = self.top + y, self.left + x
-        return raw_to_float(raw[top:top + height, left:left + width])
+        return raw_to_float(raw[top : top + height, left : left + width])
 
     def crop(self, y: int, x: int, size: int) -> tuple[np.ndarray, np.ndarray]:
         """(noisy, clean) float32 size x size crops at (y, x) of the pair's window."""
@@ -171,18 +171,22 @@ class StreamedPair:
 
     def identity(self) -> str:
         """Names, window and content digests of both files (what the dataset fingerprint hashes)."""
-        return (f"{self.name}\0{self.shape}\0{self.top},{self.left}\0"
-                f"{file_digest(self.noisy_path)}\0{file_digest(self.clean_path)}")
+        return (
+            f"{self.name}\0{self.shape}\0{self.top},{self.left}\0"
+            f"{file_digest(self.noisy_path)}\0{file_digest(self.clean_path)}"
+        )
 
 
-def streamed_pair(name: str, noisy_path: Path, clean_path: Path, max_side: int | None,
-                  cache: DecodedCache | None) -> StreamedPair:
+def streamed_pair(
+    name: str, noisy_path: Path, clean_path: Path, max_side: int | None, cache: DecodedCache | None
+) -> StreamedPair:
     """A :class:`StreamedPair` after a header check: both files are images of one size (DataError naming them)."""
     noisy_size, clean_size = image_size(noisy_path), image_size(clean_path)
     if noisy_size != clean_size:
         raise DataError(
             f"size mismatch: noisy {noisy_path} is {noisy_size[1]}x{noisy_size[0]} but clean "
-            f"{clean_path} is {clean_size[1]}x{clean_size[0]}; pairs must be aligned and equally sized")
+            f"{clean_path} is {clean_size[1]}x{clean_size[0]}; pairs must be aligned and equally sized"
+        )
     check_min_side(noisy_path, *noisy_size)
     top, left, height, width = centre_offset(*noisy_size, max_side)
     return StreamedPair(name, noisy_path, clean_path, height, width, top, left, cache)

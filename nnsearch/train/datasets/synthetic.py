@@ -31,7 +31,7 @@ class SyntheticPair(ImagePair):
 
     def fresh_crop(self, y: int, x: int, size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """(noisy, clean) ``size`` px crop at (y, x): channels permuted at random, then new camera noise."""
-        clean = self.clean[y:y + size, x:x + size][:, :, rng.permutation(3)]
+        clean = self.clean[y : y + size, x : x + size][:, :, rng.permutation(3)]
         noisy, _ = add_varied_camera_noise(clean, rng)
         return noisy, np.ascontiguousarray(clean)
 

@@ -38,8 +38,10 @@ class ImagePair:
 
     def crop(self, y: int, x: int, size: int) -> tuple[np.ndarray, np.ndarray]:
         """(noisy, clean) float32 size x size crops at (y, x) (copies)."""
-        return (np.ascontiguousarray(self.noisy[y:y + size, x:x + size]),
-                np.ascontiguousarray(self.clean[y:y + size, x:x + size]))
+        return (
+            np.ascontiguousarray(self.noisy[y : y + size, x : x + size]),
+            np.ascontiguousarray(self.clean[y : y + size, x : x + size]),
+        )
 
 
 class Pair(Protocol):
