@@ -3,8 +3,10 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
+# What ruff lints and formats (mypy checks the package: [tool.mypy] in pyproject.toml).
+LINTED := nnsearch tests benchmarks docs/hooks.py
 
-.PHONY: demo test docs clean-venv
+.PHONY: demo test lint docs clean-venv
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -16,11 +18,17 @@ $(VENV)/.installed: pyproject.toml
 demo: $(VENV)/.installed
 	$(VENV)/bin/nnsearch demo
 
-docs: $(VENV)/.installed
-	$(VENV)/bin/mkdocs build --strict
-
-test: $(VENV)/.installed
+# Lint, format check and type check, then the documentation site, then the test suite.
+test: lint docs
 	$(PY) -m pytest -q
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check $(LINTED)
+	$(VENV)/bin/ruff format --check $(LINTED)
+	$(VENV)/bin/mypy
+
+docs: $(VENV)/.installed
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict  # not --quiet: it would hide the warnings --strict fails on
 
 clean-venv:
 	rm -rf $(VENV)
