@@ -47,6 +47,11 @@ from nnsearch.store.engine import Store  # noqa: E402
 from nnsearch.store.schema import LatencyRun, MeasureAgent, MeasureJob  # noqa: E402
 
 LEASE_S = 5
+#: The tiny study's `nnsearch search` flags (a 20-step teacher only exercises the pipeline).
+TINY_STUDY = (  # noqa: SIM905 - one line reads as the command line it is
+    "--space tiny --steps 6 --epochs 2 --batch 2 --crops 32 --teacher-steps 20 --teacher-margin=-inf "
+    "--max-side 64 --no-early-stop"
+).split()
 _DONE_LINE = re.compile(r"job (\d+) \S+: [\d.]+ ms")
 
 
@@ -133,24 +138,9 @@ def main(argv: list[str] | None = None) -> int:
                 study,
                 "--trials",
                 str(trials),
-                "--space",
-                "tiny",
-                "--steps",
-                "6",
-                "--epochs",
-                "2",
-                "--batch",
-                "2",
-                "--crops",
-                "32",
-                "--teacher-steps",
-                "20",
-                "--teacher-margin=-inf",
-                "--max-side",
-                "64",
+                *TINY_STUDY,
                 "--resolution",
                 f"{side}x{side}",
-                "--no-early-stop",
                 "--device",
                 device,
             ],

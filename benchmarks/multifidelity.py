@@ -105,10 +105,10 @@ class Scored:
 def config(args: argparse.Namespace, name: str, seed: int, steps: int, budget: float, **extra) -> StudyConfig:
     """A study of the benchmark: real polyu pairs, the latency budget, no early stopping, predicted latency only."""
     height, width = args.resolution
-    return StudyConfig(
-        name=name,
-        space=load_space("litedenoise"),
-        data_spec=args.train,
+    return StudyConfig.build(
+        name,
+        load_space("litedenoise"),
+        data=args.train,
         max_side=args.max_side,
         seed=seed,
         teacher_steps=1200,

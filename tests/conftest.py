@@ -111,6 +111,20 @@ def store(store_url: str) -> Iterator[Store]:
         opened.dispose()
 
 
+# ---- the tiny study on the command line ------------------------------------------------------------
+
+#: `nnsearch search` flags of the tiny study the subprocess tests run (a 20-step teacher only exercises the pipeline).
+TINY_STUDY_FLAGS = (  # noqa: SIM905 - one line reads as the command line it is
+    "--space tiny --steps 6 --epochs 2 --batch 2 --crops 32 --teacher-steps 20 --teacher-margin=-inf "
+    "--max-side 64 --no-early-stop"
+).split()
+
+
+def tiny_study_flags(resolution: str = "64x96", *extra: str) -> list[str]:
+    """The tiny study's flags at a latency `resolution` (HxW), then `extra` flags."""
+    return [*TINY_STUDY_FLAGS, "--resolution", resolution, *extra]
+
+
 # ---- records for store tests ----------------------------------------------------------------------
 
 ARCH_FIELDS = [  # small, distinct students

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import tiny_study_flags
 from sqlalchemy import func, select
 
 from nnsearch.cli import main
@@ -282,28 +283,7 @@ def test_runner_choice_errors_are_plain(capsys):
         LocalRunner(delegate="/no/such/libdelegate.so")
 
 
-TINY_STUDY = [
-    "--space",
-    "tiny",
-    "--steps",
-    "6",
-    "--epochs",
-    "2",
-    "--batch",
-    "2",
-    "--crops",
-    "32",
-    "--teacher-steps",
-    "20",
-    "--teacher-margin=-inf",
-    "--max-side",
-    "64",
-    "--resolution",
-    "64x64",
-    "--no-early-stop",
-    "--device",
-    DEVICE,
-]  # a 20-step teacher only exercises the pipeline
+TINY_STUDY = tiny_study_flags("64x64", "--device", DEVICE)
 
 
 def test_a_postgresql_study_served_by_one_agent_records_its_measurements(pg_url, capsys):

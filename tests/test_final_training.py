@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import RunsCode
+from conftest import RunsCode, tiny_study_flags
 from PIL import Image
 from sqlalchemy import select
 
@@ -21,26 +21,7 @@ from nnsearch.store.integrity import check_integrity
 from nnsearch.store.schema import NN, Stat, Weights
 from nnsearch.store.stored_model import load_stored_model
 
-TINY_SEARCH = [
-    "--space",
-    "tiny",
-    "--steps",
-    "6",
-    "--epochs",
-    "2",
-    "--batch",
-    "2",
-    "--crops",
-    "32",
-    "--teacher-steps",
-    "20",
-    "--teacher-margin=-inf",
-    "--max-side",
-    "64",
-    "--resolution",
-    "64x96",
-    "--no-early-stop",
-]
+TINY_SEARCH = tiny_study_flags()
 TRAIN = ["--teacher-steps", "20", "--max-side", "64", "--batch", "2", "--loader-workers", "0"]
 
 

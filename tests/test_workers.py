@@ -10,6 +10,7 @@ import time
 
 import optuna
 import pytest
+from conftest import tiny_study_flags
 from optuna.trial import TrialState
 from sqlalchemy import select
 
@@ -20,26 +21,7 @@ from nnsearch.store.schema import TrialLink
 from nnsearch.train.datasets import load_data
 from nnsearch.train.teacher import load_or_train_teacher, teacher_config
 
-TINY = [
-    "--space",
-    "tiny",
-    "--steps",
-    "6",
-    "--epochs",
-    "2",
-    "--batch",
-    "2",
-    "--crops",
-    "32",
-    "--teacher-steps",
-    "20",
-    "--teacher-margin=-inf",
-    "--max-side",
-    "64",
-    "--resolution",
-    "64x96",
-    "--no-early-stop",
-]  # a 20-step teacher only exercises the pipeline
+TINY = tiny_study_flags()
 
 
 def search_command(db: str, study: str, trials: int, *extra: str) -> list[str]:

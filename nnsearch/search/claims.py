@@ -50,7 +50,7 @@ class TrialCounts:
 
     finished: int  # complete, stopped early, infeasible, or a recorded failure
     running: int
-    waiting: int  # retries of trials whose worker died
+    waiting: int  # queued: retries of trials whose worker died, enqueued reference or given students
     failed: int  # crashed, killed or interrupted (not counted as finished)
     continued: int = 0  # multi-fidelity continuations finished
     continuing: int = 0  # continuations running or waiting for a retry

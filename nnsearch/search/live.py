@@ -68,7 +68,7 @@ class StudyStatus:
         c = self.counts
         parts = [f"{c.finished}/{self.total} finished", f"{c.running} running"]
         if c.waiting:
-            parts.append(f"{c.waiting} waiting for retry")
+            parts.append(f"{c.waiting} queued")  # retries of lost trials, given or reference students
         parts.append(f"{c.failed} lost (retried)" if c.failed else "0 lost")
         for state, label in (("stopped", "stopped early"), ("infeasible", "infeasible"), ("failed", "diverged")):
             if self.states.get(state):
