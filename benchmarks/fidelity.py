@@ -227,15 +227,15 @@ def main(argv: list[str] | None = None) -> None:
         for done, index in enumerate(order, 1):
             r = table.loc[index]
             plan_seed = int(r["seed"]) if args.vary_plan else 0
-            config = with_defaults(replace(brief, seed=plan_seed), long_steps - brief.steps, args.long_crops, None)
+            plan = with_defaults(replace(brief, seed=plan_seed), long_steps - brief.steps, args.long_crops, None)
             log(
                 f"long {done}/{len(order)}: {r['student']} seed {r['seed']} ({r['macs_g']:.1f} GMAC), "
-                f"{config.steps} more steps"
+                f"{plan.steps} more steps"
             )
             stored = train_further(
                 stores[r["seed"]],
                 r["nn"],
-                config,
+                plan,
                 data=data,
                 data_spec=args.train,
                 max_side=args.max_side,

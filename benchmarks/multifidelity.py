@@ -102,7 +102,7 @@ class Scored:
     steps: int
 
 
-def config(args: argparse.Namespace, name: str, seed: int, steps: int, budget: float, **extra) -> StudyConfig:
+def config(args: argparse.Namespace, name: str, seed: int, steps: int, budget: float | None, **extra) -> StudyConfig:
     """A study of the benchmark: real polyu pairs, the latency budget, no early stopping, predicted latency only."""
     height, width = args.resolution
     return StudyConfig.build(
@@ -135,12 +135,12 @@ def top_rung_models(study: Study) -> list[tuple[str, float, torch.nn.Module]]:
     rows = study.reader().rung_results()
     top = study.config.rungs.top if study.config.rungs is not None else 0
     rows = rows[(rows["rung"] == top) & (rows["state"] == "complete")].drop_duplicates("nn")
-    models = []
+    models: list[tuple[str, float, torch.nn.Module]] = []
     for row in rows.itertuples():
-        params = study.optuna.trials[row.trial].params
-        student = build_student(study.config.space.sample(lambda name, choices, chosen=params: chosen[name]))
+        params = study.optuna.trials[int(row.trial)].params
+        student = build_student(study.config.space.sample(lambda name, _choices: params[name]))  # noqa: B023
         student.load_state_dict(study.recorder.weights(row.nn, row.prm))
-        models.append((row.nn, float(row.latency_ms), student.eval()))
+        models.append((str(row.nn), float(row.latency_ms), student.eval()))
     return models
 
 

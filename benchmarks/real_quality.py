@@ -101,9 +101,7 @@ def extra_seeds(args: argparse.Namespace) -> range:
 
 def side_config(config: StudyConfig, name: str, seed: int, **distill) -> StudyConfig:
     """`config` for a study of named students: another seed (initial weights), the whole budget for each."""
-    return replace(
-        config,
-        name=name,
+    return replace(config, name=name).replace(
         seed=seed,
         distill=replace(config.distill, **distill),
         sampler="random",
