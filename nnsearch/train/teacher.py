@@ -35,6 +35,7 @@ from nnsearch.model.arch import Arch
 from nnsearch.model.student import build_student
 from nnsearch.train.crops import CropSchedule, make_batch_plan
 from nnsearch.train.datasets import DenoiseData
+from nnsearch.train.datasets.loader import recipe_fingerprint
 
 
 @dataclass(frozen=True)
@@ -144,12 +145,13 @@ SHIPPED_DIR = Path(__file__).resolve().parent / "weights"
 
 
 def shipped_teacher(config: TeacherConfig, data: DenoiseData) -> Path | None:
-    """The packaged checkpoint trained with exactly `config` on exactly `data` (same fingerprint), if any."""
+    """The packaged checkpoint trained with exactly `config` on `data` (same pixels or same recipe), if any."""
     path = SHIPPED_DIR / f"teacher-{config.preset}-{data.name}.pt"
     if not path.is_file():
         return None
     state = _load(path, "cpu")
-    same_data = state.get("data", {}).get("fingerprint") == data.fingerprint
+    recorded = state.get("data", {})
+    same_data = recorded.get("fingerprint") == data.fingerprint or recorded.get("recipe") == recipe_fingerprint(data)
     return path if same_data and state.get("config") == json.loads(json.dumps(config.describe())) else None
 
 
@@ -240,7 +242,12 @@ def train_teacher(
         {
             "model": model.state_dict(),
             "config": config.describe(),
-            "data": {"name": data.name, "fingerprint": data.fingerprint, "source": data.source},
+            "data": {
+                "name": data.name,
+                "fingerprint": data.fingerprint,
+                "recipe": recipe_fingerprint(data),
+                "source": data.source,
+            },
             "versions": training_versions(),
             "seconds": time.perf_counter() - began,
         },

@@ -77,6 +77,22 @@ def fingerprint(train: tuple[Pair, ...], val: tuple[Pair, ...]) -> str:
     return digest.hexdigest()
 
 
+def recipe_fingerprint(data: DenoiseData) -> str:
+    """SHA-256 over how `data` was made (its source, split, names and shapes; file digests of
+    streamed pairs), not over synthesised pixels, which differ by float rounding between CPUs and
+    library builds. Matches a shipped teacher to the built-in data (`nnsearch.train.teacher`)."""
+    digest = hashlib.sha256(f"{data.name}\0{data.source}\0".encode())
+    for label, pairs in (("train", data.train), ("val", data.val)):
+        for pair in pairs:
+            if isinstance(pair, StreamedPair):
+                digest.update(f"{label}\0file\0{pair.identity()}\0".encode())
+                continue
+            if isinstance(pair, SyntheticPair):
+                digest.update(f"synthetic v{SYNTHESIS_VERSION}\0".encode())
+            digest.update(f"{label}\0{pair.name}\0{pair.noisy.shape}\0".encode())
+    return digest.hexdigest()
+
+
 def _resolve(spec: str | os.PathLike[str] | None, format: str | None) -> tuple[str, Path | None]:
     """(layout, path) for a spec; layout is "builtin", "clean" or a real-pair layout name."""
     if isinstance(spec, os.PathLike):
