@@ -9,9 +9,10 @@
    trained on polyu): on a 2-core CPU the teacher's 8-way flip ensemble over every rung's
    batch plan costs more than the students' training, and the comparison is between two
    ways of spending the same training steps, the same for every side.
-3. Multi-fidelity study: rungs (quick 40 -> 120 -> 360 steps, 12 candidates; full 240 ->
-   720 -> 2160, 27 candidates: the first rung is a study's default per-candidate budget),
-   reduction factor 3 (`nnsearch search --rungs`).
+3. Multi-fidelity study: rungs (quick 40 -> 120 -> 360 steps, 12 candidates; full 120 ->
+   360 -> 1080 on larger crops and batches, 18 candidates), reduction factor 3
+   (`nnsearch search --rungs`). Both are sized to finish on a 2-core CPU (about 10 and 50
+   minutes); `--rungs 240,720,2160 --candidates 27` starts at a study's default budget.
 4. Single-fidelity study, same seed: every candidate trains the top rung's steps, and
    candidates are added until it has spent the multi-fidelity study's distillation steps.
 5. LiteDenoiseNet trained apart at the top rung's budget by the same code path (a
@@ -70,23 +71,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--quick", action="store_true", help="small crops, rungs 40,120,360, latency at 272x480 (see the docstring)"
     )
-    parser.add_argument("--candidates", type=int, help="multi-fidelity candidates (default 12 quick, 27 full)")
+    parser.add_argument("--candidates", type=int, help="multi-fidelity candidates (default 12 quick, 18 full)")
     parser.add_argument("--seeds", type=int, help="seeds, each a pair of studies (default 3 quick, 2 full)")
     parser.add_argument("--first-seed", type=int, default=0, help="the first seed (default 0)")
-    parser.add_argument("--rungs", help="cumulative steps per rung (default 40,120,360 quick, 240,720,2160 full)")
+    parser.add_argument("--rungs", help="cumulative steps per rung (default 40,120,360 quick, 120,360,1080 full)")
     parser.add_argument("--alpha", type=float, default=0.0, help="weight of the teacher term (default 0, see above)")
     parser.add_argument("--train", default=str(SHARED / "polyu"), help="training pairs (default polyu)")
     parser.add_argument("--eval", default=str(SHARED / "nam"), help="evaluation pairs (default nam)")
     parser.add_argument("--db", default=None, help="store (default: a temporary SQLite file)")
     args = parser.parse_args(argv)
-    args.candidates = args.candidates or (12 if args.quick else 27)
+    args.candidates = args.candidates or (12 if args.quick else 18)
     args.seeds = args.seeds or (3 if args.quick else 2)
     args.rungs = (
         tuple(int(v) for v in args.rungs.split(","))
         if args.rungs
         else (40, 120, 360)
         if args.quick
-        else (240, 720, 2160)
+        else (120, 360, 1080)
     )
     args.max_side = 256 if args.quick else 512
     args.crops, args.batch = ((32, 48), 4) if args.quick else ((48, 64), 8)
