@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import random
-import time
 from pathlib import Path
 
 import numpy as np
@@ -76,16 +75,12 @@ def test_space_keys_cover_sampled_students() -> None:
         assert {key for key, _ in lut_probes.arch_keys(arch, 32, 32)} <= keys, arch.describe()
 
 
-def test_prediction_is_the_sum_of_entries_and_cheap(host_table: LatencyTable) -> None:
+def test_prediction_is_the_sum_of_entries(host_table: LatencyTable) -> None:
     assert host_table.missing(key for key, _ in host_table.keys(CONV_DOWN, 32, 32)) == []
     assert host_table.build(key for key, _ in host_table.keys(CONV_DOWN, 32, 32)) == []  # nothing re-measured
     expected = sum(host_table._ms[key] * n for key, n in lut_probes.arch_keys(CONV_DOWN, 32, 32))
     assert host_table.predict(CONV_DOWN, 32, 32) == pytest.approx(expected)
     assert expected > 0
-    start = time.perf_counter()
-    for _ in range(200):
-        host_table.predict(POOL_DOWN, 32, 32)
-    assert (time.perf_counter() - start) / 200 < 1e-3
 
 
 def test_missing_entries_raise_or_are_measured(host_table: LatencyTable) -> None:

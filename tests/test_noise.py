@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import time
 
 import numpy as np
 import pytest
@@ -104,14 +103,3 @@ def test_sampled_params_follow_brooks_ranges() -> None:
 def test_rejects_non_rgb_input() -> None:
     with pytest.raises(ValueError):
         add_camera_noise(np.zeros((8, 8), np.float32), np.random.default_rng(0))
-
-
-def test_512px_image_is_fast() -> None:
-    clean = _image(512, 512)
-    rng = np.random.default_rng(0)
-    timings = []
-    for _ in range(3):
-        start = time.perf_counter()
-        add_camera_noise(clean, rng)
-        timings.append(time.perf_counter() - start)
-    assert min(timings) < 0.4  # typically ~0.07 s; generous for a noisy shared CPU

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import time
 from datetime import datetime
 
 import pandas as pd
@@ -196,8 +195,8 @@ def test_study_results_keeps_its_shape(filled):
     assert frame.psnr.tolist() == [model_record(a).epochs[-1].psnr for a in range(3)]
 
 
-def test_data_is_fast_on_sqlite(tmp_path):
-    """Rows/second floor far below the benchmark's, so the test holds on a busy machine."""
+def test_a_bulk_record_of_400_models_reads_back_whole(tmp_path):
+    """20,000 rows in one bulk record read back by data() (speed: benchmarks/store.py)."""
     store = Store(f"sqlite:///{tmp_path / 'fast.db'}")
     n_models, rows = 400, []
     for m in range(n_models):
@@ -218,7 +217,6 @@ def test_data_is_fast_on_sqlite(tmp_path):
                 for e in range(5)
                 for metric in ("psnr", "ssim")
             ]
-    began = time.perf_counter()
     record_stats_bulk(
         store,
         rows,
@@ -226,13 +224,10 @@ def test_data_is_fast_on_sqlite(tmp_path):
         metric_code={"psnr": "", "ssim": ""},
         transform_code={"none": ""},
     )
-    insert_s = time.perf_counter() - began
-    began = time.perf_counter()
     frame = data(db=store)
-    read_s = time.perf_counter() - began
     store.dispose()
     assert len(frame) == 20_000
-    assert insert_s < 4.0 and read_s < 1.0, (insert_s, read_s)
+    assert frame["nn"].nunique() == n_models and set(frame["metric"]) == {"psnr", "ssim"}
 
 
 def test_student_latency_rule(store):
