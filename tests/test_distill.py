@@ -68,22 +68,34 @@ def test_second_build_loads_the_cache_and_equals_the_first_exactly(capsys: pytes
     assert first.outputs[0].shape == (2, 3, 16, 16) and first.outputs[-1].shape == (2, 3, 32, 32)
 
 
-@pytest.mark.parametrize("change", ["seed", "crops", "steps", "batch", "teacher", "data", "multiple"])
+@pytest.mark.parametrize("change", ["seed", "crops", "steps", "batch", "teacher", "data"])
 def test_the_key_changes_with_everything_the_outputs_depend_on(change: str) -> None:
-    teacher, config, data, multiple = make_teacher(), CONFIG, DATA, 4
+    teacher, config, data = make_teacher(), CONFIG, DATA
     base = build(teacher)
     if change == "teacher":
         teacher = make_teacher(seed=1)
     elif change == "data":
         data = synthetic_data([(40, 48), (48, 40), (36, 36)], seed=5)
-    elif change == "multiple":
-        multiple = 8
     else:
         config = replace(config, **{change: {"seed": 1, "crops": (16, 24), "steps": 8, "batch": 3}[change]})
-    other = TeacherTargets.build(teacher, data, config, multiple=multiple)
+    other = TeacherTargets.build(teacher, data, config, multiple=4)
     assert len(cached_files()) == 2
     if change in ("seed", "teacher", "data"):  # same shapes, different values
         assert not all(torch.equal(x, y) for x, y in zip(base.outputs, other.outputs))
+
+
+def test_students_whose_plans_crop_the_same_sides_share_one_teacher_output_file() -> None:
+    """A 2-level and a 3-level student (multiples 4 and 8) crop 16 and 32 px alike: the teacher runs once."""
+    teacher = make_teacher()
+    calls = count_calls(teacher)
+    two_levels = TeacherTargets.build(teacher, DATA, CONFIG, multiple=4)
+    three_levels = TeacherTargets.build(teacher, DATA, CONFIG, multiple=8)
+    assert len(cached_files()) == 1 and len(calls) == CONFIG.steps
+    assert_same_outputs(two_levels, three_levels)
+    odd = replace(CONFIG, crops=(20, 28))  # fitted to 20, 28 px for multiple 4 but 16, 24 px for multiple 8
+    TeacherTargets.build(teacher, DATA, odd, multiple=4)
+    TeacherTargets.build(teacher, DATA, odd, multiple=8)
+    assert len(cached_files()) == 3
 
 
 def test_changed_weights_of_the_same_teacher_object_are_not_served_from_the_cache() -> None:

@@ -8,7 +8,8 @@ are stored (float16: 2 bytes per value, steps x batch x 3 x crop^2 values); the
 noisy/clean crops are rebuilt from the seeded plan, which is cheap.
 
 The key is a SHA-256 over the teacher's weights (or a teacher file's content hash), the data fingerprint, the crop
-schedule, steps, batch, seed and crop multiple. A file holds a JSON header (key
+sides (as fitted to the images and the student's size multiple: students whose plans crop the same
+sides share one file), steps, batch and seed. A file holds a JSON header (key
 fields, tensor shapes, SHA-256 of the payload) and the raw payload; a file whose
 header, length or checksum does not match is reported and rebuilt, never used.
 Large cached outputs are memory-mapped, not read into memory whole; a plan whose outputs
@@ -68,11 +69,10 @@ class OutputsKey:
 
     teacher: str
     data: str
-    crops: tuple[int, ...]
+    crops: tuple[int, ...]  # the plan's fitted crop sides, which are all the size multiple changes
     steps: int
     batch: int
     seed: int
-    multiple: int
 
     @property
     def digest(self) -> str:
@@ -95,11 +95,10 @@ def outputs_key(teacher: nn.Module, data_fingerprint: str, plan: BatchPlan, iden
     return OutputsKey(
         teacher=identity or teacher_fingerprint(teacher),
         data=data_fingerprint,
-        crops=plan.schedule.sizes,
+        crops=tuple(plan.sizes),
         steps=plan.steps,
         batch=plan.batch,
         seed=plan.seed,
-        multiple=plan.multiple,
     )
 
 
