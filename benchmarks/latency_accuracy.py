@@ -117,7 +117,7 @@ class Measured:
 
     def best(self, passes: slice = slice(None)) -> float:
         """Minimum over the runs of the chosen passes (the library's statistic)."""
-        return min(t.min_ms for t in self.timings[passes])
+        return min(t.ms for t in self.timings[passes])
 
     def median(self) -> float:
         return statistics.median(s for t in self.timings for s in t.samples_ms)

@@ -38,8 +38,10 @@ import random
 import statistics
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -47,12 +49,13 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from nnsearch.common.precision import PRECISIONS  # noqa: E402
+from nnsearch.common.precision import PRECISIONS, Precision  # noqa: E402
 from nnsearch.export.precisions import StudentQuantizer  # noqa: E402
 from nnsearch.latency.tflite import time_tflite  # noqa: E402
+from nnsearch.model.arch import Arch  # noqa: E402
 from nnsearch.model.space import load_space  # noqa: E402
 from nnsearch.model.student import build_student  # noqa: E402
-from nnsearch.train.datasets import ImagePair, load_data  # noqa: E402
+from nnsearch.train.datasets import ImagePair, Pair, load_data  # noqa: E402
 from nnsearch.train.distill import DistillConfig, TeacherTargets, distill  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "real"
@@ -80,7 +83,7 @@ def parse_args(argv: list[str] | None = None) -> Settings:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "benchmarks" / "quantization.png")
     args = parser.parse_args(argv)
-    full = (
+    full: dict[str, Any] = (
         {}
         if args.quick
         else dict(students=16, steps=300, train_side=256, eval_pairs=12, eval_side=256, resolution=(544, 960), passes=3)
@@ -90,7 +93,7 @@ def parse_args(argv: list[str] | None = None) -> Settings:
     return Settings(**full, seed=args.seed, out=args.out)
 
 
-def centre_crops(pairs: list[ImagePair], side: int) -> list[ImagePair]:
+def centre_crops(pairs: Sequence[Pair], side: int) -> list[ImagePair]:
     """Centre `side` px crops of each pair: real noise, no resampling."""
     out = []
     for p in pairs:
@@ -106,9 +109,10 @@ def centre_crops(pairs: list[ImagePair], side: int) -> list[ImagePair]:
     return out
 
 
-def sample_students(count: int, seed: int) -> list:
+def sample_students(count: int, seed: int) -> list[Arch]:
     """`count` distinct students of litedenoise.yaml, drawn with a seeded chooser (global residual on)."""
-    space, rng, found = load_space("litedenoise"), random.Random(seed), {}
+    space, rng = load_space("litedenoise"), random.Random(seed)
+    found: dict[str, Arch] = {}
     choose = lambda name, choices: True if name == "global_residual" else rng.choice(list(choices))  # noqa: E731
     while len(found) < count:
         arch = space.sample(choose)
@@ -148,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
             times: dict[str, list[float]] = {"fp32": [], "int8": []}
             for _ in range(s.passes):
                 for p, path in files.items():
-                    times[p].append(time_tflite(path, runs=3, warmup=1).min_ms)
+                    times[p].append(time_tflite(path, runs=3, warmup=1).ms)
         ms = {p: min(v) for p, v in times.items()}
         ratios.append(ms["fp32"] / ms["int8"])
         for p in PRECISIONS:
@@ -159,14 +163,14 @@ def main(argv: list[str] | None = None) -> int:
                     "precision": p,
                     "psnr": quality[p].psnr,
                     "ssim": quality[p].ssim,
-                    "drop_db": quality["fp32"].psnr - quality[p].psnr,
+                    "drop_db": quality[Precision.FP32].psnr - quality[p].psnr,
                     "latency_ms": ms.get(p, math.nan),
                     "eval_s": quality[p].seconds,
                 }
             )
-        drops = " ".join(f"{p} {quality['fp32'].psnr - quality[p].psnr:+.3f}" for p in PRECISIONS[1:])
+        drops = " ".join(f"{p} {quality[Precision.FP32].psnr - quality[p].psnr:+.3f}" for p in PRECISIONS[1:])
         print(
-            f"[{index + 1}/{s.students}] {arch.describe()}: fp32 {quality['fp32'].psnr:.2f} dB, drop {drops} dB; "
+            f"[{index + 1}/{s.students}] {arch.describe()}: fp32 {quality[Precision.FP32].psnr:.2f} dB, drop {drops} dB; "
             f"{ms['fp32']:.1f} / {ms['int8']:.1f} ms fp32 / int8 ({time.perf_counter() - began:.0f} s)",
             flush=True,
         )
@@ -181,12 +185,12 @@ def summarize(rows: list[dict], ratios: list[float]) -> dict[str, str]:
     by = {p: [r for r in rows if r["precision"] == p] for p in PRECISIONS}
     drop = {p: statistics.mean(r["drop_db"] for r in by[p]) for p in PRECISIONS}
     return {
-        "n": str(len(by["fp32"])),
-        "drop_int8_db": f"{drop['int8']:.3f}",
-        "drop_w8a16_db": f"{drop['w8a16']:.3f}",
-        "drop_fp16_db": f"{drop['fp16']:.3f}",
-        "max_drop_int8_db": f"{max(r['drop_db'] for r in by['int8']):.3f}",
-        "rank_spearman_int8": f"{spearman([r['psnr'] for r in by['fp32']], [r['psnr'] for r in by['int8']]):.3f}",
+        "n": str(len(by[Precision.FP32])),
+        "drop_int8_db": f"{drop[Precision.INT8]:.3f}",
+        "drop_w8a16_db": f"{drop[Precision.W8A16]:.3f}",
+        "drop_fp16_db": f"{drop[Precision.FP16]:.3f}",
+        "max_drop_int8_db": f"{max(r['drop_db'] for r in by[Precision.INT8]):.3f}",
+        "rank_spearman_int8": f"{spearman([r['psnr'] for r in by[Precision.FP32]], [r['psnr'] for r in by[Precision.INT8]]):.3f}",
         "speedup_int8": f"{math.exp(statistics.mean(math.log(r) for r in ratios)):.2f}",
     }
 

@@ -170,7 +170,8 @@ def per_trial_overhead(url: str, recorded: int, more: int = 10) -> tuple[float, 
         study.add_trials([optuna.trial.create_trial(values=[25.0, 5.0]) for _ in range(recorded)])
         reader = StudyReader(store, "bench", query)
         reader.results()  # a worker's first read is of the whole study
-        incremental, full = [], []
+        incremental: list[float] = []
+        full: list[float] = []
         for number in range(recorded, recorded + more):
             record_trial(store, "bench", number, trial_record(number))
             study.add_trial(optuna.trial.create_trial(values=[25.0, 5.0]))
