@@ -3,7 +3,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-# What ruff lints and formats (mypy checks the package: [tool.mypy] in pyproject.toml).
+# What ruff lints and formats (mypy checks the package and benchmarks/: [tool.mypy] in pyproject.toml).
 LINTED := nnsearch tests benchmarks docs/hooks.py
 
 .PHONY: demo test lint docs clean-venv

@@ -35,12 +35,13 @@ import tempfile
 import time
 import uuid
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from sqlalchemy import func, select  # noqa: E402
+from sqlalchemy import Row, func, select  # noqa: E402
 
 from nnsearch.latency.accuracy import prediction_accuracy  # noqa: E402
 from nnsearch.store.engine import Store  # noqa: E402
@@ -84,7 +85,7 @@ def _env() -> dict[str, str]:
     }
 
 
-def jobs(store: Store, device: str) -> list:
+def jobs(store: Store, device: str) -> Sequence[Row]:
     query = select(
         MeasureJob.id,
         MeasureJob.kind,

@@ -56,7 +56,9 @@ sys.path.insert(0, str(ROOT))
 
 from nnsearch.model.space import load_space  # noqa: E402
 from nnsearch.model.student import build_student  # noqa: E402
-from nnsearch.train.datasets import DenoiseData, ImagePair, load_data  # noqa: E402
+from nnsearch.train.crops import BatchPlan  # noqa: E402
+from nnsearch.train.datasets import DenoiseData, ImagePair, Pair, load_data  # noqa: E402
+from nnsearch.train.datasets.streaming import StreamedPair  # noqa: E402
 from nnsearch.train.distill import DistillConfig, TeacherTargets, distill  # noqa: E402
 from nnsearch.train.metrics import mean_quality, psnr  # noqa: E402
 from nnsearch.train.teacher import load_or_train_teacher, teacher_config  # noqa: E402
@@ -129,12 +131,14 @@ def training_data(specs: list[str], max_side: int | None) -> DenoiseData:
     )
 
 
-def real_pairs(folders: list[str]) -> list[ImagePair]:
+def real_pairs(folders: list[str]) -> list[Pair]:
     """Every pair of the real-noise folders (both sides of load_data's split)."""
-    pairs: list[ImagePair] = []
+    pairs: list[Pair] = []
     for folder in folders:
         data = load_data(folder)
-        pairs += [replace(p, name=f"{data.name}/{p.name}") for p in data.train + data.val]
+        for p in data.train + data.val:
+            assert isinstance(p, (ImagePair, StreamedPair))  # load_data's pairs are dataclasses
+            pairs.append(replace(p, name=f"{data.name}/{p.name}"))
     return pairs
 
 
@@ -150,8 +154,12 @@ def candidate(arch, data: DenoiseData, config: DistillConfig, teacher, multiple:
 
 def prefill_cache(teacher, data: DenoiseData, targets: TeacherTargets) -> None:
     """Store the outputs an uncached candidate computed, as the first candidate of a study would."""
+    # candidate(cache=False) with a teacher: make_batch_plan's plan and every batch's output
+    assert isinstance(targets.plan, BatchPlan) and targets.outputs is not None
+    outputs = [o for o in targets.outputs if o is not None]
+    assert len(outputs) == len(targets.outputs)
     key = outputs_key(teacher, data.fingerprint, targets.plan)
-    save_outputs(outputs_path(key), key, targets.outputs)
+    save_outputs(outputs_path(key), key, outputs)
 
 
 def same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:

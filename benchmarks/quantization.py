@@ -155,6 +155,7 @@ def main(argv: list[str] | None = None) -> int:
                     times[p].append(time_tflite(path, runs=3, warmup=1).ms)
         ms = {p: min(v) for p, v in times.items()}
         ratios.append(ms["fp32"] / ms["int8"])
+        fp32_db = quality[Precision.FP32].psnr
         for p in PRECISIONS:
             rows.append(
                 {
@@ -163,14 +164,14 @@ def main(argv: list[str] | None = None) -> int:
                     "precision": p,
                     "psnr": quality[p].psnr,
                     "ssim": quality[p].ssim,
-                    "drop_db": quality[Precision.FP32].psnr - quality[p].psnr,
+                    "drop_db": fp32_db - quality[p].psnr,
                     "latency_ms": ms.get(p, math.nan),
                     "eval_s": quality[p].seconds,
                 }
             )
-        drops = " ".join(f"{p} {quality[Precision.FP32].psnr - quality[p].psnr:+.3f}" for p in PRECISIONS[1:])
+        drops = " ".join(f"{p} {fp32_db - quality[p].psnr:+.3f}" for p in PRECISIONS[1:])
         print(
-            f"[{index + 1}/{s.students}] {arch.describe()}: fp32 {quality[Precision.FP32].psnr:.2f} dB, drop {drops} dB; "
+            f"[{index + 1}/{s.students}] {arch.describe()}: fp32 {fp32_db:.2f} dB, drop {drops} dB; "
             f"{ms['fp32']:.1f} / {ms['int8']:.1f} ms fp32 / int8 ({time.perf_counter() - began:.0f} s)",
             flush=True,
         )
@@ -184,13 +185,14 @@ def main(argv: list[str] | None = None) -> int:
 def summarize(rows: list[dict], ratios: list[float]) -> dict[str, str]:
     by = {p: [r for r in rows if r["precision"] == p] for p in PRECISIONS}
     drop = {p: statistics.mean(r["drop_db"] for r in by[p]) for p in PRECISIONS}
+    fp32, int8 = by[Precision.FP32], by[Precision.INT8]
     return {
-        "n": str(len(by[Precision.FP32])),
+        "n": str(len(fp32)),
         "drop_int8_db": f"{drop[Precision.INT8]:.3f}",
         "drop_w8a16_db": f"{drop[Precision.W8A16]:.3f}",
         "drop_fp16_db": f"{drop[Precision.FP16]:.3f}",
-        "max_drop_int8_db": f"{max(r['drop_db'] for r in by[Precision.INT8]):.3f}",
-        "rank_spearman_int8": f"{spearman([r['psnr'] for r in by[Precision.FP32]], [r['psnr'] for r in by[Precision.INT8]]):.3f}",
+        "max_drop_int8_db": f"{max(r['drop_db'] for r in int8):.3f}",
+        "rank_spearman_int8": f"{spearman([r['psnr'] for r in fp32], [r['psnr'] for r in int8]):.3f}",
         "speedup_int8": f"{math.exp(statistics.mean(math.log(r) for r in ratios)):.2f}",
     }
 

@@ -46,6 +46,7 @@ from nnsearch.latency.service import fill_space_table  # noqa: E402
 from nnsearch.model.space import load_space  # noqa: E402
 from nnsearch.replay.compare import ReplayResult, replay, write_outputs  # noqa: E402
 from nnsearch.replay.table import ReplayTable  # noqa: E402
+from nnsearch.search.config import SamplerConfig  # noqa: E402
 from nnsearch.search.study import LatencyConfig, Study, StudyConfig  # noqa: E402
 from nnsearch.store.engine import Store  # noqa: E402
 from nnsearch.store.query import study_results  # noqa: E402
@@ -53,7 +54,7 @@ from nnsearch.train.distill import DistillConfig  # noqa: E402
 
 START = time.perf_counter()
 SAMPLERS = ("guided", "tpe", "nsga2", "random")
-DEFAULT_SAMPLER = next(f.default for f in dataclasses.fields(StudyConfig) if f.name == "sampler")
+DEFAULT_SAMPLER = SamplerConfig().name  # a study's default sampler (StudyConfig.sampler)
 LATENCY = LatencyConfig(height=272, width=480, measure=False)
 
 
