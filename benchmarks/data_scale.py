@@ -10,13 +10,15 @@ every run in its own subprocess so that its peak resident memory (ru_maxrss) is 
   load_s_*       `load_data` time (header checks and file digests; digests are computed once);
   samples_per_s  training throughput on the large folder with loader workers off (inline) and on
                  (the default count for this machine), measured one after the other with the
-                 decoded-pair cache already warm.
+                 decoded-pair cache already warm;
+  noise_ms_512   synthesising camera noise for one 512x512 clean image (`add_camera_noise`, the
+                 minimum of 5 runs; built-in and clean-folder data pay it for every crop's image).
 
     python benchmarks/data_scale.py --quick
     python benchmarks/data_scale.py
 
 The last line reads `data_scale: rss_ratio=... load_s_small=... load_s_large=...
-samples_per_s_inline=... samples_per_s_workers=...`. Figures: docs/benchmarks/data_scale.md.
+samples_per_s_inline=... samples_per_s_workers=... noise_ms_512=...`. Figures: docs/benchmarks/data_scale.md.
 """
 
 from __future__ import annotations
@@ -140,8 +142,24 @@ def main() -> None:
     print(
         f"data_scale: rss_ratio={ratio:.3f} load_s_small={runs['small']['load_s']:.2f} "
         f"load_s_large={runs['large']['load_s']:.2f} samples_per_s_inline={inline:.1f} "
-        f"samples_per_s_workers={parallel:.1f}"
+        f"samples_per_s_workers={parallel:.1f} noise_ms_512={noise_ms(512):.1f}"
     )
+
+
+def noise_ms(side: int, runs: int = 5) -> float:
+    """Milliseconds `add_camera_noise` takes for one side x side clean image (the minimum of `runs`)."""
+    import numpy as np
+
+    from nnsearch.train.datasets import add_camera_noise
+
+    rng = np.random.default_rng(0)
+    clean = rng.random((side, side, 3), dtype=np.float32)
+    timings = []
+    for _ in range(runs):
+        began = time.perf_counter()
+        add_camera_noise(clean, rng)
+        timings.append(time.perf_counter() - began)
+    return 1000 * min(timings)
 
 
 if __name__ == "__main__":
