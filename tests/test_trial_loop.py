@@ -79,3 +79,12 @@ def test_a_new_study_can_start_from_the_spaces_reference_students(tmp_path):
     assert [TINY.params_of(a) for a in TINY.references] == [
         {k: v for k, v in t.params.items()} for t in trials[: len(labels)]
     ]
+
+
+def test_a_student_no_better_than_its_noisy_input_is_called_out_in_its_trial_line() -> None:
+    from nnsearch.search.candidate_trial import no_gain_note
+
+    assert "no better than the noisy input (36.74 dB)" in no_gain_note(36.74, 36.74)
+    assert "still outputs about its input" in no_gain_note(36.71, 36.74)
+    assert "worse than the noisy input (36.74 dB)" in no_gain_note(24.13, 36.74)
+    assert no_gain_note(37.20, 36.74) == ""

@@ -36,6 +36,7 @@ from nnsearch.search.recorder import TrialRecorder
 from nnsearch.search.samplers import CONSTRAINT_ATTR, set_latency_constraint
 from nnsearch.store.record import LatencyRecord, PrecisionRecord
 from nnsearch.train.distill import DistillationDiverged, DistillConfig, distill
+from nnsearch.train.teacher_check import noisy_psnr
 
 
 @dataclass
@@ -62,6 +63,19 @@ class TrialOutcome:
 
 #: What runs one claimed trial: a study's `CandidateTrial.run`, or a replay's table lookup.
 RunTrial = Callable[[optuna.Trial], TrialOutcome]
+
+
+#: A student less than this far above the noisy input on validation has not started denoising.
+NO_GAIN_DB = 0.05
+
+
+def no_gain_note(psnr: float, noisy_input_psnr: float) -> str:
+    """What a trial line adds when the student is no better than its noisy input ('' otherwise)."""
+    if psnr >= noisy_input_psnr + NO_GAIN_DB:
+        return ""
+    if psnr <= noisy_input_psnr - NO_GAIN_DB:
+        return f"; worse than the noisy input ({noisy_input_psnr:.2f} dB)"
+    return f"; no better than the noisy input ({noisy_input_psnr:.2f} dB): it still outputs about its input"
 
 
 class CandidateTrial:
@@ -104,6 +118,11 @@ class CandidateTrial:
         self.log = log
         self.quantized = quantized  # the quantized-quality step of a search at another precision than fp32
         self.rungs = rungs  # a multi-fidelity study's schedule: continuations train the next rung
+
+    @functools.cached_property
+    def noisy_input_psnr(self) -> float:
+        """Mean validation PSNR of the noisy input: what every student must beat."""
+        return noisy_psnr(self.inputs.data.val)
 
     def run(self, trial: optuna.Trial) -> TrialOutcome:
         """Sample, predict, distill, time and record one candidate (or continue a promoted student)."""
@@ -236,7 +255,7 @@ class CandidateTrial:
         self.log(
             f"trial {number}{where}: PSNR {outcome.psnr:.2f} dB{at}, SSIM {ssim:.4f}, "
             f"latency {outcome.latency_ms:.1f} ms{guess} @ {lat.height}x{lat.width}, "
-            f"{params:,} params ({time.perf_counter() - began:.0f} s)"
+            f"{params:,} params ({time.perf_counter() - began:.0f} s){no_gain_note(quality, self.noisy_input_psnr)}"
         )
         return outcome
 
