@@ -63,7 +63,18 @@ def split_pairs(
 
 def fingerprint(train: tuple[Pair, ...], val: tuple[Pair, ...]) -> str:
     """SHA-256 over split membership, names and shapes, plus file digests (streamed pairs) or pixels (in memory)."""
-    digest = hashlib.sha256()
+    return _digest_pairs(hashlib.sha256(), train, val, pixels=True)
+
+
+def recipe_fingerprint(data: DenoiseData) -> str:
+    """SHA-256 over how `data` was made (its source, split, names and shapes; file digests of
+    streamed pairs), not over synthesised pixels, which differ by float rounding between CPUs and
+    library builds. Matches a shipped teacher to the built-in data (`nnsearch.train.teacher`)."""
+    digest = hashlib.sha256(f"{data.name}\0{data.source}\0".encode())
+    return _digest_pairs(digest, data.train, data.val, pixels=False)
+
+
+def _digest_pairs(digest: hashlib._Hash, train: tuple[Pair, ...], val: tuple[Pair, ...], *, pixels: bool) -> str:
     for label, pairs in (("train", train), ("val", val)):
         for pair in pairs:
             if isinstance(pair, StreamedPair):
@@ -72,24 +83,9 @@ def fingerprint(train: tuple[Pair, ...], val: tuple[Pair, ...]) -> str:
             if isinstance(pair, SyntheticPair):
                 digest.update(f"synthetic v{SYNTHESIS_VERSION}\0".encode())
             digest.update(f"{label}\0{pair.name}\0{pair.noisy.shape}\0".encode())
-            digest.update(np.ascontiguousarray(pair.noisy).data)
-            digest.update(np.ascontiguousarray(pair.clean).data)
-    return digest.hexdigest()
-
-
-def recipe_fingerprint(data: DenoiseData) -> str:
-    """SHA-256 over how `data` was made (its source, split, names and shapes; file digests of
-    streamed pairs), not over synthesised pixels, which differ by float rounding between CPUs and
-    library builds. Matches a shipped teacher to the built-in data (`nnsearch.train.teacher`)."""
-    digest = hashlib.sha256(f"{data.name}\0{data.source}\0".encode())
-    for label, pairs in (("train", data.train), ("val", data.val)):
-        for pair in pairs:
-            if isinstance(pair, StreamedPair):
-                digest.update(f"{label}\0file\0{pair.identity()}\0".encode())
-                continue
-            if isinstance(pair, SyntheticPair):
-                digest.update(f"synthetic v{SYNTHESIS_VERSION}\0".encode())
-            digest.update(f"{label}\0{pair.name}\0{pair.noisy.shape}\0".encode())
+            if pixels:
+                digest.update(np.ascontiguousarray(pair.noisy).data)
+                digest.update(np.ascontiguousarray(pair.clean).data)
     return digest.hexdigest()
 
 
