@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import errno
 import sys
+import threading
+import traceback
 from collections.abc import Sequence
 
 from nnsearch.commands import register_all
@@ -32,8 +34,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _quiet_dying_loader_handshakes(hook_args: threading.ExceptHookArgs) -> None:
+    """Ctrl-C also stops the data loader processes, sometimes in the middle of multiprocessing's
+    resource-sharer handshake; that thread's connection error is expected then and prints no traceback."""
+    frames = traceback.extract_tb(hook_args.exc_traceback)
+    expected = isinstance(hook_args.exc_value, (OSError, EOFError))
+    if expected and any(frame.filename.endswith("resource_sharer.py") for frame in frames):
+        return
+    threading.__excepthook__(hook_args)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: user errors print one paragraph and exit 2; Ctrl-C exits 130."""
+    threading.excepthook = _quiet_dying_loader_handshakes
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)
